@@ -1,0 +1,340 @@
+//! The case lifecycle: one open case per household, and the alert events
+//! its transitions emit.
+//!
+//! [`decide`] takes a household's state after a signal or a timer, and the
+//! rule [`Evaluation`] at that moment, and returns the alerts: `geopend` when
+//! rules fire and no case is open, `bijgewerkt` when a new rule fires or the
+//! priority rises, `gesloten` when nothing keeps the case open. Case and
+//! alert ids are derived from the household key, the episode and a sequence
+//! number, so reprocessing the same input yields the same ids.
+//!
+//! Pure: no IO, no clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::household::HouseholdKey;
+use crate::signal::ArrearsStatus;
+use crate::state::{Contact, HouseholdState, SignalRef, StateSettings};
+use crate::time::{format_rfc3339, Millis};
+use crate::vars::VarValue;
+
+/// A rule that fired, as the rule engine reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FiredRule {
+    pub id: String,
+    pub version: u32,
+    pub categorie: String,
+    pub prioriteit: u8,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Whether the rule reads school-absence variables; if so the absence
+    /// reports count as contributing signals.
+    #[serde(skip)]
+    pub reads_school: bool,
+}
+
+/// The outcome of evaluating a rule set for one household.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Evaluation {
+    /// Signalling rules whose `when` held.
+    pub fired: Vec<FiredRule>,
+    /// Ids of suppression rules whose `when` held. Any one of them stops
+    /// this evaluation from opening or updating a case.
+    pub suppressed_by: Vec<String>,
+    /// The value of every variable the fired and suppressing rules read.
+    pub variables: BTreeMap<String, VarValue>,
+    /// The content hash of the rule set.
+    pub ruleset: String,
+}
+
+/// The open case of a household.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseState {
+    pub id: String,
+    pub episode: u32,
+    pub opened_at: Millis,
+    pub prioriteit: u8,
+    /// Ids and versions of every rule that fired during this case.
+    pub rules: BTreeMap<String, u32>,
+    /// Category per rule id, for the case's categories.
+    pub categories: BTreeMap<String, (String, u8)>,
+    /// Sequence number of the last alert of this case.
+    pub seq: u32,
+    /// Every signal that contributed to this case.
+    pub signals: BTreeSet<SignalRef>,
+}
+
+impl CaseState {
+    /// The category of the case's highest-priority rule (ties: rule id order).
+    pub fn main_category(&self) -> String {
+        self.categories
+            .values()
+            .fold(None::<&(String, u8)>, |best, c| match best {
+                Some(b) if b.1 >= c.1 => Some(b),
+                _ => Some(c),
+            })
+            .map(|c| c.0.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn category_set(&self) -> Vec<String> {
+        let set: BTreeSet<&String> = self.categories.values().map(|(c, _)| c).collect();
+        set.into_iter().cloned().collect()
+    }
+}
+
+/// The kind of an alert event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertKind {
+    Geopend,
+    Bijgewerkt,
+    Gesloten,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Geopend => "geopend",
+            AlertKind::Bijgewerkt => "bijgewerkt",
+            AlertKind::Gesloten => "gesloten",
+        }
+    }
+}
+
+/// A rule as cited in an alert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRef {
+    pub id: String,
+    pub version: u32,
+    pub categorie: String,
+    pub prioriteit: u8,
+}
+
+/// Why a case closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloseReason {
+    /// The last open signal was paid.
+    Betaald,
+    /// The last open signal moved to a payment plan.
+    Betalingsregeling,
+    /// The partner withdrew the last open signal.
+    Ingetrokken,
+    /// The last open signals aged out of the lookback window.
+    Verlopen,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Betaald => "betaald",
+            CloseReason::Betalingsregeling => "betalingsregeling",
+            CloseReason::Ingetrokken => "ingetrokken",
+            CloseReason::Verlopen => "verlopen",
+        }
+    }
+}
+
+/// An alert event: one transition of a case. Documented in `docs/alerts.md`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// `<case id>-<seq>`: deterministic, so re-sends can be recognised.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: AlertKind,
+    /// `<household key>-<episode>`.
+    pub zaak_id: String,
+    pub huishouden: String,
+    pub episode: u32,
+    pub volgnummer: u32,
+    /// When the transition happened (evaluation time), RFC 3339 UTC.
+    pub tijd: String,
+    pub prioriteit: u8,
+    pub categorie: String,
+    pub categorieen: Vec<String>,
+    /// The rules that fired at this evaluation (empty for `gesloten`).
+    pub regels: Vec<RuleRef>,
+    /// The signals of the case so far.
+    pub signalen: Vec<SignalRef>,
+    /// The value of every variable the fired rules read: the explanation.
+    pub variabelen: BTreeMap<String, VarValue>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reden: Option<CloseReason>,
+    /// Content hash of the rule set that was evaluated.
+    pub regelset: String,
+    /// Contact details for outreach (`geopend` and `bijgewerkt` only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub contact: Option<Contact>,
+}
+
+/// What caused an evaluation; it decides the reason when a case closes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// A signal with this status was applied.
+    Signal(ArrearsStatus),
+    /// An absence report was applied.
+    Absence,
+    /// A timer fired: something aged out.
+    Timer,
+}
+
+/// Apply a rule evaluation to a household's case and return the alerts.
+///
+/// `evaluation` is `None` when the household has nothing open (rules need
+/// not run then). Updates `state.case` and `state.episodes`.
+pub fn decide(
+    key: &HouseholdKey,
+    state: &mut HouseholdState,
+    evaluation: Option<&Evaluation>,
+    trigger: Trigger,
+    now: Millis,
+    settings: &StateSettings,
+) -> Vec<Alert> {
+    let open_items = state.has_open_items(now, settings);
+    let mut alerts = Vec::new();
+    if !open_items {
+        if let Some(mut case) = state.case.take() {
+            let reden = match trigger {
+                Trigger::Signal(ArrearsStatus::Betaald) => CloseReason::Betaald,
+                Trigger::Signal(ArrearsStatus::Betalingsregeling) => CloseReason::Betalingsregeling,
+                Trigger::Signal(ArrearsStatus::Ingetrokken) => CloseReason::Ingetrokken,
+                _ => CloseReason::Verlopen,
+            };
+            case.seq += 1;
+            let ruleset = evaluation.map(|e| e.ruleset.clone()).unwrap_or_default();
+            alerts.push(alert(
+                key,
+                &case,
+                AlertKind::Gesloten,
+                now,
+                Vec::new(),
+                BTreeMap::new(),
+                Some(reden),
+                ruleset,
+                None,
+            ));
+        }
+        return alerts;
+    }
+    let Some(eval) = evaluation else {
+        return alerts;
+    };
+    if eval.fired.is_empty() || !eval.suppressed_by.is_empty() {
+        return alerts;
+    }
+    let reads_school = eval.fired.iter().any(|r| r.reads_school);
+    let contributing: Vec<SignalRef> = state
+        .open_arrears(now, settings)
+        .into_iter()
+        .map(|r| SignalRef {
+            source: r.source.clone(),
+            id: r.id.clone(),
+        })
+        .chain(
+            state
+                .recent_absences(now)
+                .filter(|_| reads_school)
+                .map(|r| SignalRef {
+                    source: r.source.clone(),
+                    id: r.id.clone(),
+                }),
+        )
+        .collect();
+    let top = eval.fired.iter().map(|r| r.prioriteit).max().unwrap_or(0);
+    let kind = match &mut state.case {
+        None => {
+            state.episodes += 1;
+            let episode = state.episodes;
+            state.case = Some(CaseState {
+                id: format!("{}-{}", key, episode),
+                episode,
+                opened_at: now,
+                prioriteit: top,
+                rules: BTreeMap::new(),
+                categories: BTreeMap::new(),
+                seq: 0,
+                signals: BTreeSet::new(),
+            });
+            AlertKind::Geopend
+        }
+        Some(case) => {
+            let new_rule = eval
+                .fired
+                .iter()
+                .any(|r| case.rules.get(&r.id) != Some(&r.version));
+            if !new_rule && top <= case.prioriteit {
+                // Nothing new for the team; still remember new signals.
+                case.signals.extend(contributing);
+                return alerts;
+            }
+            AlertKind::Bijgewerkt
+        }
+    };
+    let case = state.case.as_mut().expect("case was just ensured");
+    case.prioriteit = case.prioriteit.max(top);
+    for r in &eval.fired {
+        case.rules.insert(r.id.clone(), r.version);
+        case.categories
+            .insert(r.id.clone(), (r.categorie.clone(), r.prioriteit));
+    }
+    case.signals.extend(contributing);
+    case.seq += 1;
+    let regels = eval
+        .fired
+        .iter()
+        .map(|r| RuleRef {
+            id: r.id.clone(),
+            version: r.version,
+            categorie: r.categorie.clone(),
+            prioriteit: r.prioriteit,
+        })
+        .collect();
+    let case = case.clone();
+    alerts.push(alert(
+        key,
+        &case,
+        kind,
+        now,
+        regels,
+        eval.variables.clone(),
+        None,
+        eval.ruleset.clone(),
+        state.contact.clone(),
+    ));
+    alerts
+}
+
+#[allow(clippy::too_many_arguments)]
+fn alert(
+    key: &HouseholdKey,
+    case: &CaseState,
+    kind: AlertKind,
+    now: Millis,
+    regels: Vec<RuleRef>,
+    variabelen: BTreeMap<String, VarValue>,
+    reden: Option<CloseReason>,
+    regelset: String,
+    contact: Option<Contact>,
+) -> Alert {
+    Alert {
+        id: format!("{}-{}", case.id, case.seq),
+        kind,
+        zaak_id: case.id.clone(),
+        huishouden: key.to_string(),
+        episode: case.episode,
+        volgnummer: case.seq,
+        tijd: format_rfc3339(now),
+        prioriteit: case.prioriteit,
+        categorie: case.main_category(),
+        categorieen: case.category_set(),
+        regels,
+        signalen: case.signals.iter().cloned().collect(),
+        variabelen,
+        reden,
+        regelset,
+        contact,
+    }
+}

@@ -1,0 +1,106 @@
+//! Households: the normalised address and its keyed pseudonym.
+//!
+//! Signals are bundled per address, as municipalities do. The key is an
+//! HMAC-SHA256 of the normalised address under a secret from config, so the
+//! key identifies a household without revealing where it lives, and nobody
+//! without the secret can compute it from an address. Logs and metrics show
+//! only this key. This module must not keep or return the address itself.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::signal::Address;
+
+/// The pseudonymous key of a household: 32 lower-case hex digits (the first
+/// 128 bits of the HMAC).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct HouseholdKey(pub String);
+
+impl HouseholdKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for HouseholdKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Computes household keys under one secret.
+#[derive(Clone)]
+pub struct HouseholdKeyer {
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for HouseholdKeyer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HouseholdKeyer { secret: <redacted> }")
+    }
+}
+
+impl HouseholdKeyer {
+    pub fn new(secret: &[u8]) -> Self {
+        // HMAC accepts keys of any length.
+        let mac = Hmac::<Sha256>::new_from_slice(secret).expect("hmac accepts any key length");
+        HouseholdKeyer { mac }
+    }
+
+    /// The canonical form of an address that the key is computed over:
+    /// `postcode|number|suffix`. Street and town are not part of it: the
+    /// postcode and number already fix the address, and spelling of street
+    /// names differs between partners.
+    pub fn canonical(address: &Address) -> String {
+        format!(
+            "{}|{}|{}",
+            address.postcode,
+            address.huisnummer,
+            address.huisnummertoevoeging.as_deref().unwrap_or("")
+        )
+    }
+
+    pub fn key(&self, address: &Address) -> HouseholdKey {
+        let mut mac = self.mac.clone();
+        mac.update(Self::canonical(address).as_bytes());
+        let digest = mac.finalize().into_bytes();
+        HouseholdKey(hex::encode(&digest[..16]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::{normalise_postcode, normalise_suffix};
+
+    fn addr(postcode: &str, nr: u32, suffix: Option<&str>) -> Address {
+        Address {
+            straatnaam: "Dorpsstraat".into(),
+            postcode: normalise_postcode(postcode).unwrap(),
+            huisnummer: nr,
+            huisnummertoevoeging: suffix.and_then(normalise_suffix),
+            plaatsnaam: "Utrecht".into(),
+        }
+    }
+
+    #[test]
+    fn suffix_spellings_are_one_household() {
+        let k = HouseholdKeyer::new(b"secret");
+        let a = k.key(&addr("1234 ab", 12, Some("-A")));
+        assert_eq!(a, k.key(&addr("1234AB", 12, Some(" a"))));
+        assert_eq!(a, k.key(&addr("1234ab", 12, Some("A"))));
+        assert_ne!(a, k.key(&addr("1234AB", 12, None)));
+        assert_ne!(a, k.key(&addr("1234AB", 12, Some("B"))));
+        assert_eq!(a.as_str().len(), 32);
+    }
+
+    #[test]
+    fn key_depends_on_the_secret() {
+        let a = addr("1234AB", 1, None);
+        assert_ne!(
+            HouseholdKeyer::new(b"one").key(&a),
+            HouseholdKeyer::new(b"two").key(&a)
+        );
+    }
+}

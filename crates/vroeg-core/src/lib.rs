@@ -1,0 +1,29 @@
+//! Vroeg's domain: signals, households, cases and alerts, and the pure state
+//! transitions between them.
+//!
+//! This crate is the bottom of the crate chain. It holds the types every other
+//! crate speaks and the functions that change household state. It must not do
+//! IO, spawn threads, or read a clock: every function that depends on time
+//! takes the time as an argument, so the same input always gives the same
+//! output. That property is what makes replay deterministic and lets the
+//! engine reprocess a batch after a crash with identical results.
+//!
+//! - [`signal`]: the signal contract (CloudEvents JSON) and its decoder.
+//! - [`household`]: address normalisation and the keyed household pseudonym.
+//! - [`state`]: per-household state and the transitions that apply signals.
+//! - [`vars`]: the variable catalogue that rules read, computed from state.
+//! - [`case`]: the case lifecycle and the alert events it emits.
+//! - [`time`]: day and millisecond arithmetic used everywhere else.
+
+pub mod case;
+pub mod household;
+pub mod signal;
+pub mod state;
+pub mod time;
+pub mod vars;
+
+pub use case::{Alert, AlertKind, CaseState, Evaluation, FiredRule};
+pub use household::{HouseholdKey, HouseholdKeyer};
+pub use signal::{DecodeError, ErrorCode, PartnerType, Signal, SignalBody};
+pub use state::{ApplyOutcome, HouseholdState, StateSettings};
+pub use vars::{VarValue, Variables};

@@ -1,0 +1,364 @@
+//! Per-household state and the pure transitions that change it.
+//!
+//! A household keeps the arrears signals of its lookback window (the latest
+//! per source and referentie is the one that counts), recent school-absence
+//! reports, its case, and the contact details outreach needs. Applying a
+//! signal is idempotent: a second copy of the same (`source`, `id`) is a
+//! [`ApplyOutcome::Duplicate`] and changes nothing. The order signals arrive
+//! in does not decide which one is "latest": records are ordered by
+//! (`signaaldatum`, `time`, `source`, `id`).
+//!
+//! Nothing here reads a clock or does IO; `now` is always an argument.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::case::CaseState;
+use crate::signal::{ArrearsStatus, PartnerType, Signal, SignalBody, Verzuimsoort};
+use crate::time::{Day, Millis};
+
+/// The longest window any absence variable looks at, in days.
+pub const ABSENCE_WINDOW_DAYS: i32 = 90;
+/// At most this many arrears records are kept per household; beyond it the
+/// oldest closed ones go first. Bounds the state a flood of signals can build.
+pub const MAX_ARREARS_RECORDS: usize = 256;
+/// At most this many absence reports are kept per household.
+pub const MAX_ABSENCE_RECORDS: usize = 64;
+
+/// Rule-set settings that shape state and variables.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateSettings {
+    /// How far back signals count, in calendar months (default 6).
+    pub lookback_months: u32,
+    /// Open arrears below this amount do not count towards the case
+    /// variables (default 7 500 cent, €75).
+    pub minimum_cent: u64,
+    /// Whether school-absence signals may be combined with debt signals (the
+    /// AVG purpose binding). Off by default.
+    pub school_purpose: bool,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            lookback_months: 6,
+            minimum_cent: 7_500,
+            school_purpose: false,
+        }
+    }
+}
+
+impl StateSettings {
+    /// The first day inside the lookback window at `now`.
+    pub fn window_start(&self, now: Millis) -> Day {
+        Day::of_millis(now).minus_months(self.lookback_months)
+    }
+
+    /// The first day on which a signal dated `signaaldatum` has left the window.
+    pub fn ages_out_on(&self, signaaldatum: Day) -> Day {
+        let mut day = signaaldatum.plus_months(self.lookback_months).plus_days(1);
+        while day.minus_months(self.lookback_months) <= signaaldatum {
+            day = day.plus_days(1);
+        }
+        day
+    }
+}
+
+/// One arrears signal as the household remembers it. No personal data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrearsRecord {
+    pub source: String,
+    pub id: String,
+    pub referentie: String,
+    pub partner: PartnerType,
+    pub status: ArrearsStatus,
+    pub bedrag_cent: u64,
+    pub ontstaansdatum: Day,
+    pub signaaldatum: Day,
+    pub time: Millis,
+    pub crisis: bool,
+    pub eindelevering: bool,
+}
+
+impl ArrearsRecord {
+    fn order_key(&self) -> (Day, Millis, &str, &str) {
+        (self.signaaldatum, self.time, &self.source, &self.id)
+    }
+}
+
+/// One school-absence report. No personal data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbsenceRecord {
+    pub source: String,
+    pub id: String,
+    pub time: Millis,
+    pub verzuimsoort: Verzuimsoort,
+    pub uren_4_weken: u32,
+}
+
+/// The contact details outreach needs, taken from the latest payment signal.
+/// Personal data: kept only while the household has open signals or a case,
+/// and never logged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub voorletters: String,
+    pub voorvoegsel: Option<String>,
+    pub achternaam: String,
+    pub geboortedatum: Day,
+    pub straatnaam: String,
+    pub postcode: String,
+    pub huisnummer: u32,
+    pub huisnummertoevoeging: Option<String>,
+    pub plaatsnaam: String,
+    pub telefoon: Option<String>,
+    pub email: Option<String>,
+}
+
+/// A reference to one signal: its CloudEvents `source` and `id`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SignalRef {
+    pub source: String,
+    pub id: String,
+}
+
+/// Everything Vroeg keeps about one household.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HouseholdState {
+    /// Arrears signals in the lookback window, ordered by
+    /// (`signaaldatum`, `time`, `source`, `id`).
+    pub arrears: Vec<ArrearsRecord>,
+    /// Absence reports of the last [`ABSENCE_WINDOW_DAYS`], ordered by time.
+    pub absences: Vec<AbsenceRecord>,
+    /// The open case, if any.
+    pub case: Option<CaseState>,
+    /// How many cases this household has had; the next one is `episodes + 1`.
+    pub episodes: u32,
+    pub contact: Option<Contact>,
+    /// The due time of this household's registered timer, if any. The store
+    /// keeps a time index entry for exactly this value.
+    pub timer_due: Option<Millis>,
+}
+
+/// What applying a signal did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The signal changed the state.
+    Applied,
+    /// A signal with this (`source`, `id`) was applied before: no change.
+    Duplicate,
+    /// A school-absence signal while the school purpose is off: not stored.
+    PurposeDisabled,
+    /// The signal is older than the lookback window: it cannot count.
+    OutsideWindow,
+}
+
+impl HouseholdState {
+    /// Whether this (`source`, `id`) is already part of the state.
+    pub fn contains(&self, source: &str, id: &str) -> bool {
+        self.arrears
+            .iter()
+            .any(|r| r.id == id && r.source == source)
+            || self
+                .absences
+                .iter()
+                .any(|r| r.id == id && r.source == source)
+    }
+
+    /// Apply one decoded signal. Idempotent: applying the same signal again
+    /// returns [`ApplyOutcome::Duplicate`] and leaves the state as it is.
+    pub fn apply(
+        &mut self,
+        signal: &Signal,
+        now: Millis,
+        settings: &StateSettings,
+    ) -> ApplyOutcome {
+        if self.contains(&signal.source, &signal.id) {
+            return ApplyOutcome::Duplicate;
+        }
+        match &signal.body {
+            SignalBody::Arrears(a) => {
+                if a.signaaldatum < settings.window_start(now) {
+                    return ApplyOutcome::OutsideWindow;
+                }
+                let record = ArrearsRecord {
+                    source: signal.source.clone(),
+                    id: signal.id.clone(),
+                    referentie: a.referentie.clone(),
+                    partner: a.partner,
+                    status: a.status,
+                    bedrag_cent: a.bedrag_cent,
+                    ontstaansdatum: a.ontstaansdatum,
+                    signaaldatum: a.signaaldatum,
+                    time: signal.time,
+                    crisis: a.crisissignaal,
+                    eindelevering: a.eindelevering,
+                };
+                let pos = self
+                    .arrears
+                    .partition_point(|r| r.order_key() < record.order_key());
+                let newest = pos == self.arrears.len();
+                self.arrears.insert(pos, record);
+                // The contact details follow the newest payment signal.
+                if newest || self.contact.is_none() {
+                    let c = &a.client;
+                    self.contact = Some(Contact {
+                        voorletters: c.voorletters.clone(),
+                        voorvoegsel: c.voorvoegsel.clone(),
+                        achternaam: c.achternaam.clone(),
+                        geboortedatum: c.geboortedatum,
+                        straatnaam: c.address.straatnaam.clone(),
+                        postcode: c.address.postcode.clone(),
+                        huisnummer: c.address.huisnummer,
+                        huisnummertoevoeging: c.address.huisnummertoevoeging.clone(),
+                        plaatsnaam: c.address.plaatsnaam.clone(),
+                        telefoon: c.telefoon.clone(),
+                        email: c.email.clone(),
+                    });
+                }
+                self.enforce_caps();
+                ApplyOutcome::Applied
+            }
+            SignalBody::Absence(a) => {
+                if !settings.school_purpose {
+                    return ApplyOutcome::PurposeDisabled;
+                }
+                if Day::of_millis(signal.time) < Day::of_millis(now).plus_days(-ABSENCE_WINDOW_DAYS)
+                {
+                    return ApplyOutcome::OutsideWindow;
+                }
+                let record = AbsenceRecord {
+                    source: signal.source.clone(),
+                    id: signal.id.clone(),
+                    time: signal.time,
+                    verzuimsoort: a.verzuimsoort,
+                    uren_4_weken: a.uren_4_weken,
+                };
+                let key = (record.time, record.source.clone(), record.id.clone());
+                let pos = self
+                    .absences
+                    .partition_point(|r| (r.time, r.source.clone(), r.id.clone()) < key);
+                self.absences.insert(pos, record);
+                if self.absences.len() > MAX_ABSENCE_RECORDS {
+                    self.absences.remove(0);
+                }
+                ApplyOutcome::Applied
+            }
+        }
+    }
+
+    fn enforce_caps(&mut self) {
+        while self.arrears.len() > MAX_ARREARS_RECORDS {
+            let latest = self.latest_indices();
+            // Drop the oldest record that is not the current one of its
+            // (source, referentie); if all are current, the oldest.
+            let victim = (0..self.arrears.len())
+                .find(|i| !latest.contains(i))
+                .unwrap_or(0);
+            self.arrears.remove(victim);
+        }
+    }
+
+    /// Indices of the latest record per (`source`, `referentie`).
+    fn latest_indices(&self) -> Vec<usize> {
+        let mut latest: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for (i, r) in self.arrears.iter().enumerate() {
+            latest.insert((&r.source, &r.referentie), i);
+        }
+        latest.into_values().collect()
+    }
+
+    /// The current record of each (`source`, `referentie`) that is open and
+    /// inside the window at `now`: the household's open arrears.
+    pub fn open_arrears(&self, now: Millis, settings: &StateSettings) -> Vec<&ArrearsRecord> {
+        let start = settings.window_start(now);
+        let mut open: Vec<&ArrearsRecord> = self
+            .latest_indices()
+            .into_iter()
+            .map(|i| &self.arrears[i])
+            .filter(|r| r.status == ArrearsStatus::Open && r.signaaldatum >= start)
+            .collect();
+        open.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        open
+    }
+
+    /// Absence reports inside the absence window at `now`.
+    pub fn recent_absences(&self, now: Millis) -> impl Iterator<Item = &AbsenceRecord> {
+        let start = Day::of_millis(now).plus_days(-ABSENCE_WINDOW_DAYS);
+        self.absences
+            .iter()
+            .filter(move |r| Day::of_millis(r.time) >= start)
+    }
+
+    /// Whether anything can still keep a case open: open arrears, or (with
+    /// the school purpose on) recent absence reports.
+    pub fn has_open_items(&self, now: Millis, settings: &StateSettings) -> bool {
+        !self.open_arrears(now, settings).is_empty()
+            || (settings.school_purpose && self.recent_absences(now).next().is_some())
+    }
+
+    /// Drop what has left the windows at `now`. Contact details are dropped
+    /// once nothing is open and no case needs them.
+    pub fn expire(&mut self, now: Millis, settings: &StateSettings) {
+        let start = settings.window_start(now);
+        self.arrears.retain(|r| r.signaaldatum >= start);
+        let absence_start = Day::of_millis(now).plus_days(-ABSENCE_WINDOW_DAYS);
+        self.absences
+            .retain(|r| Day::of_millis(r.time) >= absence_start);
+        if self.case.is_none() && !self.has_open_items(now, settings) {
+            self.contact = None;
+        }
+    }
+
+    /// When this household next needs attention without a new signal: the
+    /// first moment an open signal ages out or an absence report leaves its
+    /// window. `None` when nothing is pending.
+    pub fn next_due(&self, now: Millis, settings: &StateSettings) -> Option<Millis> {
+        let arrears = self
+            .open_arrears(now, settings)
+            .into_iter()
+            .map(|r| settings.ages_out_on(r.signaaldatum).start_millis());
+        let absences = self.recent_absences(now).map(|r| {
+            Day::of_millis(r.time)
+                .plus_days(ABSENCE_WINDOW_DAYS + 1)
+                .start_millis()
+        });
+        arrears.chain(absences).filter(|due| *due > now).min()
+    }
+
+    /// Whether nothing is left worth keeping: no records, no case. The store
+    /// deletes such a household, but keeps `episodes` when a case ever opened
+    /// (so that case ids stay unique), which [`HouseholdState::is_empty`]
+    /// accounts for.
+    pub fn is_empty(&self) -> bool {
+        self.arrears.is_empty()
+            && self.absences.is_empty()
+            && self.case.is_none()
+            && self.episodes == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_out_never_returns_a_day_still_inside_the_window() {
+        let s = StateSettings::default();
+        for start in [
+            Day::parse("2026-02-28").unwrap(),
+            Day::parse("2025-08-31").unwrap(),
+            Day(0),
+        ] {
+            for offset in 0..400 {
+                let d = start.plus_days(offset);
+                let out = s.ages_out_on(d);
+                assert!(out.minus_months(6) > d, "{d} ages out on {out}");
+                assert!(
+                    out.plus_days(-1).minus_months(6) <= d,
+                    "{d} ages out too late on {out}"
+                );
+            }
+        }
+    }
+}

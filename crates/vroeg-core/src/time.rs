@@ -1,0 +1,123 @@
+//! Time as plain numbers: [`Millis`] since the Unix epoch (UTC) and [`Day`]
+//! numbers since 1970-01-01.
+//!
+//! Nothing here reads a clock; callers pass the current time in. Conversions
+//! to and from calendar dates go through the `time` crate.
+
+use serde::{Deserialize, Serialize};
+use time::{Date, Month, OffsetDateTime};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+/// Milliseconds in one day.
+pub const DAY_MS: Millis = 86_400_000;
+
+/// A calendar day, counted from 1970-01-01 (day 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Day(pub i32);
+
+const UNIX_EPOCH_JULIAN: i32 = 2_440_588;
+
+impl Day {
+    /// The day a timestamp falls on (UTC).
+    pub fn of_millis(ms: Millis) -> Day {
+        Day(ms.div_euclid(DAY_MS) as i32)
+    }
+
+    pub fn from_date(date: Date) -> Day {
+        Day(date.to_julian_day() - UNIX_EPOCH_JULIAN)
+    }
+
+    pub fn to_date(self) -> Date {
+        Date::from_julian_day(self.0.saturating_add(UNIX_EPOCH_JULIAN)).unwrap_or(Date::MIN)
+    }
+
+    /// Midnight UTC at the start of this day.
+    pub fn start_millis(self) -> Millis {
+        self.0 as Millis * DAY_MS
+    }
+
+    /// Parse an ISO 8601 calendar date (`YYYY-MM-DD`).
+    pub fn parse(s: &str) -> Option<Day> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        Date::parse(s, &format).ok().map(Day::from_date)
+    }
+
+    /// The same day of month `months` calendar months earlier, clamped to the
+    /// month's last day (31 March minus one month is 28 or 29 February).
+    pub fn minus_months(self, months: u32) -> Day {
+        let date = self.to_date();
+        let total = date.year() * 12 + (date.month() as i32 - 1) - months as i32;
+        let year = total.div_euclid(12);
+        let month = Month::try_from((total.rem_euclid(12) + 1) as u8).unwrap_or(Month::January);
+        let last = time::util::days_in_month(month, year);
+        let day = date.day().min(last);
+        Date::from_calendar_date(year, month, day)
+            .map(Day::from_date)
+            .unwrap_or(Day(self.0 - 31 * months as i32))
+    }
+
+    /// The same day of month `months` calendar months later, clamped to the
+    /// month's last day.
+    pub fn plus_months(self, months: u32) -> Day {
+        let date = self.to_date();
+        let total = date.year() * 12 + (date.month() as i32 - 1) + months as i32;
+        let year = total.div_euclid(12);
+        let month = Month::try_from((total.rem_euclid(12) + 1) as u8).unwrap_or(Month::January);
+        let day = date.day().min(time::util::days_in_month(month, year));
+        Date::from_calendar_date(year, month, day)
+            .map(Day::from_date)
+            .unwrap_or(Day(self.0 + 31 * months as i32))
+    }
+
+    pub fn plus_days(self, days: i32) -> Day {
+        Day(self.0 + days)
+    }
+}
+
+impl std::fmt::Display for Day {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.to_date();
+        write!(f, "{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+    }
+}
+
+/// Parse an RFC 3339 timestamp into milliseconds since the epoch.
+pub fn parse_rfc3339(s: &str) -> Option<Millis> {
+    let t = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as Millis)
+}
+
+/// Format milliseconds since the epoch as RFC 3339 in UTC, with milliseconds.
+pub fn format_rfc3339(ms: Millis) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_round_trips_through_dates() {
+        let d = Day::parse("2026-03-31").unwrap();
+        assert_eq!(d.to_string(), "2026-03-31");
+        assert_eq!(d.minus_months(1).to_string(), "2026-02-28");
+        assert_eq!(d.minus_months(6).to_string(), "2025-09-30");
+        assert_eq!(Day::parse("1970-01-01"), Some(Day(0)));
+        assert_eq!(Day::parse("2026-02-30"), None);
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let ms = parse_rfc3339("2026-05-01T10:15:30.250+02:00").unwrap();
+        assert_eq!(format_rfc3339(ms), "2026-05-01T08:15:30.250Z");
+        assert_eq!(Day::of_millis(ms).to_string(), "2026-05-01");
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}
