@@ -1,1 +1,99 @@
-fn main() {}
+//! `vroeg`: the command-line entry point.
+//!
+//! Parses arguments, sets up logging, and hands each subcommand to its
+//! module. Domain logic lives in the crates; this binary only wires it to
+//! files, the terminal and exit codes. It is the one place that uses
+//! `anyhow`.
+
+mod gen;
+mod replay;
+mod rules_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "vroeg", version, about = "Streaming early-warning engine for Dutch municipalities (vroegsignalering)")]
+#[command(long_about = "Vroeg bundles payment-arrears and school-absence signals per household, \
+evaluates the municipality's triage rules on them, and opens cases for the wijkteams.\n\n\
+Start with `vroeg demo`: it generates a data set, replays it with the shipped rules and shows example cases.")]
+struct Cli {
+    /// Log filter, e.g. `info` or `vroeg_engine=debug` (also VROEG_LOG).
+    #[arg(long, global = true, env = "VROEG_LOG", default_value = "warn")]
+    log: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check and test rule files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Write deterministic synthetic signals as JSON lines.
+    Gen(gen::GenArgs),
+    /// Run the engine over a file of signals (no Kafka), with a sled store.
+    Replay(replay::ReplayArgs),
+    /// Generate a data set, replay it with the shipped rules, show example cases.
+    Demo(replay::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Report every problem in rule files, each with file:line:col.
+    Check(RulesCheckArgs),
+    /// Run rule test files (expected case events for given signals).
+    Test(RulesTestArgs),
+}
+
+#[derive(Args)]
+pub struct RulesCheckArgs {
+    /// Rule files or directories (their *.yaml files).
+    #[arg(default_value = "rules")]
+    paths: Vec<PathBuf>,
+    /// Check as if the school-absence purpose were enabled.
+    #[arg(long)]
+    school_purpose: bool,
+}
+
+#[derive(Args)]
+pub struct RulesTestArgs {
+    /// Test files or directories (their *.yaml files).
+    #[arg(default_value = "rules/tests")]
+    paths: Vec<PathBuf>,
+}
+
+fn init_logging(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_json);
+    let result = match cli.command {
+        Command::Rules(RulesCommand::Check(args)) => rules_cmd::check(&args),
+        Command::Rules(RulesCommand::Test(args)) => rules_cmd::test(&args),
+        Command::Gen(args) => gen::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Replay(args) => replay::run(&args),
+        Command::Demo(args) => replay::demo(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,23 @@
-//! placeholder
+//! Rule files: parse, validate, compile, evaluate, explain, and test.
+//!
+//! A rule set is one or more YAML files. Each rule has a `when` expression
+//! in evalexpr that reads the variables of the catalogue in
+//! [`vroeg_core::vars`]. [`RuleSet::load`] reads the files and returns either
+//! a compiled, checked rule set or **every** problem found, each with
+//! `file:line:col` ([`Diagnostics`]). [`RuleSet::evaluate`] runs the rules
+//! against one household's variables and explains the result.
+//! [`pipeline`] is the pure per-signal step (apply, evaluate, decide) shared
+//! by the engine and by the rule test runner in [`testing`].
+//!
+//! This crate must not do IO other than reading rule and test files, and
+//! must not depend on tokio, sled or rdkafka.
+
+mod context;
+mod diag;
+mod parse;
+pub mod pipeline;
+mod ruleset;
+pub mod testing;
+
+pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use ruleset::{Action, CompiledRule, LoadOptions, RuleEvalError, RuleSet, Settings};

@@ -1,1 +1,372 @@
-//! placeholder
+//! The sled store: household state, input positions, the outbox, the time
+//! index of due timers, and the dedup index.
+//!
+//! Everything lives in one sled tree under key prefixes, so that one
+//! [`Commit`] is one `apply_batch`, which sled applies atomically: after a
+//! crash either all of a batch's state changes, positions and outbox entries
+//! are there, or none are. [`Store::commit`] then flushes, so the batch is
+//! durable before the caller acknowledges any input.
+//!
+//! Key layout (all integers big-endian, so keys sort by number):
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `h` | household key | format version byte + postcard `HouseholdState` |
+//! | `p` | stream `\0` partition (i32) | next offset to read (i64) |
+//! | `o` | sequence (u64) | format version byte + postcard [`OutboxEntry`] |
+//! | `t` | due millis (i64, sign-flipped) + household key | empty |
+//! | `d` | first 16 bytes of SHA-256 of `source \0 id` | household key |
+//! | `m` | name | metadata, e.g. the store format version |
+//!
+//! This crate must not decide anything about signals or cases; it stores
+//! what the engine gives it.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use vroeg_core::state::HouseholdState;
+use vroeg_core::time::Millis;
+use vroeg_core::HouseholdKey;
+
+/// Version of the encoding of stored values. Bump on any incompatible change
+/// to `HouseholdState` or `OutboxEntry`.
+pub const FORMAT_VERSION: u8 = 1;
+
+const P_HOUSEHOLD: u8 = b'h';
+const P_POSITION: u8 = b'p';
+const P_OUTBOX: u8 = b'o';
+const P_TIMER: u8 = b't';
+const P_DEDUP: u8 = b'd';
+const P_META: u8 = b'm';
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled failed to {op}: {source}")]
+    Sled {
+        op: &'static str,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("stored {what} is corrupt: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("stored {what} has format version {found}; this build reads version {FORMAT_VERSION}")]
+    Version { what: &'static str, found: u8 },
+    #[error("failed to encode {what}: {detail}")]
+    Encode { what: &'static str, detail: String },
+}
+
+fn sled_err(op: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
+    move |source| StoreError::Sled { op, source }
+}
+
+/// Where an outbox entry goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Destination {
+    /// Case alert events, for the wijkteams.
+    Alerts,
+    /// Rejected input, with its reason.
+    DeadLetter,
+}
+
+/// A message waiting to be published. It is removed only once the sink has
+/// confirmed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub destination: Destination,
+    /// The message key (the household key for alerts).
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// A change to one household.
+#[derive(Clone, Debug)]
+pub struct HouseholdWrite {
+    pub key: HouseholdKey,
+    /// The new state; `None` deletes the household.
+    pub state: Option<HouseholdState>,
+    /// The timer registered for this household before the batch, to remove
+    /// from the time index.
+    pub old_timer: Option<Millis>,
+}
+
+/// Everything one batch changes, written in one atomic sled batch.
+#[derive(Clone, Debug, Default)]
+pub struct Commit {
+    pub households: Vec<HouseholdWrite>,
+    /// (stream, partition, next offset to read).
+    pub positions: Vec<(String, i32, i64)>,
+    pub outbox: Vec<OutboxEntry>,
+    /// Newly seen (source, id) pairs and their household.
+    pub dedup: Vec<(String, String, HouseholdKey)>,
+}
+
+impl Commit {
+    pub fn is_empty(&self) -> bool {
+        self.households.is_empty() && self.positions.is_empty() && self.outbox.is_empty() && self.dedup.is_empty()
+    }
+}
+
+/// The store. One process owns it at a time (sled locks the directory).
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    next_outbox: std::sync::atomic::AtomicU64,
+    durable: bool,
+}
+
+fn household_key(key: &HouseholdKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.0.len());
+    k.push(P_HOUSEHOLD);
+    k.extend_from_slice(key.0.as_bytes());
+    k
+}
+
+fn position_key(stream: &str, partition: i32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(6 + stream.len());
+    k.push(P_POSITION);
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+fn timer_key(due: Millis, key: &HouseholdKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + key.0.len());
+    k.push(P_TIMER);
+    // Flip the sign bit so negative times sort before positive ones.
+    k.extend_from_slice(&((due as u64) ^ (1 << 63)).to_be_bytes());
+    k.extend_from_slice(key.0.as_bytes());
+    k
+}
+
+fn dedup_key(source: &str, id: &str) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0]);
+    h.update(id.as_bytes());
+    let mut k = Vec::with_capacity(17);
+    k.push(P_DEDUP);
+    k.extend_from_slice(&h.finalize()[..16]);
+    k
+}
+
+fn outbox_key(seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = P_OUTBOX;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![FORMAT_VERSION];
+    let body = postcard::to_allocvec(value).map_err(|e| StoreError::Encode { what, detail: e.to_string() })?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    match bytes.first() {
+        None => Err(StoreError::Corrupt { what, detail: "empty value".into() }),
+        Some(&FORMAT_VERSION) => {
+            postcard::from_bytes(&bytes[1..]).map_err(|e| StoreError::Corrupt { what, detail: e.to_string() })
+        }
+        Some(&v) => Err(StoreError::Version { what, found: v }),
+    }
+}
+
+/// Encode a household state as it is stored (exposed for round-trip tests).
+pub fn encode_state(state: &HouseholdState) -> Result<Vec<u8>, StoreError> {
+    encode("household state", state)
+}
+
+/// Decode a stored household state.
+pub fn decode_state(bytes: &[u8]) -> Result<HouseholdState, StoreError> {
+    decode("household state", bytes)
+}
+
+impl Store {
+    /// Open (or create) the store in `path`. With `durable`, every commit is
+    /// flushed to disk before it returns.
+    pub fn open(path: &Path, durable: bool) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(256 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(sled_err("open the store"))?;
+        Self::from_db(db, durable)
+    }
+
+    /// A store in a temporary directory, removed on drop.
+    pub fn temporary() -> Result<Store, StoreError> {
+        let db = sled::Config::new().temporary(true).open().map_err(sled_err("open a temporary store"))?;
+        Self::from_db(db, false)
+    }
+
+    fn from_db(db: sled::Db, durable: bool) -> Result<Store, StoreError> {
+        let tree = db.open_tree("vroeg").map_err(sled_err("open the tree"))?;
+        let meta = [P_META].iter().chain(b"format").copied().collect::<Vec<u8>>();
+        match tree.get(&meta).map_err(sled_err("read the format version"))? {
+            None => {
+                tree.insert(meta, vec![FORMAT_VERSION]).map_err(sled_err("write the format version"))?;
+            }
+            Some(v) if v.as_ref() == [FORMAT_VERSION] => {}
+            Some(v) => return Err(StoreError::Version { what: "store", found: v.first().copied().unwrap_or(0) }),
+        }
+        let next = match tree.scan_prefix([P_OUTBOX]).next_back() {
+            None => 0,
+            Some(r) => {
+                let (k, _) = r.map_err(sled_err("scan the outbox"))?;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&k[1..9]);
+                u64::from_be_bytes(b) + 1
+            }
+        };
+        Ok(Store { db, tree, next_outbox: std::sync::atomic::AtomicU64::new(next), durable })
+    }
+
+    pub fn household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError> {
+        match self.tree.get(household_key(key)).map_err(sled_err("read a household"))? {
+            None => Ok(None),
+            Some(bytes) => decode_state(&bytes).map(Some),
+        }
+    }
+
+    /// The next offset to read for a stream partition, if this store has
+    /// processed any of it.
+    pub fn position(&self, stream: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        match self.tree.get(position_key(stream, partition)).map_err(sled_err("read a position"))? {
+            None => Ok(None),
+            Some(v) if v.len() == 8 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&v);
+                Ok(Some(i64::from_be_bytes(b)))
+            }
+            Some(_) => Err(StoreError::Corrupt { what: "position", detail: "not 8 bytes".into() }),
+        }
+    }
+
+    /// Whether a (source, id) pair was processed before.
+    pub fn seen(&self, source: &str, id: &str) -> Result<bool, StoreError> {
+        self.tree.contains_key(dedup_key(source, id)).map_err(sled_err("read the dedup index"))
+    }
+
+    /// Households whose timer is due at or before `now`, in due order, at
+    /// most `limit`.
+    pub fn due_timers(&self, now: Millis, limit: usize) -> Result<Vec<(Millis, HouseholdKey)>, StoreError> {
+        let end = timer_key(now, &HouseholdKey(String::new()));
+        let mut out = Vec::new();
+        for item in self.tree.range([P_TIMER].to_vec()..) {
+            let (k, _) = item.map_err(sled_err("scan timers"))?;
+            if k.first() != Some(&P_TIMER) {
+                break;
+            }
+            // Compare the time part only: the household part follows.
+            if k[..9] > end[..9] {
+                break;
+            }
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&k[1..9]);
+            let due = (u64::from_be_bytes(b) ^ (1 << 63)) as i64;
+            let key = String::from_utf8(k[9..].to_vec())
+                .map_err(|_| StoreError::Corrupt { what: "timer", detail: "household key is not UTF-8".into() })?;
+            out.push((due, HouseholdKey(key)));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest registered timer, if any.
+    pub fn next_timer(&self) -> Result<Option<Millis>, StoreError> {
+        Ok(self.due_timers(i64::MAX, 1)?.first().map(|(d, _)| *d))
+    }
+
+    /// Write one batch atomically, and flush it if the store is durable.
+    pub fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        if commit.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for w in &commit.households {
+            if let Some(old) = w.old_timer {
+                batch.remove(timer_key(old, &w.key));
+            }
+            match &w.state {
+                None => batch.remove(household_key(&w.key)),
+                Some(state) => {
+                    batch.insert(household_key(&w.key), encode_state(state)?);
+                    if let Some(due) = state.timer_due {
+                        batch.insert(timer_key(due, &w.key), Vec::new());
+                    }
+                }
+            }
+        }
+        for (stream, partition, offset) in &commit.positions {
+            batch.insert(position_key(stream, *partition), offset.to_be_bytes().to_vec());
+        }
+        for (source, id, key) in &commit.dedup {
+            batch.insert(dedup_key(source, id), key.0.as_bytes().to_vec());
+        }
+        for entry in &commit.outbox {
+            let seq = self.next_outbox.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            batch.insert(outbox_key(seq).to_vec(), encode("outbox entry", entry)?);
+        }
+        self.tree.apply_batch(batch).map_err(sled_err("apply a batch"))?;
+        if self.durable {
+            self.db.flush().map_err(sled_err("flush a batch"))?;
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` outbox entries, oldest first.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix([P_OUTBOX]).take(limit) {
+            let (k, v) = item.map_err(sled_err("scan the outbox"))?;
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&k[1..9]);
+            out.push((u64::from_be_bytes(b), decode("outbox entry", &v)?));
+        }
+        Ok(out)
+    }
+
+    /// How many entries wait in the outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.tree.scan_prefix([P_OUTBOX]).count()
+    }
+
+    /// Remove published outbox entries.
+    pub fn outbox_remove(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for s in seqs {
+            batch.remove(outbox_key(*s).to_vec());
+        }
+        self.tree.apply_batch(batch).map_err(sled_err("remove outbox entries"))?;
+        if self.durable {
+            self.db.flush().map_err(sled_err("flush outbox removal"))?;
+        }
+        Ok(())
+    }
+
+    /// Every household, in key order.
+    pub fn households(&self) -> impl Iterator<Item = Result<(HouseholdKey, HouseholdState), StoreError>> + '_ {
+        self.tree.scan_prefix([P_HOUSEHOLD]).map(|item| {
+            let (k, v) = item.map_err(sled_err("scan households"))?;
+            let key = String::from_utf8(k[1..].to_vec())
+                .map_err(|_| StoreError::Corrupt { what: "household key", detail: "not UTF-8".into() })?;
+            Ok((HouseholdKey(key), decode_state(&v)?))
+        })
+    }
+
+    /// Flush everything to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(sled_err("flush"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

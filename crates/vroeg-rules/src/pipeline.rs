@@ -1,0 +1,90 @@
+//! The pure per-household step: apply a signal (or a timer), evaluate the
+//! rules, and decide the case transition.
+//!
+//! The engine runs this step inside its batches; the rule test runner runs
+//! it in memory. Keeping it in one place means a rule test exercises exactly
+//! what production runs. No IO, no clock.
+
+use vroeg_core::case::{decide, Alert, Trigger};
+use vroeg_core::signal::{Signal, SignalBody};
+use vroeg_core::state::{ApplyOutcome, HouseholdState, StateSettings};
+use vroeg_core::time::Millis;
+use vroeg_core::vars::compute;
+use vroeg_core::HouseholdKey;
+
+use crate::ruleset::{RuleEvalError, RuleSet};
+
+/// What one step did.
+#[derive(Debug, Default)]
+pub struct StepResult {
+    /// `None` for a timer step.
+    pub outcome: Option<ApplyOutcome>,
+    pub alerts: Vec<Alert>,
+    pub errors: Vec<RuleEvalError>,
+    /// A suppression rule held at this evaluation.
+    pub suppressed: bool,
+}
+
+/// The rule set with the state settings it implies.
+pub struct Processor<'a> {
+    pub rules: &'a RuleSet,
+    pub settings: StateSettings,
+}
+
+impl<'a> Processor<'a> {
+    pub fn new(rules: &'a RuleSet) -> Self {
+        Processor { rules, settings: rules.state_settings() }
+    }
+
+    /// Apply one signal to its household at `now`.
+    pub fn apply_signal(
+        &self,
+        key: &HouseholdKey,
+        state: &mut HouseholdState,
+        signal: &Signal,
+        now: Millis,
+    ) -> StepResult {
+        let outcome = state.apply(signal, now, &self.settings);
+        if outcome != ApplyOutcome::Applied {
+            return StepResult { outcome: Some(outcome), ..StepResult::default() };
+        }
+        let trigger = match &signal.body {
+            SignalBody::Arrears(a) => Trigger::Signal(a.status),
+            SignalBody::Absence(_) => Trigger::Absence,
+        };
+        let mut result = self.evaluate(key, state, trigger, now);
+        result.outcome = Some(outcome);
+        result
+    }
+
+    /// A household's timer is due at `now`: let things age out and
+    /// re-evaluate.
+    pub fn fire_timer(&self, key: &HouseholdKey, state: &mut HouseholdState, now: Millis) -> StepResult {
+        self.evaluate(key, state, Trigger::Timer, now)
+    }
+
+    fn evaluate(&self, key: &HouseholdKey, state: &mut HouseholdState, trigger: Trigger, now: Millis) -> StepResult {
+        state.expire(now, &self.settings);
+        let mut result = StepResult::default();
+        let evaluation = if state.has_open_items(now, &self.settings) {
+            let vars = compute(state, now, &self.settings);
+            let (eval, errors) = self.rules.evaluate(&vars);
+            result.errors = errors;
+            result.suppressed = !eval.suppressed_by.is_empty();
+            Some(eval)
+        } else {
+            None
+        };
+        result.alerts = decide(key, state, evaluation.as_ref(), trigger, now, &self.settings);
+        if result.alerts.iter().any(|a| a.kind == vroeg_core::AlertKind::Gesloten) {
+            // Closing happened after expiry; drop contact details now that
+            // no case needs them.
+            state.expire(now, &self.settings);
+        }
+        if let Some(alert) = result.alerts.iter_mut().find(|a| a.regelset.is_empty()) {
+            alert.regelset = self.rules.version.clone();
+        }
+        state.timer_due = state.next_due(now, &self.settings);
+        result
+    }
+}

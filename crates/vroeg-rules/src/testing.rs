@@ -1,0 +1,393 @@
+//! The rule test runner, in the style of `promtool test rules`.
+//!
+//! A test file lists input signals with their times and, at evaluation
+//! points, the case events expected since the previous point. `events: []`
+//! asserts that nothing fires. The runner uses the same pure step as the
+//! engine ([`crate::pipeline`]), with event time as the clock, so timers
+//! (signals ageing out) fire as they would in `vroeg replay`.
+//!
+//! The file format is documented in `docs/rules.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use vroeg_core::signal::{
+    Absence, Address, Arrears, ArrearsStatus, PartnerType, Person, Pupil, Signal, SignalBody, Verzuimsoort,
+};
+use vroeg_core::state::HouseholdState;
+use vroeg_core::time::{parse_rfc3339, Day, Millis, DAY_MS};
+use vroeg_core::{Alert, HouseholdKey};
+
+use crate::diag::Diagnostics;
+use crate::parse::at;
+use crate::pipeline::Processor;
+use crate::ruleset::{LoadOptions, RuleSet};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTestFile {
+    /// Rule files or directories, relative to the test file. Default: the
+    /// directory above the test file's directory.
+    #[serde(default)]
+    rule_files: Option<Vec<String>>,
+    #[serde(default)]
+    school_purpose: bool,
+    tests: Vec<RawTest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    name: String,
+    #[serde(default)]
+    signals: Vec<Spanned<RawSignal>>,
+    expect: Vec<Spanned<RawExpect>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignal {
+    at: String,
+    household: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    // Payment arrears.
+    #[serde(default)]
+    partner: Option<String>,
+    #[serde(default)]
+    referentie: Option<String>,
+    #[serde(default)]
+    bedrag: Option<f64>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    ontstaansdatum: Option<String>,
+    #[serde(default)]
+    crisis: bool,
+    #[serde(default)]
+    eindelevering: bool,
+    // School absence.
+    #[serde(default)]
+    verzuim: Option<String>,
+    #[serde(default)]
+    uren: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    at: String,
+    events: Vec<Spanned<RawEvent>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    household: Option<String>,
+    #[serde(default)]
+    categorie: Option<String>,
+    #[serde(default)]
+    prioriteit: Option<u8>,
+    #[serde(default)]
+    rules: Option<Vec<String>>,
+    #[serde(default)]
+    reden: Option<String>,
+}
+
+/// The outcome of one test.
+#[derive(Debug)]
+pub struct TestOutcome {
+    pub name: String,
+    /// Empty when the test passed.
+    pub failures: Vec<String>,
+}
+
+/// The outcome of one test file.
+#[derive(Debug)]
+pub struct FileOutcome {
+    pub file: PathBuf,
+    pub tests: Vec<TestOutcome>,
+}
+
+impl FileOutcome {
+    pub fn passed(&self) -> bool {
+        self.tests.iter().all(|t| t.failures.is_empty())
+    }
+}
+
+/// Why a test file could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum TestFileError {
+    #[error("{file}:{line}:{col}: {message}")]
+    Invalid { file: PathBuf, line: u64, col: u64, message: String },
+    #[error("{file}: rule files do not load:\n{diags}")]
+    Rules { file: PathBuf, diags: Diagnostics },
+    #[error("{file}: cannot read: {source}")]
+    Io { file: PathBuf, source: std::io::Error },
+}
+
+/// Parse a time: a date (`2026-03-01`) means 09:00 UTC that day for a
+/// signal, and the end of that day for an evaluation point.
+fn parse_time(s: &str, end_of_day: bool) -> Option<Millis> {
+    if let Some(day) = Day::parse(s) {
+        return Some(if end_of_day { day.start_millis() + DAY_MS - 1 } else { day.start_millis() + 9 * 3_600_000 });
+    }
+    parse_rfc3339(s)
+}
+
+fn invalid(file: &Path, loc: (u64, u64), message: impl Into<String>) -> TestFileError {
+    TestFileError::Invalid { file: file.to_owned(), line: loc.0, col: loc.1, message: message.into() }
+}
+
+fn build_signal(file: &Path, test: &str, n: usize, raw: &Spanned<RawSignal>) -> Result<(Millis, Signal), TestFileError> {
+    let loc = at(raw);
+    let s = &raw.value;
+    let time = parse_time(&s.at, false)
+        .ok_or_else(|| invalid(file, loc, format!("`at: {}` is not a date (YYYY-MM-DD) or RFC 3339 time", s.at)))?;
+    let day = Day::of_millis(time);
+    let address = Address {
+        straatnaam: "Teststraat".into(),
+        postcode: "1000AA".into(),
+        huisnummer: 1,
+        huisnummertoevoeging: None,
+        plaatsnaam: "Teststad".into(),
+    };
+    let id = s.id.clone().unwrap_or_else(|| format!("{test}#{n}"));
+    let body = match (&s.partner, &s.verzuim) {
+        (Some(partner), None) => {
+            let partner = PartnerType::parse(partner).ok_or_else(|| {
+                invalid(file, loc, format!("unknown partner `{partner}`; expected one of the DDAS partner types"))
+            })?;
+            let status = match &s.status {
+                None => ArrearsStatus::Open,
+                Some(st) => ArrearsStatus::parse(st)
+                    .ok_or_else(|| invalid(file, loc, format!("unknown status `{st}`")))?,
+            };
+            let bedrag = s.bedrag.ok_or_else(|| invalid(file, loc, "a payment signal needs `bedrag` (euro)"))?;
+            if !(0.0..=10_000_000.0).contains(&bedrag) {
+                return Err(invalid(file, loc, "`bedrag` must be between 0 and 10000000 euro"));
+            }
+            let ontstaansdatum = match &s.ontstaansdatum {
+                None => day.plus_days(-60),
+                Some(d) => Day::parse(d).ok_or_else(|| invalid(file, loc, "`ontstaansdatum` must be YYYY-MM-DD"))?,
+            };
+            SignalBody::Arrears(Arrears {
+                partner,
+                referentie: s.referentie.clone().unwrap_or_else(|| format!("{}-{}", s.household, partner.var_prefix())),
+                status,
+                bedrag_cent: (bedrag * 100.0).round() as u64,
+                ontstaansdatum,
+                signaaldatum: day,
+                crisissignaal: s.crisis,
+                eindelevering: s.eindelevering,
+                client: Person {
+                    voorletters: "T.".into(),
+                    voorvoegsel: None,
+                    achternaam: "Test".into(),
+                    geboortedatum: Day::parse("1980-01-01").unwrap_or(Day(3652)),
+                    address,
+                    bsn: None,
+                    telefoon: None,
+                    email: None,
+                },
+            })
+        }
+        (None, Some(soort)) => SignalBody::Absence(Absence {
+            verzuimsoort: Verzuimsoort::parse(soort)
+                .ok_or_else(|| invalid(file, loc, format!("unknown verzuim `{soort}`; expected ongeoorloofd, langdurig or luxe")))?,
+            uren_4_weken: s.uren.unwrap_or(16),
+            school: "00AA".into(),
+            leerling: Pupil { geboortedatum: Day::parse("2012-01-01").unwrap_or(Day(15340)), address },
+        }),
+        _ => return Err(invalid(file, loc, "a signal needs either `partner` (payment arrears) or `verzuim` (school absence)")),
+    };
+    let source = s.source.clone().unwrap_or_else(|| match &body {
+        SignalBody::Arrears(a) => format!("urn:vroeg:test:{}", a.partner.var_prefix()),
+        SignalBody::Absence(_) => "urn:vroeg:test:school".into(),
+    });
+    Ok((time, Signal { source, id, time, body }))
+}
+
+/// Run one test file.
+pub fn run_file(file: &Path) -> Result<FileOutcome, TestFileError> {
+    let text = std::fs::read_to_string(file).map_err(|source| TestFileError::Io { file: file.to_owned(), source })?;
+    let raw: RawTestFile = serde_saphyr::from_str(&text).map_err(|e| {
+        let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        let msg = e.without_snippet().to_string();
+        invalid(file, (line, col), msg.lines().next().unwrap_or("").to_owned())
+    })?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let rule_paths: Vec<PathBuf> = match &raw.rule_files {
+        Some(list) => list.iter().map(|p| base.join(p)).collect(),
+        None => vec![base.parent().unwrap_or(Path::new(".")).to_owned()],
+    };
+    let options = LoadOptions { school_purpose: raw.school_purpose };
+    let (rules, _) = RuleSet::load(&rule_paths, &options)
+        .map_err(|diags| TestFileError::Rules { file: file.to_owned(), diags })?;
+    let mut tests = Vec::new();
+    for test in &raw.tests {
+        tests.push(run_test(file, &rules, test)?);
+    }
+    Ok(FileOutcome { file: file.to_owned(), tests })
+}
+
+struct Sim<'a> {
+    processor: Processor<'a>,
+    households: BTreeMap<String, HouseholdState>,
+    emitted: Vec<Alert>,
+}
+
+impl Sim<'_> {
+    /// Fire every timer due at or before `until`, in due order.
+    fn fire_timers(&mut self, until: Millis) {
+        loop {
+            let next = self
+                .households
+                .iter()
+                .filter_map(|(k, s)| s.timer_due.map(|d| (d, k.clone())))
+                .filter(|(d, _)| *d <= until)
+                .min();
+            let Some((due, name)) = next else { break };
+            let state = self.households.get_mut(&name).expect("household exists");
+            let result = self.processor.fire_timer(&HouseholdKey(name), state, due);
+            self.emitted.extend(result.alerts);
+        }
+    }
+}
+
+fn run_test(file: &Path, rules: &RuleSet, test: &RawTest) -> Result<TestOutcome, TestFileError> {
+    let mut signals = Vec::new();
+    for (n, raw) in test.signals.iter().enumerate() {
+        let (time, signal) = build_signal(file, &test.name, n + 1, raw)?;
+        signals.push((time, raw.value.household.clone(), signal));
+    }
+    signals.sort_by_key(|(t, _, _)| *t);
+    let mut points = Vec::new();
+    for e in &test.expect {
+        let t = parse_time(&e.value.at, true)
+            .ok_or_else(|| invalid(file, at(e), format!("`at: {}` is not a date or RFC 3339 time", e.value.at)))?;
+        points.push((t, e));
+    }
+    points.sort_by_key(|(t, _)| *t);
+
+    let mut sim = Sim { processor: Processor::new(rules), households: BTreeMap::new(), emitted: Vec::new() };
+    let mut failures = Vec::new();
+    let mut next_signal = signals.into_iter().peekable();
+    for (point, expect) in points {
+        while let Some((t, _, _)) = next_signal.peek() {
+            if *t > point {
+                break;
+            }
+            let (t, name, signal) = next_signal.next().expect("peeked");
+            sim.fire_timers(t);
+            let state = sim.households.entry(name.clone()).or_default();
+            let result = sim.processor.apply_signal(&HouseholdKey(name), state, &signal, t);
+            for e in result.errors {
+                failures.push(format!("rule evaluation failed: {e}"));
+            }
+            sim.emitted.extend(result.alerts);
+        }
+        sim.fire_timers(point);
+        let got = std::mem::take(&mut sim.emitted);
+        compare(file, expect, &got, &mut failures);
+    }
+    Ok(TestOutcome { name: test.name.clone(), failures })
+}
+
+fn describe(a: &Alert) -> String {
+    let rules: Vec<&str> = a.regels.iter().map(|r| r.id.as_str()).collect();
+    let mut s = format!(
+        "{} household={} categorie={} prioriteit={} rules=[{}]",
+        a.kind.as_str(),
+        a.huishouden,
+        a.categorie,
+        a.prioriteit,
+        rules.join(", ")
+    );
+    if let Some(r) = a.reden {
+        let _ = write!(s, " reden={}", r.as_str());
+    }
+    s
+}
+
+fn compare(file: &Path, expect: &Spanned<RawExpect>, got: &[Alert], failures: &mut Vec<String>) {
+    let (line, col) = at(expect);
+    let want = &expect.value.events;
+    let mut problems = Vec::new();
+    if want.len() != got.len() {
+        problems.push(format!("expected {} event(s), got {}", want.len(), got.len()));
+    }
+    for (i, (w, g)) in want.iter().zip(got.iter()).enumerate() {
+        let w_loc = at(w);
+        let w = &w.value;
+        let mut diffs = Vec::new();
+        if w.kind != g.kind.as_str() {
+            diffs.push(format!("type: expected {}, got {}", w.kind, g.kind.as_str()));
+        }
+        if let Some(h) = &w.household {
+            if h != &g.huishouden {
+                diffs.push(format!("household: expected {h}, got {}", g.huishouden));
+            }
+        }
+        if let Some(c) = &w.categorie {
+            if c != &g.categorie {
+                diffs.push(format!("categorie: expected {c}, got {}", g.categorie));
+            }
+        }
+        if let Some(p) = w.prioriteit {
+            if p != g.prioriteit {
+                diffs.push(format!("prioriteit: expected {p}, got {}", g.prioriteit));
+            }
+        }
+        if let Some(rules) = &w.rules {
+            let mut want_rules = rules.clone();
+            want_rules.sort();
+            let mut got_rules: Vec<String> = g.regels.iter().map(|r| r.id.clone()).collect();
+            got_rules.sort();
+            if want_rules != got_rules {
+                diffs.push(format!("rules: expected [{}], got [{}]", want_rules.join(", "), got_rules.join(", ")));
+            }
+        }
+        if let Some(r) = &w.reden {
+            let got_r = g.reden.map(|r| r.as_str()).unwrap_or("-");
+            if r != got_r {
+                diffs.push(format!("reden: expected {r}, got {got_r}"));
+            }
+        }
+        if !diffs.is_empty() {
+            problems.push(format!(
+                "event {} ({}:{}:{}): {}",
+                i + 1,
+                file.display(),
+                w_loc.0,
+                w_loc.1,
+                diffs.join("; ")
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        let mut msg = format!("{}:{line}:{col}: at {}: {}", file.display(), expect.value.at, problems.join("; "));
+        msg.push_str("\n      got:");
+        if got.is_empty() {
+            msg.push_str(" no events");
+        }
+        for g in got {
+            let _ = write!(msg, "\n        - {}", describe(g));
+        }
+        failures.push(msg);
+    }
+}
+
+/// The test files a list of paths names: files as given, and the `*.yaml` /
+/// `*.yml` files directly inside directories, sorted.
+pub fn test_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
+    RuleSet::files_in(paths)
+}

@@ -1,0 +1,73 @@
+//! `vroeg rules check` and `vroeg rules test`.
+
+use std::process::ExitCode;
+
+use vroeg_rules::testing::{run_file, test_files};
+use vroeg_rules::{LoadOptions, RuleSet};
+
+use crate::{RulesCheckArgs, RulesTestArgs};
+
+pub fn check(args: &RulesCheckArgs) -> anyhow::Result<ExitCode> {
+    let options = LoadOptions { school_purpose: args.school_purpose };
+    match RuleSet::load(&args.paths, &options) {
+        Ok((rules, warnings)) => {
+            for w in &warnings.0 {
+                println!("{w}");
+            }
+            let s = rules.summary();
+            println!(
+                "ok: {} rules in {} file(s), {} active, {} disabled, {} waiting for a purpose; rule set version {}",
+                s["rules"],
+                rules.files.len(),
+                s["active"],
+                s["disabled"],
+                s["purpose_off"],
+                rules.version
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(diags) => {
+            for d in &diags.0 {
+                println!("{d}");
+            }
+            let n = diags.errors().count();
+            println!("{n} error(s)");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub fn test(args: &RulesTestArgs) -> anyhow::Result<ExitCode> {
+    let files = match test_files(&args.paths) {
+        Ok(f) => f,
+        Err(diags) => {
+            println!("{diags}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let (mut passed, mut failed, mut broken) = (0usize, 0usize, 0usize);
+    for file in &files {
+        match run_file(file) {
+            Err(e) => {
+                broken += 1;
+                println!("{e}");
+            }
+            Ok(outcome) => {
+                for t in &outcome.tests {
+                    if t.failures.is_empty() {
+                        passed += 1;
+                        println!("ok      {} :: {}", file.display(), t.name);
+                    } else {
+                        failed += 1;
+                        println!("FAILED  {} :: {}", file.display(), t.name);
+                        for f in &t.failures {
+                            println!("    {f}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    println!("rule tests: {passed} passed, {failed} failed, {broken} file(s) could not run");
+    Ok(if failed == 0 && broken == 0 && passed > 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
