@@ -15,10 +15,16 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "vroeg", version, about = "Streaming early-warning engine for Dutch municipalities (vroegsignalering)")]
-#[command(long_about = "Vroeg bundles payment-arrears and school-absence signals per household, \
+#[command(
+    name = "vroeg",
+    version,
+    about = "Streaming early-warning engine for Dutch municipalities (vroegsignalering)"
+)]
+#[command(
+    long_about = "Vroeg bundles payment-arrears and school-absence signals per household, \
 evaluates the municipality's triage rules on them, and opens cases for the wijkteams.\n\n\
-Start with `vroeg demo`: it generates a data set, replays it with the shipped rules and shows example cases.")]
+Start with `vroeg demo`: it generates a data set, replays it with the shipped rules and shows example cases."
+)]
 struct Cli {
     /// Log filter, e.g. `info` or `vroeg_engine=debug` (also VROEG_LOG).
     #[arg(long, global = true, env = "VROEG_LOG", default_value = "warn")]
@@ -71,7 +77,9 @@ pub struct RulesTestArgs {
 fn init_logging(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

@@ -8,7 +8,9 @@ use vroeg_rules::{LoadOptions, RuleSet};
 use crate::{RulesCheckArgs, RulesTestArgs};
 
 pub fn check(args: &RulesCheckArgs) -> anyhow::Result<ExitCode> {
-    let options = LoadOptions { school_purpose: args.school_purpose };
+    let options = LoadOptions {
+        school_purpose: args.school_purpose,
+    };
     match RuleSet::load(&args.paths, &options) {
         Ok((rules, warnings)) => {
             for w in &warnings.0 {
@@ -69,5 +71,9 @@ pub fn test(args: &RulesTestArgs) -> anyhow::Result<ExitCode> {
         }
     }
     println!("rule tests: {passed} passed, {failed} failed, {broken} file(s) could not run");
-    Ok(if failed == 0 && broken == 0 && passed > 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 && broken == 0 && passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

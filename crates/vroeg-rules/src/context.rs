@@ -10,7 +10,13 @@ use vroeg_core::vars::{catalogue, VarValue, Variables};
 /// Name to catalogue index, built once.
 pub fn index() -> &'static HashMap<&'static str, usize> {
     static INDEX: OnceLock<HashMap<&'static str, usize>> = OnceLock::new();
-    INDEX.get_or_init(|| catalogue().iter().enumerate().map(|(i, v)| (v.name.as_str(), i)).collect())
+    INDEX.get_or_init(|| {
+        catalogue()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.as_str(), i))
+            .collect()
+    })
 }
 
 pub fn to_value(v: VarValue) -> Value {
@@ -27,7 +33,9 @@ pub struct VarContext {
 
 impl VarContext {
     pub fn new(vars: &Variables) -> Self {
-        VarContext { values: vars.values.iter().copied().map(to_value).collect() }
+        VarContext {
+            values: vars.values.iter().copied().map(to_value).collect(),
+        }
     }
 }
 
@@ -37,7 +45,9 @@ impl Context for VarContext {
     }
 
     fn call_function(&self, identifier: &str, _argument: &Value) -> EvalexprResult<Value> {
-        Err(EvalexprError::FunctionIdentifierNotFound(identifier.to_owned()))
+        Err(EvalexprError::FunctionIdentifierNotFound(
+            identifier.to_owned(),
+        ))
     }
 
     fn are_builtin_functions_disabled(&self) -> bool {

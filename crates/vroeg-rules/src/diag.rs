@@ -27,7 +27,15 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {sev}[{}]: {}", self.file.display(), self.line, self.col, self.code, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {sev}[{}]: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -79,7 +87,9 @@ impl Diagnostics {
     }
 
     pub(crate) fn sort(&mut self) {
-        self.0.sort_by(|a, b| (&a.file, a.line, a.col, a.code).cmp(&(&b.file, b.line, b.col, b.code)));
+        self.0.sort_by(|a, b| {
+            (&a.file, a.line, a.col, a.code).cmp(&(&b.file, b.line, b.col, b.code))
+        });
     }
 }
 

@@ -33,7 +33,10 @@ pub struct Processor<'a> {
 
 impl<'a> Processor<'a> {
     pub fn new(rules: &'a RuleSet) -> Self {
-        Processor { rules, settings: rules.state_settings() }
+        Processor {
+            rules,
+            settings: rules.state_settings(),
+        }
     }
 
     /// Apply one signal to its household at `now`.
@@ -46,7 +49,10 @@ impl<'a> Processor<'a> {
     ) -> StepResult {
         let outcome = state.apply(signal, now, &self.settings);
         if outcome != ApplyOutcome::Applied {
-            return StepResult { outcome: Some(outcome), ..StepResult::default() };
+            return StepResult {
+                outcome: Some(outcome),
+                ..StepResult::default()
+            };
         }
         let trigger = match &signal.body {
             SignalBody::Arrears(a) => Trigger::Signal(a.status),
@@ -59,11 +65,22 @@ impl<'a> Processor<'a> {
 
     /// A household's timer is due at `now`: let things age out and
     /// re-evaluate.
-    pub fn fire_timer(&self, key: &HouseholdKey, state: &mut HouseholdState, now: Millis) -> StepResult {
+    pub fn fire_timer(
+        &self,
+        key: &HouseholdKey,
+        state: &mut HouseholdState,
+        now: Millis,
+    ) -> StepResult {
         self.evaluate(key, state, Trigger::Timer, now)
     }
 
-    fn evaluate(&self, key: &HouseholdKey, state: &mut HouseholdState, trigger: Trigger, now: Millis) -> StepResult {
+    fn evaluate(
+        &self,
+        key: &HouseholdKey,
+        state: &mut HouseholdState,
+        trigger: Trigger,
+        now: Millis,
+    ) -> StepResult {
         state.expire(now, &self.settings);
         let mut result = StepResult::default();
         let evaluation = if state.has_open_items(now, &self.settings) {
@@ -75,8 +92,19 @@ impl<'a> Processor<'a> {
         } else {
             None
         };
-        result.alerts = decide(key, state, evaluation.as_ref(), trigger, now, &self.settings);
-        if result.alerts.iter().any(|a| a.kind == vroeg_core::AlertKind::Gesloten) {
+        result.alerts = decide(
+            key,
+            state,
+            evaluation.as_ref(),
+            trigger,
+            now,
+            &self.settings,
+        );
+        if result
+            .alerts
+            .iter()
+            .any(|a| a.kind == vroeg_core::AlertKind::Gesloten)
+        {
             // Closing happened after expiry; drop contact details now that
             // no case needs them.
             state.expire(now, &self.settings);

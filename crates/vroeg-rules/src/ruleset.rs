@@ -31,7 +31,10 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { minimum_amount_cent: 7_500, lookback_months: 6 }
+        Settings {
+            minimum_amount_cent: 7_500,
+            lookback_months: 6,
+        }
     }
 }
 
@@ -97,7 +100,13 @@ pub struct RuleSet {
     pub files: Vec<PathBuf>,
 }
 
-const BUILTIN_CATEGORIES: &[&str] = &["enkelvoudig", "meervoudig", "opeenvolgend", "crisis", "gezin"];
+const BUILTIN_CATEGORIES: &[&str] = &[
+    "enkelvoudig",
+    "meervoudig",
+    "opeenvolgend",
+    "crisis",
+    "gezin",
+];
 const RULE_KEYS: &[&str] = &[
     "id",
     "description",
@@ -126,12 +135,20 @@ impl RuleSet {
                             .filter_map(|e| e.ok().map(|e| e.path()))
                             .filter(|p| {
                                 p.is_file()
-                                    && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                                    && matches!(
+                                        p.extension().and_then(|e| e.to_str()),
+                                        Some("yaml" | "yml")
+                                    )
                             })
                             .collect();
                         found.sort();
                         if found.is_empty() {
-                            diags.push(path, (1, 1), "no-rule-files", "directory holds no .yaml or .yml files");
+                            diags.push(
+                                path,
+                                (1, 1),
+                                "no-rule-files",
+                                "directory holds no .yaml or .yml files",
+                            );
                         }
                         files.extend(found);
                     }
@@ -150,7 +167,10 @@ impl RuleSet {
 
     /// Read, check and compile the rule files under `paths`. Returns the rule
     /// set with any warnings, or every problem found.
-    pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Result<(RuleSet, Diagnostics), Diagnostics> {
+    pub fn load(
+        paths: &[PathBuf],
+        options: &LoadOptions,
+    ) -> Result<(RuleSet, Diagnostics), Diagnostics> {
         let files = Self::files_in(paths)?;
         let mut sources = Vec::new();
         let mut diags = Diagnostics::default();
@@ -179,7 +199,10 @@ impl RuleSet {
             let raw: RawRuleFile = match serde_saphyr::from_str(text) {
                 Ok(raw) => raw,
                 Err(e) => {
-                    let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+                    let (line, col) = e
+                        .location()
+                        .map(|l| (l.line(), l.column()))
+                        .unwrap_or((1, 1));
                     diags.push(file, (line, col), "yaml", clean_yaml_error(&e));
                     continue;
                 }
@@ -191,7 +214,10 @@ impl RuleSet {
                         file,
                         at(&raw_settings),
                         "duplicate-settings",
-                        format!("settings are already given at {}:{l}:{c}; give them in one file", first_file.display()),
+                        format!(
+                            "settings are already given at {}:{l}:{c}; give them in one file",
+                            first_file.display()
+                        ),
                     ),
                     None => settings = Some((parsed, file.clone(), at(&raw_settings))),
                 }
@@ -206,7 +232,11 @@ impl RuleSet {
                             file,
                             rule_id_location(&raw_rule),
                             "duplicate-id",
-                            format!("rule id `{}` is already used at {}:{l}:{c}", rule.id, f.display()),
+                            format!(
+                                "rule id `{}` is already used at {}:{l}:{c}",
+                                rule.id,
+                                f.display()
+                            ),
                         );
                         continue;
                     }
@@ -239,7 +269,10 @@ impl RuleSet {
         }
         let mut hasher = Sha256::new();
         for (file, text) in sources {
-            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             hasher.update(name.as_bytes());
             hasher.update([0]);
             hasher.update(text.as_bytes());
@@ -270,7 +303,10 @@ impl RuleSet {
     /// Evaluate every active rule against one household's variables.
     pub fn evaluate(&self, vars: &Variables) -> (Evaluation, Vec<RuleEvalError>) {
         let ctx = VarContext::new(vars);
-        let mut eval = Evaluation { ruleset: self.version.clone(), ..Evaluation::default() };
+        let mut eval = Evaluation {
+            ruleset: self.version.clone(),
+            ..Evaluation::default()
+        };
         let mut errors = Vec::new();
         let mut read: Vec<usize> = Vec::new();
         for rule in self.rules.iter().filter(|r| r.active) {
@@ -301,7 +337,10 @@ impl RuleSet {
         read.sort_unstable();
         read.dedup();
         let cat = catalogue();
-        eval.variables = read.into_iter().map(|i| (cat[i].name.clone(), vars.values[i])).collect();
+        eval.variables = read
+            .into_iter()
+            .map(|i| (cat[i].name.clone(), vars.values[i]))
+            .collect();
         (eval, errors)
     }
 
@@ -323,7 +362,12 @@ fn clean_yaml_error(e: &serde_saphyr::Error) -> String {
 }
 
 fn rule_id_location(rule: &Spanned<LocatedMap>) -> (u64, u64) {
-    rule.value.0.iter().find(|(k, _)| k.value == "id").map(|(_, v)| at(v)).unwrap_or_else(|| at(rule))
+    rule.value
+        .0
+        .iter()
+        .find(|(k, _)| k.value == "id")
+        .map(|(_, v)| at(v))
+        .unwrap_or_else(|| at(rule))
 }
 
 /// Levenshtein distance, for "did you mean" hints.
@@ -379,7 +423,15 @@ fn check_keys(file: &Path, map: &LocatedMap, known: &[&str], what: &str, diags: 
             );
         }
         if let Some((l, c)) = seen.insert(key.value.as_str(), at(key)) {
-            diags.push(file, at(key), "duplicate-key", format!("key `{}` is already given at line {l}, column {c}", key.value));
+            diags.push(
+                file,
+                at(key),
+                "duplicate-key",
+                format!(
+                    "key `{}` is already given at line {l}, column {c}",
+                    key.value
+                ),
+            );
         }
     }
 }
@@ -393,19 +445,29 @@ fn parse_settings(file: &Path, map: &LocatedMap, diags: &mut Diagnostics) -> Set
     let mut s = Settings::default();
     if let Some(v) = get(map, "minimum_amount_euro") {
         match v.value.as_f64() {
-            Some(euro) if (0.0..=1_000_000.0).contains(&euro) => s.minimum_amount_cent = (euro * 100.0).round() as u64,
+            Some(euro) if (0.0..=1_000_000.0).contains(&euro) => {
+                s.minimum_amount_cent = (euro * 100.0).round() as u64
+            }
             _ => diags.push(
                 file,
                 at(v),
                 "invalid-value",
-                format!("`minimum_amount_euro` must be a number from 0 to 1000000, found {}", kind(&v.value)),
+                format!(
+                    "`minimum_amount_euro` must be a number from 0 to 1000000, found {}",
+                    kind(&v.value)
+                ),
             ),
         }
     }
     if let Some(v) = get(map, "lookback_months") {
         match v.value.as_u64() {
             Some(m) if (1..=60).contains(&m) => s.lookback_months = m as u32,
-            _ => diags.push(file, at(v), "invalid-value", "`lookback_months` must be a whole number from 1 to 60"),
+            _ => diags.push(
+                file,
+                at(v),
+                "invalid-value",
+                "`lookback_months` must be a whole number from 1 to 60",
+            ),
         }
     }
     s
@@ -415,7 +477,8 @@ fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 /// Where `ident` occurs as a whole word in `text` at or after `from`,
@@ -450,11 +513,19 @@ fn parse_rule(
     let errors_before = diags.errors().count();
     check_keys(file, map, RULE_KEYS, "a rule", diags);
 
-    let string = |key: &str, required: bool, diags: &mut Diagnostics| -> Option<(String, (u64, u64), Option<u64>)> {
+    let string = |key: &str,
+                  required: bool,
+                  diags: &mut Diagnostics|
+     -> Option<(String, (u64, u64), Option<u64>)> {
         match get(map, key) {
             None => {
                 if required {
-                    diags.push(file, at(raw), "missing-key", format!("rule is missing required key `{key}`"));
+                    diags.push(
+                        file,
+                        at(raw),
+                        "missing-key",
+                        format!("rule is missing required key `{key}`"),
+                    );
                 }
                 None
             }
@@ -463,7 +534,12 @@ fn parse_rule(
                     Some((s.clone(), at(v), v.referenced.span().byte_offset()))
                 }
                 other => {
-                    diags.push(file, at(v), "wrong-type", format!("`{key}` must be a non-empty string, found {}", kind(other)));
+                    diags.push(
+                        file,
+                        at(v),
+                        "wrong-type",
+                        format!("`{key}` must be a non-empty string, found {}", kind(other)),
+                    );
                     None
                 }
             },
@@ -472,7 +548,14 @@ fn parse_rule(
 
     let id = string("id", true, diags).map(|(id, loc, _)| {
         if !is_name(&id) {
-            diags.push(file, loc, "invalid-id", format!("rule id `{id}` must be lower-case letters, digits, `_` or `-`, at most 64"));
+            diags.push(
+                file,
+                loc,
+                "invalid-id",
+                format!(
+                    "rule id `{id}` must be lower-case letters, digits, `_` or `-`, at most 64"
+                ),
+            );
         }
         id
     });
@@ -483,20 +566,33 @@ fn parse_rule(
                 file,
                 loc,
                 "invalid-category",
-                format!("category `{c}` must be one of {} or a custom lower-case name", BUILTIN_CATEGORIES.join(", ")),
+                format!(
+                    "category `{c}` must be one of {} or a custom lower-case name",
+                    BUILTIN_CATEGORIES.join(", ")
+                ),
             );
         }
         c
     });
     let prioriteit = match get(map, "prioriteit") {
         None => {
-            diags.push(file, at(raw), "missing-key", "rule is missing required key `prioriteit`");
+            diags.push(
+                file,
+                at(raw),
+                "missing-key",
+                "rule is missing required key `prioriteit`",
+            );
             None
         }
         Some(v) => match v.value.as_u64() {
             Some(p) if (1..=9).contains(&p) => Some(p as u8),
             _ => {
-                diags.push(file, at(v), "invalid-value", "`prioriteit` must be a whole number from 1 (lowest) to 9 (highest)");
+                diags.push(
+                    file,
+                    at(v),
+                    "invalid-value",
+                    "`prioriteit` must be a whole number from 1 (lowest) to 9 (highest)",
+                );
                 None
             }
         },
@@ -504,11 +600,17 @@ fn parse_rule(
     let labels = match get(map, "labels") {
         None => Vec::new(),
         Some(v) => match &v.value {
-            Value::Array(items) if items.iter().all(Value::is_string) => {
-                items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect()
-            }
+            Value::Array(items) if items.iter().all(Value::is_string) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
             other => {
-                diags.push(file, at(v), "wrong-type", format!("`labels` must be a list of strings, found {}", kind(other)));
+                diags.push(
+                    file,
+                    at(v),
+                    "wrong-type",
+                    format!("`labels` must be a list of strings, found {}", kind(other)),
+                );
                 Vec::new()
             }
         },
@@ -518,7 +620,12 @@ fn parse_rule(
         Some(v) => match v.value {
             Value::Bool(b) => b,
             ref other => {
-                diags.push(file, at(v), "wrong-type", format!("`enabled` must be true or false, found {}", kind(other)));
+                diags.push(
+                    file,
+                    at(v),
+                    "wrong-type",
+                    format!("`enabled` must be true or false, found {}", kind(other)),
+                );
                 true
             }
         },
@@ -528,7 +635,12 @@ fn parse_rule(
         Some(v) => match v.value.as_u64() {
             Some(n) if (1..=u32::MAX as u64).contains(&n) => n as u32,
             _ => {
-                diags.push(file, at(v), "invalid-value", "`version` must be a whole number of at least 1");
+                diags.push(
+                    file,
+                    at(v),
+                    "invalid-value",
+                    "`version` must be a whole number of at least 1",
+                );
                 1
             }
         },
@@ -539,7 +651,12 @@ fn parse_rule(
             "signaleren" => Action::Signaleren,
             "onderdrukken" => Action::Onderdrukken,
             other => {
-                diags.push(file, loc, "invalid-value", format!("`actie` must be `signaleren` or `onderdrukken`, found `{other}`"));
+                diags.push(
+                    file,
+                    loc,
+                    "invalid-value",
+                    format!("`actie` must be `signaleren` or `onderdrukken`, found `{other}`"),
+                );
                 Action::Signaleren
             }
         },
@@ -550,7 +667,12 @@ fn parse_rule(
             "schuld" => Purpose::Schuld,
             "school" => Purpose::School,
             other => {
-                diags.push(file, loc, "invalid-value", format!("`doel` must be `schuld` or `school`, found `{other}`"));
+                diags.push(
+                    file,
+                    loc,
+                    "invalid-value",
+                    format!("`doel` must be `schuld` or `school`, found `{other}`"),
+                );
                 Purpose::Schuld
             }
         },
@@ -560,15 +682,27 @@ fn parse_rule(
     let mut reads = Vec::new();
     if let Some((expr, loc, offset)) = &when {
         match build_operator_tree(expr) {
-            Err(e) => diags.push(file, *loc, "syntax", format!("`when` is not a valid expression: {e}")),
+            Err(e) => diags.push(
+                file,
+                *loc,
+                "syntax",
+                format!("`when` is not a valid expression: {e}"),
+            ),
             Ok(node) => {
                 let mut ok = true;
                 let ident_loc = |ident: &str| {
-                    offset.and_then(|o| find_word(text, o as usize, ident)).unwrap_or(*loc)
+                    offset
+                        .and_then(|o| find_word(text, o as usize, ident))
+                        .unwrap_or(*loc)
                 };
                 if let Some(w) = node.iter_write_variable_identifiers().next() {
                     ok = false;
-                    diags.push(file, ident_loc(w), "assignment", format!("`when` assigns to `{w}`; a condition must not assign"));
+                    diags.push(
+                        file,
+                        ident_loc(w),
+                        "assignment",
+                        format!("`when` assigns to `{w}`; a condition must not assign"),
+                    );
                 }
                 let mut names: Vec<&str> = node.iter_variable_identifiers().collect();
                 names.sort_unstable();
@@ -654,7 +788,12 @@ fn type_check(node: &Node) -> Option<String> {
     for vars in &contexts {
         match node.eval_with_context(&VarContext::new(vars)) {
             Ok(EValue::Boolean(_)) => {}
-            Ok(other) => return Some(format!("must give true or false, but gives {}", value_kind(&other))),
+            Ok(other) => {
+                return Some(format!(
+                    "must give true or false, but gives {}",
+                    value_kind(&other)
+                ))
+            }
             Err(e) => return Some(format!("has a type error: {e}")),
         }
     }

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use vroeg_core::signal::{
-    Absence, Address, Arrears, ArrearsStatus, PartnerType, Person, Pupil, Signal, SignalBody, Verzuimsoort,
+    Absence, Address, Arrears, ArrearsStatus, PartnerType, Person, Pupil, Signal, SignalBody,
+    Verzuimsoort,
 };
 use vroeg_core::state::HouseholdState;
 use vroeg_core::time::{parse_rfc3339, Day, Millis, DAY_MS};
@@ -127,31 +128,58 @@ impl FileOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum TestFileError {
     #[error("{file}:{line}:{col}: {message}")]
-    Invalid { file: PathBuf, line: u64, col: u64, message: String },
+    Invalid {
+        file: PathBuf,
+        line: u64,
+        col: u64,
+        message: String,
+    },
     #[error("{file}: rule files do not load:\n{diags}")]
     Rules { file: PathBuf, diags: Diagnostics },
     #[error("{file}: cannot read: {source}")]
-    Io { file: PathBuf, source: std::io::Error },
+    Io {
+        file: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Parse a time: a date (`2026-03-01`) means 09:00 UTC that day for a
 /// signal, and the end of that day for an evaluation point.
 fn parse_time(s: &str, end_of_day: bool) -> Option<Millis> {
     if let Some(day) = Day::parse(s) {
-        return Some(if end_of_day { day.start_millis() + DAY_MS - 1 } else { day.start_millis() + 9 * 3_600_000 });
+        return Some(if end_of_day {
+            day.start_millis() + DAY_MS - 1
+        } else {
+            day.start_millis() + 9 * 3_600_000
+        });
     }
     parse_rfc3339(s)
 }
 
 fn invalid(file: &Path, loc: (u64, u64), message: impl Into<String>) -> TestFileError {
-    TestFileError::Invalid { file: file.to_owned(), line: loc.0, col: loc.1, message: message.into() }
+    TestFileError::Invalid {
+        file: file.to_owned(),
+        line: loc.0,
+        col: loc.1,
+        message: message.into(),
+    }
 }
 
-fn build_signal(file: &Path, test: &str, n: usize, raw: &Spanned<RawSignal>) -> Result<(Millis, Signal), TestFileError> {
+fn build_signal(
+    file: &Path,
+    test: &str,
+    n: usize,
+    raw: &Spanned<RawSignal>,
+) -> Result<(Millis, Signal), TestFileError> {
     let loc = at(raw);
     let s = &raw.value;
-    let time = parse_time(&s.at, false)
-        .ok_or_else(|| invalid(file, loc, format!("`at: {}` is not a date (YYYY-MM-DD) or RFC 3339 time", s.at)))?;
+    let time = parse_time(&s.at, false).ok_or_else(|| {
+        invalid(
+            file,
+            loc,
+            format!("`at: {}` is not a date (YYYY-MM-DD) or RFC 3339 time", s.at),
+        )
+    })?;
     let day = Day::of_millis(time);
     let address = Address {
         straatnaam: "Teststraat".into(),
@@ -164,24 +192,38 @@ fn build_signal(file: &Path, test: &str, n: usize, raw: &Spanned<RawSignal>) -> 
     let body = match (&s.partner, &s.verzuim) {
         (Some(partner), None) => {
             let partner = PartnerType::parse(partner).ok_or_else(|| {
-                invalid(file, loc, format!("unknown partner `{partner}`; expected one of the DDAS partner types"))
+                invalid(
+                    file,
+                    loc,
+                    format!("unknown partner `{partner}`; expected one of the DDAS partner types"),
+                )
             })?;
             let status = match &s.status {
                 None => ArrearsStatus::Open,
                 Some(st) => ArrearsStatus::parse(st)
                     .ok_or_else(|| invalid(file, loc, format!("unknown status `{st}`")))?,
             };
-            let bedrag = s.bedrag.ok_or_else(|| invalid(file, loc, "a payment signal needs `bedrag` (euro)"))?;
+            let bedrag = s
+                .bedrag
+                .ok_or_else(|| invalid(file, loc, "a payment signal needs `bedrag` (euro)"))?;
             if !(0.0..=10_000_000.0).contains(&bedrag) {
-                return Err(invalid(file, loc, "`bedrag` must be between 0 and 10000000 euro"));
+                return Err(invalid(
+                    file,
+                    loc,
+                    "`bedrag` must be between 0 and 10000000 euro",
+                ));
             }
             let ontstaansdatum = match &s.ontstaansdatum {
                 None => day.plus_days(-60),
-                Some(d) => Day::parse(d).ok_or_else(|| invalid(file, loc, "`ontstaansdatum` must be YYYY-MM-DD"))?,
+                Some(d) => Day::parse(d)
+                    .ok_or_else(|| invalid(file, loc, "`ontstaansdatum` must be YYYY-MM-DD"))?,
             };
             SignalBody::Arrears(Arrears {
                 partner,
-                referentie: s.referentie.clone().unwrap_or_else(|| format!("{}-{}", s.household, partner.var_prefix())),
+                referentie: s
+                    .referentie
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-{}", s.household, partner.var_prefix())),
                 status,
                 bedrag_cent: (bedrag * 100.0).round() as u64,
                 ontstaansdatum,
@@ -201,42 +243,82 @@ fn build_signal(file: &Path, test: &str, n: usize, raw: &Spanned<RawSignal>) -> 
             })
         }
         (None, Some(soort)) => SignalBody::Absence(Absence {
-            verzuimsoort: Verzuimsoort::parse(soort)
-                .ok_or_else(|| invalid(file, loc, format!("unknown verzuim `{soort}`; expected ongeoorloofd, langdurig or luxe")))?,
+            verzuimsoort: Verzuimsoort::parse(soort).ok_or_else(|| {
+                invalid(
+                    file,
+                    loc,
+                    format!("unknown verzuim `{soort}`; expected ongeoorloofd, langdurig or luxe"),
+                )
+            })?,
             uren_4_weken: s.uren.unwrap_or(16),
             school: "00AA".into(),
-            leerling: Pupil { geboortedatum: Day::parse("2012-01-01").unwrap_or(Day(15340)), address },
+            leerling: Pupil {
+                geboortedatum: Day::parse("2012-01-01").unwrap_or(Day(15340)),
+                address,
+            },
         }),
-        _ => return Err(invalid(file, loc, "a signal needs either `partner` (payment arrears) or `verzuim` (school absence)")),
+        _ => {
+            return Err(invalid(
+                file,
+                loc,
+                "a signal needs either `partner` (payment arrears) or `verzuim` (school absence)",
+            ))
+        }
     };
     let source = s.source.clone().unwrap_or_else(|| match &body {
         SignalBody::Arrears(a) => format!("urn:vroeg:test:{}", a.partner.var_prefix()),
         SignalBody::Absence(_) => "urn:vroeg:test:school".into(),
     });
-    Ok((time, Signal { source, id, time, body }))
+    Ok((
+        time,
+        Signal {
+            source,
+            id,
+            time,
+            body,
+        },
+    ))
 }
 
 /// Run one test file.
 pub fn run_file(file: &Path) -> Result<FileOutcome, TestFileError> {
-    let text = std::fs::read_to_string(file).map_err(|source| TestFileError::Io { file: file.to_owned(), source })?;
+    let text = std::fs::read_to_string(file).map_err(|source| TestFileError::Io {
+        file: file.to_owned(),
+        source,
+    })?;
     let raw: RawTestFile = serde_saphyr::from_str(&text).map_err(|e| {
-        let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        let (line, col) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
         let msg = e.without_snippet().to_string();
-        invalid(file, (line, col), msg.lines().next().unwrap_or("").to_owned())
+        invalid(
+            file,
+            (line, col),
+            msg.lines().next().unwrap_or("").to_owned(),
+        )
     })?;
     let base = file.parent().unwrap_or(Path::new("."));
     let rule_paths: Vec<PathBuf> = match &raw.rule_files {
         Some(list) => list.iter().map(|p| base.join(p)).collect(),
         None => vec![base.parent().unwrap_or(Path::new(".")).to_owned()],
     };
-    let options = LoadOptions { school_purpose: raw.school_purpose };
-    let (rules, _) = RuleSet::load(&rule_paths, &options)
-        .map_err(|diags| TestFileError::Rules { file: file.to_owned(), diags })?;
+    let options = LoadOptions {
+        school_purpose: raw.school_purpose,
+    };
+    let (rules, _) =
+        RuleSet::load(&rule_paths, &options).map_err(|diags| TestFileError::Rules {
+            file: file.to_owned(),
+            diags,
+        })?;
     let mut tests = Vec::new();
     for test in &raw.tests {
         tests.push(run_test(file, &rules, test)?);
     }
-    Ok(FileOutcome { file: file.to_owned(), tests })
+    Ok(FileOutcome {
+        file: file.to_owned(),
+        tests,
+    })
 }
 
 struct Sim<'a> {
@@ -272,13 +354,22 @@ fn run_test(file: &Path, rules: &RuleSet, test: &RawTest) -> Result<TestOutcome,
     signals.sort_by_key(|(t, _, _)| *t);
     let mut points = Vec::new();
     for e in &test.expect {
-        let t = parse_time(&e.value.at, true)
-            .ok_or_else(|| invalid(file, at(e), format!("`at: {}` is not a date or RFC 3339 time", e.value.at)))?;
+        let t = parse_time(&e.value.at, true).ok_or_else(|| {
+            invalid(
+                file,
+                at(e),
+                format!("`at: {}` is not a date or RFC 3339 time", e.value.at),
+            )
+        })?;
         points.push((t, e));
     }
     points.sort_by_key(|(t, _)| *t);
 
-    let mut sim = Sim { processor: Processor::new(rules), households: BTreeMap::new(), emitted: Vec::new() };
+    let mut sim = Sim {
+        processor: Processor::new(rules),
+        households: BTreeMap::new(),
+        emitted: Vec::new(),
+    };
     let mut failures = Vec::new();
     let mut next_signal = signals.into_iter().peekable();
     for (point, expect) in points {
@@ -289,7 +380,9 @@ fn run_test(file: &Path, rules: &RuleSet, test: &RawTest) -> Result<TestOutcome,
             let (t, name, signal) = next_signal.next().expect("peeked");
             sim.fire_timers(t);
             let state = sim.households.entry(name.clone()).or_default();
-            let result = sim.processor.apply_signal(&HouseholdKey(name), state, &signal, t);
+            let result = sim
+                .processor
+                .apply_signal(&HouseholdKey(name), state, &signal, t);
             for e in result.errors {
                 failures.push(format!("rule evaluation failed: {e}"));
             }
@@ -299,7 +392,10 @@ fn run_test(file: &Path, rules: &RuleSet, test: &RawTest) -> Result<TestOutcome,
         let got = std::mem::take(&mut sim.emitted);
         compare(file, expect, &got, &mut failures);
     }
-    Ok(TestOutcome { name: test.name.clone(), failures })
+    Ok(TestOutcome {
+        name: test.name.clone(),
+        failures,
+    })
 }
 
 fn describe(a: &Alert) -> String {
@@ -323,14 +419,22 @@ fn compare(file: &Path, expect: &Spanned<RawExpect>, got: &[Alert], failures: &m
     let want = &expect.value.events;
     let mut problems = Vec::new();
     if want.len() != got.len() {
-        problems.push(format!("expected {} event(s), got {}", want.len(), got.len()));
+        problems.push(format!(
+            "expected {} event(s), got {}",
+            want.len(),
+            got.len()
+        ));
     }
     for (i, (w, g)) in want.iter().zip(got.iter()).enumerate() {
         let w_loc = at(w);
         let w = &w.value;
         let mut diffs = Vec::new();
         if w.kind != g.kind.as_str() {
-            diffs.push(format!("type: expected {}, got {}", w.kind, g.kind.as_str()));
+            diffs.push(format!(
+                "type: expected {}, got {}",
+                w.kind,
+                g.kind.as_str()
+            ));
         }
         if let Some(h) = &w.household {
             if h != &g.huishouden {
@@ -353,7 +457,11 @@ fn compare(file: &Path, expect: &Spanned<RawExpect>, got: &[Alert], failures: &m
             let mut got_rules: Vec<String> = g.regels.iter().map(|r| r.id.clone()).collect();
             got_rules.sort();
             if want_rules != got_rules {
-                diffs.push(format!("rules: expected [{}], got [{}]", want_rules.join(", "), got_rules.join(", ")));
+                diffs.push(format!(
+                    "rules: expected [{}], got [{}]",
+                    want_rules.join(", "),
+                    got_rules.join(", ")
+                ));
             }
         }
         if let Some(r) = &w.reden {
@@ -374,7 +482,12 @@ fn compare(file: &Path, expect: &Spanned<RawExpect>, got: &[Alert], failures: &m
         }
     }
     if !problems.is_empty() {
-        let mut msg = format!("{}:{line}:{col}: at {}: {}", file.display(), expect.value.at, problems.join("; "));
+        let mut msg = format!(
+            "{}:{line}:{col}: at {}: {}",
+            file.display(),
+            expect.value.at,
+            problems.join("; ")
+        );
         msg.push_str("\n      got:");
         if got.is_empty() {
             msg.push_str(" no events");

@@ -100,11 +100,17 @@ pub struct Commit {
     pub outbox: Vec<OutboxEntry>,
     /// Newly seen (source, id) pairs and their household.
     pub dedup: Vec<(String, String, HouseholdKey)>,
+    /// Metadata to set, by name (e.g. the event-time watermark).
+    pub meta: Vec<(String, Vec<u8>)>,
 }
 
 impl Commit {
     pub fn is_empty(&self) -> bool {
-        self.households.is_empty() && self.positions.is_empty() && self.outbox.is_empty() && self.dedup.is_empty()
+        self.households.is_empty()
+            && self.positions.is_empty()
+            && self.outbox.is_empty()
+            && self.dedup.is_empty()
+            && self.meta.is_empty()
     }
 }
 
@@ -152,6 +158,12 @@ fn dedup_key(source: &str, id: &str) -> Vec<u8> {
     k
 }
 
+fn meta_key(name: &str) -> Vec<u8> {
+    let mut k = vec![P_META];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
 fn outbox_key(seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = P_OUTBOX;
@@ -161,16 +173,25 @@ fn outbox_key(seq: u64) -> [u8; 9] {
 
 fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![FORMAT_VERSION];
-    let body = postcard::to_allocvec(value).map_err(|e| StoreError::Encode { what, detail: e.to_string() })?;
+    let body = postcard::to_allocvec(value).map_err(|e| StoreError::Encode {
+        what,
+        detail: e.to_string(),
+    })?;
     out.extend_from_slice(&body);
     Ok(out)
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.first() {
-        None => Err(StoreError::Corrupt { what, detail: "empty value".into() }),
+        None => Err(StoreError::Corrupt {
+            what,
+            detail: "empty value".into(),
+        }),
         Some(&FORMAT_VERSION) => {
-            postcard::from_bytes(&bytes[1..]).map_err(|e| StoreError::Corrupt { what, detail: e.to_string() })
+            postcard::from_bytes(&bytes[1..]).map_err(|e| StoreError::Corrupt {
+                what,
+                detail: e.to_string(),
+            })
         }
         Some(&v) => Err(StoreError::Version { what, found: v }),
     }
@@ -201,19 +222,35 @@ impl Store {
 
     /// A store in a temporary directory, removed on drop.
     pub fn temporary() -> Result<Store, StoreError> {
-        let db = sled::Config::new().temporary(true).open().map_err(sled_err("open a temporary store"))?;
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(sled_err("open a temporary store"))?;
         Self::from_db(db, false)
     }
 
     fn from_db(db: sled::Db, durable: bool) -> Result<Store, StoreError> {
         let tree = db.open_tree("vroeg").map_err(sled_err("open the tree"))?;
-        let meta = [P_META].iter().chain(b"format").copied().collect::<Vec<u8>>();
-        match tree.get(&meta).map_err(sled_err("read the format version"))? {
+        let meta = [P_META]
+            .iter()
+            .chain(b"format")
+            .copied()
+            .collect::<Vec<u8>>();
+        match tree
+            .get(&meta)
+            .map_err(sled_err("read the format version"))?
+        {
             None => {
-                tree.insert(meta, vec![FORMAT_VERSION]).map_err(sled_err("write the format version"))?;
+                tree.insert(meta, vec![FORMAT_VERSION])
+                    .map_err(sled_err("write the format version"))?;
             }
             Some(v) if v.as_ref() == [FORMAT_VERSION] => {}
-            Some(v) => return Err(StoreError::Version { what: "store", found: v.first().copied().unwrap_or(0) }),
+            Some(v) => {
+                return Err(StoreError::Version {
+                    what: "store",
+                    found: v.first().copied().unwrap_or(0),
+                })
+            }
         }
         let next = match tree.scan_prefix([P_OUTBOX]).next_back() {
             None => 0,
@@ -224,11 +261,20 @@ impl Store {
                 u64::from_be_bytes(b) + 1
             }
         };
-        Ok(Store { db, tree, next_outbox: std::sync::atomic::AtomicU64::new(next), durable })
+        Ok(Store {
+            db,
+            tree,
+            next_outbox: std::sync::atomic::AtomicU64::new(next),
+            durable,
+        })
     }
 
     pub fn household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError> {
-        match self.tree.get(household_key(key)).map_err(sled_err("read a household"))? {
+        match self
+            .tree
+            .get(household_key(key))
+            .map_err(sled_err("read a household"))?
+        {
             None => Ok(None),
             Some(bytes) => decode_state(&bytes).map(Some),
         }
@@ -237,25 +283,79 @@ impl Store {
     /// The next offset to read for a stream partition, if this store has
     /// processed any of it.
     pub fn position(&self, stream: &str, partition: i32) -> Result<Option<i64>, StoreError> {
-        match self.tree.get(position_key(stream, partition)).map_err(sled_err("read a position"))? {
+        match self
+            .tree
+            .get(position_key(stream, partition))
+            .map_err(sled_err("read a position"))?
+        {
             None => Ok(None),
             Some(v) if v.len() == 8 => {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&v);
                 Ok(Some(i64::from_be_bytes(b)))
             }
-            Some(_) => Err(StoreError::Corrupt { what: "position", detail: "not 8 bytes".into() }),
+            Some(_) => Err(StoreError::Corrupt {
+                what: "position",
+                detail: "not 8 bytes".into(),
+            }),
+        }
+    }
+
+    /// A metadata value written by an earlier commit.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree
+            .get(meta_key(name))
+            .map_err(sled_err("read metadata"))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The first timer entry strictly after `after` (a raw timer key from a
+    /// previous call), as (due, household, raw key). Lets a caller walk the
+    /// time index with a cursor while a batch is open.
+    pub fn timer_after(
+        &self,
+        after: Option<&[u8]>,
+    ) -> Result<Option<(Millis, HouseholdKey, Vec<u8>)>, StoreError> {
+        let mut range = match after {
+            Some(k) => self
+                .tree
+                .range::<&[u8], _>((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded)),
+            None => self.tree.range::<&[u8], _>(&[P_TIMER][..]..),
+        };
+        match range.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, _) = item.map_err(sled_err("scan timers"))?;
+                if k.first() != Some(&P_TIMER) || k.len() < 9 {
+                    return Ok(None);
+                }
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&k[1..9]);
+                let due = (u64::from_be_bytes(b) ^ (1 << 63)) as i64;
+                let key = String::from_utf8(k[9..].to_vec()).map_err(|_| StoreError::Corrupt {
+                    what: "timer",
+                    detail: "household key is not UTF-8".into(),
+                })?;
+                Ok(Some((due, HouseholdKey(key), k.to_vec())))
+            }
         }
     }
 
     /// Whether a (source, id) pair was processed before.
     pub fn seen(&self, source: &str, id: &str) -> Result<bool, StoreError> {
-        self.tree.contains_key(dedup_key(source, id)).map_err(sled_err("read the dedup index"))
+        self.tree
+            .contains_key(dedup_key(source, id))
+            .map_err(sled_err("read the dedup index"))
     }
 
     /// Households whose timer is due at or before `now`, in due order, at
     /// most `limit`.
-    pub fn due_timers(&self, now: Millis, limit: usize) -> Result<Vec<(Millis, HouseholdKey)>, StoreError> {
+    pub fn due_timers(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(Millis, HouseholdKey)>, StoreError> {
         let end = timer_key(now, &HouseholdKey(String::new()));
         let mut out = Vec::new();
         for item in self.tree.range([P_TIMER].to_vec()..) {
@@ -270,8 +370,10 @@ impl Store {
             let mut b = [0u8; 8];
             b.copy_from_slice(&k[1..9]);
             let due = (u64::from_be_bytes(b) ^ (1 << 63)) as i64;
-            let key = String::from_utf8(k[9..].to_vec())
-                .map_err(|_| StoreError::Corrupt { what: "timer", detail: "household key is not UTF-8".into() })?;
+            let key = String::from_utf8(k[9..].to_vec()).map_err(|_| StoreError::Corrupt {
+                what: "timer",
+                detail: "household key is not UTF-8".into(),
+            })?;
             out.push((due, HouseholdKey(key)));
             if out.len() >= limit {
                 break;
@@ -306,16 +408,26 @@ impl Store {
             }
         }
         for (stream, partition, offset) in &commit.positions {
-            batch.insert(position_key(stream, *partition), offset.to_be_bytes().to_vec());
+            batch.insert(
+                position_key(stream, *partition),
+                offset.to_be_bytes().to_vec(),
+            );
         }
         for (source, id, key) in &commit.dedup {
             batch.insert(dedup_key(source, id), key.0.as_bytes().to_vec());
         }
+        for (name, value) in &commit.meta {
+            batch.insert(meta_key(name), value.clone());
+        }
         for entry in &commit.outbox {
-            let seq = self.next_outbox.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let seq = self
+                .next_outbox
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             batch.insert(outbox_key(seq).to_vec(), encode("outbox entry", entry)?);
         }
-        self.tree.apply_batch(batch).map_err(sled_err("apply a batch"))?;
+        self.tree
+            .apply_batch(batch)
+            .map_err(sled_err("apply a batch"))?;
         if self.durable {
             self.db.flush().map_err(sled_err("flush a batch"))?;
         }
@@ -345,7 +457,9 @@ impl Store {
         for s in seqs {
             batch.remove(outbox_key(*s).to_vec());
         }
-        self.tree.apply_batch(batch).map_err(sled_err("remove outbox entries"))?;
+        self.tree
+            .apply_batch(batch)
+            .map_err(sled_err("remove outbox entries"))?;
         if self.durable {
             self.db.flush().map_err(sled_err("flush outbox removal"))?;
         }
@@ -353,11 +467,15 @@ impl Store {
     }
 
     /// Every household, in key order.
-    pub fn households(&self) -> impl Iterator<Item = Result<(HouseholdKey, HouseholdState), StoreError>> + '_ {
+    pub fn households(
+        &self,
+    ) -> impl Iterator<Item = Result<(HouseholdKey, HouseholdState), StoreError>> + '_ {
         self.tree.scan_prefix([P_HOUSEHOLD]).map(|item| {
             let (k, v) = item.map_err(sled_err("scan households"))?;
-            let key = String::from_utf8(k[1..].to_vec())
-                .map_err(|_| StoreError::Corrupt { what: "household key", detail: "not UTF-8".into() })?;
+            let key = String::from_utf8(k[1..].to_vec()).map_err(|_| StoreError::Corrupt {
+                what: "household key",
+                detail: "not UTF-8".into(),
+            })?;
             Ok((HouseholdKey(key), decode_state(&v)?))
         })
     }

@@ -9,10 +9,18 @@ fn a_commit_writes_state_positions_outbox_timers_and_dedup_together() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path(), true).unwrap();
-        let state = HouseholdState { episodes: 2, timer_due: Some(5_000), ..HouseholdState::default() };
+        let state = HouseholdState {
+            episodes: 2,
+            timer_due: Some(5_000),
+            ..HouseholdState::default()
+        };
         store
             .commit(&Commit {
-                households: vec![HouseholdWrite { key: key("a"), state: Some(state.clone()), old_timer: None }],
+                households: vec![HouseholdWrite {
+                    key: key("a"),
+                    state: Some(state.clone()),
+                    old_timer: None,
+                }],
                 positions: vec![("signals".into(), 3, 42)],
                 outbox: vec![OutboxEntry {
                     destination: Destination::Alerts,
@@ -32,7 +40,10 @@ fn a_commit_writes_state_positions_outbox_timers_and_dedup_together() {
     assert!(store.seen("urn:x", "1").unwrap());
     assert!(!store.seen("urn:x", "2").unwrap());
     assert_eq!(store.due_timers(4_999, 10).unwrap(), vec![]);
-    assert_eq!(store.due_timers(5_000, 10).unwrap(), vec![(5_000, key("a"))]);
+    assert_eq!(
+        store.due_timers(5_000, 10).unwrap(),
+        vec![(5_000, key("a"))]
+    );
     let out = store.outbox(10).unwrap();
     assert_eq!(out.len(), 1);
     store.outbox_remove(&[out[0].0]).unwrap();
@@ -42,10 +53,17 @@ fn a_commit_writes_state_positions_outbox_timers_and_dedup_together() {
 #[test]
 fn moving_a_timer_removes_the_old_entry() {
     let store = Store::temporary().unwrap();
-    let mut state = HouseholdState { timer_due: Some(-10), ..HouseholdState::default() };
+    let mut state = HouseholdState {
+        timer_due: Some(-10),
+        ..HouseholdState::default()
+    };
     store
         .commit(&Commit {
-            households: vec![HouseholdWrite { key: key("a"), state: Some(state.clone()), old_timer: None }],
+            households: vec![HouseholdWrite {
+                key: key("a"),
+                state: Some(state.clone()),
+                old_timer: None,
+            }],
             ..Commit::default()
         })
         .unwrap();
@@ -53,14 +71,25 @@ fn moving_a_timer_removes_the_old_entry() {
     state.timer_due = Some(20);
     store
         .commit(&Commit {
-            households: vec![HouseholdWrite { key: key("a"), state: Some(state), old_timer: Some(-10) }],
+            households: vec![HouseholdWrite {
+                key: key("a"),
+                state: Some(state),
+                old_timer: Some(-10),
+            }],
             ..Commit::default()
         })
         .unwrap();
-    assert_eq!(store.due_timers(i64::MAX, 10).unwrap(), vec![(20, key("a"))]);
+    assert_eq!(
+        store.due_timers(i64::MAX, 10).unwrap(),
+        vec![(20, key("a"))]
+    );
     store
         .commit(&Commit {
-            households: vec![HouseholdWrite { key: key("a"), state: None, old_timer: Some(20) }],
+            households: vec![HouseholdWrite {
+                key: key("a"),
+                state: None,
+                old_timer: Some(20),
+            }],
             ..Commit::default()
         })
         .unwrap();
@@ -71,14 +100,34 @@ fn moving_a_timer_removes_the_old_entry() {
 #[test]
 fn outbox_sequence_continues_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let entry = OutboxEntry { destination: Destination::DeadLetter, key: None, payload: vec![1], headers: vec![] };
+    let entry = OutboxEntry {
+        destination: Destination::DeadLetter,
+        key: None,
+        payload: vec![1],
+        headers: vec![],
+    };
     {
         let store = Store::open(dir.path(), true).unwrap();
-        store.commit(&Commit { outbox: vec![entry.clone(), entry.clone()], ..Commit::default() }).unwrap();
+        store
+            .commit(&Commit {
+                outbox: vec![entry.clone(), entry.clone()],
+                ..Commit::default()
+            })
+            .unwrap();
     }
     let store = Store::open(dir.path(), true).unwrap();
-    store.commit(&Commit { outbox: vec![entry.clone()], ..Commit::default() }).unwrap();
-    let seqs: Vec<u64> = store.outbox(10).unwrap().into_iter().map(|(s, _)| s).collect();
+    store
+        .commit(&Commit {
+            outbox: vec![entry.clone()],
+            ..Commit::default()
+        })
+        .unwrap();
+    let seqs: Vec<u64> = store
+        .outbox(10)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
     assert_eq!(seqs, vec![0, 1, 2]);
 }
 
@@ -87,6 +136,9 @@ fn unknown_format_versions_are_refused() {
     let mut bytes = encode_state(&HouseholdState::default()).unwrap();
     assert_eq!(decode_state(&bytes).unwrap(), HouseholdState::default());
     bytes[0] = 99;
-    assert!(matches!(decode_state(&bytes), Err(StoreError::Version { found: 99, .. })));
+    assert!(matches!(
+        decode_state(&bytes),
+        Err(StoreError::Version { found: 99, .. })
+    ));
     assert!(matches!(decode_state(&[]), Err(StoreError::Corrupt { .. })));
 }

@@ -1,0 +1,532 @@
+//! The engine: one batch in, one atomic commit out.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+use vroeg_core::signal::{
+    decode_binary, decode_structured, DecodeContext, DecodeError, Signal, DEFAULT_MAX_BYTES,
+};
+use vroeg_core::state::{ApplyOutcome, HouseholdState};
+use vroeg_core::time::{Millis, DAY_MS};
+use vroeg_core::{Alert, AlertKind, HouseholdKey, HouseholdKeyer};
+use vroeg_rules::pipeline::{Processor, StepResult};
+use vroeg_rules::RuleSet;
+use vroeg_store::{Commit, Destination, HouseholdWrite, OutboxEntry, Store, StoreError};
+
+use crate::stats::Stats;
+
+/// Which clock decides "now" for rules and timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockMode {
+    /// The signals' own `time` (the maximum seen so far): replay.
+    EventTime,
+    /// The wall clock the caller passes in: the live service.
+    Wall,
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The secret of the household pseudonym (HMAC key).
+    pub household_secret: Vec<u8>,
+    pub clock: ClockMode,
+    /// How far into the future a signal's time may lie, in milliseconds.
+    pub max_future: Millis,
+    /// Largest accepted message, in bytes.
+    pub max_bytes: usize,
+}
+
+impl EngineConfig {
+    pub fn new(household_secret: Vec<u8>, clock: ClockMode) -> Self {
+        EngineConfig {
+            household_secret,
+            clock,
+            max_future: DAY_MS,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// One input record and its position.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// The stream: a Kafka topic, or `file:<name>` for replay.
+    pub stream: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Vec<u8>,
+    /// Message headers (binary-mode CloudEvents carry `ce_*` attributes here).
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("sink failed: {0}")]
+    Sink(#[from] SinkError),
+    #[error("failed to encode an alert: {0}")]
+    Encode(String),
+}
+
+/// A sink could not deliver; the entries stay in the outbox.
+#[derive(Debug, thiserror::Error)]
+#[error("{destination} sink: {message}")]
+pub struct SinkError {
+    pub destination: &'static str,
+    pub message: String,
+}
+
+/// Where outbox entries go. `send` returns only once every entry is durably
+/// delivered; then the engine removes them from the outbox.
+pub trait Sink {
+    fn send(&mut self, entries: &[OutboxEntry]) -> Result<(), SinkError>;
+}
+
+/// A household loaded into a batch.
+struct Loaded {
+    state: HouseholdState,
+    /// The timer registered in the store before this batch.
+    stored_timer: Option<Millis>,
+    dirty: bool,
+}
+
+const WATERMARK: &str = "watermark";
+
+pub struct Engine {
+    store: Store,
+    rules: Arc<RuleSet>,
+    config: EngineConfig,
+    keyer: HouseholdKeyer,
+    /// Event-time clock: the maximum signal time seen (persisted).
+    watermark: Millis,
+    positions: HashMap<(Arc<str>, i32), i64>,
+    stats: Stats,
+}
+
+/// Per-batch working set.
+struct Batch {
+    households: HashMap<HouseholdKey, Loaded>,
+    seen: HashSet<(String, String)>,
+    /// Timers set during this batch (not yet in the store).
+    new_timers: BTreeSet<(Millis, HouseholdKey)>,
+    /// The next store timer after the cursor, if any: (due, household, raw key).
+    store_next: Option<(Millis, HouseholdKey, Vec<u8>)>,
+    commit: Commit,
+    stats: Stats,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        rules: Arc<RuleSet>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let watermark = match store.meta(WATERMARK)? {
+            Some(v) if v.len() == 8 => i64::from_be_bytes(v.try_into().unwrap_or([0; 8])),
+            _ => i64::MIN,
+        };
+        let keyer = HouseholdKeyer::new(&config.household_secret);
+        Ok(Engine {
+            store,
+            rules,
+            config,
+            keyer,
+            watermark,
+            positions: HashMap::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    /// Everything processed so far by this engine instance.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The next offset to read for a partition, from the store.
+    pub fn position(
+        &mut self,
+        stream: &Arc<str>,
+        partition: i32,
+    ) -> Result<Option<i64>, EngineError> {
+        if let Some(p) = self.positions.get(&(stream.clone(), partition)) {
+            return Ok(Some(*p));
+        }
+        let p = self.store.position(stream, partition)?;
+        if let Some(p) = p {
+            self.positions.insert((stream.clone(), partition), p);
+        }
+        Ok(p)
+    }
+
+    /// Forget cached positions (after a rebalance, another owner may have
+    /// moved them).
+    pub fn forget_positions(&mut self) {
+        self.positions.clear();
+    }
+
+    /// Process one batch and commit it atomically. `wall_now` is the current
+    /// wall-clock time (used for the future-date check, and as "now" in
+    /// [`ClockMode::Wall`]). Returns what this batch did.
+    ///
+    /// On error nothing of the batch is committed and the engine's in-memory
+    /// clock is left as it was, so the same batch can be offered again.
+    pub fn process_batch(
+        &mut self,
+        records: &[Record],
+        wall_now: Millis,
+    ) -> Result<Stats, EngineError> {
+        let watermark = self.watermark;
+        let result = self.process_batch_inner(records, wall_now);
+        if result.is_err() {
+            self.watermark = watermark;
+        }
+        result
+    }
+
+    fn process_batch_inner(
+        &mut self,
+        records: &[Record],
+        wall_now: Millis,
+    ) -> Result<Stats, EngineError> {
+        let rules = self.rules.clone();
+        let mut batch = Batch {
+            households: HashMap::new(),
+            seen: HashSet::new(),
+            new_timers: BTreeSet::new(),
+            store_next: None,
+            commit: Commit::default(),
+            stats: Stats::default(),
+        };
+        let processor = Processor::new(&rules);
+        batch.store_next = self.store.timer_after(None)?;
+        let ctx = DecodeContext {
+            now: wall_now,
+            max_future: self.config.max_future,
+            max_bytes: self.config.max_bytes,
+        };
+        let mut moved: HashMap<(Arc<str>, i32), i64> = HashMap::new();
+        for record in records {
+            let pos_key = (record.stream.clone(), record.partition);
+            let next = match moved.get(&pos_key) {
+                Some(p) => Some(*p),
+                None => self.position(&record.stream, record.partition)?,
+            };
+            if next.is_some_and(|p| record.offset < p) {
+                continue; // processed in an earlier, committed batch
+            }
+            moved.insert(pos_key, record.offset + 1);
+            batch.stats.records += 1;
+            match self.decode(record, &ctx) {
+                Err(error) => {
+                    debug!(code = %error.code, stream = %record.stream, partition = record.partition, offset = record.offset, "rejected record");
+                    *batch
+                        .stats
+                        .rejected
+                        .entry(error.code.as_str().to_owned())
+                        .or_default() += 1;
+                    batch.commit.outbox.push(dead_letter(record, &error));
+                }
+                Ok(signal) => {
+                    let now = match self.config.clock {
+                        ClockMode::EventTime => {
+                            self.watermark = self.watermark.max(signal.time);
+                            self.watermark
+                        }
+                        ClockMode::Wall => wall_now,
+                    };
+                    self.fire_timers(&processor, &mut batch, now)?;
+                    self.apply(&processor, &mut batch, &signal, now)?;
+                }
+            }
+        }
+        if self.config.clock == ClockMode::Wall {
+            self.fire_timers(&processor, &mut batch, wall_now)?;
+        }
+        let Batch {
+            households,
+            mut commit,
+            mut stats,
+            ..
+        } = batch;
+        for (key, loaded) in households {
+            if !loaded.dirty {
+                continue;
+            }
+            let state = (!loaded.state.is_empty()).then_some(loaded.state);
+            commit.households.push(HouseholdWrite {
+                key,
+                state,
+                old_timer: loaded.stored_timer,
+            });
+        }
+        // Deterministic write order (sled batches are atomic either way).
+        commit.households.sort_by(|a, b| a.key.cmp(&b.key));
+        for ((stream, partition), offset) in &moved {
+            commit
+                .positions
+                .push((stream.to_string(), *partition, *offset));
+        }
+        if self.config.clock == ClockMode::EventTime && self.watermark != i64::MIN {
+            commit
+                .meta
+                .push((WATERMARK.to_owned(), self.watermark.to_be_bytes().to_vec()));
+        }
+        if !commit.is_empty() {
+            self.store.commit(&commit)?;
+            stats.batches = 1;
+        }
+        // Only now, with the batch durable, do positions move in memory.
+        self.positions.extend(moved);
+        self.stats.merge(&stats);
+        Ok(stats)
+    }
+
+    /// Fire every timer due at or before `now` (wall mode: outside a batch
+    /// of records, e.g. from a periodic tick). Commits like a batch.
+    pub fn tick(&mut self, wall_now: Millis) -> Result<Stats, EngineError> {
+        self.process_batch(&[], wall_now)
+    }
+
+    fn decode(&self, record: &Record, ctx: &DecodeContext) -> Result<Signal, DecodeError> {
+        let binary = record
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("ce_specversion"));
+        if binary {
+            let headers: Vec<(&str, &[u8])> = record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect();
+            decode_binary(&headers, &record.payload, ctx)
+        } else {
+            decode_structured(&record.payload, ctx)
+        }
+    }
+
+    fn load<'b>(
+        &self,
+        batch: &'b mut Batch,
+        key: &HouseholdKey,
+    ) -> Result<&'b mut Loaded, EngineError> {
+        if !batch.households.contains_key(key) {
+            let state = self.store.household(key)?.unwrap_or_default();
+            let stored_timer = state.timer_due;
+            batch.households.insert(
+                key.clone(),
+                Loaded {
+                    state,
+                    stored_timer,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(batch.households.get_mut(key).expect("just inserted"))
+    }
+
+    fn apply(
+        &self,
+        processor: &Processor<'_>,
+        batch: &mut Batch,
+        signal: &Signal,
+        now: Millis,
+    ) -> Result<(), EngineError> {
+        let id = (signal.source.clone(), signal.id.clone());
+        if batch.seen.contains(&id) || self.store.seen(&signal.source, &signal.id)? {
+            batch.stats.duplicates += 1;
+            return Ok(());
+        }
+        let key = self.keyer.key(signal.address());
+        let loaded = self.load(batch, &key)?;
+        let before = loaded.state.timer_due;
+        let result = processor.apply_signal(&key, &mut loaded.state, signal, now);
+        match result.outcome {
+            Some(ApplyOutcome::Applied) => {
+                loaded.dirty = true;
+                let after = loaded.state.timer_due;
+                batch.stats.applied += 1;
+                batch.seen.insert(id.clone());
+                batch.commit.dedup.push((id.0, id.1, key.clone()));
+                move_timer(batch, &key, before, after);
+            }
+            Some(ApplyOutcome::Duplicate) => batch.stats.duplicates += 1,
+            Some(ApplyOutcome::PurposeDisabled) => batch.stats.purpose_disabled += 1,
+            Some(ApplyOutcome::OutsideWindow) => batch.stats.outside_window += 1,
+            None => {}
+        }
+        self.emit(batch, &key, result)
+    }
+
+    fn emit(
+        &self,
+        batch: &mut Batch,
+        key: &HouseholdKey,
+        result: StepResult,
+    ) -> Result<(), EngineError> {
+        if result.suppressed {
+            batch.stats.suppressed += 1;
+        }
+        for error in &result.errors {
+            warn!(rule = %error.rule, household = %key, %error, "rule evaluation failed");
+        }
+        batch.stats.rule_errors += result.errors.len() as u64;
+        for alert in result.alerts {
+            count_alert(&mut batch.stats, &alert);
+            let payload =
+                serde_json::to_vec(&alert).map_err(|e| EngineError::Encode(e.to_string()))?;
+            batch.commit.outbox.push(OutboxEntry {
+                destination: Destination::Alerts,
+                key: Some(key.0.clone()),
+                payload,
+                headers: vec![("vroeg_alert_id".into(), alert.id.into_bytes())],
+            });
+        }
+        Ok(())
+    }
+
+    /// Fire timers due at or before `now`, in (due, household) order, from
+    /// the store's time index and from timers set earlier in this batch. A
+    /// candidate fires only if it is still the household's current timer;
+    /// entries that this batch moved are skipped.
+    fn fire_timers(
+        &self,
+        processor: &Processor<'_>,
+        batch: &mut Batch,
+        now: Millis,
+    ) -> Result<(), EngineError> {
+        loop {
+            let from_store = batch
+                .store_next
+                .as_ref()
+                .filter(|(d, _, _)| *d <= now)
+                .map(|(d, k, _)| (*d, k.clone()));
+            let from_batch = batch.new_timers.first().filter(|(d, _)| *d <= now).cloned();
+            let (due, key) = match (from_store, from_batch) {
+                (None, None) => return Ok(()),
+                (Some(a), Some(b)) if b < a => {
+                    batch.new_timers.remove(&b);
+                    b
+                }
+                (Some(a), _) => {
+                    let raw = batch
+                        .store_next
+                        .take()
+                        .map(|(_, _, r)| r)
+                        .unwrap_or_default();
+                    batch.store_next = self.store.timer_after(Some(&raw))?;
+                    a
+                }
+                (None, Some(b)) => {
+                    batch.new_timers.remove(&b);
+                    b
+                }
+            };
+            let fire_at = match self.config.clock {
+                ClockMode::EventTime => due,
+                ClockMode::Wall => now,
+            };
+            let loaded = self.load(batch, &key)?;
+            if loaded.state.timer_due != Some(due) {
+                continue; // moved or fired since it was indexed
+            }
+            let result = processor.fire_timer(&key, &mut loaded.state, fire_at);
+            loaded.dirty = true;
+            let after = loaded.state.timer_due;
+            batch.stats.timers += 1;
+            move_timer(batch, &key, Some(due), after);
+            self.emit(batch, &key, result)?;
+        }
+    }
+
+    /// Hand outbox entries to `sink`, oldest first, removing each batch of
+    /// entries once the sink has confirmed it. Returns how many were sent.
+    pub fn publish_outbox(&self, sink: &mut dyn Sink, max: usize) -> Result<usize, EngineError> {
+        let mut sent = 0;
+        while sent < max {
+            let entries = self.store.outbox(1024.min(max - sent))?;
+            if entries.is_empty() {
+                break;
+            }
+            let (seqs, items): (Vec<u64>, Vec<OutboxEntry>) = entries.into_iter().unzip();
+            sink.send(&items)?;
+            self.store.outbox_remove(&seqs)?;
+            sent += seqs.len();
+        }
+        Ok(sent)
+    }
+}
+
+fn move_timer(
+    batch: &mut Batch,
+    key: &HouseholdKey,
+    before: Option<Millis>,
+    after: Option<Millis>,
+) {
+    if let Some(b) = before {
+        batch.new_timers.remove(&(b, key.clone()));
+    }
+    if let Some(a) = after {
+        batch.new_timers.insert((a, key.clone()));
+    }
+}
+
+fn count_alert(stats: &mut Stats, alert: &Alert) {
+    *stats
+        .alerts
+        .entry(alert.kind.as_str().to_owned())
+        .or_default() += 1;
+    if alert.kind == AlertKind::Geopend {
+        *stats
+            .opened_by_category
+            .entry(alert.categorie.clone())
+            .or_default() += 1;
+        *stats
+            .opened_by_priority
+            .entry(alert.prioriteit)
+            .or_default() += 1;
+    }
+}
+
+/// The dead-letter entry for a rejected record: the original bytes and
+/// headers, plus the reason and where it came from.
+fn dead_letter(record: &Record, error: &DecodeError) -> OutboxEntry {
+    let mut headers = record.headers.clone();
+    headers.push((
+        "vroeg_error_code".into(),
+        error.code.as_str().as_bytes().to_vec(),
+    ));
+    if let Some(f) = &error.field {
+        headers.push(("vroeg_error_field".into(), f.as_bytes().to_vec()));
+    }
+    headers.push((
+        "vroeg_error_detail".into(),
+        error.detail.as_bytes().to_vec(),
+    ));
+    headers.push((
+        "vroeg_source_topic".into(),
+        record.stream.as_bytes().to_vec(),
+    ));
+    headers.push((
+        "vroeg_source_partition".into(),
+        record.partition.to_string().into_bytes(),
+    ));
+    headers.push((
+        "vroeg_source_offset".into(),
+        record.offset.to_string().into_bytes(),
+    ));
+    OutboxEntry {
+        destination: Destination::DeadLetter,
+        key: None,
+        payload: record.payload.clone(),
+        headers,
+    }
+}

@@ -1,0 +1,70 @@
+//! # Guarantees: effectively once
+//!
+//! This is the contract between sources, the engine, the store and sinks.
+//! Keep it true; tests in `tests/` check it.
+//!
+//! ## Positions live with the state
+//!
+//! Every record carries its position: stream (a Kafka topic or a file),
+//! partition, offset. For each batch, [`crate::Engine::process_batch`]
+//! builds one `vroeg_store::Commit` holding
+//!
+//! - the new state of every household the batch touched (and its entry in
+//!   the time index),
+//! - the (`source`, `id`) pairs of the signals it applied (the dedup index),
+//! - the alert events and dead-letter entries it produced (the outbox),
+//! - for every partition, the next offset to read,
+//!
+//! and writes it with a single sled `apply_batch`, which is atomic, then
+//! flushes it when the store is durable. After a crash the store holds
+//! either all of a batch or none of it. A source resumes each partition
+//! from the stored position ([`crate::Engine::position`]); records before it
+//! are skipped, records after it are processed again. Because the state and
+//! the position always move together, a record is never applied twice and
+//! never skipped.
+//!
+//! A source may also acknowledge upstream (a Kafka commit), but only after
+//! `process_batch` has returned: the acknowledgement is never ahead of
+//! durable state. It is a convenience (lag monitoring, partitions this store
+//! has never seen), never the source of truth.
+//!
+//! ## Deterministic processing
+//!
+//! The core is pure: the same state, signal and time give the same result.
+//! In event-time mode (replay) the clock is the maximum signal `time` seen,
+//! persisted with each commit, and due timers fire at their own due time, so
+//! reprocessing a batch after a crash yields byte-identical alerts. Case ids
+//! are `<household>-<episode>` and alert ids `<case id>-<sequence>`; both are
+//! derived from state, never from a counter outside it.
+//!
+//! ## The outbox
+//!
+//! Alerts and dead-letter messages are not sent while a batch is processed.
+//! They enter the outbox inside the batch's commit, and
+//! [`crate::Engine::publish_outbox`] hands them to a [`crate::Sink`] after the
+//! commit. An entry is removed only after the sink confirms it (for Kafka: the
+//! delivery report of an idempotent producer). A crash between sending and
+//! removing sends the entry again on restart, with the same id, so consumers
+//! can drop the duplicate. Nothing is lost; a duplicate is always an exact
+//! re-send.
+//!
+//! ## Bad input
+//!
+//! A record that does not decode becomes a dead-letter outbox entry in the
+//! same commit as the position that passes it, carrying the original bytes
+//! and headers, the error code, field and detail, and its stream, partition
+//! and offset. So a bad record is never silently dropped, and its position
+//! is never durable before its dead-letter entry is.
+//!
+//! ## Duplicates
+//!
+//! A signal is identified by (`source`, `id`). The dedup index in the store
+//! (and the household's own history) makes a re-send a no-op: it is counted
+//! as a duplicate and changes nothing.
+//!
+//! ## What the engine does not promise
+//!
+//! - Ordering across households: alerts of different households may leave
+//!   in any order; alerts of one household leave in sequence order.
+//! - A sink that confirms without having delivered breaks the outbox promise;
+//!   sinks must confirm only durable delivery.

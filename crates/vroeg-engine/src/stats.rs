@@ -1,0 +1,66 @@
+//! Counters of what the engine did. Bounded keys only: error codes, alert
+//! kinds, categories and priorities, never a household.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// Records read from the source (after skipping already-processed ones).
+    pub records: u64,
+    /// Valid signals applied to a household.
+    pub applied: u64,
+    /// Signals seen before (same source and id).
+    pub duplicates: u64,
+    /// School-absence signals dropped because the school purpose is off.
+    pub purpose_disabled: u64,
+    /// Signals older than the lookback window.
+    pub outside_window: u64,
+    /// Rejected records by error code.
+    pub rejected: BTreeMap<String, u64>,
+    /// Alert events by kind.
+    pub alerts: BTreeMap<String, u64>,
+    /// Opened cases by main category.
+    pub opened_by_category: BTreeMap<String, u64>,
+    /// Opened cases by priority.
+    pub opened_by_priority: BTreeMap<u8, u64>,
+    /// Evaluations stopped by a suppression rule.
+    pub suppressed: u64,
+    /// Timers fired.
+    pub timers: u64,
+    /// Rule evaluation errors.
+    pub rule_errors: u64,
+    /// Batches committed.
+    pub batches: u64,
+}
+
+impl Stats {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    pub fn merge(&mut self, other: &Stats) {
+        self.records += other.records;
+        self.applied += other.applied;
+        self.duplicates += other.duplicates;
+        self.purpose_disabled += other.purpose_disabled;
+        self.outside_window += other.outside_window;
+        for (k, v) in &other.rejected {
+            *self.rejected.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.alerts {
+            *self.alerts.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.opened_by_category {
+            *self.opened_by_category.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.opened_by_priority {
+            *self.opened_by_priority.entry(*k).or_default() += v;
+        }
+        self.suppressed += other.suppressed;
+        self.timers += other.timers;
+        self.rule_errors += other.rule_errors;
+        self.batches += other.batches;
+    }
+}
