@@ -1,6 +1,6 @@
 //! The engine: one batch in, one atomic commit out.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tracing::{debug, warn};
@@ -61,9 +61,9 @@ pub struct Record {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("store failed: {0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("sink failed: {0}")]
+    #[error(transparent)]
     Sink(#[from] SinkError),
     #[error("failed to encode an alert: {0}")]
     Encode(String),
@@ -107,7 +107,6 @@ pub struct Engine {
 /// Per-batch working set.
 struct Batch {
     households: HashMap<HouseholdKey, Loaded>,
-    seen: HashSet<(String, String)>,
     /// Timers set during this batch (not yet in the store).
     new_timers: BTreeSet<(Millis, HouseholdKey)>,
     /// The next store timer after the cursor, if any: (due, household, raw key).
@@ -200,7 +199,6 @@ impl Engine {
         let rules = self.rules.clone();
         let mut batch = Batch {
             households: HashMap::new(),
-            seen: HashSet::new(),
             new_timers: BTreeSet::new(),
             store_next: None,
             commit: Commit::default(),
@@ -340,11 +338,6 @@ impl Engine {
         signal: &Signal,
         now: Millis,
     ) -> Result<(), EngineError> {
-        let id = (signal.source.clone(), signal.id.clone());
-        if batch.seen.contains(&id) || self.store.seen(&signal.source, &signal.id)? {
-            batch.stats.duplicates += 1;
-            return Ok(());
-        }
         let key = self.keyer.key(signal.address());
         let loaded = self.load(batch, &key)?;
         let before = loaded.state.timer_due;
@@ -354,8 +347,6 @@ impl Engine {
                 loaded.dirty = true;
                 let after = loaded.state.timer_due;
                 batch.stats.applied += 1;
-                batch.seen.insert(id.clone());
-                batch.commit.dedup.push((id.0, id.1, key.clone()));
                 move_timer(batch, &key, before, after);
             }
             Some(ApplyOutcome::Duplicate) => batch.stats.duplicates += 1,
@@ -448,18 +439,20 @@ impl Engine {
     }
 
     /// Hand outbox entries to `sink`, oldest first, removing each batch of
-    /// entries once the sink has confirmed it. Returns how many were sent.
+    /// chunk once the sink has confirmed it. Returns how many entries were sent
+    /// (at least `max`, unless the outbox ran empty: chunks are not split).
     pub fn publish_outbox(&self, sink: &mut dyn Sink, max: usize) -> Result<usize, EngineError> {
         let mut sent = 0;
         while sent < max {
-            let entries = self.store.outbox(1024.min(max - sent))?;
-            if entries.is_empty() {
+            let chunks = self.store.outbox(16)?;
+            if chunks.is_empty() {
                 break;
             }
-            let (seqs, items): (Vec<u64>, Vec<OutboxEntry>) = entries.into_iter().unzip();
-            sink.send(&items)?;
-            self.store.outbox_remove(&seqs)?;
-            sent += seqs.len();
+            for (seq, entries) in chunks {
+                sink.send(&entries)?;
+                self.store.outbox_remove(&[seq])?;
+                sent += entries.len();
+            }
         }
         Ok(sent)
     }

@@ -11,7 +11,6 @@
 //!
 //! - the new state of every household the batch touched (and its entry in
 //!   the time index),
-//! - the (`source`, `id`) pairs of the signals it applied (the dedup index),
 //! - the alert events and dead-letter entries it produced (the outbox),
 //! - for every partition, the next offset to read,
 //!
@@ -58,9 +57,11 @@
 //!
 //! ## Duplicates
 //!
-//! A signal is identified by (`source`, `id`). The dedup index in the store
-//! (and the household's own history) makes a re-send a no-op: it is counted
-//! as a duplicate and changes nothing.
+//! A signal is identified by (`source`, `id`). Each household keeps the
+//! pairs of its signals for the whole lookback window, and the batch keeps
+//! the pairs it has seen, so a re-send is a no-op: it is counted as a
+//! duplicate and changes nothing. A re-send older than the window is
+//! counted as outside the window and has no effect either.
 //!
 //! ## What the engine does not promise
 //!

@@ -1,5 +1,9 @@
-//! The sled store: household state, input positions, the outbox, the time
-//! index of due timers, and the dedup index.
+//! The sled store: household state, input positions, the outbox, and the
+//! time index of due timers.
+//!
+//! Deduplication needs no index of its own: a signal's (`source`, `id`) is
+//! kept in its household's history for the whole lookback window, and a
+//! signal older than the window has no effect (see `vroeg_core::state`).
 //!
 //! Everything lives in one sled tree under key prefixes, so that one
 //! [`Commit`] is one `apply_batch`, which sled applies atomically: after a
@@ -13,10 +17,9 @@
 //! |---|---|---|
 //! | `h` | household key | format version byte + postcard `HouseholdState` |
 //! | `p` | stream `\0` partition (i32) | next offset to read (i64) |
-//! | `o` | sequence (u64) | format version byte + postcard [`OutboxEntry`] |
+//! | `o` | chunk sequence (u64) | format version byte + postcard `Vec<OutboxEntry>`: one chunk per commit |
 //! | `t` | due millis (i64, sign-flipped) + household key | empty |
-//! | `d` | first 16 bytes of SHA-256 of `source \0 id` | household key |
-//! | `m` | name | metadata, e.g. the store format version |
+//! //! | `m` | name | metadata, e.g. the store format version |
 //!
 //! This crate must not decide anything about signals or cases; it stores
 //! what the engine gives it.
@@ -24,7 +27,6 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use vroeg_core::state::HouseholdState;
 use vroeg_core::time::Millis;
 use vroeg_core::HouseholdKey;
@@ -37,7 +39,6 @@ const P_HOUSEHOLD: u8 = b'h';
 const P_POSITION: u8 = b'p';
 const P_OUTBOX: u8 = b'o';
 const P_TIMER: u8 = b't';
-const P_DEDUP: u8 = b'd';
 const P_META: u8 = b'm';
 
 #[derive(Debug, thiserror::Error)]
@@ -98,8 +99,6 @@ pub struct Commit {
     /// (stream, partition, next offset to read).
     pub positions: Vec<(String, i32, i64)>,
     pub outbox: Vec<OutboxEntry>,
-    /// Newly seen (source, id) pairs and their household.
-    pub dedup: Vec<(String, String, HouseholdKey)>,
     /// Metadata to set, by name (e.g. the event-time watermark).
     pub meta: Vec<(String, Vec<u8>)>,
 }
@@ -109,7 +108,6 @@ impl Commit {
         self.households.is_empty()
             && self.positions.is_empty()
             && self.outbox.is_empty()
-            && self.dedup.is_empty()
             && self.meta.is_empty()
     }
 }
@@ -144,17 +142,6 @@ fn timer_key(due: Millis, key: &HouseholdKey) -> Vec<u8> {
     // Flip the sign bit so negative times sort before positive ones.
     k.extend_from_slice(&((due as u64) ^ (1 << 63)).to_be_bytes());
     k.extend_from_slice(key.0.as_bytes());
-    k
-}
-
-fn dedup_key(source: &str, id: &str) -> Vec<u8> {
-    let mut h = Sha256::new();
-    h.update(source.as_bytes());
-    h.update([0]);
-    h.update(id.as_bytes());
-    let mut k = Vec::with_capacity(17);
-    k.push(P_DEDUP);
-    k.extend_from_slice(&h.finalize()[..16]);
     k
 }
 
@@ -342,13 +329,6 @@ impl Store {
         }
     }
 
-    /// Whether a (source, id) pair was processed before.
-    pub fn seen(&self, source: &str, id: &str) -> Result<bool, StoreError> {
-        self.tree
-            .contains_key(dedup_key(source, id))
-            .map_err(sled_err("read the dedup index"))
-    }
-
     /// Households whose timer is due at or before `now`, in due order, at
     /// most `limit`.
     pub fn due_timers(
@@ -394,17 +374,18 @@ impl Store {
         }
         let mut batch = sled::Batch::default();
         for w in &commit.households {
-            if let Some(old) = w.old_timer {
-                batch.remove(timer_key(old, &w.key));
+            let new_timer = w.state.as_ref().and_then(|s| s.timer_due);
+            if new_timer != w.old_timer {
+                if let Some(old) = w.old_timer {
+                    batch.remove(timer_key(old, &w.key));
+                }
+                if let Some(due) = new_timer {
+                    batch.insert(timer_key(due, &w.key), Vec::new());
+                }
             }
             match &w.state {
                 None => batch.remove(household_key(&w.key)),
-                Some(state) => {
-                    batch.insert(household_key(&w.key), encode_state(state)?);
-                    if let Some(due) = state.timer_due {
-                        batch.insert(timer_key(due, &w.key), Vec::new());
-                    }
-                }
+                Some(state) => batch.insert(household_key(&w.key), encode_state(state)?),
             }
         }
         for (stream, partition, offset) in &commit.positions {
@@ -413,17 +394,19 @@ impl Store {
                 offset.to_be_bytes().to_vec(),
             );
         }
-        for (source, id, key) in &commit.dedup {
-            batch.insert(dedup_key(source, id), key.0.as_bytes().to_vec());
-        }
         for (name, value) in &commit.meta {
             batch.insert(meta_key(name), value.clone());
         }
-        for entry in &commit.outbox {
+        if !commit.outbox.is_empty() {
+            // One chunk per commit: one key to write, read and remove,
+            // however many entries the batch produced.
             let seq = self
                 .next_outbox
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            batch.insert(outbox_key(seq).to_vec(), encode("outbox entry", entry)?);
+            batch.insert(
+                outbox_key(seq).to_vec(),
+                encode("outbox chunk", &commit.outbox)?,
+            );
         }
         self.tree
             .apply_batch(batch)
@@ -434,24 +417,25 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `limit` outbox entries, oldest first.
-    pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+    /// Up to `limit` outbox chunks, oldest first. Each chunk holds the
+    /// entries of one commit.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, Vec<OutboxEntry>)>, StoreError> {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix([P_OUTBOX]).take(limit) {
             let (k, v) = item.map_err(sled_err("scan the outbox"))?;
             let mut b = [0u8; 8];
             b.copy_from_slice(&k[1..9]);
-            out.push((u64::from_be_bytes(b), decode("outbox entry", &v)?));
+            out.push((u64::from_be_bytes(b), decode("outbox chunk", &v)?));
         }
         Ok(out)
     }
 
-    /// How many entries wait in the outbox.
-    pub fn outbox_len(&self) -> usize {
-        self.tree.scan_prefix([P_OUTBOX]).count()
+    /// How many entries wait in the outbox (reads every chunk).
+    pub fn outbox_len(&self) -> Result<usize, StoreError> {
+        Ok(self.outbox(usize::MAX)?.iter().map(|(_, c)| c.len()).sum())
     }
 
-    /// Remove published outbox entries.
+    /// Remove published outbox chunks.
     pub fn outbox_remove(&self, seqs: &[u64]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for s in seqs {
