@@ -454,7 +454,7 @@ fn parse_settings(file: &Path, map: &LocatedMap, diags: &mut Diagnostics) -> Set
                 "invalid-value",
                 format!(
                     "`minimum_amount_euro` must be a number from 0 to 1000000, found {}",
-                    kind(&v.value)
+                    v.value
                 ),
             ),
         }
@@ -532,6 +532,15 @@ fn parse_rule(
             Some(v) => match &v.value {
                 Value::String(s) if !s.trim().is_empty() => {
                     Some((s.clone(), at(v), v.referenced.span().byte_offset()))
+                }
+                Value::String(_) => {
+                    diags.push(
+                        file,
+                        at(v),
+                        "invalid-value",
+                        format!("`{key}` must not be empty"),
+                    );
+                    None
                 }
                 other => {
                     diags.push(
@@ -739,8 +748,8 @@ fn parse_rule(
                     }
                 }
                 if ok {
-                    if let Some(problem) = type_check(&node) {
-                        diags.push(file, *loc, "type", format!("`when` {problem}"));
+                    if let Some((code, problem)) = type_check(&node) {
+                        diags.push(file, *loc, code, format!("`when` {problem}"));
                     } else {
                         compiled = Some(node);
                     }
@@ -775,7 +784,7 @@ fn parse_rule(
 /// Evaluate against representative contexts: every variable false/zero,
 /// every variable true/typical, and each boolean flipped on its own. A type
 /// error in any of them, or a non-boolean result, is a problem.
-fn type_check(node: &Node) -> Option<String> {
+fn type_check(node: &Node) -> Option<(&'static str, String)> {
     let mut contexts = vec![Variables::zeroes(), Variables::typical()];
     let mut mixed = Variables::zeroes();
     for (i, v) in mixed.values.iter_mut().enumerate() {
@@ -789,12 +798,20 @@ fn type_check(node: &Node) -> Option<String> {
         match node.eval_with_context(&VarContext::new(vars)) {
             Ok(EValue::Boolean(_)) => {}
             Ok(other) => {
-                return Some(format!(
-                    "must give true or false, but gives {}",
-                    value_kind(&other)
+                return Some((
+                    "type",
+                    format!("must give true or false, but gives {}", value_kind(&other)),
                 ))
             }
-            Err(e) => return Some(format!("has a type error: {e}")),
+            // evalexpr parses `a >= ` and reports the missing operand only
+            // when it evaluates: that is a syntax problem for the author.
+            Err(evalexpr::EvalexprError::WrongOperatorArgumentAmount { .. }) => {
+                return Some((
+                    "syntax",
+                    "is incomplete: an operator is missing an operand".to_owned(),
+                ))
+            }
+            Err(e) => return Some(("type", format!("has a type error: {e}"))),
         }
     }
     None

@@ -141,3 +141,77 @@ fn unknown_format_versions_are_refused() {
     ));
     assert!(matches!(decode_state(&[]), Err(StoreError::Corrupt { .. })));
 }
+
+mod roundtrip {
+    use proptest::prelude::*;
+    use vroeg_core::signal::{ArrearsStatus, PartnerType};
+    use vroeg_core::state::{ArrearsRecord, Contact, HouseholdState};
+    use vroeg_core::time::Day;
+
+    fn record() -> impl Strategy<Value = ArrearsRecord> {
+        (
+            ".{0,12}",
+            ".{0,12}",
+            ".{0,8}",
+            0usize..11,
+            0usize..4,
+            any::<u64>(),
+            any::<i32>(),
+            any::<i32>(),
+            any::<i64>(),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(
+                    source,
+                    id,
+                    referentie,
+                    p,
+                    st,
+                    bedrag_cent,
+                    o,
+                    s,
+                    time,
+                    crisis,
+                    eindelevering,
+                )| ArrearsRecord {
+                    source,
+                    id,
+                    referentie,
+                    partner: PartnerType::ALL[p],
+                    status: ArrearsStatus::ALL[st],
+                    bedrag_cent,
+                    ontstaansdatum: Day(o),
+                    signaaldatum: Day(s),
+                    time,
+                    crisis,
+                    eindelevering,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn encoded_state_round_trips(
+            arrears in proptest::collection::vec(record(), 0..8),
+            episodes in any::<u32>(),
+            timer in proptest::option::of(any::<i64>()),
+            name in proptest::option::of(".{1,20}"),
+        ) {
+            let state = HouseholdState {
+                arrears,
+                episodes,
+                timer_due: timer,
+                contact: name.map(|n| Contact {
+                    voorletters: "A.".into(), voorvoegsel: None, achternaam: n, geboortedatum: Day(1),
+                    straatnaam: "S".into(), postcode: "1234AB".into(), huisnummer: 1,
+                    huisnummertoevoeging: Some("A".into()), plaatsnaam: "P".into(), telefoon: None, email: None,
+                }),
+                ..HouseholdState::default()
+            };
+            let bytes = super::super::encode_state(&state).unwrap();
+            prop_assert_eq!(super::super::decode_state(&bytes).unwrap(), state);
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Property tests of the engine loop: determinism, idempotence, resends.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use serde_json::json;
+use vroeg_engine::{ClockMode, Engine, EngineConfig, Record, Sink, SinkError};
+use vroeg_rules::{LoadOptions, RuleSet};
+use vroeg_store::{OutboxEntry, Store};
+
+fn rules() -> Arc<RuleSet> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules");
+    Arc::new(
+        RuleSet::load(&[dir], &LoadOptions::default())
+            .expect("shipped rules load")
+            .0,
+    )
+}
+
+/// A compact description of one signal, turned into CloudEvents JSON.
+#[derive(Clone, Debug)]
+struct Spec {
+    id: u32,
+    household: u8,
+    partner: u8,
+    day: u16,
+    euro: u32,
+    status: u8,
+    crisis: bool,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        0u32..40,
+        0u8..4,
+        0u8..3,
+        0u16..300,
+        10u32..2000,
+        0u8..5,
+        proptest::bool::weighted(0.1),
+    )
+        .prop_map(|(id, household, partner, day, euro, status, crisis)| Spec {
+            id,
+            household,
+            partner,
+            day,
+            euro,
+            status,
+            crisis,
+        })
+}
+
+fn payload(s: &Spec) -> Vec<u8> {
+    let partner = ["Zorg", "Energie", "Huur"][s.partner as usize];
+    let status = ["open", "open", "open", "betaald", "betalingsregeling"][s.status as usize];
+    let day = vroeg_core::time::Day::parse("2026-01-01")
+        .unwrap()
+        .plus_days(s.day as i32);
+    let json = json!({
+        "specversion": "1.0", "id": format!("s{}", s.id), "source": format!("urn:test:{partner}"),
+        "type": "nl.vroeg.signaal.betalingsachterstand.v1",
+        "time": format!("{day}T10:00:00Z"),
+        "data": {
+            "signaalpartner": partner, "referentie": format!("R{}", s.household), "status": status,
+            "bedrag_cent": s.euro * 100, "ontstaansdatum": day.plus_days(-40).to_string(),
+            "signaaldatum": day.to_string(), "crisissignaal": s.crisis,
+            "client": { "voorletters": "A.", "achternaam": "Test", "geboortedatum": "1980-01-01",
+                "straatnaam": "Teststraat", "postcode": "1234AB", "huisnummer": 1 + s.household as u32,
+                "plaatsnaam": "Teststad" }
+        }
+    });
+    json.to_string().into_bytes()
+}
+
+/// Signals as a stream sorted by time (and id, for stable order).
+fn stream(specs: &[Spec]) -> Vec<Vec<u8>> {
+    let mut specs = specs.to_vec();
+    // One spec per id: a resend of an id must be the same signal.
+    specs.sort_by_key(|s| s.id);
+    specs.dedup_by_key(|s| s.id);
+    specs.sort_by_key(|s| (s.day, s.id));
+    specs.iter().map(payload).collect()
+}
+
+struct Collect(Vec<OutboxEntry>);
+
+impl Sink for Collect {
+    fn send(&mut self, entries: &[OutboxEntry]) -> Result<(), SinkError> {
+        self.0.extend_from_slice(entries);
+        Ok(())
+    }
+}
+
+const NOW: i64 = 1_900_000_000_000;
+
+/// Run payloads through a fresh engine in batches; return the alert
+/// payloads and the final household states (encoded).
+fn run(payloads: &[Vec<u8>], batch: usize) -> (Vec<Vec<u8>>, Vec<(String, Vec<u8>)>) {
+    let store = Store::temporary().unwrap();
+    let mut engine = Engine::new(
+        store,
+        rules(),
+        EngineConfig::new(b"secret".to_vec(), ClockMode::EventTime),
+    )
+    .unwrap();
+    let stream: Arc<str> = "test".into();
+    let records: Vec<Record> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Record {
+            stream: stream.clone(),
+            partition: 0,
+            offset: i as i64,
+            payload: p.clone(),
+            headers: vec![],
+        })
+        .collect();
+    let mut sink = Collect(Vec::new());
+    for chunk in records.chunks(batch.max(1)) {
+        engine.process_batch(chunk, NOW).unwrap();
+        engine.publish_outbox(&mut sink, usize::MAX).unwrap();
+    }
+    let states = engine
+        .store()
+        .households()
+        .map(|r| {
+            let (k, s) = r.unwrap();
+            (k.0, vroeg_store::encode_state(&s).unwrap())
+        })
+        .collect();
+    (sink.0.into_iter().map(|e| e.payload).collect(), states)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn replay_is_deterministic(specs in proptest::collection::vec(spec(), 1..40), batch in 1usize..8) {
+        let payloads = stream(&specs);
+        let a = run(&payloads, batch);
+        let b = run(&payloads, batch);
+        prop_assert_eq!(&a, &b);
+        // Batch boundaries do not change the result either.
+        let c = run(&payloads, 1000);
+        prop_assert_eq!(a, c);
+    }
+
+    #[test]
+    fn a_signal_applied_twice_equals_once(specs in proptest::collection::vec(spec(), 1..30), pick in any::<prop::sample::Index>()) {
+        let payloads = stream(&specs);
+        let i = pick.index(payloads.len());
+        let mut doubled = payloads.clone();
+        doubled.insert(i + 1, payloads[i].clone());
+        prop_assert_eq!(run(&payloads, 5), run(&doubled, 5));
+    }
+
+    #[test]
+    fn resends_in_any_order_change_nothing(
+        specs in proptest::collection::vec(spec(), 1..30),
+        resends in proptest::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>()), 0..20),
+    ) {
+        let payloads = stream(&specs);
+        let mut with_resends = payloads.clone();
+        // Insert copies of signals at random positions after their original
+        // (a resend never arrives before the signal itself).
+        for (which, where_) in resends {
+            let src = which.index(payloads.len());
+            let original = with_resends.iter().position(|p| *p == payloads[src]).unwrap();
+            let pos = original + 1 + where_.index(with_resends.len() - original);
+            with_resends.insert(pos, payloads[src].clone());
+        }
+        prop_assert_eq!(run(&payloads, 4), run(&with_resends, 4));
+    }
+}
+
+#[test]
+fn a_restart_resumes_after_the_committed_position() {
+    let specs: Vec<Spec> = (0..60)
+        .map(|i| Spec {
+            id: i,
+            household: (i % 4) as u8,
+            partner: (i % 3) as u8,
+            day: (i * 4) as u16,
+            euro: 300 + i,
+            status: (i % 5) as u8,
+            crisis: i % 17 == 0,
+        })
+        .collect();
+    let payloads = stream(&specs);
+    let (reference, ref_states) = run(&payloads, 7);
+    assert!(!reference.is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let stream_name: Arc<str> = "test".into();
+    let records: Vec<Record> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Record {
+            stream: stream_name.clone(),
+            partition: 0,
+            offset: i as i64,
+            payload: p.clone(),
+            headers: vec![],
+        })
+        .collect();
+    let mut sink = Collect(Vec::new());
+    let config = EngineConfig::new(b"secret".to_vec(), ClockMode::EventTime);
+    {
+        let mut engine = Engine::new(
+            Store::open(dir.path(), true).unwrap(),
+            rules(),
+            config.clone(),
+        )
+        .unwrap();
+        for chunk in records[..30].chunks(7) {
+            engine.process_batch(chunk, NOW).unwrap();
+        }
+        // Crash before publishing the last batch: its alerts stay in the outbox.
+        engine.publish_outbox(&mut sink, 1).unwrap();
+    }
+    let mut engine = Engine::new(Store::open(dir.path(), true).unwrap(), rules(), config).unwrap();
+    assert_eq!(engine.position(&stream_name, 0).unwrap(), Some(30));
+    engine.publish_outbox(&mut sink, usize::MAX).unwrap();
+    // The source re-delivers from an earlier point: already-committed records are skipped.
+    for chunk in records[20..].chunks(7) {
+        engine.process_batch(chunk, NOW).unwrap();
+        engine.publish_outbox(&mut sink, usize::MAX).unwrap();
+    }
+    let got: Vec<Vec<u8>> = sink.0.into_iter().map(|e| e.payload).collect();
+    assert_eq!(got, reference);
+    let states: Vec<(String, Vec<u8>)> = engine
+        .store()
+        .households()
+        .map(|r| {
+            let (k, s) = r.unwrap();
+            (k.0, vroeg_store::encode_state(&s).unwrap())
+        })
+        .collect();
+    assert_eq!(states, ref_states);
+}
+
+#[test]
+fn invalid_records_become_dead_letters_with_their_position() {
+    let store = Store::temporary().unwrap();
+    let mut engine = Engine::new(
+        store,
+        rules(),
+        EngineConfig::new(b"s".to_vec(), ClockMode::EventTime),
+    )
+    .unwrap();
+    let stream: Arc<str> = "signalen".into();
+    let records = vec![
+        Record {
+            stream: stream.clone(),
+            partition: 2,
+            offset: 10,
+            payload: b"{not json".to_vec(),
+            headers: vec![],
+        },
+        Record {
+            stream: stream.clone(),
+            partition: 2,
+            offset: 11,
+            payload: vec![0xff, 0x00],
+            headers: vec![],
+        },
+    ];
+    let stats = engine.process_batch(&records, NOW).unwrap();
+    assert_eq!(stats.rejected.get("invalid_json"), Some(&1));
+    assert_eq!(stats.rejected.get("invalid_utf8"), Some(&1));
+    let mut sink = Collect(Vec::new());
+    engine.publish_outbox(&mut sink, usize::MAX).unwrap();
+    assert_eq!(sink.0.len(), 2);
+    let first = &sink.0[0];
+    assert_eq!(first.payload, b"{not json");
+    let header = |e: &OutboxEntry, k: &str| {
+        e.headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+    };
+    assert_eq!(
+        header(first, "vroeg_error_code").as_deref(),
+        Some("invalid_json")
+    );
+    assert_eq!(
+        header(first, "vroeg_source_partition").as_deref(),
+        Some("2")
+    );
+    assert_eq!(header(first, "vroeg_source_offset").as_deref(), Some("10"));
+    assert_eq!(engine.position(&stream, 2).unwrap(), Some(12));
+}
