@@ -1,0 +1,263 @@
+//! End-to-end tests of the `vroeg` binary: rule checking and testing,
+//! generation, replay and the demo. (The Kafka tests come with `vroeg run`.)
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn vroeg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vroeg"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("VROEG_HOUSEHOLD_SECRET")
+        .output()
+        .expect("vroeg runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn every_broken_rule_fixture_is_reported_with_its_location() {
+    let dir = root().join("tests/fixtures/rules-broken");
+    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    fixtures.sort();
+    assert!(fixtures.len() >= 10, "at least 10 broken rule fixtures");
+    for fixture in fixtures {
+        let rel = fixture
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let out = vroeg(&["rules", "check", &rel]);
+        assert!(!out.status.success(), "{rel} must fail the check");
+        let text = stdout(&out);
+        let expected = std::fs::read_to_string(fixture.with_extension("expected")).unwrap();
+        assert!(!expected.trim().is_empty(), "{rel} has expected messages");
+        for line in expected.lines() {
+            assert!(text.contains(line), "{rel}: missing\n  {line}\nin\n{text}");
+            // Every message carries file:line:col.
+            let loc = line.split(": ").next().unwrap();
+            assert_eq!(loc.split(':').count(), 3, "{line}");
+        }
+    }
+}
+
+#[test]
+fn the_shipped_rules_check_clean() {
+    let out = vroeg(&["rules", "check", "rules"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("error"), "{}", stdout(&out));
+    // With the school purpose on, the gezin rule is active and nothing warns.
+    let out = vroeg(&["rules", "check", "--school-purpose", "rules"]);
+    assert!(out.status.success());
+    assert!(!stdout(&out).contains("warning"), "{}", stdout(&out));
+}
+
+#[test]
+fn the_shipped_rule_tests_pass_and_a_changed_expectation_fails() {
+    let out = vroeg(&["rules", "test", "rules/tests"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains(" 0 failed"), "{}", stdout(&out));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let original = std::fs::read_to_string(root().join("rules/tests/meervoudig.yaml")).unwrap();
+    let changed = original.replacen("prioriteit: 6", "prioriteit: 5", 1);
+    assert_ne!(original, changed);
+    let rules = root().join("rules");
+    let file = tmp.path().join("meervoudig.yaml");
+    std::fs::write(
+        &file,
+        format!("rule_files: [{:?}]\n{changed}", rules.to_string_lossy()),
+    )
+    .unwrap();
+    let out = vroeg(&["rules", "test", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("FAILED"), "{text}");
+    assert!(text.contains("prioriteit: expected 5, got 6"), "{text}");
+}
+
+fn gen(dir: &Path, name: &str, seed: &str) -> PathBuf {
+    let file = dir.join(name);
+    let out = vroeg(&[
+        "gen",
+        "--households",
+        "3000",
+        "--months",
+        "6",
+        "--seed",
+        seed,
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    file
+}
+
+#[test]
+fn gen_is_deterministic_and_realistic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = std::fs::read(gen(tmp.path(), "a.jsonl", "5")).unwrap();
+    let b = std::fs::read(gen(tmp.path(), "b.jsonl", "5")).unwrap();
+    let c = std::fs::read(gen(tmp.path(), "c.jsonl", "6")).unwrap();
+    assert_eq!(a, b, "same seed, same bytes");
+    assert_ne!(a, c, "another seed, other data");
+    let text = String::from_utf8(a).unwrap();
+    let mut partners = std::collections::BTreeMap::<String, usize>::new();
+    let (mut total, mut invalid) = (0usize, 0usize);
+    for line in text.lines() {
+        total += 1;
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) => {
+                if let Some(p) = v["data"]["signaalpartner"].as_str() {
+                    if v["data"]["status"] == "open" {
+                        *partners.entry(p.to_owned()).or_default() += 1;
+                    }
+                }
+            }
+            Err(_) => invalid += 1,
+        }
+    }
+    assert!(total > 500, "{total}");
+    assert!(invalid > 0, "some lines are not even JSON");
+    let opened: usize = partners.values().sum();
+    let share = |p: &str| *partners.get(p).unwrap_or(&0) as f64 / opened as f64;
+    assert!(
+        (0.38..0.52).contains(&share("Zorg")),
+        "Zorg {}",
+        share("Zorg")
+    );
+    assert!(
+        (0.19..0.31).contains(&share("Energie")),
+        "Energie {}",
+        share("Energie")
+    );
+    assert!(
+        (0.14..0.25).contains(&share("Huur")),
+        "Huur {}",
+        share("Huur")
+    );
+}
+
+fn replay(signals: &Path, out: &Path, state: Option<&Path>) -> (Output, serde_json::Value) {
+    let summary = out.with_extension("summary.json");
+    let mut args = vec![
+        "replay",
+        "--signals",
+        signals.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--now",
+        "2026-12-01T00:00:00Z",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ];
+    if let Some(s) = state {
+        args.push("--state");
+        args.push(s.to_str().unwrap());
+    }
+    let o = vroeg(&args);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
+    (o, v)
+}
+
+#[test]
+fn replay_is_deterministic_and_accounts_for_every_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = gen(tmp.path(), "s.jsonl", "11");
+    let lines = std::fs::read_to_string(&signals).unwrap().lines().count() as u64;
+    let (o1, s1) = replay(&signals, &tmp.path().join("a1.jsonl"), None);
+    let (_, s2) = replay(&signals, &tmp.path().join("a2.jsonl"), None);
+    let a1 = std::fs::read(tmp.path().join("a1.jsonl")).unwrap();
+    let a2 = std::fs::read(tmp.path().join("a2.jsonl")).unwrap();
+    assert!(!a1.is_empty());
+    assert_eq!(a1, a2, "byte-identical alerts");
+    assert_eq!(s1["stats"], s2["stats"]);
+    let st = &s1["stats"];
+    let n = |k: &str| st[k].as_u64().unwrap();
+    let rejected: u64 = st["rejected"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(n("records"), lines);
+    assert_eq!(
+        n("applied") + n("duplicates") + n("purpose_disabled") + n("outside_window") + rejected,
+        lines
+    );
+    // Every rejected line is in the rejects file with its reason.
+    let rejects = std::fs::read_to_string(signals.with_extension("jsonl.rejects.jsonl")).unwrap();
+    assert_eq!(rejects.lines().count() as u64, rejected);
+    for r in rejects.lines() {
+        let v: serde_json::Value = serde_json::from_str(r).unwrap();
+        assert!(
+            v["code"].is_string() && v["detail"].is_string() && v["line"].is_u64(),
+            "{r}"
+        );
+    }
+    assert!(stdout(&o1).contains("cases opened by category"));
+    // Personal data of the input never reaches the summary output.
+    assert!(!stdout(&o1).contains("Dorpsstraat") && !stdout(&o1).contains("Jansen"));
+}
+
+#[test]
+fn replay_resumes_from_its_state_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = gen(tmp.path(), "s.jsonl", "12");
+    let all = std::fs::read_to_string(&signals).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    let (_, _) = replay(&signals, &tmp.path().join("ref.jsonl"), None);
+    // First half, then the whole file with the same state directory.
+    let partial = tmp.path().join("p.jsonl");
+    std::fs::write(&partial, lines[..lines.len() / 2].join("\n") + "\n").unwrap();
+    let state = tmp.path().join("state");
+    let out = tmp.path().join("resumed.jsonl");
+    replay(&partial, &out, Some(&state));
+    std::fs::write(&partial, all.clone()).unwrap();
+    let (_, summary) = replay(&partial, &out, Some(&state));
+    assert_eq!(
+        summary["stats"]["records"].as_u64().unwrap() as usize,
+        lines.len() - lines.len() / 2
+    );
+    assert_eq!(
+        std::fs::read(out).unwrap(),
+        std::fs::read(tmp.path().join("ref.jsonl")).unwrap()
+    );
+}
+
+#[test]
+fn demo_shows_cases_with_explanations() {
+    let out = vroeg(&["demo", "--households", "3000"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("replay summary"), "{text}");
+    assert_eq!(text.matches("example case ").count(), 3, "{text}");
+    assert!(
+        text.contains("because") && text.contains("on the values"),
+        "{text}"
+    );
+}
