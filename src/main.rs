@@ -60,6 +60,8 @@ enum RulesCommand {
     Check(RulesCheckArgs),
     /// Run rule test files (expected case events for given signals).
     Test(RulesTestArgs),
+    /// Print the variable catalogue that `when` expressions can read.
+    Variables,
 }
 
 #[derive(Args)]
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Rules(RulesCommand::Check(args)) => rules_cmd::check(&args),
         Command::Rules(RulesCommand::Test(args)) => rules_cmd::test(&args),
+        Command::Rules(RulesCommand::Variables) => rules_cmd::variables(),
         Command::Gen(args) => gen::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => replay::run(&args),
         Command::Demo(args) => replay::demo(&args),

@@ -77,3 +77,24 @@ pub fn test(args: &RulesTestArgs) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+/// The catalogue as a Markdown table, one line per variable.
+pub fn catalogue_markdown() -> String {
+    let mut out = String::from("| variable | type | unit | purpose | meaning |\n|---|---|---|---|---|\n");
+    for v in vroeg_core::vars::catalogue() {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            v.name,
+            v.ty.as_str(),
+            v.unit,
+            v.purpose.as_str(),
+            v.description
+        ));
+    }
+    out
+}
+
+pub fn variables() -> anyhow::Result<ExitCode> {
+    print!("{}", catalogue_markdown());
+    Ok(ExitCode::SUCCESS)
+}
