@@ -80,7 +80,8 @@ pub fn test(args: &RulesTestArgs) -> anyhow::Result<ExitCode> {
 
 /// The catalogue as a Markdown table, one line per variable.
 pub fn catalogue_markdown() -> String {
-    let mut out = String::from("| variable | type | unit | purpose | meaning |\n|---|---|---|---|---|\n");
+    let mut out =
+        String::from("| variable | type | unit | purpose | meaning |\n|---|---|---|---|---|\n");
     for v in vroeg_core::vars::catalogue() {
         out.push_str(&format!(
             "| `{}` | {} | {} | {} | {} |\n",

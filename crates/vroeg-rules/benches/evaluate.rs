@@ -28,14 +28,24 @@ fn household() -> HouseholdState {
         eindelevering: false,
     };
     HouseholdState {
-        arrears: vec![rec(0, PartnerType::Zorg, 450), rec(1, PartnerType::Energie, 800), rec(2, PartnerType::Huur, 1200)],
+        arrears: vec![
+            rec(0, PartnerType::Zorg, 450),
+            rec(1, PartnerType::Energie, 800),
+            rec(2, PartnerType::Huur, 1200),
+        ],
         ..HouseholdState::default()
     }
 }
 
 fn bench(c: &mut Criterion) {
     let rules_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules");
-    let (rules, _) = RuleSet::load(&[rules_dir], &LoadOptions { school_purpose: true }).expect("rules load");
+    let (rules, _) = RuleSet::load(
+        &[rules_dir],
+        &LoadOptions {
+            school_purpose: true,
+        },
+    )
+    .expect("rules load");
     let state = household();
     let settings = rules.state_settings();
     let now = Day::parse("2026-05-25").unwrap().start_millis() + DAY_MS / 2;
@@ -45,12 +55,16 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("rules");
     // One element = one rule evaluated against one household.
     g.throughput(Throughput::Elements(active));
-    g.bench_function("evaluate_shipped_rule_set", |b| b.iter(|| rules.evaluate(std::hint::black_box(&vars))));
+    g.bench_function("evaluate_shipped_rule_set", |b| {
+        b.iter(|| rules.evaluate(std::hint::black_box(&vars)))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("variables");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("compute_for_household", |b| b.iter(|| compute(std::hint::black_box(&state), now, &settings)));
+    g.bench_function("compute_for_household", |b| {
+        b.iter(|| compute(std::hint::black_box(&state), now, &settings))
+    });
     g.finish();
 }
 
