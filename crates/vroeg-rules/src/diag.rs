@@ -69,23 +69,6 @@ impl Diagnostics {
         });
     }
 
-    pub(crate) fn warn(
-        &mut self,
-        file: &std::path::Path,
-        (line, col): (u64, u64),
-        code: &'static str,
-        message: impl Into<String>,
-    ) {
-        self.0.push(Diagnostic {
-            file: file.to_owned(),
-            line,
-            col,
-            severity: Severity::Warning,
-            code,
-            message: message.into(),
-        });
-    }
-
     pub(crate) fn sort(&mut self) {
         self.0.sort_by(|a, b| {
             (&a.file, a.line, a.col, a.code).cmp(&(&b.file, b.line, b.col, b.code))

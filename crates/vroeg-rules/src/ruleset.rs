@@ -242,18 +242,6 @@ impl RuleSet {
                     }
                     let (l, c) = rule_id_location(&raw_rule);
                     seen_ids.insert(rule.id.clone(), (file.clone(), l, c));
-                    if rule.enabled && !rule.active {
-                        diags.warn(
-                            file,
-                            at(&raw_rule),
-                            "purpose-off",
-                            format!(
-                                "rule `{}` is inactive: it needs the `{}` purpose, which is not enabled",
-                                rule.id,
-                                rule.purpose.as_str()
-                            ),
-                        );
-                    }
                     rules.push(rule);
                 }
             }
