@@ -145,6 +145,21 @@ fn timer_key(due: Millis, key: &HouseholdKey) -> Vec<u8> {
     k
 }
 
+/// The inverse of [`timer_key`]; `None` for a key outside the time index.
+fn parse_timer_key(k: &[u8]) -> Result<Option<(Millis, HouseholdKey)>, StoreError> {
+    if k.first() != Some(&P_TIMER) || k.len() < 9 {
+        return Ok(None);
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&k[1..9]);
+    let due = (u64::from_be_bytes(b) ^ (1 << 63)) as i64;
+    let key = String::from_utf8(k[9..].to_vec()).map_err(|_| StoreError::Corrupt {
+        what: "timer",
+        detail: "household key is not UTF-8".into(),
+    })?;
+    Ok(Some((due, HouseholdKey(key))))
+}
+
 fn meta_key(name: &str) -> Vec<u8> {
     let mut k = vec![P_META];
     k.extend_from_slice(name.as_bytes());
@@ -314,17 +329,10 @@ impl Store {
             None => Ok(None),
             Some(item) => {
                 let (k, _) = item.map_err(sled_err("scan timers"))?;
-                if k.first() != Some(&P_TIMER) || k.len() < 9 {
-                    return Ok(None);
+                match parse_timer_key(&k)? {
+                    None => Ok(None),
+                    Some((due, key)) => Ok(Some((due, key, k.to_vec()))),
                 }
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&k[1..9]);
-                let due = (u64::from_be_bytes(b) ^ (1 << 63)) as i64;
-                let key = String::from_utf8(k[9..].to_vec()).map_err(|_| StoreError::Corrupt {
-                    what: "timer",
-                    detail: "household key is not UTF-8".into(),
-                })?;
-                Ok(Some((due, HouseholdKey(key), k.to_vec())))
             }
         }
     }
@@ -336,25 +344,16 @@ impl Store {
         now: Millis,
         limit: usize,
     ) -> Result<Vec<(Millis, HouseholdKey)>, StoreError> {
-        let end = timer_key(now, &HouseholdKey(String::new()));
         let mut out = Vec::new();
         for item in self.tree.range([P_TIMER].to_vec()..) {
             let (k, _) = item.map_err(sled_err("scan timers"))?;
-            if k.first() != Some(&P_TIMER) {
+            let Some((due, key)) = parse_timer_key(&k)? else {
+                break;
+            };
+            if due > now {
                 break;
             }
-            // Compare the time part only: the household part follows.
-            if k[..9] > end[..9] {
-                break;
-            }
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&k[1..9]);
-            let due = (u64::from_be_bytes(b) ^ (1 << 63)) as i64;
-            let key = String::from_utf8(k[9..].to_vec()).map_err(|_| StoreError::Corrupt {
-                what: "timer",
-                detail: "household key is not UTF-8".into(),
-            })?;
-            out.push((due, HouseholdKey(key)));
+            out.push((due, key));
             if out.len() >= limit {
                 break;
             }

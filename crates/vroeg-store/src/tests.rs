@@ -4,6 +4,18 @@ fn key(s: &str) -> HouseholdKey {
     HouseholdKey(s.to_owned())
 }
 
+/// A commit that writes one household.
+fn write(name: &str, state: Option<HouseholdState>, old_timer: Option<i64>) -> Commit {
+    Commit {
+        households: vec![HouseholdWrite {
+            key: key(name),
+            state,
+            old_timer,
+        }],
+        ..Commit::default()
+    }
+}
+
 #[test]
 fn a_commit_writes_state_positions_outbox_and_timers_together() {
     let dir = tempfile::tempdir().unwrap();
@@ -16,11 +28,6 @@ fn a_commit_writes_state_positions_outbox_and_timers_together() {
         };
         store
             .commit(&Commit {
-                households: vec![HouseholdWrite {
-                    key: key("a"),
-                    state: Some(state.clone()),
-                    old_timer: None,
-                }],
                 positions: vec![("signals".into(), 3, 42)],
                 outbox: vec![OutboxEntry {
                     destination: Destination::Alerts,
@@ -28,7 +35,7 @@ fn a_commit_writes_state_positions_outbox_and_timers_together() {
                     payload: b"{}".to_vec(),
                     headers: vec![],
                 }],
-                meta: vec![],
+                ..write("a", Some(state), None)
             })
             .unwrap();
     }
@@ -57,41 +64,16 @@ fn moving_a_timer_removes_the_old_entry() {
         ..HouseholdState::default()
     };
     store
-        .commit(&Commit {
-            households: vec![HouseholdWrite {
-                key: key("a"),
-                state: Some(state.clone()),
-                old_timer: None,
-            }],
-            ..Commit::default()
-        })
+        .commit(&write("a", Some(state.clone()), None))
         .unwrap();
     assert_eq!(store.next_timer().unwrap(), Some(-10));
     state.timer_due = Some(20);
-    store
-        .commit(&Commit {
-            households: vec![HouseholdWrite {
-                key: key("a"),
-                state: Some(state),
-                old_timer: Some(-10),
-            }],
-            ..Commit::default()
-        })
-        .unwrap();
+    store.commit(&write("a", Some(state), Some(-10))).unwrap();
     assert_eq!(
         store.due_timers(i64::MAX, 10).unwrap(),
         vec![(20, key("a"))]
     );
-    store
-        .commit(&Commit {
-            households: vec![HouseholdWrite {
-                key: key("a"),
-                state: None,
-                old_timer: Some(20),
-            }],
-            ..Commit::default()
-        })
-        .unwrap();
+    store.commit(&write("a", None, Some(20))).unwrap();
     assert_eq!(store.next_timer().unwrap(), None);
     assert!(store.household(&key("a")).unwrap().is_none());
 }
