@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use vroeg_core::signal::{PartnerType, TYPE_ABSENCE, TYPE_ARREARS};
-use vroeg_core::time::{format_rfc3339, Day, DAY_MS};
+use vroeg_core::time::{format_rfc3339, Day};
 
 #[derive(Args, Clone)]
 pub struct GenArgs {
@@ -430,7 +430,6 @@ impl Generator {
         }
         // Status updates can fall after the last month; keep them, in order.
         lines.sort_by_key(|l| l.time);
-        let _ = DAY_MS;
         lines
     }
 }

@@ -298,24 +298,7 @@ const KNOWN_ATTRIBUTES: &[&str] = &[
 
 /// Decode a structured-mode CloudEvent (the whole event is the JSON body).
 pub fn decode_structured(bytes: &[u8], ctx: &DecodeContext) -> Result<Signal, DecodeError> {
-    if bytes.len() > ctx.max_bytes {
-        return Err(DecodeError::whole(
-            ErrorCode::TooLarge,
-            format!(
-                "message is {} bytes, the limit is {}",
-                bytes.len(),
-                ctx.max_bytes
-            ),
-        ));
-    }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        DecodeError::whole(
-            ErrorCode::InvalidUtf8,
-            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-        )
-    })?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| DecodeError::whole(ErrorCode::InvalidJson, json_error_detail(&e)))?;
+    let value = parse_json(bytes, ctx)?;
     let Value::Object(map) = value else {
         return Err(DecodeError::whole(
             ErrorCode::NotAnObject,
@@ -363,16 +346,7 @@ pub fn decode_binary(
     body: &[u8],
     ctx: &DecodeContext,
 ) -> Result<Signal, DecodeError> {
-    if body.len() > ctx.max_bytes {
-        return Err(DecodeError::whole(
-            ErrorCode::TooLarge,
-            format!(
-                "message is {} bytes, the limit is {}",
-                body.len(),
-                ctx.max_bytes
-            ),
-        ));
-    }
+    let data = parse_json(body, ctx)?;
     let header = |name: &str| -> Result<Option<&str>, DecodeError> {
         match headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
             None => Ok(None),
@@ -394,20 +368,31 @@ pub fn decode_binary(
         time: required("ce_time")?,
         datacontenttype: header("content-type")?,
     };
-    let text = std::str::from_utf8(body).map_err(|e| {
+    decode_event(attrs, &data, ctx)
+}
+
+/// Check the size, then parse UTF-8 JSON. serde_json limits nesting to
+/// 128 levels, so deep nesting is an error, not a stack overflow.
+fn parse_json(bytes: &[u8], ctx: &DecodeContext) -> Result<Value, DecodeError> {
+    if bytes.len() > ctx.max_bytes {
+        return Err(DecodeError::whole(
+            ErrorCode::TooLarge,
+            format!(
+                "message is {} bytes, the limit is {}",
+                bytes.len(),
+                ctx.max_bytes
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
         DecodeError::whole(
             ErrorCode::InvalidUtf8,
             format!("invalid UTF-8 at byte {}", e.valid_up_to()),
         )
     })?;
-    let data: Value = serde_json::from_str(text)
-        .map_err(|e| DecodeError::whole(ErrorCode::InvalidJson, json_error_detail(&e)))?;
-    decode_event(attrs, &data, ctx)
-}
-
-fn json_error_detail(e: &serde_json::Error) -> String {
     // serde_json's message names line and column, never the content.
-    format!("not valid JSON: {e}")
+    serde_json::from_str(text)
+        .map_err(|e| DecodeError::whole(ErrorCode::InvalidJson, format!("not valid JSON: {e}")))
 }
 
 fn is_extension_name(name: &str) -> bool {

@@ -47,28 +47,24 @@ impl Day {
     /// The same day of month `months` calendar months earlier, clamped to the
     /// month's last day (31 March minus one month is 28 or 29 February).
     pub fn minus_months(self, months: u32) -> Day {
-        let date = self.to_date();
-        let total = date.year() * 12 + (date.month() as i32 - 1) - months as i32;
-        let year = total.div_euclid(12);
-        let month = Month::try_from((total.rem_euclid(12) + 1) as u8).unwrap_or(Month::January);
-        let last = time::util::days_in_month(month, year);
-        let day = date.day().min(last);
-        Date::from_calendar_date(year, month, day)
-            .map(Day::from_date)
-            .unwrap_or(Day(self.0 - 31 * months as i32))
+        self.add_months(-(months as i32))
     }
 
     /// The same day of month `months` calendar months later, clamped to the
     /// month's last day.
     pub fn plus_months(self, months: u32) -> Day {
+        self.add_months(months as i32)
+    }
+
+    fn add_months(self, months: i32) -> Day {
         let date = self.to_date();
-        let total = date.year() * 12 + (date.month() as i32 - 1) + months as i32;
+        let total = date.year() * 12 + (date.month() as i32 - 1) + months;
         let year = total.div_euclid(12);
         let month = Month::try_from((total.rem_euclid(12) + 1) as u8).unwrap_or(Month::January);
         let day = date.day().min(time::util::days_in_month(month, year));
         Date::from_calendar_date(year, month, day)
             .map(Day::from_date)
-            .unwrap_or(Day(self.0 + 31 * months as i32))
+            .unwrap_or(Day(self.0 + 31 * months))
     }
 
     pub fn plus_days(self, days: i32) -> Day {
