@@ -45,8 +45,6 @@ pub struct Evaluation {
     pub suppressed_by: Vec<String>,
     /// The value of every variable the fired and suppressing rules read.
     pub variables: BTreeMap<String, VarValue>,
-    /// The content hash of the rule set.
-    pub ruleset: String,
 }
 
 /// The open case of a household.
@@ -183,20 +181,25 @@ pub enum Trigger {
 
 /// Apply a rule evaluation to a household's case and return the alerts.
 ///
-/// `evaluation` is `None` when the household has nothing open (rules need
-/// not run then). Updates `state.case` and `state.episodes`.
+/// `evaluation` is `None` exactly when the household has nothing open
+/// ([`HouseholdState::has_open_items`] is false; rules need not run then):
+/// an open case closes. `ruleset` is the content hash of the rule set.
+/// Updates `state.case` and `state.episodes`, and drops the contact details
+/// when a case closes.
 pub fn decide(
     key: &HouseholdKey,
     state: &mut HouseholdState,
     evaluation: Option<&Evaluation>,
+    ruleset: &str,
     trigger: Trigger,
     now: Millis,
     settings: &StateSettings,
 ) -> Vec<Alert> {
-    let open_items = state.has_open_items(now, settings);
     let mut alerts = Vec::new();
-    if !open_items {
+    let Some(eval) = evaluation else {
         if let Some(mut case) = state.case.take() {
+            // Nothing is open and no case needs the contact details.
+            state.contact = None;
             let reden = match trigger {
                 Trigger::Signal(ArrearsStatus::Betaald) => CloseReason::Betaald,
                 Trigger::Signal(ArrearsStatus::Betalingsregeling) => CloseReason::Betalingsregeling,
@@ -204,7 +207,6 @@ pub fn decide(
                 _ => CloseReason::Verlopen,
             };
             case.seq += 1;
-            let ruleset = evaluation.map(|e| e.ruleset.clone()).unwrap_or_default();
             alerts.push(alert(
                 key,
                 &case,
@@ -213,13 +215,10 @@ pub fn decide(
                 Vec::new(),
                 BTreeMap::new(),
                 Some(reden),
-                ruleset,
+                ruleset.to_owned(),
                 None,
             ));
         }
-        return alerts;
-    }
-    let Some(eval) = evaluation else {
         return alerts;
     };
     if eval.fired.is_empty() || !eval.suppressed_by.is_empty() {
@@ -301,7 +300,7 @@ pub fn decide(
         regels,
         eval.variables.clone(),
         None,
-        eval.ruleset.clone(),
+        ruleset.to_owned(),
         state.contact.clone(),
     ));
     alerts

@@ -326,10 +326,10 @@ impl HouseholdState {
         arrears.chain(absences).filter(|due| *due > now).min()
     }
 
-    /// Whether nothing is left worth keeping: no records, no case. The store
-    /// deletes such a household, but keeps `episodes` when a case ever opened
-    /// (so that case ids stay unique), which [`HouseholdState::is_empty`]
-    /// accounts for.
+    /// Whether nothing is left worth keeping: no records, no case, and no
+    /// case ever opened. The store deletes such a household. A household
+    /// that had a case is kept, so that its `episodes` counter, and with it
+    /// every case id, stays unique.
     pub fn is_empty(&self) -> bool {
         self.arrears.is_empty()
             && self.absences.is_empty()

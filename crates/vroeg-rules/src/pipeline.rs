@@ -96,22 +96,11 @@ impl<'a> Processor<'a> {
             key,
             state,
             evaluation.as_ref(),
+            &self.rules.version,
             trigger,
             now,
             &self.settings,
         );
-        if result
-            .alerts
-            .iter()
-            .any(|a| a.kind == vroeg_core::AlertKind::Gesloten)
-        {
-            // Closing happened after expiry; drop contact details now that
-            // no case needs them.
-            state.expire(now, &self.settings);
-        }
-        if let Some(alert) = result.alerts.iter_mut().find(|a| a.regelset.is_empty()) {
-            alert.regelset = self.rules.version.clone();
-        }
         state.timer_due = state.next_due(now, &self.settings);
         result
     }

@@ -291,10 +291,7 @@ impl RuleSet {
     /// Evaluate every active rule against one household's variables.
     pub fn evaluate(&self, vars: &Variables) -> (Evaluation, Vec<RuleEvalError>) {
         let ctx = VarContext::new(vars);
-        let mut eval = Evaluation {
-            ruleset: self.version.clone(),
-            ..Evaluation::default()
-        };
+        let mut eval = Evaluation::default();
         let mut errors = Vec::new();
         let mut read: Vec<usize> = Vec::new();
         for rule in self.rules.iter().filter(|r| r.active) {
