@@ -94,6 +94,34 @@ impl Sink for Collect {
 
 const NOW: i64 = 1_900_000_000_000;
 
+/// Payloads as records of one partition, offsets from 0.
+fn records(stream: &str, payloads: &[Vec<u8>]) -> Vec<Record> {
+    let stream: Arc<str> = stream.into();
+    payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Record {
+            stream: stream.clone(),
+            partition: 0,
+            offset: i as i64,
+            payload: p.clone(),
+            headers: vec![],
+        })
+        .collect()
+}
+
+/// Every household in the store, encoded, in key order.
+fn states(engine: &Engine) -> Vec<(String, Vec<u8>)> {
+    engine
+        .store()
+        .households()
+        .map(|r| {
+            let (k, s) = r.unwrap();
+            (k.0, vroeg_store::encode_state(&s).unwrap())
+        })
+        .collect()
+}
+
 /// Run payloads through a fresh engine in batches; return the alert
 /// payloads and the final household states (encoded).
 fn run(payloads: &[Vec<u8>], batch: usize) -> (Vec<Vec<u8>>, Vec<(String, Vec<u8>)>) {
@@ -104,32 +132,16 @@ fn run(payloads: &[Vec<u8>], batch: usize) -> (Vec<Vec<u8>>, Vec<(String, Vec<u8
         EngineConfig::new(b"secret".to_vec(), ClockMode::EventTime),
     )
     .unwrap();
-    let stream: Arc<str> = "test".into();
-    let records: Vec<Record> = payloads
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Record {
-            stream: stream.clone(),
-            partition: 0,
-            offset: i as i64,
-            payload: p.clone(),
-            headers: vec![],
-        })
-        .collect();
+    let records = records("test", payloads);
     let mut sink = Collect(Vec::new());
     for chunk in records.chunks(batch.max(1)) {
         engine.process_batch(chunk, NOW).unwrap();
         engine.publish_outbox(&mut sink, usize::MAX).unwrap();
     }
-    let states = engine
-        .store()
-        .households()
-        .map(|r| {
-            let (k, s) = r.unwrap();
-            (k.0, vroeg_store::encode_state(&s).unwrap())
-        })
-        .collect();
-    (sink.0.into_iter().map(|e| e.payload).collect(), states)
+    (
+        sink.0.into_iter().map(|e| e.payload).collect(),
+        states(&engine),
+    )
 }
 
 proptest! {
@@ -193,17 +205,7 @@ fn a_restart_resumes_after_the_committed_position() {
 
     let dir = tempfile::tempdir().unwrap();
     let stream_name: Arc<str> = "test".into();
-    let records: Vec<Record> = payloads
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Record {
-            stream: stream_name.clone(),
-            partition: 0,
-            offset: i as i64,
-            payload: p.clone(),
-            headers: vec![],
-        })
-        .collect();
+    let records = records("test", &payloads);
     let mut sink = Collect(Vec::new());
     let config = EngineConfig::new(b"secret".to_vec(), ClockMode::EventTime);
     {
@@ -229,15 +231,7 @@ fn a_restart_resumes_after_the_committed_position() {
     }
     let got: Vec<Vec<u8>> = sink.0.into_iter().map(|e| e.payload).collect();
     assert_eq!(got, reference);
-    let states: Vec<(String, Vec<u8>)> = engine
-        .store()
-        .households()
-        .map(|r| {
-            let (k, s) = r.unwrap();
-            (k.0, vroeg_store::encode_state(&s).unwrap())
-        })
-        .collect();
-    assert_eq!(states, ref_states);
+    assert_eq!(states(&engine), ref_states);
 }
 
 #[test]
