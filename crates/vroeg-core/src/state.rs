@@ -10,8 +10,6 @@
 //!
 //! Nothing here reads a clock or does IO; `now` is always an argument.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::case::CaseState;
@@ -249,37 +247,36 @@ impl HouseholdState {
 
     fn enforce_caps(&mut self) {
         while self.arrears.len() > MAX_ARREARS_RECORDS {
-            let latest = self.latest_indices();
             // Drop the oldest record that is not the current one of its
             // (source, referentie); if all are current, the oldest.
-            let victim = (0..self.arrears.len())
-                .find(|i| !latest.contains(i))
-                .unwrap_or(0);
+            let victim = (0..self.arrears.len()).find(|i| !self.is_latest(*i)).unwrap_or(0);
             self.arrears.remove(victim);
         }
     }
 
-    /// Indices of the latest record per (`source`, `referentie`).
-    fn latest_indices(&self) -> Vec<usize> {
-        let mut latest: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-        for (i, r) in self.arrears.iter().enumerate() {
-            latest.insert((&r.source, &r.referentie), i);
-        }
-        latest.into_values().collect()
+    /// Whether record `i` is the latest of its (`source`, `referentie`):
+    /// no later record in the ordered history has the same pair. Households
+    /// hold a handful of records, so a scan beats building a map.
+    fn is_latest(&self, i: usize) -> bool {
+        let r = &self.arrears[i];
+        !self.arrears[i + 1..]
+            .iter()
+            .any(|o| o.source == r.source && o.referentie == r.referentie)
     }
 
     /// The current record of each (`source`, `referentie`) that is open and
-    /// inside the window at `now`: the household's open arrears.
+    /// inside the window at `now`: the household's open arrears, in
+    /// history order.
     pub fn open_arrears(&self, now: Millis, settings: &StateSettings) -> Vec<&ArrearsRecord> {
         let start = settings.window_start(now);
-        let mut open: Vec<&ArrearsRecord> = self
-            .latest_indices()
-            .into_iter()
-            .map(|i| &self.arrears[i])
-            .filter(|r| r.status == ArrearsStatus::Open && r.signaaldatum >= start)
-            .collect();
-        open.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-        open
+        self.arrears
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                r.status == ArrearsStatus::Open && r.signaaldatum >= start && self.is_latest(*i)
+            })
+            .map(|(_, r)| r)
+            .collect()
     }
 
     /// Absence reports inside the absence window at `now`.
