@@ -249,7 +249,9 @@ impl HouseholdState {
         while self.arrears.len() > MAX_ARREARS_RECORDS {
             // Drop the oldest record that is not the current one of its
             // (source, referentie); if all are current, the oldest.
-            let victim = (0..self.arrears.len()).find(|i| !self.is_latest(*i)).unwrap_or(0);
+            let victim = (0..self.arrears.len())
+                .find(|i| !self.is_latest(*i))
+                .unwrap_or(0);
             self.arrears.remove(victim);
         }
     }

@@ -378,7 +378,16 @@ impl Engine {
                 destination: Destination::Alerts,
                 key: Some(key.0.clone()),
                 payload,
-                headers: vec![("vroeg_alert_id".into(), alert.id.into_bytes())],
+                // What a sink needs for an envelope, without parsing the payload.
+                headers: vec![
+                    ("vroeg_alert_id".into(), alert.id.into_bytes()),
+                    (
+                        "vroeg_alert_type".into(),
+                        alert.kind.as_str().as_bytes().to_vec(),
+                    ),
+                    ("vroeg_alert_time".into(), alert.tijd.into_bytes()),
+                    ("vroeg_case_id".into(), alert.zaak_id.into_bytes()),
+                ],
             });
         }
         Ok(())

@@ -18,4 +18,4 @@ pub mod guarantees;
 mod stats;
 
 pub use engine::{ClockMode, Engine, EngineConfig, EngineError, Record, Sink, SinkError};
-pub use stats::Stats;
+pub use stats::{BatchObserver, Stats};

@@ -64,3 +64,16 @@ impl Stats {
         self.batches += other.batches;
     }
 }
+
+/// Receives what a running pipeline did, for metrics. Implementations must
+/// use bounded labels only: never a household.
+pub trait BatchObserver: Send + Sync {
+    /// A batch was committed.
+    fn batch(&self, stats: &Stats, elapsed: std::time::Duration);
+    /// Outbox entries were delivered.
+    fn published(&self, entries: usize);
+    fn outbox_depth(&self, depth: usize);
+    fn publish_failed(&self);
+    /// Consumer lag of one input partition, in messages.
+    fn lag(&self, topic: &str, partition: i32, lag: i64);
+}

@@ -9,7 +9,10 @@
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("numbers")).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("numbers"))
+        .collect();
     let n = *args.first().unwrap_or(&1_000_000);
     let value_len = *args.get(1).unwrap_or(&400);
     let batch_size = *args.get(2).unwrap_or(&5000);
@@ -28,7 +31,10 @@ fn main() {
         let mut batch = sled::Batch::default();
         for j in i..(i + batch_size).min(n) {
             // Spread keys like household pseudonyms (a multiplicative hash).
-            let key = format!("h{:032x}", (j as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
+            let key = format!(
+                "h{:032x}",
+                (j as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+            );
             let _ = tree.get(key.as_bytes()).expect("get");
             batch.insert(key.as_bytes(), value.clone());
         }

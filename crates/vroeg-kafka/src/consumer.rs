@@ -1,0 +1,385 @@
+//! The signal consumer: polls the signal topics, feeds the pipeline in
+//! batches, and acknowledges to Kafka only after a batch is durable.
+//!
+//! Positions live in sled. On assignment every partition is sought to the
+//! stored position (partitions this store has never seen start from the
+//! group's committed offset, else the earliest). On revoke the batch in
+//! flight is processed and persisted before the partitions are given up.
+//! When the outbox grows past its bound the assignment is paused while the
+//! outbox drains. If the broker cannot be reached the consumer keeps
+//! retrying (librdkafka backs off) and reports not-ready; it does not exit.
+//! A store failure stops consumption and is returned: nothing after the
+//! last durable batch is acknowledged.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use tracing::{debug, error, info, warn};
+use vroeg_engine::{EngineError, Record};
+
+use crate::pipeline::Pipeline;
+use crate::settings::KafkaSettings;
+
+/// What `/readyz` reports.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub broker_reachable: AtomicBool,
+    pub assigned_partitions: AtomicUsize,
+    pub store_open: AtomicBool,
+}
+
+impl Health {
+    pub fn ready(&self) -> bool {
+        self.broker_reachable.load(Ordering::Relaxed)
+            && self.assigned_partitions.load(Ordering::Relaxed) > 0
+            && self.store_open.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("failed to create the Kafka consumer: {0}")]
+    Create(#[source] KafkaError),
+    #[error("failed to subscribe to {topics:?}: {source}")]
+    Subscribe {
+        topics: Vec<String>,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("processing failed; consumption stopped: {0}")]
+    Engine(#[from] EngineError),
+}
+
+struct Ctx {
+    pipeline: Arc<Mutex<Pipeline>>,
+    health: Arc<Health>,
+    failure: Mutex<Option<EngineError>>,
+}
+
+fn lock(p: &Mutex<Pipeline>) -> MutexGuard<'_, Pipeline> {
+    // A panic while holding the lock is a bug; keep the data reachable so
+    // shutdown can still persist what it can.
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ClientContext for Ctx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            self.health.broker_reachable.store(false, Ordering::Relaxed);
+        }
+        warn!(%error, reason, "kafka client error");
+    }
+}
+
+impl Ctx {
+    /// Finish the batch in flight and acknowledge it, synchronously.
+    fn finish_in_flight(&self, consumer: &BaseConsumer<Self>) {
+        let mut pipeline = lock(&self.pipeline);
+        match pipeline.flush() {
+            Ok(done) => commit(consumer, &done, CommitMode::Sync),
+            Err(e) => {
+                error!(error = %e, "failed to persist the batch in flight at a rebalance");
+                *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                {
+                    let mut pipeline = lock(&self.pipeline);
+                    let engine = pipeline.engine_mut();
+                    engine.forget_positions();
+                    let assigned: Vec<(String, i32)> = tpl
+                        .elements()
+                        .iter()
+                        .map(|e| (e.topic().to_owned(), e.partition()))
+                        .collect();
+                    for (topic, partition) in assigned {
+                        match engine.position(&topic.as_str().into(), partition) {
+                            Ok(Some(pos)) => {
+                                if let Err(error) =
+                                    tpl.set_partition_offset(&topic, partition, Offset::Offset(pos))
+                                {
+                                    warn!(%error, topic, partition, "failed to seek to the stored position");
+                                }
+                                info!(
+                                    topic,
+                                    partition,
+                                    offset = pos,
+                                    "assigned; seeking to the stored position"
+                                );
+                            }
+                            Ok(None) => info!(
+                                topic,
+                                partition,
+                                "assigned; no stored position, starting from the group offset"
+                            ),
+                            Err(e) => {
+                                error!(error = %e, topic, partition, "failed to read the stored position");
+                                *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                            }
+                        }
+                    }
+                }
+                let result = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(error) = result {
+                    error!(%error, "failed to assign partitions");
+                }
+                let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                self.health.assigned_partitions.store(n, Ordering::Relaxed);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                info!(
+                    partitions = tpl.count(),
+                    "partitions revoked; finishing the batch in flight"
+                );
+                self.finish_in_flight(consumer);
+                let result = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(error) = result {
+                    error!(%error, "failed to unassign partitions");
+                }
+                let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                self.health.assigned_partitions.store(n, Ordering::Relaxed);
+            }
+            other => {
+                error!(code = ?other, "rebalance error");
+                if let Err(error) = consumer.unassign() {
+                    error!(%error, "failed to unassign after a rebalance error");
+                }
+                self.health.assigned_partitions.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Acknowledge durable positions to Kafka (for lag monitoring and for
+/// partitions this store has never seen).
+fn commit(consumer: &BaseConsumer<Ctx>, done: &BTreeMap<(String, i32), i64>, mode: CommitMode) {
+    if done.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in done {
+        if let Err(error) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            warn!(%error, topic, partition, offset, "failed to add offset to commit");
+        }
+    }
+    if let Err(error) = consumer.commit(&tpl, mode) {
+        // Not fatal: sled holds the truth; the next commit catches up.
+        warn!(%error, "failed to commit offsets to kafka");
+    }
+}
+
+fn record(msg: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    let headers = msg
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        stream: msg.topic().into(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        headers,
+    }
+}
+
+fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (k, v) in &settings.client {
+        config.set(k, v);
+    }
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    config
+}
+
+/// Run the consumer until `stop` is set (then finish the batch, drain the
+/// outbox within `shutdown`, commit, and return `Ok`), or until processing
+/// fails (then return the error without acknowledging anything more).
+pub fn run_consumer(
+    settings: &KafkaSettings,
+    pipeline: Arc<Mutex<Pipeline>>,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+    shutdown: Duration,
+) -> Result<(), ConsumerError> {
+    let ctx = Ctx {
+        pipeline: pipeline.clone(),
+        health: health.clone(),
+        failure: Mutex::new(None),
+    };
+    let consumer: BaseConsumer<Ctx> = consumer_config(settings)
+        .create_with_context(ctx)
+        .map_err(ConsumerError::Create)?;
+    let topics: Vec<&str> = settings.signal_topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|source| ConsumerError::Subscribe {
+            topics: settings.signal_topics.clone(),
+            source,
+        })?;
+    health.store_open.store(true, Ordering::Relaxed);
+    let mut last_check = Instant::now() - Duration::from_secs(60);
+    let mut last_tick = Instant::now();
+    let mut paused = false;
+    let mut backoff = Duration::from_millis(100);
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(e) = consumer
+            .context()
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            return Err(e.into());
+        }
+        // Backpressure: pause while the outbox is over its bound.
+        let depth = lock(&pipeline).outbox_depth();
+        if depth > settings.outbox_max && !paused {
+            warn!(
+                outbox_depth = depth,
+                bound = settings.outbox_max,
+                "outbox over its bound; pausing consumption"
+            );
+            if let Ok(a) = consumer.assignment() {
+                let _ = consumer.pause(&a);
+            }
+            paused = true;
+        }
+        if paused {
+            let ok = lock(&pipeline).publish();
+            if lock(&pipeline).outbox_depth() <= settings.outbox_max / 2 {
+                info!("outbox drained; resuming consumption");
+                if let Ok(a) = consumer.assignment() {
+                    let _ = consumer.resume(&a);
+                }
+                paused = false;
+                backoff = Duration::from_millis(100);
+            } else if !ok {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        match consumer.poll(Duration::from_millis(50)) {
+            Some(Ok(msg)) => {
+                health.broker_reachable.store(true, Ordering::Relaxed);
+                lock(&pipeline).push(record(&msg));
+            }
+            Some(Err(error)) => {
+                debug!(%error, "poll error");
+            }
+            None => {}
+        }
+        let (pending, waited) = {
+            let p = lock(&pipeline);
+            (p.pending(), p.waited())
+        };
+        let tick_due = last_tick.elapsed() >= Duration::from_secs(1);
+        if pending >= settings.batch_size
+            || (pending > 0 && waited >= settings.batch_time)
+            || (pending == 0 && tick_due)
+        {
+            let done = lock(&pipeline).flush()?;
+            commit(&consumer, &done, CommitMode::Async);
+            last_tick = Instant::now();
+            // A failed publish is retried with the next flush or tick.
+        }
+        if last_check.elapsed() >= Duration::from_secs(2) {
+            last_check = Instant::now();
+            check_broker(&consumer, &health, &pipeline);
+        }
+    }
+    info!("stopping: finishing the batch in flight and draining the outbox");
+    let done = lock(&pipeline).flush()?;
+    commit(&consumer, &done, CommitMode::Sync);
+    let deadline = Instant::now() + shutdown;
+    while lock(&pipeline).outbox_depth() > 0 && Instant::now() < deadline {
+        if !lock(&pipeline).publish() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let left = lock(&pipeline).outbox_depth();
+    if left > 0 {
+        warn!(
+            outbox_depth = left,
+            "outbox not empty at shutdown; it is sent on the next start"
+        );
+    }
+    lock(&pipeline).flush_producer(Duration::from_secs(5));
+    Ok(())
+}
+
+/// Is the broker reachable, and how far behind is each assigned partition?
+fn check_broker(consumer: &BaseConsumer<Ctx>, health: &Health, pipeline: &Mutex<Pipeline>) {
+    match consumer.fetch_metadata(None, Duration::from_secs(1)) {
+        Ok(_) => health.broker_reachable.store(true, Ordering::Relaxed),
+        Err(error) => {
+            if health.broker_reachable.swap(false, Ordering::Relaxed) {
+                warn!(%error, "broker unreachable; retrying");
+            }
+            return;
+        }
+    }
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    let observer = lock(pipeline).observer().clone();
+    for elem in positions.elements() {
+        let Offset::Offset(pos) = elem.offset() else {
+            continue;
+        };
+        if let Ok((_, high)) =
+            consumer.fetch_watermarks(elem.topic(), elem.partition(), Duration::from_millis(500))
+        {
+            observer.lag(elem.topic(), elem.partition(), (high - pos).max(0));
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The pipeline between the consumer and the engine: the batch in flight,
+//! the engine, and the sink that drains the outbox.
+//!
+//! It sits behind a mutex because two places drive it on the consumer's
+//! thread: the poll loop, and the rebalance callback, which must finish the
+//! batch in flight before partitions are given up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::warn;
+use vroeg_engine::{BatchObserver, Engine, EngineError, Record};
+
+use crate::producer::KafkaSink;
+
+pub struct Pipeline {
+    engine: Engine,
+    sink: KafkaSink,
+    observer: Arc<dyn BatchObserver>,
+    pending: Vec<Record>,
+    first_pending: Option<Instant>,
+    outbox_depth: usize,
+}
+
+/// Wall-clock milliseconds since the epoch.
+pub fn wall_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Pipeline {
+    pub fn new(
+        engine: Engine,
+        sink: KafkaSink,
+        observer: Arc<dyn BatchObserver>,
+    ) -> Result<Self, EngineError> {
+        let outbox_depth = engine.store().outbox_len()?;
+        observer.outbox_depth(outbox_depth);
+        Ok(Pipeline {
+            engine,
+            sink,
+            observer,
+            pending: Vec::new(),
+            first_pending: None,
+            outbox_depth,
+        })
+    }
+
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    pub fn push(&mut self, record: Record) {
+        if self.pending.is_empty() {
+            self.first_pending = Some(Instant::now());
+        }
+        self.pending.push(record);
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// How long the oldest pending record has waited.
+    pub fn waited(&self) -> Duration {
+        self.first_pending.map(|t| t.elapsed()).unwrap_or_default()
+    }
+
+    pub fn outbox_depth(&self) -> usize {
+        self.outbox_depth
+    }
+
+    /// Process the batch in flight (and due timers) as one atomic commit.
+    /// Returns the positions now durable, per topic and partition, to
+    /// acknowledge upstream.
+    pub fn flush(&mut self) -> Result<BTreeMap<(String, i32), i64>, EngineError> {
+        let started = Instant::now();
+        let records = std::mem::take(&mut self.pending);
+        self.first_pending = None;
+        let stats = self.engine.process_batch(&records, wall_now())?;
+        self.outbox_depth +=
+            stats.alerts.values().sum::<u64>() as usize + stats.rejected_total() as usize;
+        self.observer.batch(&stats, started.elapsed());
+        let mut done = BTreeMap::new();
+        for r in &records {
+            let e = done
+                .entry((r.stream.to_string(), r.partition))
+                .or_insert(r.offset + 1);
+            *e = (*e).max(r.offset + 1);
+        }
+        self.publish();
+        Ok(done)
+    }
+
+    /// Drain the outbox into Kafka. A failure leaves the entries in the
+    /// outbox for the next attempt; it is logged and counted, not fatal.
+    pub fn publish(&mut self) -> bool {
+        match self.engine.publish_outbox(&mut self.sink, usize::MAX) {
+            Ok(n) => {
+                self.outbox_depth = self.outbox_depth.saturating_sub(n);
+                if n > 0 {
+                    self.observer.published(n);
+                }
+                self.observer.outbox_depth(self.outbox_depth);
+                true
+            }
+            Err(error) => {
+                warn!(%error, outbox_depth = self.outbox_depth, "failed to publish the outbox; will retry");
+                self.observer.publish_failed();
+                // The count may be off after a partial failure; read it back.
+                if let Ok(depth) = self.engine.store().outbox_len() {
+                    self.outbox_depth = depth;
+                }
+                self.observer.outbox_depth(self.outbox_depth);
+                false
+            }
+        }
+    }
+
+    pub fn observer(&self) -> &Arc<dyn BatchObserver> {
+        &self.observer
+    }
+
+    /// Wait for the producer's outstanding deliveries (shutdown).
+    pub fn flush_producer(&self, timeout: Duration) {
+        self.sink.flush(timeout);
+    }
+}

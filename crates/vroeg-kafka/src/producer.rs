@@ -1,0 +1,116 @@
+//! The Kafka sink: publishes outbox entries (alerts, dead letters) with an
+//! idempotent producer and confirms only when every delivery report is in.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use tracing::warn;
+use vroeg_engine::{Sink, SinkError};
+use vroeg_store::{Destination, OutboxEntry};
+
+use crate::cloudevents::encode_alert;
+use crate::settings::KafkaSettings;
+
+pub struct KafkaSink {
+    producer: FutureProducer,
+    settings: KafkaSettings,
+}
+
+impl KafkaSink {
+    /// An idempotent producer (`enable.idempotence=true`, `acks=all`), plus
+    /// the `[kafka.client]` settings.
+    pub fn new(settings: &KafkaSettings) -> Result<KafkaSink, rdkafka::error::KafkaError> {
+        let mut config = ClientConfig::new();
+        for (k, v) in &settings.client {
+            config.set(k, v);
+        }
+        config
+            .set("bootstrap.servers", &settings.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "delivery.timeout.ms",
+                settings.delivery_timeout.as_millis().to_string(),
+            )
+            .set("linger.ms", "5")
+            .set("message.max.bytes", "2097152");
+        Ok(KafkaSink {
+            producer: config.create()?,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Wait for outstanding deliveries (at shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(error) = self.producer.flush(Timeout::After(timeout)) {
+            warn!(%error, "failed to flush the producer");
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn send(&mut self, entries: &[OutboxEntry]) -> Result<(), SinkError> {
+        let mut deliveries = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (topic, headers, payload) = match entry.destination {
+                Destination::Alerts => {
+                    let (h, p) = encode_alert(
+                        self.settings.alerts_mode,
+                        &self.settings.event_source,
+                        &entry.headers,
+                        &entry.payload,
+                    );
+                    (&self.settings.alerts_topic, h, p)
+                }
+                Destination::DeadLetter => (
+                    &self.settings.dlq_topic,
+                    entry.headers.clone(),
+                    entry.payload.clone(),
+                ),
+            };
+            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+            for (k, v) in &headers {
+                owned = owned.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
+            }
+            let mut record = FutureRecord::to(topic).payload(&payload).headers(owned);
+            if let Some(key) = &entry.key {
+                record = record.key(key);
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((error, _)) => {
+                    return Err(SinkError {
+                        destination: "kafka",
+                        message: format!("failed to enqueue to {topic}: {error}"),
+                    })
+                }
+            }
+        }
+        // Confirm only when every message of the chunk is acknowledged.
+        for result in futures::executor::block_on(join_all(deliveries)) {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => {
+                    return Err(SinkError {
+                        destination: "kafka",
+                        message: format!("delivery failed: {error}"),
+                    })
+                }
+                Err(_) => {
+                    return Err(SinkError {
+                        destination: "kafka",
+                        message: "delivery was cancelled".into(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,35 @@
+//! Settings the Kafka binding needs. The binary's config turns into these.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// CloudEvents content mode on Kafka.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentMode {
+    /// The whole event is the JSON value of the message.
+    Structured,
+    /// Attributes as `ce_*` headers, the data as the value.
+    Binary,
+}
+
+#[derive(Clone, Debug)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub group_id: String,
+    pub signal_topics: Vec<String>,
+    pub alerts_topic: String,
+    pub dlq_topic: String,
+    pub alerts_mode: ContentMode,
+    /// Passed to librdkafka as they are (SASL, SSL and the rest).
+    pub client: BTreeMap<String, String>,
+    /// Records per batch.
+    pub batch_size: usize,
+    /// The longest a record waits for its batch to fill.
+    pub batch_time: Duration,
+    /// Stop consuming while more outbox entries than this wait.
+    pub outbox_max: usize,
+    /// How long a producer waits for delivery before the outbox retries.
+    pub delivery_timeout: Duration,
+    /// The `source` of the CloudEvents Vroeg publishes.
+    pub event_source: String,
+}
