@@ -5,9 +5,11 @@
 //! files, the terminal and exit codes. It is the one place that uses
 //! `anyhow`.
 
+mod config;
 mod gen;
 mod replay;
 mod rules_cmd;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,8 +36,9 @@ struct Cli {
     /// Log filter, e.g. `info` or `vroeg_engine=debug` (also VROEG_LOG).
     #[arg(long, global = true, env = "VROEG_LOG", default_value = "warn")]
     log: String,
-    /// Log as JSON lines instead of text.
-    #[arg(long, global = true)]
+    /// Log as JSON lines instead of text (also VROEG_LOG_JSON=1).
+    #[arg(long, global = true, env = "VROEG_LOG_JSON", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
@@ -52,6 +55,19 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Generate a data set, replay it with the shipped rules, show example cases.
     Demo(replay::DemoArgs),
+    /// Run the streaming service: Kafka in, Kafka out, with the HTTP API.
+    Run(run::RunArgs),
+    /// Publish a JSON-lines file of signals to a Kafka topic.
+    Send(run::SendArgs),
+    /// Check a configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Report every problem in a configuration file (and its rule set).
+    Check(run::ConfigCheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -104,6 +120,9 @@ fn main() -> ExitCode {
         Command::Gen(args) => gen::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => replay::run(&args),
         Command::Demo(args) => replay::demo(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Send(args) => run::send(&args),
+        Command::Config(ConfigCommand::Check(args)) => run::config_check(&args),
     };
     match result {
         Ok(code) => code,

@@ -87,7 +87,7 @@ const GLOBAL: &[(&str, VarType, &str, Purpose, &str)] = &[
     ("totaal_bedrag_open", VarType::Float, "euro", Purpose::Schuld, "total amount of the open arrears of at least the minimum amount"),
     ("hoogste_bedrag_open", VarType::Float, "euro", Purpose::Schuld, "the largest open amount of any signal (regardless of the minimum)"),
     ("minimum_bedrag", VarType::Float, "euro", Purpose::Schuld, "the rule set's minimum amount setting"),
-    ("eerder_signaal_6m", VarType::Bool, "-", Purpose::Schuld, "an arrears signal dated within the lookback window but more than 30 days ago (Divosa 'opeenvolgend')"),
+    ("eerder_signaal_6m", VarType::Bool, "-", Purpose::Schuld, "an arrears signal in the lookback window dated more than 30 days before the household's newest signal (Divosa 'opeenvolgend')"),
     ("crisis", VarType::Bool, "-", Purpose::Schuld, "an open signal carries the crisis flag (threatened eviction or disconnection), any amount"),
     ("eindelevering", VarType::Bool, "-", Purpose::Schuld, "an open energy signal announces end of supply, any amount"),
     ("bedrag_gestegen", VarType::Bool, "-", Purpose::Schuld, "the household's newest signal has a higher amount than the previous signal from the same source"),
@@ -253,7 +253,12 @@ pub fn compute(state: &HouseholdState, now: Millis, settings: &StateSettings) ->
     let (rose, repeat) = newest
         .map(|n| rose_since_previous(&state.arrears, n))
         .unwrap_or((false, false));
-    let earlier = in_window.iter().any(|r| r.signaaldatum < recent);
+    // "Earlier" is relative to the newest signal, not to now: a single old
+    // signal is not consecutive to itself.
+    let earlier = newest.is_some_and(|n| {
+        let before = n.signaaldatum.plus_days(-30);
+        in_window.iter().any(|r| r.signaaldatum < before)
+    });
 
     values.push(VarValue::Int(partners_open.len() as i64));
     values.push(VarValue::Int(partners_30d.len() as i64));

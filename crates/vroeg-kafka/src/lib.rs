@@ -15,6 +15,7 @@ pub mod cloudevents;
 pub mod consumer;
 pub mod pipeline;
 pub mod producer;
+pub mod send;
 pub mod settings;
 
 pub use consumer::{run_consumer, ConsumerError, Health};

@@ -1,5 +1,5 @@
-//! End-to-end tests of the `vroeg` binary: rule checking and testing,
-//! generation, replay and the demo. (The Kafka tests come with `vroeg run`.)
+//! End-to-end tests of the `vroeg` binary without Kafka: rule checking and
+//! testing, generation, replay and the demo.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,416 @@
+//! `config/vroeg.toml`: the service configuration.
+//!
+//! Read as a raw serde struct with `deny_unknown_fields`, overridden from
+//! `VROEG_<SECTION>_<KEY>` environment variables, then [`RawConfig::validate`]
+//! returns every problem at once. The household secret comes from
+//! `VROEG_HOUSEHOLD_SECRET` (or `engine.household_secret`, not recommended).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use vroeg_kafka::{ContentMode, KafkaSettings};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub engine: RawEngine,
+    #[serde(default)]
+    pub kafka: RawKafka,
+    #[serde(default)]
+    pub api: RawApi,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEngine {
+    /// sled state directory.
+    pub state_dir: PathBuf,
+    /// Rule files or directories.
+    pub rules: Vec<PathBuf>,
+    /// Combine school-absence signals with debt signals (AVG purpose binding).
+    pub school_purpose: bool,
+    /// Prefer `VROEG_HOUSEHOLD_SECRET`.
+    pub household_secret: Option<String>,
+    /// Largest accepted signal, in bytes.
+    pub max_message_bytes: usize,
+    /// How far into the future a signal's time may lie, in seconds.
+    pub max_future_secs: u64,
+    /// How long a graceful shutdown may take, in seconds.
+    pub shutdown_deadline_secs: u64,
+}
+
+impl Default for RawEngine {
+    fn default() -> Self {
+        RawEngine {
+            state_dir: PathBuf::from("state"),
+            rules: vec![PathBuf::from("rules")],
+            school_purpose: false,
+            household_secret: None,
+            max_message_bytes: vroeg_core::signal::DEFAULT_MAX_BYTES,
+            max_future_secs: 86_400,
+            shutdown_deadline_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawKafka {
+    pub brokers: String,
+    pub group_id: String,
+    pub signal_topics: Vec<String>,
+    pub alerts_topic: String,
+    pub dlq_topic: String,
+    /// `structured` or `binary`.
+    pub alerts_content_mode: String,
+    pub batch_size: usize,
+    pub batch_time_ms: u64,
+    pub outbox_max: usize,
+    pub delivery_timeout_ms: u64,
+    /// CloudEvents `source` of the events Vroeg publishes.
+    pub event_source: String,
+    /// Passed to librdkafka as they are.
+    pub client: BTreeMap<String, toml::Value>,
+}
+
+impl Default for RawKafka {
+    fn default() -> Self {
+        RawKafka {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "vroeg".into(),
+            signal_topics: vec!["vroeg.signalen".into()],
+            alerts_topic: "vroeg.meldingen".into(),
+            dlq_topic: "vroeg.signalen.dlq".into(),
+            alerts_content_mode: "structured".into(),
+            batch_size: 500,
+            batch_time_ms: 50,
+            outbox_max: 100_000,
+            delivery_timeout_ms: 30_000,
+            event_source: "urn:vroeg".into(),
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApi {
+    pub enabled: bool,
+    pub listen: String,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        RawApi {
+            enabled: true,
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// librdkafka settings that Vroeg manages itself; setting them in
+/// `[kafka.client]` would break the delivery guarantees.
+const MANAGED: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "acks",
+];
+
+fn valid_topic(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 249
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// The checked configuration.
+pub struct Config {
+    pub engine: RawEngine,
+    pub kafka: KafkaSettings,
+    pub api: Option<SocketAddr>,
+    pub household_secret: Vec<u8>,
+}
+
+impl RawConfig {
+    /// Every problem, not just the first.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            problems.push("kafka.brokers: must name at least one broker (host:port)".into());
+        }
+        if k.group_id.trim().is_empty() {
+            problems.push("kafka.group_id: must not be empty".into());
+        }
+        if k.signal_topics.is_empty() {
+            problems.push("kafka.signal_topics: must name at least one topic".into());
+        }
+        for t in k
+            .signal_topics
+            .iter()
+            .chain([&k.alerts_topic, &k.dlq_topic])
+        {
+            if !valid_topic(t) {
+                problems.push(format!("kafka: {t:?} is not a valid topic name (letters, digits, `.`, `_`, `-`; at most 249)"));
+            }
+        }
+        for t in [&k.alerts_topic, &k.dlq_topic] {
+            if k.signal_topics.contains(t) {
+                problems.push(format!("kafka: {t:?} is both an input and an output topic"));
+            }
+        }
+        if k.alerts_topic == k.dlq_topic {
+            problems.push("kafka: alerts_topic and dlq_topic must differ".into());
+        }
+        if !matches!(k.alerts_content_mode.as_str(), "structured" | "binary") {
+            problems.push(format!(
+                "kafka.alerts_content_mode: expected \"structured\" or \"binary\", found {:?}",
+                k.alerts_content_mode
+            ));
+        }
+        if k.batch_size == 0 || k.batch_size > 100_000 {
+            problems.push("kafka.batch_size: must be from 1 to 100000".into());
+        }
+        if k.batch_time_ms == 0 || k.batch_time_ms > 60_000 {
+            problems.push("kafka.batch_time_ms: must be from 1 to 60000".into());
+        }
+        if k.outbox_max < k.batch_size {
+            problems.push("kafka.outbox_max: must be at least kafka.batch_size".into());
+        }
+        if k.delivery_timeout_ms < 1000 {
+            problems.push("kafka.delivery_timeout_ms: must be at least 1000".into());
+        }
+        if !k.event_source.starts_with("urn:") {
+            problems
+                .push("kafka.event_source: must be a URN, e.g. urn:vroeg:gemeente-utrecht".into());
+        }
+        for (key, value) in &k.client {
+            if MANAGED.contains(&key.as_str()) {
+                problems.push(format!(
+                    "kafka.client.{key:?}: Vroeg sets this itself; use the [kafka] keys instead"
+                ));
+            }
+            if !matches!(
+                value,
+                toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Boolean(_)
+            ) {
+                problems.push(format!(
+                    "kafka.client.{key:?}: must be a string, number or boolean"
+                ));
+            }
+        }
+        let e = &self.engine;
+        if e.rules.is_empty() {
+            problems.push("engine.rules: must name at least one rule file or directory".into());
+        }
+        if e.max_message_bytes < 1024 || e.max_message_bytes > 16 * 1024 * 1024 {
+            problems.push("engine.max_message_bytes: must be from 1024 to 16777216".into());
+        }
+        if e.shutdown_deadline_secs == 0 {
+            problems.push("engine.shutdown_deadline_secs: must be at least 1".into());
+        }
+        if self.api.enabled && self.api.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "api.listen: {:?} is not an address such as 127.0.0.1:8080",
+                self.api.listen
+            ));
+        }
+        if secret_from(self).is_none() {
+            problems.push("the household secret is not set: set VROEG_HOUSEHOLD_SECRET (or engine.household_secret)".into());
+        }
+        problems
+    }
+}
+
+fn secret_from(raw: &RawConfig) -> Option<String> {
+    std::env::var("VROEG_HOUSEHOLD_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            raw.engine
+                .household_secret
+                .clone()
+                .filter(|s| !s.is_empty())
+        })
+}
+
+/// Apply `VROEG_<SECTION>_<KEY>=value` overrides to the parsed TOML. Values
+/// are read as TOML (`true`, `42`, `["a","b"]`), else as a string; a plain
+/// string for a list key is split on commas.
+fn apply_env(doc: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix("VROEG_") else {
+            continue;
+        };
+        if matches!(rest, "LOG" | "LOG_JSON" | "HOUSEHOLD_SECRET") || rest.starts_with("TEST_") {
+            continue;
+        }
+        let lower = rest.to_ascii_lowercase();
+        let Some((section, key)) = ["engine", "kafka", "api"].iter().find_map(|s| {
+            lower
+                .strip_prefix(&format!("{s}_"))
+                .map(|k| (*s, k.to_owned()))
+        }) else {
+            problems.push(format!(
+                "{name}: not a VROEG_<ENGINE|KAFKA|API>_<KEY> override"
+            ));
+            continue;
+        };
+        let table = doc
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(table) = table.as_table_mut() else {
+            continue;
+        };
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let list_key = matches!(key.as_str(), "signal_topics" | "rules");
+        let value = match parsed {
+            toml::Value::String(s) if list_key => toml::Value::Array(
+                s.split(',')
+                    .map(|p| toml::Value::String(p.trim().to_owned()))
+                    .collect(),
+            ),
+            v => v,
+        };
+        table.insert(key, value);
+    }
+    problems
+}
+
+impl Config {
+    /// Read, override from the environment, and validate. The error lists
+    /// every problem.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut doc: toml::Table =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut problems = apply_env(&mut doc, std::env::vars());
+        let raw: RawConfig = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        problems.extend(raw.validate());
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "{} has {} problem(s):\n  - {}",
+                path.display(),
+                problems.len(),
+                problems.join("\n  - ")
+            );
+        }
+        let secret = secret_from(&raw).unwrap_or_default().into_bytes();
+        let k = &raw.kafka;
+        let kafka = KafkaSettings {
+            brokers: k.brokers.clone(),
+            group_id: k.group_id.clone(),
+            signal_topics: k.signal_topics.clone(),
+            alerts_topic: k.alerts_topic.clone(),
+            dlq_topic: k.dlq_topic.clone(),
+            alerts_mode: if k.alerts_content_mode == "binary" {
+                ContentMode::Binary
+            } else {
+                ContentMode::Structured
+            },
+            client: k
+                .client
+                .iter()
+                .map(|(key, v)| {
+                    let v = match v {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (key.clone(), v)
+                })
+                .collect(),
+            batch_size: k.batch_size,
+            batch_time: Duration::from_millis(k.batch_time_ms),
+            outbox_max: k.outbox_max,
+            delivery_timeout: Duration::from_millis(k.delivery_timeout_ms),
+            event_source: k.event_source.clone(),
+        };
+        let api = if raw.api.enabled {
+            raw.api.listen.parse().ok()
+        } else {
+            None
+        };
+        Ok(Config {
+            engine: raw.engine,
+            kafka,
+            api,
+            household_secret: secret,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_reported() {
+        let raw: RawConfig = toml::from_str(
+            r#"
+            [kafka]
+            brokers = ""
+            signal_topics = ["in", "bad topic"]
+            alerts_topic = "in"
+            alerts_content_mode = "xml"
+            batch_size = 0
+            [kafka.client]
+            "group.id" = "x"
+            [api]
+            listen = "nowhere"
+            "#,
+        )
+        .unwrap();
+        let problems = raw.validate().join("\n");
+        for needle in [
+            "kafka.brokers",
+            "\"bad topic\"",
+            "both an input and an output",
+            "alerts_content_mode",
+            "batch_size",
+            "\"group.id\"",
+            "api.listen",
+        ] {
+            assert!(problems.contains(needle), "missing {needle} in\n{problems}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<RawConfig>("[kafka]\nbrokerz = \"x\"").is_err());
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let mut doc: toml::Table = toml::from_str("[kafka]\nbrokers = \"a:1\"").unwrap();
+        let problems = apply_env(
+            &mut doc,
+            vec![
+                ("VROEG_KAFKA_BROKERS".to_string(), "b:2".to_string()),
+                ("VROEG_KAFKA_BATCH_SIZE".to_string(), "7".to_string()),
+                ("VROEG_KAFKA_SIGNAL_TOPICS".to_string(), "x, y".to_string()),
+                ("VROEG_NOPE".to_string(), "1".to_string()),
+            ]
+            .into_iter(),
+        );
+        let raw: RawConfig = toml::Value::Table(doc).try_into().unwrap();
+        assert_eq!(raw.kafka.brokers, "b:2");
+        assert_eq!(raw.kafka.batch_size, 7);
+        assert_eq!(raw.kafka.signal_topics, vec!["x", "y"]);
+        assert_eq!(problems.len(), 1);
+    }
+}

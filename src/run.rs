@@ -1,0 +1,234 @@
+//! `vroeg run`: the streaming service. Kafka in, Kafka out, effectively
+//! once (see `vroeg_engine::guarantees`), with the HTTP API beside it.
+//!
+//! The consumer loop runs on its own thread (sled and librdkafka are
+//! blocking); the API and signal handling run on a small tokio runtime. On
+//! SIGTERM or SIGINT the loop stops polling, finishes the batch, drains the
+//! outbox and commits; the process exits 0 if that fits in the shutdown
+//! deadline, 1 otherwise. A store failure stops consumption and exits 1.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use tracing::{error, info};
+use vroeg_api::Metrics;
+use vroeg_engine::{ClockMode, Engine, EngineConfig};
+use vroeg_kafka::{run_consumer, Health, KafkaSink, Pipeline};
+use vroeg_rules::{LoadOptions, RuleSet};
+use vroeg_store::Store;
+
+use crate::config::Config;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The configuration file.
+    #[arg(long, default_value = "config/vroeg.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Args)]
+pub struct SendArgs {
+    /// Bootstrap servers (host:port,...).
+    #[arg(long, env = "VROEG_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    #[arg(long, default_value = "vroeg.signalen")]
+    pub topic: String,
+    /// Signals as JSON lines (`-` for standard input).
+    #[arg(long)]
+    pub signals: PathBuf,
+    /// Send CloudEvents in binary mode (ce_* headers) instead of structured.
+    #[arg(long)]
+    pub binary: bool,
+}
+
+pub fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
+    let mode = if args.binary {
+        vroeg_kafka::ContentMode::Binary
+    } else {
+        vroeg_kafka::ContentMode::Structured
+    };
+    let started = std::time::Instant::now();
+    let n = if args.signals.as_os_str() == "-" {
+        vroeg_kafka::send::send_lines(
+            &args.brokers,
+            &Default::default(),
+            &args.topic,
+            mode,
+            std::io::stdin().lock(),
+        )?
+    } else {
+        let file = std::fs::File::open(&args.signals)
+            .with_context(|| format!("cannot open {}", args.signals.display()))?;
+        let reader = std::io::BufReader::with_capacity(1 << 20, file);
+        vroeg_kafka::send::send_lines(
+            &args.brokers,
+            &Default::default(),
+            &args.topic,
+            mode,
+            reader,
+        )?
+    };
+    eprintln!(
+        "sent {n} messages to {} in {:.1}s",
+        args.topic,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ConfigCheckArgs {
+    /// The configuration file.
+    #[arg(default_value = "config/vroeg.toml")]
+    pub file: PathBuf,
+}
+
+fn load_rules(config: &Config) -> anyhow::Result<RuleSet> {
+    let options = LoadOptions {
+        school_purpose: config.engine.school_purpose,
+    };
+    let (rules, _) = RuleSet::load(&config.engine.rules, &options).map_err(|diags| {
+        anyhow::anyhow!(
+            "the rule set does not load ({} error(s)):\n{diags}",
+            diags.errors().count()
+        )
+    })?;
+    Ok(rules)
+}
+
+pub fn config_check(args: &ConfigCheckArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.file)?;
+    let rules = load_rules(&config)?;
+    println!(
+        "ok: {} (brokers {}, topics {:?} -> {} / {}, rule set {} with {} active rules)",
+        args.file.display(),
+        config.kafka.brokers,
+        config.kafka.signal_topics,
+        config.kafka.alerts_topic,
+        config.kafka.dlq_topic,
+        rules.version,
+        rules.active_rules().count()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let rules = load_rules(&config)?;
+    let store = Store::open(&config.engine.state_dir, true).with_context(|| {
+        format!(
+            "cannot open the state store in {}",
+            config.engine.state_dir.display()
+        )
+    })?;
+    let mut engine_config = EngineConfig::new(config.household_secret.clone(), ClockMode::Wall);
+    engine_config.max_bytes = config.engine.max_message_bytes;
+    engine_config.max_future = config.engine.max_future_secs as i64 * 1000;
+    info!(rules = %rules.version, active = rules.active_rules().count(), state_dir = %config.engine.state_dir.display(), "starting");
+    let engine = Engine::new(store, Arc::new(rules), engine_config)?;
+    let sink = KafkaSink::new(&config.kafka).context("cannot create the Kafka producer")?;
+    let metrics = Arc::new(Metrics::new());
+    let pipeline = Arc::new(Mutex::new(Pipeline::new(engine, sink, metrics.clone())?));
+    let health = Arc::new(Health::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Duration::from_secs(config.engine.shutdown_deadline_secs);
+
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let consumer = {
+        let (settings, pipeline, health, stop) = (
+            config.kafka.clone(),
+            pipeline.clone(),
+            health.clone(),
+            stop.clone(),
+        );
+        std::thread::Builder::new()
+            .name("vroeg-consumer".into())
+            .spawn(move || {
+                let result = run_consumer(&settings, pipeline, health, stop, deadline);
+                let _ = done_tx.send(());
+                result
+            })?
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let timed_out = runtime.block_on(async {
+        let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        if let Some(addr) = config.api {
+            let ready_health = health.clone();
+            let ready: vroeg_api::Readiness = Arc::new(move || ready_health.ready());
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                if let Err(e) = vroeg_api::serve(addr, metrics, ready, async {
+                    let _ = api_stop_rx.await;
+                })
+                .await
+                {
+                    error!(error = %e, %addr, "http api failed");
+                }
+            });
+        }
+        let mut done_rx = done_rx;
+        let stopped_by_signal = tokio::select! {
+            _ = shutdown_signal() => true,
+            _ = &mut done_rx => false,
+        };
+        let mut timed_out = false;
+        if stopped_by_signal {
+            info!(deadline_secs = deadline.as_secs(), "shutdown requested");
+            stop.store(true, Ordering::Relaxed);
+            // The loop's own drain is bounded by the deadline; allow a little
+            // more for the final commit.
+            timed_out = tokio::time::timeout(deadline + Duration::from_secs(5), done_rx)
+                .await
+                .is_err();
+        }
+        let _ = api_stop_tx.send(());
+        timed_out
+    });
+    if timed_out {
+        error!("shutdown did not finish within the deadline");
+        return Ok(ExitCode::FAILURE);
+    }
+    match consumer.join() {
+        Ok(Ok(())) => {
+            info!("stopped cleanly");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Err(e)) => {
+            error!(error = %e, "stopped on an error");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(_) => anyhow::bail!("the consumer thread panicked"),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

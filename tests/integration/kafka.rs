@@ -1,0 +1,723 @@
+//! `vroeg run` against a real Apache Kafka broker. Each test has its own
+//! topics, consumer group and state directory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use vroeg_core::time::{format_rfc3339, Day, DAY_MS};
+use vroeg_kafka::ContentMode;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The broker: `VROEG_TEST_BROKERS`, or one started for this test run.
+fn broker() -> &'static str {
+    static BROKER: OnceLock<String> = OnceLock::new();
+    BROKER.get_or_init(|| {
+        if let Ok(b) = std::env::var("VROEG_TEST_BROKERS") {
+            if !b.is_empty() {
+                return b;
+            }
+        }
+        let dir = root().join("target/test-kafka");
+        let out = Command::new(root().join("scripts/kafka.sh"))
+            .args([
+                "start",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--owner-pid",
+                &std::process::id().to_string(),
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("scripts/kafka.sh runs");
+        assert!(
+            out.status.success(),
+            "could not start a Kafka broker with scripts/kafka.sh (needs Java 17 and Maven); \
+             or start one and set VROEG_TEST_BROKERS=host:port"
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_owned()
+    })
+}
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("t-{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+struct Topics {
+    signals: String,
+    alerts: String,
+    dlq: String,
+}
+
+fn create_topics(name: &str, partitions: i32) -> Topics {
+    let base = unique(name);
+    let t = Topics {
+        signals: format!("{base}.signalen"),
+        alerts: format!("{base}.meldingen"),
+        dlq: format!("{base}.dlq"),
+    };
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .create()
+        .expect("admin client");
+    let topics = [
+        NewTopic::new(&t.signals, partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(&t.alerts, 3, TopicReplication::Fixed(1)),
+        NewTopic::new(&t.dlq, 1, TopicReplication::Fixed(1)),
+    ];
+    let results = futures::executor::block_on(admin.create_topics(&topics, &AdminOptions::new()))
+        .expect("create topics");
+    for r in results {
+        r.expect("topic created");
+    }
+    t
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `vroeg run` process with its config and state.
+struct Service {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Service {
+    fn start(t: &Topics, dir: &Path, group: &str, alerts_mode: &str) -> Service {
+        Self::start_with(t, dir, group, alerts_mode, 50)
+    }
+
+    fn start_with(t: &Topics, dir: &Path, group: &str, alerts_mode: &str, batch_size: usize) -> Service {
+        let port = free_port();
+        let config = dir.join("vroeg.toml");
+        let toml = format!(
+            r#"
+[engine]
+state_dir = {state:?}
+rules = [{rules:?}]
+shutdown_deadline_secs = 20
+
+[kafka]
+brokers = {brokers:?}
+group_id = {group:?}
+signal_topics = [{signals:?}]
+alerts_topic = {alerts:?}
+dlq_topic = {dlq:?}
+alerts_content_mode = {alerts_mode:?}
+batch_size = {batch_size}
+batch_time_ms = 20
+event_source = "urn:vroeg:test"
+
+[kafka.client]
+"session.timeout.ms" = "10000"
+
+[api]
+listen = "127.0.0.1:{port}"
+"#,
+            state = dir.join("state").to_str().unwrap(),
+            rules = root().join("rules").to_str().unwrap(),
+            brokers = broker(),
+            signals = t.signals,
+            alerts = t.alerts,
+            dlq = t.dlq,
+        );
+        std::fs::write(&config, toml).unwrap();
+        let log = dir.join(format!("run-{}.log", free_port()));
+        let child = Command::new(env!("CARGO_BIN_EXE_vroeg"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("VROEG_HOUSEHOLD_SECRET", "integration-test-secret")
+            .env("VROEG_LOG", "info")
+            .env("VROEG_LOG_JSON", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("vroeg run starts");
+        Service { child, port, log }
+    }
+
+    fn http(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+        let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        Some((status, body))
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if matches!(self.http("/readyz"), Some((200, _))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "vroeg run did not become ready; log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// SIGTERM, then wait; returns the exit code.
+    fn terminate(mut self) -> i32 {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vroeg run did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn send(topic: &str, lines: &[String], mode: ContentMode) {
+    let text = lines.join("\n");
+    let n = vroeg_kafka::send::send_lines(
+        broker(),
+        &BTreeMap::new(),
+        topic,
+        mode,
+        Cursor::new(text.into_bytes()),
+    )
+    .expect("signals sent");
+    assert_eq!(n as usize, lines.len());
+}
+
+struct Msg {
+    headers: BTreeMap<String, Vec<u8>>,
+    payload: Vec<u8>,
+}
+
+impl Msg {
+    fn header(&self, k: &str) -> Option<String> {
+        self.headers
+            .get(k)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+    /// The alert inside a structured CloudEvent, or the body in binary mode.
+    fn alert(&self) -> Value {
+        let v: Value = serde_json::from_slice(&self.payload).unwrap();
+        if self.headers.contains_key("ce_id") {
+            v
+        } else {
+            v["data"].clone()
+        }
+    }
+}
+
+/// Read `topic` from the start until at least `min` messages arrived and
+/// nothing new came for `quiet`, or until `timeout`.
+fn read(topic: &str, min: usize, quiet: Duration, timeout: Duration) -> Vec<Msg> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let started = Instant::now();
+    let mut last = Instant::now();
+    while started.elapsed() < timeout {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Msg {
+                    headers,
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                });
+                last = Instant::now();
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {
+                if out.len() >= min && last.elapsed() >= quiet {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A payment-arrears signal dated `days_ago` for house number `house`.
+#[allow(clippy::too_many_arguments)]
+fn arrears(
+    id: &str,
+    partner: &str,
+    house: u32,
+    days_ago: i64,
+    euro: u64,
+    status: &str,
+    crisis: bool,
+) -> Value {
+    let time = now_ms() - days_ago * DAY_MS - 60_000;
+    let day = Day::of_millis(time);
+    json!({
+        "specversion": "1.0", "id": id, "source": format!("urn:test:{}", partner.to_lowercase()),
+        "type": "nl.vroeg.signaal.betalingsachterstand.v1", "time": format_rfc3339(time),
+        "datacontenttype": "application/json",
+        "data": {
+            "signaalpartner": partner, "referentie": format!("R-{house}"), "status": status,
+            "bedrag_cent": euro * 100, "ontstaansdatum": day.plus_days(-45).to_string(),
+            "signaaldatum": day.to_string(), "crisissignaal": crisis,
+            "client": { "voorletters": "Q.", "achternaam": "Zwartkop", "geboortedatum": "1979-03-04",
+                "straatnaam": "Integratiestraat", "postcode": "9999 ZZ", "huisnummer": house,
+                "plaatsnaam": "Testdorp", "bsn": "111222333" }
+        }
+    })
+}
+
+fn lines(v: &[Value]) -> Vec<String> {
+    v.iter().map(Value::to_string).collect()
+}
+
+/// (type, categorie, reden) of each alert, sorted.
+fn summary(msgs: &[Msg]) -> Vec<(String, String, String)> {
+    let mut s: Vec<_> = msgs
+        .iter()
+        .map(|m| {
+            let a = m.alert();
+            (
+                a["type"].as_str().unwrap_or("").to_owned(),
+                a["categorie"].as_str().unwrap_or("").to_owned(),
+                a["reden"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    s.sort();
+    s
+}
+
+fn t(kind: &str, cat: &str, reden: &str) -> (String, String, String) {
+    (kind.into(), cat.into(), reden.into())
+}
+
+#[test]
+fn end_to_end_scenario_gives_exactly_the_expected_case_events() {
+    // One partition, so the signals of a household arrive in order.
+    let topics = create_topics("e2e", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let signals = vec![
+        // Multiple: two partners within 30 days.
+        arrears("a1", "Zorg", 1, 20, 300, "open", false),
+        arrears("a2", "Energie", 1, 10, 600, "open", false),
+        // Crisis.
+        arrears("b1", "Huur", 2, 3, 2400, "open", true),
+        // Paid, then a repeat from the same partner without a rise: suppressed.
+        arrears("c1", "Zorg", 3, 40, 500, "open", false),
+        arrears("c2", "Zorg", 3, 30, 500, "betaald", false),
+        arrears("c3", "Zorg", 3, 5, 500, "open", false),
+        // Consecutive: an earlier, closed signal within six months.
+        arrears("d1", "Energie", 4, 90, 400, "open", false),
+        arrears("d2", "Energie", 4, 80, 400, "betalingsregeling", false),
+        arrears("d3", "Huur", 4, 5, 700, "open", false),
+        // Below the minimum amount: nothing.
+        arrears("e1", "Water", 5, 5, 40, "open", false),
+    ];
+    send(&topics.signals, &lines(&signals), ContentMode::Structured);
+    let service = Service::start(&topics, dir.path(), &unique("g"), "structured");
+    let alerts = read(
+        &topics.alerts,
+        8,
+        Duration::from_secs(3),
+        Duration::from_secs(90),
+    );
+    let expected = {
+        let mut e = vec![
+            t("geopend", "enkelvoudig", ""),
+            t("bijgewerkt", "meervoudig", ""),
+            t("geopend", "crisis", ""),
+            t("geopend", "enkelvoudig", ""),
+            t("gesloten", "enkelvoudig", "betaald"),
+            t("geopend", "enkelvoudig", ""),
+            t("gesloten", "enkelvoudig", "betalingsregeling"),
+            t("geopend", "opeenvolgend", ""),
+        ];
+        e.sort();
+        e
+    };
+    assert_eq!(summary(&alerts), expected);
+    // Structured CloudEvents with the alert id as event id.
+    for m in &alerts {
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(v["specversion"], "1.0");
+        assert_eq!(v["id"], v["data"]["id"]);
+        assert!(v["type"].as_str().unwrap().starts_with("nl.vroeg.zaak."));
+    }
+    assert!(read(
+        &topics.dlq,
+        0,
+        Duration::from_secs(1),
+        Duration::from_secs(3)
+    )
+    .is_empty());
+    // The metrics saw it all; no personal data in metrics or logs.
+    let (status, metrics) = service.http("/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("vroeg_signals_consumed_messages_total 10"),
+        "{metrics}"
+    );
+    assert_eq!(service.terminate(), 0);
+    let log = std::fs::read_to_string(
+        dir.path()
+            .read_dir()
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().starts_with("run-"))
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    for secret in [
+        "Zwartkop",
+        "9999",
+        "111222333",
+        "1979-03-04",
+        "Integratiestraat",
+    ] {
+        assert!(
+            !log.contains(secret) && !metrics.contains(secret),
+            "{secret} leaked"
+        );
+    }
+}
+
+#[test]
+fn a_resent_signal_has_one_effect() {
+    let topics = create_topics("resend", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let s = arrears("dup-1", "Zorg", 11, 2, 800, "open", false);
+    send(
+        &topics.signals,
+        &lines(&[s.clone(), s.clone()]),
+        ContentMode::Structured,
+    );
+    let service = Service::start(&topics, dir.path(), &unique("g"), "structured");
+    service.wait_ready();
+    // The resend arrives again later, after a restart would have cleared any cache.
+    send(&topics.signals, &lines(&[s]), ContentMode::Structured);
+    let alerts = read(
+        &topics.alerts,
+        1,
+        Duration::from_secs(4),
+        Duration::from_secs(60),
+    );
+    assert_eq!(summary(&alerts), vec![t("geopend", "enkelvoudig", "")]);
+    let (_, metrics) = service.http("/metrics").unwrap();
+    assert!(
+        metrics.contains("vroeg_signals_duplicate_messages_total 2"),
+        "{metrics}"
+    );
+    assert_eq!(service.terminate(), 0);
+}
+
+#[test]
+fn malformed_messages_land_on_the_dlq_with_their_error_code() {
+    let topics = create_topics("dlq", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let valid = arrears("ok-1", "Zorg", 21, 2, 800, "open", false);
+    let mut cases: Vec<(String, &str)> = Vec::new();
+    cases.push(("{not json".into(), "invalid_json"));
+    let mut v = valid.clone();
+    v["data"]["client"]["postcode"] = json!("0000 AA");
+    v["id"] = json!("bad-postcode");
+    cases.push((v.to_string(), "invalid_postcode"));
+    let mut v = valid.clone();
+    v["data"]["bedrag_cent"] = json!(-5);
+    v["id"] = json!("bad-amount");
+    cases.push((v.to_string(), "negative_amount"));
+    let mut v = valid.clone();
+    v["type"] = json!("nl.vroeg.signaal.onbekend.v1");
+    cases.push((v.to_string(), "unknown_type"));
+    let mut v = valid.clone();
+    v.as_object_mut().unwrap().remove("id");
+    cases.push((v.to_string(), "missing_field"));
+    let mut v = valid.clone();
+    v["data"]["client"]["bsn"] = json!("123456789");
+    v["id"] = json!("bad-bsn");
+    cases.push((v.to_string(), "invalid_bsn"));
+    let mut v = valid.clone();
+    v["time"] = json!("2099-01-01T00:00:00Z");
+    v["id"] = json!("future");
+    cases.push((v.to_string(), "future_date"));
+    let mut v = valid.clone();
+    v["data"]["referentie"] = json!("x".repeat(70_000));
+    v["id"] = json!("huge");
+    cases.push((v.to_string(), "too_large"));
+    let payloads: Vec<String> = cases
+        .iter()
+        .map(|(p, _)| p.clone())
+        .chain([valid.to_string()])
+        .collect();
+    send(&topics.signals, &payloads, ContentMode::Structured);
+    let service = Service::start(&topics, dir.path(), &unique("g"), "structured");
+    let dead = read(
+        &topics.dlq,
+        cases.len(),
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+    );
+    assert_eq!(dead.len(), cases.len());
+    for (m, (payload, code)) in dead.iter().zip(&cases) {
+        assert_eq!(
+            m.header("vroeg_error_code").as_deref(),
+            Some(*code),
+            "{}",
+            &payload[..payload.len().min(80)]
+        );
+        assert_eq!(m.payload, payload.as_bytes(), "the original bytes are kept");
+        assert_eq!(
+            m.header("vroeg_source_topic").as_deref(),
+            Some(topics.signals.as_str())
+        );
+        assert!(
+            m.header("vroeg_source_offset").is_some() && m.header("vroeg_error_detail").is_some()
+        );
+    }
+    // The engine kept running: the valid signal after them opened a case.
+    let alerts = read(
+        &topics.alerts,
+        1,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    );
+    assert_eq!(summary(&alerts), vec![t("geopend", "enkelvoudig", "")]);
+    assert_eq!(service.terminate(), 0);
+}
+
+#[test]
+fn binary_and_structured_signals_are_both_accepted() {
+    let topics = create_topics("modes", 1);
+    let dir = tempfile::tempdir().unwrap();
+    send(
+        &topics.signals,
+        &lines(&[arrears("s-1", "Zorg", 31, 2, 800, "open", false)]),
+        ContentMode::Structured,
+    );
+    send(
+        &topics.signals,
+        &lines(&[arrears("b-1", "Huur", 32, 2, 900, "open", true)]),
+        ContentMode::Binary,
+    );
+    // Alerts in binary mode too.
+    let service = Service::start(&topics, dir.path(), &unique("g"), "binary");
+    let alerts = read(
+        &topics.alerts,
+        2,
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        summary(&alerts),
+        vec![t("geopend", "crisis", ""), t("geopend", "enkelvoudig", "")]
+    );
+    for m in &alerts {
+        assert_eq!(m.header("ce_specversion").as_deref(), Some("1.0"));
+        assert_eq!(
+            m.header("ce_id"),
+            m.alert()["id"].as_str().map(str::to_owned)
+        );
+    }
+    assert_eq!(service.terminate(), 0);
+}
+
+/// Generated signals dated inside the lookback window, as JSON lines.
+fn generated(households: u32) -> Vec<String> {
+    let start = Day::of_millis(now_ms()).plus_days(-150);
+    let out = Command::new(env!("CARGO_BIN_EXE_vroeg"))
+        .args([
+            "gen",
+            "--households",
+            &households.to_string(),
+            "--months",
+            "4",
+            "--seed",
+            "9",
+            "--start",
+            &start.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Distinct alert ids, and whether every duplicate is an exact re-send.
+fn ids(msgs: &[Msg]) -> (BTreeSet<String>, usize, bool) {
+    let mut by_id: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut identical = true;
+    for m in msgs {
+        let id = m.alert()["id"].as_str().unwrap().to_owned();
+        if let Some(prev) = by_id.insert(id, m.payload.clone()) {
+            identical &= prev == m.payload;
+        }
+    }
+    let dups = msgs.len() - by_id.len();
+    (by_id.into_keys().collect(), dups, identical)
+}
+
+/// The distinct alert ids of an uninterrupted run over `lines`.
+fn reference(name: &str, lines: &[String]) -> BTreeSet<String> {
+    let topics = create_topics(name, 1);
+    let dir = tempfile::tempdir().unwrap();
+    send(&topics.signals, lines, ContentMode::Structured);
+    let service = Service::start(&topics, dir.path(), &unique("g"), "structured");
+    let alerts = read(
+        &topics.alerts,
+        1,
+        Duration::from_secs(6),
+        Duration::from_secs(180),
+    );
+    assert_eq!(service.terminate(), 0);
+    let (set, dups, _) = ids(&alerts);
+    assert_eq!(dups, 0);
+    assert!(
+        set.len() > 20,
+        "the reference run produced {} alerts",
+        set.len()
+    );
+    set
+}
+
+/// Small batches, each flushed to disk, so that an interruption falls
+/// mid-stream.
+const BATCH: usize = 5;
+
+/// Interrupt a run once alerts start to flow, restart it, and compare with
+/// an uninterrupted reference.
+fn interrupted(name: &str, crash: bool) {
+    let input = generated(6000);
+    let expected = reference(&format!("{name}-ref"), &input);
+    let topics = create_topics(name, 1);
+    let dir = tempfile::tempdir().unwrap();
+    send(&topics.signals, &input, ContentMode::Structured);
+    let group = unique("g");
+    let first = Service::start_with(&topics, dir.path(), &group, "structured", BATCH);
+    let seen = read(&topics.alerts, 1, Duration::ZERO, Duration::from_secs(60));
+    assert!(!seen.is_empty(), "alerts started to flow");
+    if crash {
+        first.kill();
+    } else {
+        assert_eq!(first.terminate(), 0, "graceful shutdown exits 0");
+    }
+    let partial = read(
+        &topics.alerts,
+        0,
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    )
+    .len();
+    assert!(
+        partial < expected.len(),
+        "the interruption happened mid-stream ({partial} of {})",
+        expected.len()
+    );
+    let second = Service::start_with(&topics, dir.path(), &group, "structured", BATCH);
+    let alerts = read(
+        &topics.alerts,
+        expected.len(),
+        Duration::from_secs(6),
+        Duration::from_secs(180),
+    );
+    assert_eq!(second.terminate(), 0);
+    let (got, dups, identical) = ids(&alerts);
+    let missing: Vec<_> = expected.difference(&got).take(5).collect();
+    let extra: Vec<_> = got.difference(&expected).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, unexpected {extra:?}"
+    );
+    if crash {
+        assert!(
+            identical,
+            "a duplicate after a crash must be an exact re-send"
+        );
+    } else {
+        assert_eq!(dups, 0, "a graceful restart sends nothing twice");
+    }
+}
+
+#[test]
+fn graceful_restart_loses_and_doubles_nothing() {
+    interrupted("graceful", false);
+}
+
+#[test]
+fn crash_and_restart_loses_nothing() {
+    interrupted("crash", true);
+}

@@ -1,0 +1,9 @@
+//! Vroeg's integration tests, one binary: the command line without Kafka
+//! (`cli`), and `vroeg run` against a real Apache Kafka broker (`kafka`).
+//!
+//! The Kafka tests use the broker at `VROEG_TEST_BROKERS` if set (CI starts
+//! one with `scripts/kafka.sh start`); otherwise they start one themselves
+//! with that script, which needs Java 17 and Maven.
+
+mod cli;
+mod kafka;
