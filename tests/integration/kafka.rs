@@ -115,7 +115,13 @@ impl Service {
         Self::start_with(t, dir, group, alerts_mode, 50)
     }
 
-    fn start_with(t: &Topics, dir: &Path, group: &str, alerts_mode: &str, batch_size: usize) -> Service {
+    fn start_with(
+        t: &Topics,
+        dir: &Path,
+        group: &str,
+        alerts_mode: &str,
+        batch_size: usize,
+    ) -> Service {
         let port = free_port();
         let config = dir.join("vroeg.toml");
         let toml = format!(
@@ -260,46 +266,73 @@ impl Msg {
     }
 }
 
-/// Read `topic` from the start until at least `min` messages arrived and
-/// nothing new came for `quiet`, or until `timeout`.
-fn read(topic: &str, min: usize, quiet: Duration, timeout: Duration) -> Vec<Msg> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .set("group.id", unique("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    let started = Instant::now();
-    let mut last = Instant::now();
-    while started.elapsed() < timeout {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push(Msg {
-                    headers,
-                    payload: m.payload().unwrap_or_default().to_vec(),
-                });
-                last = Instant::now();
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {
-                if out.len() >= min && last.elapsed() >= quiet {
-                    break;
+/// Reads a topic from its start, keeping what it has read.
+struct Reader {
+    consumer: BaseConsumer,
+    topic: String,
+    msgs: Vec<Msg>,
+}
+
+impl Reader {
+    fn new(topic: &str) -> Reader {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker())
+            .set("group.id", unique("reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        Reader {
+            consumer,
+            topic: topic.to_owned(),
+            msgs: Vec::new(),
+        }
+    }
+
+    /// Read until at least `min` messages in all arrived and nothing new
+    /// came for `quiet`, or until `timeout`.
+    fn until(&mut self, min: usize, quiet: Duration, timeout: Duration) -> &[Msg] {
+        let started = Instant::now();
+        let mut last = Instant::now();
+        while started.elapsed() < timeout {
+            match self.consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) => {
+                    let headers = m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    self.msgs.push(Msg {
+                        headers,
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                    });
+                    last = Instant::now();
+                    if quiet.is_zero() && self.msgs.len() >= min {
+                        break;
+                    }
+                }
+                Some(Err(e)) => panic!("reading {}: {e}", self.topic),
+                None => {
+                    if self.msgs.len() >= min && last.elapsed() >= quiet {
+                        break;
+                    }
                 }
             }
         }
+        &self.msgs
     }
-    out
+}
+
+/// Read `topic` from the start until at least `min` messages arrived and
+/// nothing new came for `quiet`, or until `timeout`.
+fn read(topic: &str, min: usize, quiet: Duration, timeout: Duration) -> Vec<Msg> {
+    let mut reader = Reader::new(topic);
+    reader.until(min, quiet, timeout);
+    reader.msgs
 }
 
 fn now_ms() -> i64 {
@@ -631,12 +664,19 @@ fn ids(msgs: &[Msg]) -> (BTreeSet<String>, usize, bool) {
     (by_id.into_keys().collect(), dups, identical)
 }
 
-/// The distinct alert ids of an uninterrupted run over `lines`.
-fn reference(name: &str, lines: &[String]) -> BTreeSet<String> {
+/// Distinct dead-letter positions (offsets in the signal topic).
+fn dead_offsets(msgs: &[Msg]) -> BTreeSet<String> {
+    msgs.iter()
+        .filter_map(|m| m.header("vroeg_source_offset"))
+        .collect()
+}
+
+/// The distinct alert ids and dead-letter offsets of an uninterrupted run.
+fn reference(name: &str, lines: &[String]) -> (BTreeSet<String>, BTreeSet<String>) {
     let topics = create_topics(name, 1);
     let dir = tempfile::tempdir().unwrap();
     send(&topics.signals, lines, ContentMode::Structured);
-    let service = Service::start(&topics, dir.path(), &unique("g"), "structured");
+    let service = Service::start_with(&topics, dir.path(), &unique("g"), "structured", BATCH);
     let alerts = read(
         &topics.alerts,
         1,
@@ -651,29 +691,49 @@ fn reference(name: &str, lines: &[String]) -> BTreeSet<String> {
         "the reference run produced {} alerts",
         set.len()
     );
-    set
+    let dead = dead_offsets(&read(
+        &topics.dlq,
+        1,
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    ));
+    assert!(!dead.is_empty());
+    (set, dead)
 }
 
 /// Small batches, each flushed to disk, so that an interruption falls
 /// mid-stream.
 const BATCH: usize = 5;
 
-/// Interrupt a run once alerts start to flow, restart it, and compare with
-/// an uninterrupted reference.
+/// Interrupt a run three times while alerts flow (at about a fifth, a half
+/// and four fifths of them), restart it each time, and compare what reached
+/// the alerts and dead-letter topics with an uninterrupted reference.
 fn interrupted(name: &str, crash: bool) {
     let input = generated(6000);
-    let expected = reference(&format!("{name}-ref"), &input);
+    let (expected, expected_dead) = reference(&format!("{name}-ref"), &input);
     let topics = create_topics(name, 1);
     let dir = tempfile::tempdir().unwrap();
     send(&topics.signals, &input, ContentMode::Structured);
     let group = unique("g");
-    let first = Service::start_with(&topics, dir.path(), &group, "structured", BATCH);
-    let seen = read(&topics.alerts, 1, Duration::ZERO, Duration::from_secs(60));
-    assert!(!seen.is_empty(), "alerts started to flow");
-    if crash {
-        first.kill();
-    } else {
-        assert_eq!(first.terminate(), 0, "graceful shutdown exits 0");
+    for target in [
+        expected.len() / 5,
+        expected.len() / 2,
+        expected.len() * 4 / 5,
+    ] {
+        let service = Service::start_with(&topics, dir.path(), &group, "structured", BATCH);
+        let seen = read(
+            &topics.alerts,
+            target,
+            Duration::ZERO,
+            Duration::from_secs(120),
+        )
+        .len();
+        assert!(seen >= target, "alerts flowed ({seen} of {target})");
+        if crash {
+            service.kill();
+        } else {
+            assert_eq!(service.terminate(), 0, "graceful shutdown exits 0");
+        }
     }
     let partial = read(
         &topics.alerts,
@@ -684,23 +744,34 @@ fn interrupted(name: &str, crash: bool) {
     .len();
     assert!(
         partial < expected.len(),
-        "the interruption happened mid-stream ({partial} of {})",
+        "the last interruption happened mid-stream ({partial} of {})",
         expected.len()
     );
-    let second = Service::start_with(&topics, dir.path(), &group, "structured", BATCH);
+    let last = Service::start_with(&topics, dir.path(), &group, "structured", BATCH);
     let alerts = read(
         &topics.alerts,
         expected.len(),
         Duration::from_secs(6),
         Duration::from_secs(180),
     );
-    assert_eq!(second.terminate(), 0);
+    assert_eq!(last.terminate(), 0);
     let (got, dups, identical) = ids(&alerts);
     let missing: Vec<_> = expected.difference(&got).take(5).collect();
     let extra: Vec<_> = got.difference(&expected).take(5).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
         "missing {missing:?}, unexpected {extra:?}"
+    );
+    let dead = read(
+        &topics.dlq,
+        expected_dead.len(),
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        dead_offsets(&dead),
+        expected_dead,
+        "every bad record reached the dead-letter topic"
     );
     if crash {
         assert!(
@@ -709,6 +780,11 @@ fn interrupted(name: &str, crash: bool) {
         );
     } else {
         assert_eq!(dups, 0, "a graceful restart sends nothing twice");
+        assert_eq!(
+            dead.len(),
+            expected_dead.len(),
+            "a graceful restart sends no dead letter twice"
+        );
     }
 }
 
