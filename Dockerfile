@@ -1,6 +1,5 @@
 # Vroeg, built from source. Used by docker-compose.yml.
 FROM rust:1-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin vroeg

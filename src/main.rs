@@ -62,6 +62,15 @@ enum Command {
     /// Check a configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Inspect a state directory (the service must not be running).
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Subcommand)]
+enum StateCommand {
+    /// Count households, open cases, timers and outbox entries.
+    Stats(run::StateArgs),
 }
 
 #[derive(Subcommand)]
@@ -123,6 +132,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Send(args) => run::send(&args),
         Command::Config(ConfigCommand::Check(args)) => run::config_check(&args),
+        Command::State(StateCommand::Stats(args)) => run::state_stats(&args),
     };
     match result {
         Ok(code) => code,

@@ -82,6 +82,31 @@ pub fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Args)]
+pub struct StateArgs {
+    /// The sled state directory.
+    #[arg(long, default_value = "state")]
+    pub state: PathBuf,
+}
+
+pub fn state_stats(args: &StateArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.state.join("conf").exists(), "{} is not a Vroeg state directory", args.state.display());
+    let store = Store::open(&args.state, false)
+        .with_context(|| format!("cannot open {} (is the service still running?)", args.state.display()))?;
+    let (mut households, mut open_cases, mut with_timer) = (0u64, 0u64, 0u64);
+    for item in store.households() {
+        let (_, state) = item?;
+        households += 1;
+        open_cases += u64::from(state.case.is_some());
+        with_timer += u64::from(state.timer_due.is_some());
+    }
+    println!("households      {households}");
+    println!("open cases      {open_cases}");
+    println!("with a timer    {with_timer}");
+    println!("outbox entries  {}", store.outbox_len()?);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
 pub struct ConfigCheckArgs {
     /// The configuration file.
     #[arg(default_value = "config/vroeg.toml")]
