@@ -63,6 +63,9 @@ impl Default for RawEngine {
 pub struct RawKafka {
     pub brokers: String,
     pub group_id: String,
+    /// Static group membership id (`group.instance.id`); default
+    /// `<group_id>-1`.
+    pub instance_id: Option<String>,
     pub signal_topics: Vec<String>,
     pub alerts_topic: String,
     pub dlq_topic: String,
@@ -83,6 +86,7 @@ impl Default for RawKafka {
         RawKafka {
             brokers: "127.0.0.1:9092".into(),
             group_id: "vroeg".into(),
+            instance_id: None,
             signal_topics: vec!["vroeg.signalen".into()],
             alerts_topic: "vroeg.meldingen".into(),
             dlq_topic: "vroeg.signalen.dlq".into(),
@@ -122,6 +126,8 @@ const MANAGED: &[&str] = &[
     "enable.auto.offset.store",
     "enable.idempotence",
     "acks",
+    "group.instance.id",
+    "statistics.interval.ms",
 ];
 
 fn valid_topic(t: &str) -> bool {
@@ -149,6 +155,12 @@ impl RawConfig {
         }
         if k.group_id.trim().is_empty() {
             problems.push("kafka.group_id: must not be empty".into());
+        }
+        if k.instance_id
+            .as_deref()
+            .is_some_and(|i| i.trim().is_empty())
+        {
+            problems.push("kafka.instance_id: must not be empty when given".into());
         }
         if k.signal_topics.is_empty() {
             problems.push("kafka.signal_topics: must name at least one topic".into());
@@ -315,6 +327,10 @@ impl Config {
         let kafka = KafkaSettings {
             brokers: k.brokers.clone(),
             group_id: k.group_id.clone(),
+            instance_id: k
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| format!("{}-1", k.group_id)),
             signal_topics: k.signal_topics.clone(),
             alerts_topic: k.alerts_topic.clone(),
             dlq_topic: k.dlq_topic.clone(),

@@ -89,9 +89,17 @@ pub struct StateArgs {
 }
 
 pub fn state_stats(args: &StateArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.state.join("conf").exists(), "{} is not a Vroeg state directory", args.state.display());
-    let store = Store::open(&args.state, false)
-        .with_context(|| format!("cannot open {} (is the service still running?)", args.state.display()))?;
+    anyhow::ensure!(
+        args.state.join("conf").exists(),
+        "{} is not a Vroeg state directory",
+        args.state.display()
+    );
+    let store = Store::open(&args.state, false).with_context(|| {
+        format!(
+            "cannot open {} (is the service still running?)",
+            args.state.display()
+        )
+    })?;
     let (mut households, mut open_cases, mut with_timer) = (0u64, 0u64, 0u64);
     for item in store.households() {
         let (_, state) = item?;

@@ -11,8 +11,11 @@ use rdkafka::message::Message;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (brokers, topic, count): (&str, &str, u64) =
-        (&args[0], &args[1], args[2].parse().expect("COUNT is a number"));
+    let (brokers, topic, count): (&str, &str, u64) = (
+        &args[0],
+        &args[1],
+        args[2].parse().expect("COUNT is a number"),
+    );
     let group = format!("bare-consume-{}", std::process::id());
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -34,5 +37,9 @@ fn main() {
         }
     }
     let secs = started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
-    println!("bare consume: {n} messages ({:.0} MB) in {secs:.2}s: {:.0} messages/s", bytes as f64 / 1e6, n as f64 / secs);
+    println!(
+        "bare consume: {n} messages ({:.0} MB) in {secs:.2}s: {:.0} messages/s",
+        bytes as f64 / 1e6,
+        n as f64 / secs
+    );
 }

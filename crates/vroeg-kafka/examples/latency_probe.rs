@@ -17,7 +17,10 @@ use serde_json::{json, Value};
 use vroeg_core::time::{format_rfc3339, Day};
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn main() {
@@ -36,7 +39,9 @@ fn main() {
     consumer.subscribe(&[alerts.as_str()]).unwrap();
     // Join the group before producing, so that no alert is missed.
     let join = Instant::now();
-    while consumer.assignment().map(|a| a.count()).unwrap_or(0) == 0 && join.elapsed() < Duration::from_secs(30) {
+    while consumer.assignment().map(|a| a.count()).unwrap_or(0) == 0
+        && join.elapsed() < Duration::from_secs(30)
+    {
         consumer.poll(Duration::from_millis(100));
     }
     let producer: BaseProducer = ClientConfig::new()
@@ -49,11 +54,20 @@ fn main() {
     let mut latencies = Vec::new();
     let started = Instant::now();
     let mut i = 0u64;
-    let drain = |consumer: &BaseConsumer, sent: &HashMap<String, i64>, latencies: &mut Vec<i64>, wait: Duration| {
+    let drain = |consumer: &BaseConsumer,
+                 sent: &HashMap<String, i64>,
+                 latencies: &mut Vec<i64>,
+                 wait: Duration| {
         while let Some(Ok(m)) = consumer.poll(wait) {
             let ts = m.timestamp().to_millis().unwrap_or(0);
-            let Ok(v) = serde_json::from_slice::<Value>(m.payload().unwrap_or_default()) else { continue };
-            let data = if v.get("data").is_some() { &v["data"] } else { &v };
+            let Ok(v) = serde_json::from_slice::<Value>(m.payload().unwrap_or_default()) else {
+                continue;
+            };
+            let data = if v.get("data").is_some() {
+                &v["data"]
+            } else {
+                &v
+            };
             if data["type"] != "geopend" {
                 continue;
             }
@@ -85,7 +99,10 @@ fn main() {
             }
         });
         let payload = event.to_string();
-        let record: BaseRecord<'_, str, str> = BaseRecord::to(signals).payload(payload.as_str()).key("urn:bench:latency").timestamp(t);
+        let record: BaseRecord<'_, str, str> = BaseRecord::to(signals)
+            .payload(payload.as_str())
+            .key("urn:bench:latency")
+            .timestamp(t);
         if producer.send(record).is_ok() {
             sent.insert(id, t);
             i += 1;
@@ -97,7 +114,12 @@ fn main() {
         drain(&consumer, &sent, &mut latencies, Duration::from_millis(100));
     }
     latencies.sort_unstable();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(-1);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(-1)
+    };
     println!(
         "latency at {rate}/s: {} of {count} alerts matched; p50 {} ms, p99 {} ms, max {} ms",
         latencies.len(),

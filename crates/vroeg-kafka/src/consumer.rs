@@ -20,6 +20,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
@@ -72,6 +73,26 @@ fn lock(p: &Mutex<Pipeline>) -> MutexGuard<'_, Pipeline> {
 }
 
 impl ClientContext for Ctx {
+    /// librdkafka's statistics (every `statistics.interval.ms`): broker
+    /// state for readiness, and consumer lag per partition for metrics.
+    /// Served on the consumer thread during `poll`, with no extra network
+    /// round trips in the processing loop.
+    fn stats(&self, stats: Statistics) {
+        let up = stats
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.health.broker_reachable.store(up, Ordering::Relaxed);
+        let observer = lock(&self.pipeline).observer().clone();
+        for (name, topic) in &stats.topics {
+            for (id, p) in &topic.partitions {
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    observer.lag(name, *id, p.consumer_lag);
+                }
+            }
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(
             error.rdkafka_error_code(),
@@ -237,7 +258,11 @@ fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "2000")
+        // Static membership: a restarted instance takes its partitions back
+        // at once instead of waiting for the old session to time out.
+        .set("group.instance.id", &settings.instance_id);
     config
 }
 
@@ -267,7 +292,6 @@ pub fn run_consumer(
             source,
         })?;
     health.store_open.store(true, Ordering::Relaxed);
-    let mut last_check = Instant::now() - Duration::from_secs(60);
     let mut last_tick = Instant::now();
     let mut paused = false;
     let mut backoff = Duration::from_millis(100);
@@ -310,7 +334,6 @@ pub fn run_consumer(
         }
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(msg)) => {
-                health.broker_reachable.store(true, Ordering::Relaxed);
                 lock(&pipeline).push(record(&msg));
             }
             Some(Err(error)) => {
@@ -330,11 +353,8 @@ pub fn run_consumer(
             let done = lock(&pipeline).flush()?;
             commit(&consumer, &done, CommitMode::Async);
             last_tick = Instant::now();
-            // A failed publish is retried with the next flush or tick.
-        }
-        if last_check.elapsed() >= Duration::from_secs(2) {
-            last_check = Instant::now();
-            check_broker(&consumer, &health, &pipeline);
+            // A failed publish is retried with the next flush or tick; its
+            // positions are acknowledged once it succeeds.
         }
     }
     info!("stopping: finishing the batch in flight and draining the outbox");
@@ -346,6 +366,8 @@ pub fn run_consumer(
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    let done = lock(&pipeline).acknowledgeable();
+    commit(&consumer, &done, CommitMode::Sync);
     let left = lock(&pipeline).outbox_depth();
     if left > 0 {
         warn!(
@@ -355,31 +377,4 @@ pub fn run_consumer(
     }
     lock(&pipeline).flush_producer(Duration::from_secs(5));
     Ok(())
-}
-
-/// Is the broker reachable, and how far behind is each assigned partition?
-fn check_broker(consumer: &BaseConsumer<Ctx>, health: &Health, pipeline: &Mutex<Pipeline>) {
-    match consumer.fetch_metadata(None, Duration::from_secs(1)) {
-        Ok(_) => health.broker_reachable.store(true, Ordering::Relaxed),
-        Err(error) => {
-            if health.broker_reachable.swap(false, Ordering::Relaxed) {
-                warn!(%error, "broker unreachable; retrying");
-            }
-            return;
-        }
-    }
-    let Ok(positions) = consumer.position() else {
-        return;
-    };
-    let observer = lock(pipeline).observer().clone();
-    for elem in positions.elements() {
-        let Offset::Offset(pos) = elem.offset() else {
-            continue;
-        };
-        if let Ok((_, high)) =
-            consumer.fetch_watermarks(elem.topic(), elem.partition(), Duration::from_millis(500))
-        {
-            observer.lag(elem.topic(), elem.partition(), (high - pos).max(0));
-        }
-    }
 }

@@ -21,6 +21,9 @@ pub struct Pipeline {
     pending: Vec<Record>,
     first_pending: Option<Instant>,
     outbox_depth: usize,
+    /// Durable positions not yet acknowledged upstream, because their
+    /// outbox entries are not all delivered yet.
+    unacked: BTreeMap<(String, i32), i64>,
 }
 
 /// Wall-clock milliseconds since the epoch.
@@ -46,6 +49,7 @@ impl Pipeline {
             pending: Vec::new(),
             first_pending: None,
             outbox_depth,
+            unacked: BTreeMap::new(),
         })
     }
 
@@ -73,9 +77,11 @@ impl Pipeline {
         self.outbox_depth
     }
 
-    /// Process the batch in flight (and due timers) as one atomic commit.
-    /// Returns the positions now durable, per topic and partition, to
-    /// acknowledge upstream.
+    /// Process the batch in flight (and due timers) as one atomic commit,
+    /// then drain the outbox. Returns the positions to acknowledge upstream:
+    /// those whose batch is durable **and** whose alerts and dead letters
+    /// are delivered. While the outbox cannot drain, nothing is returned and
+    /// the positions wait for a later flush.
     pub fn flush(&mut self) -> Result<BTreeMap<(String, i32), i64>, EngineError> {
         let started = Instant::now();
         let records = std::mem::take(&mut self.pending);
@@ -84,15 +90,25 @@ impl Pipeline {
         self.outbox_depth +=
             stats.alerts.values().sum::<u64>() as usize + stats.rejected_total() as usize;
         self.observer.batch(&stats, started.elapsed());
-        let mut done = BTreeMap::new();
         for r in &records {
-            let e = done
+            let e = self
+                .unacked
                 .entry((r.stream.to_string(), r.partition))
                 .or_insert(r.offset + 1);
             *e = (*e).max(r.offset + 1);
         }
         self.publish();
-        Ok(done)
+        Ok(self.acknowledgeable())
+    }
+
+    /// The durable positions that may be acknowledged upstream now: all of
+    /// them once the outbox is empty, none before.
+    pub fn acknowledgeable(&mut self) -> BTreeMap<(String, i32), i64> {
+        if self.outbox_depth == 0 {
+            std::mem::take(&mut self.unacked)
+        } else {
+            BTreeMap::new()
+        }
     }
 
     /// Drain the outbox into Kafka. A failure leaves the entries in the

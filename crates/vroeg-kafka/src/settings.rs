@@ -16,6 +16,9 @@ pub enum ContentMode {
 pub struct KafkaSettings {
     pub brokers: String,
     pub group_id: String,
+    /// `group.instance.id`: static group membership, so that a restart
+    /// resumes at once. One active instance per id.
+    pub instance_id: String,
     pub signal_topics: Vec<String>,
     pub alerts_topic: String,
     pub dlq_topic: String,
