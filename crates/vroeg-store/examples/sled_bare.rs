@@ -3,8 +3,9 @@
 //! with a value of the typical encoded size, in batches applied with one
 //! `apply_batch` and one flush each, as the engine does.
 //!
-//! `cargo run --release -p vroeg-store --example sled_bare -- 1000000 400 5000`
-//! (records, value bytes, batch size).
+//! `cargo run --release -p vroeg-store --example sled_bare -- 1000000 400 5000 [READ] [CACHE_MB] [FLUSH]`
+//! (records, value bytes, batch size; READ 1 reads each key first, CACHE_MB
+//! the page cache, default 256; FLUSH 1 flushes every batch).
 
 use std::time::Instant;
 
@@ -16,10 +17,13 @@ fn main() {
     let n = *args.first().unwrap_or(&1_000_000);
     let value_len = *args.get(1).unwrap_or(&400);
     let batch_size = *args.get(2).unwrap_or(&5000);
+    let read = *args.get(3).unwrap_or(&1) == 1;
+    let cache_mb = *args.get(4).unwrap_or(&256) as u64;
+    let flush = *args.get(5).unwrap_or(&1) == 1;
     let dir = tempfile::tempdir().expect("temp dir");
     let db = sled::Config::new()
         .path(dir.path())
-        .cache_capacity(256 * 1024 * 1024)
+        .cache_capacity(cache_mb * 1024 * 1024)
         .mode(sled::Mode::HighThroughput)
         .open()
         .expect("sled opens");
@@ -35,13 +39,21 @@ fn main() {
                 "h{:032x}",
                 (j as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
             );
-            let _ = tree.get(key.as_bytes()).expect("get");
+            if read {
+                let _ = tree.get(key.as_bytes()).expect("get");
+            }
             batch.insert(key.as_bytes(), value.clone());
         }
         tree.apply_batch(batch).expect("apply");
-        db.flush().expect("flush");
+        if flush {
+            db.flush().expect("flush");
+        }
         i += batch_size;
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("sled bare: {n} read+write pairs of {value_len} bytes in batches of {batch_size}: {secs:.2}s, {:.0}/s", n as f64 / secs);
+    println!(
+        "sled bare: {n} {} of {value_len} bytes, batches of {batch_size}, cache {cache_mb} MB, flush {flush}: {secs:.2}s, {:.0}/s",
+        if read { "read+write pairs" } else { "writes" },
+        n as f64 / secs
+    );
 }
