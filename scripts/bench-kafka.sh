@@ -9,10 +9,13 @@
 #   - signal-to-alert latency p50/p99 at 1,000 signals/s.
 #
 #   scripts/bench-kafka.sh [SIGNALS] [HOUSEHOLDS]     (default 1000000 5000000)
+#   PARTS="latency" scripts/bench-kafka.sh            only some parts: bare e2e restart latency
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 HH=${2:-5000000}
+PARTS=${PARTS:-bare e2e restart latency}
+want() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 work=$(mktemp -d)
 broker_dir="$PWD/.cache/kafka/bench"
 
@@ -31,15 +34,19 @@ cleanup() {
 trap cleanup EXIT
 echo "broker $BS, work dir $work"
 
-start=$(date -u -d "-130 days" +%F)
-$vroeg gen --households "$HH" --months 4 --rate 0.08 --seed 42 --start "$start" --out "$work/all.jsonl"
-head -n "$N" "$work/all.jsonl" > "$work/s.jsonl"
-rm "$work/all.jsonl"
 scripts/kafka.sh create-topics --dir "$broker_dir" --partitions 3 bench.signalen bench.meldingen bench.dlq lat.signalen lat.meldingen lat.dlq
-$vroeg send --brokers "$BS" --topic bench.signalen --signals "$work/s.jsonl"
+if want bare || want e2e || want restart; then
+  start=$(date -u -d "-130 days" +%F)
+  $vroeg gen --households "$HH" --months 4 --rate 0.08 --seed 42 --start "$start" --out "$work/all.jsonl"
+  head -n "$N" "$work/all.jsonl" > "$work/s.jsonl"
+  rm "$work/all.jsonl"
+  $vroeg send --brokers "$BS" --topic bench.signalen --signals "$work/s.jsonl"
+fi
 
+if want bare; then
 echo "== bare consume"
 target/release/examples/bare_consume "$BS" bench.signalen "$N"
+fi
 
 config() { # name topic-prefix port batch batch_ms
   cat > "$work/$1.toml" <<TOML
@@ -61,6 +68,7 @@ TOML
 metric() { curl -s "127.0.0.1:$1/metrics" | awk -v m="$2" '$1==m {print $2}'; }
 export VROEG_HOUSEHOLD_SECRET=bench-secret
 
+if want e2e; then
 echo "== vroeg run, end to end"
 config e2e bench 18091 5000 100
 t0=$(date +%s.%N)
@@ -78,7 +86,9 @@ kill -TERM "$pid"; wait "$pid" || true
 echo "end to end: $N signals in $(echo "$t1 - $t0" | bc) s: $(echo "$N / ($t1 - $t0)" | bc) signals/s; $published messages published"
 echo "peak RSS: $((rss / 1024)) MB"
 $vroeg state stats --state "$work/e2e-state"
+fi
 
+if want restart; then
 echo "== restart after SIGKILL"
 config rs bench 18092 5000 100
 $vroeg run --config "$work/rs.toml" 2> "$work/rs1.log" & pid=$!; pids+=("$pid")
@@ -90,10 +100,13 @@ until [ "$(metric 18092 vroeg_signals_consumed_messages_total)" -gt 0 ] 2>/dev/n
 t1=$(date +%s.%N)
 kill -TERM "$pid"; wait "$pid" || true
 echo "restart after SIGKILL to first processed signal: $(echo "$t1 - $t0" | bc) s"
+fi
 
+if want latency; then
 echo "== latency at 1000 signals/s"
 config lat lat 18093 500 5
 $vroeg run --config "$work/lat.toml" 2> "$work/lat.log" & pid=$!; pids+=("$pid")
 until curl -sf 127.0.0.1:18093/readyz >/dev/null; do sleep 0.2; done
 target/release/examples/latency_probe "$BS" lat.signalen lat.meldingen 1000 30000
 kill -TERM "$pid"; wait "$pid" || true
+fi

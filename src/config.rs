@@ -30,6 +30,8 @@ pub struct RawConfig {
 pub struct RawEngine {
     /// sled state directory.
     pub state_dir: PathBuf,
+    /// sled page cache, in MiB.
+    pub cache_mb: u64,
     /// Rule files or directories.
     pub rules: Vec<PathBuf>,
     /// Combine school-absence signals with debt signals (AVG purpose binding).
@@ -48,6 +50,7 @@ impl Default for RawEngine {
     fn default() -> Self {
         RawEngine {
             state_dir: PathBuf::from("state"),
+            cache_mb: 128,
             rules: vec![PathBuf::from("rules")],
             school_purpose: false,
             household_secret: None,
@@ -225,6 +228,9 @@ impl RawConfig {
         }
         if e.max_message_bytes < 1024 || e.max_message_bytes > 16 * 1024 * 1024 {
             problems.push("engine.max_message_bytes: must be from 1024 to 16777216".into());
+        }
+        if !(16..=65_536).contains(&e.cache_mb) {
+            problems.push("engine.cache_mb: must be from 16 to 65536".into());
         }
         if e.shutdown_deadline_secs == 0 {
             problems.push("engine.shutdown_deadline_secs: must be at least 1".into());

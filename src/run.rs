@@ -153,7 +153,12 @@ pub fn config_check(args: &ConfigCheckArgs) -> anyhow::Result<ExitCode> {
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let rules = load_rules(&config)?;
-    let store = Store::open(&config.engine.state_dir, true).with_context(|| {
+    let store = Store::open_with_cache(
+        &config.engine.state_dir,
+        true,
+        config.engine.cache_mb * 1024 * 1024,
+    )
+    .with_context(|| {
         format!(
             "cannot open the state store in {}",
             config.engine.state_dir.display()

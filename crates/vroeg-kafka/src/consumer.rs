@@ -249,6 +249,9 @@ fn record(msg: &rdkafka::message::BorrowedMessage<'_>) -> Record {
 
 fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
+    // Bound librdkafka's prefetch queue (default 64 MiB); `[kafka.client]`
+    // may raise it.
+    config.set("queued.max.messages.kbytes", "16384");
     for (k, v) in &settings.client {
         config.set(k, v);
     }
@@ -332,7 +335,16 @@ pub fn run_consumer(
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
-        match consumer.poll(Duration::from_millis(50)) {
+        // Never sleep past the moment the batch in flight is due.
+        let wait = {
+            let p = lock(&pipeline);
+            if p.pending() > 0 {
+                settings.batch_time.saturating_sub(p.waited())
+            } else {
+                Duration::from_millis(50)
+            }
+        };
+        match consumer.poll(wait) {
             Some(Ok(msg)) => {
                 lock(&pipeline).push(record(&msg));
             }

@@ -31,6 +31,9 @@ use vroeg_core::state::HouseholdState;
 use vroeg_core::time::Millis;
 use vroeg_core::HouseholdKey;
 
+/// sled's page cache unless configured otherwise: 128 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
 /// Version of the encoding of stored values. Bump on any incompatible change
 /// to `HouseholdState` or `OutboxEntry`.
 pub const FORMAT_VERSION: u8 = 1;
@@ -213,9 +216,19 @@ impl Store {
     /// Open (or create) the store in `path`. With `durable`, every commit is
     /// flushed to disk before it returns.
     pub fn open(path: &Path, durable: bool) -> Result<Store, StoreError> {
+        Self::open_with_cache(path, durable, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with a page cache of `cache_bytes`: more cache, fewer
+    /// page reads, more memory (see BENCHMARKS.md).
+    pub fn open_with_cache(
+        path: &Path,
+        durable: bool,
+        cache_bytes: u64,
+    ) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(sled_err("open the store"))?;
