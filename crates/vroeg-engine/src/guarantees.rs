@@ -23,9 +23,21 @@
 //! never skipped.
 //!
 //! A source may also acknowledge upstream (a Kafka commit), but only after
-//! `process_batch` has returned: the acknowledgement is never ahead of
-//! durable state. It is a convenience (lag monitoring, partitions this store
-//! has never seen), never the source of truth.
+//! `process_batch` has returned and the outbox entries of its batches are
+//! delivered (`vroeg-kafka` does exactly that): the acknowledgement is never
+//! ahead of durable state, and a dead-letter entry's offset counts as done
+//! upstream only once the dead-letter write is confirmed. The Kafka commit is
+//! a convenience (lag monitoring, partitions this store has never seen),
+//! never the source of truth: on assignment the consumer seeks every
+//! partition to the position stored in sled, and the engine skips any record
+//! before it.
+//!
+//! `tests/integration/kafka.rs` checks this against a real broker: the
+//! `crash_and_restart_loses_nothing` test SIGKILLs `vroeg run` three times
+//! mid-stream and compares the alert ids and dead letters with an
+//! uninterrupted run. It fails when the consumer acknowledges records to
+//! Kafka before their batch is durable and resumes from Kafka's offset
+//! instead of sled's (an alert goes missing).
 //!
 //! ## Deterministic processing
 //!
