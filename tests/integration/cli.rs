@@ -261,3 +261,15 @@ fn demo_shows_cases_with_explanations() {
         "{text}"
     );
 }
+
+#[test]
+fn docs_list_every_variable_of_the_catalogue() {
+    let out = vroeg(&["rules", "variables"]);
+    assert!(out.status.success());
+    let doc = std::fs::read_to_string(root().join("docs/rules.md")).unwrap();
+    let table = stdout(&out);
+    assert!(table.lines().count() > 80, "{table}");
+    for line in table.lines() {
+        assert!(doc.contains(line), "docs/rules.md lacks (or has an outdated)\n  {line}\nregenerate it with `vroeg rules variables`");
+    }
+}
