@@ -108,5 +108,9 @@ config lat lat 18093 500 5
 $vroeg run --config "$work/lat.toml" 2> "$work/lat.log" & pid=$!; pids+=("$pid")
 until curl -sf 127.0.0.1:18093/readyz >/dev/null; do sleep 0.2; done
 target/release/examples/latency_probe "$BS" lat.signalen lat.meldingen 1000 30000
+# The same load straight through the broker, without vroeg: the baseline.
+target/release/examples/latency_probe "$BS" lat.dlq lat.dlq 1000 30000
+echo "batch durations during the latency run (cumulative buckets, seconds):"
+curl -s 127.0.0.1:18093/metrics | grep -E '^vroeg_batch_duration_seconds_(bucket|count|sum)' | grep -E 'le="(0.004|0.016|0.064|0.256|\+Inf)"|_count|_sum'
 kill -TERM "$pid"; wait "$pid" || true
 fi

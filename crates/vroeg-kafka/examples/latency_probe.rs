@@ -5,6 +5,9 @@
 //! their producers on this machine).
 //!
 //! `cargo run --release -p vroeg-kafka --example latency_probe -- BROKERS SIGNALS ALERTS RATE COUNT`
+//!
+//! With ALERTS equal to SIGNALS it measures the broker alone, as a
+//! baseline: the time from producing each signal to consuming it back.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -26,6 +29,7 @@ fn now_ms() -> i64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (brokers, signals, alerts) = (&args[0], &args[1], &args[2]);
+    let raw = signals == alerts;
     let rate: u64 = args[3].parse().unwrap();
     let count: u64 = args[4].parse().unwrap();
     let run = std::process::id();
@@ -63,6 +67,13 @@ fn main() {
             let Ok(v) = serde_json::from_slice::<Value>(m.payload().unwrap_or_default()) else {
                 continue;
             };
+            if raw {
+                // Baseline: the signal itself, consumed back.
+                if let Some(t0) = v["id"].as_str().and_then(|id| sent.get(id)) {
+                    latencies.push(now_ms() - t0);
+                }
+                continue;
+            }
             let data = if v.get("data").is_some() {
                 &v["data"]
             } else {
@@ -121,7 +132,12 @@ fn main() {
             .unwrap_or(-1)
     };
     println!(
-        "latency at {rate}/s: {} of {count} alerts matched; p50 {} ms, p99 {} ms, max {} ms",
+        "{} at {rate}/s: {} of {count} matched; p50 {} ms, p99 {} ms, max {} ms",
+        if raw {
+            "kafka round trip (baseline)"
+        } else {
+            "signal-to-alert latency"
+        },
         latencies.len(),
         pct(0.50),
         pct(0.99),
