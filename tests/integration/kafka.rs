@@ -122,6 +122,17 @@ impl Service {
         alerts_mode: &str,
         batch_size: usize,
     ) -> Service {
+        Self::start_on(broker(), t, dir, group, alerts_mode, batch_size)
+    }
+
+    fn start_on(
+        brokers: &str,
+        t: &Topics,
+        dir: &Path,
+        group: &str,
+        alerts_mode: &str,
+        batch_size: usize,
+    ) -> Service {
         let port = free_port();
         let config = dir.join("vroeg.toml");
         let toml = format!(
@@ -150,7 +161,6 @@ listen = "127.0.0.1:{port}"
 "#,
             state = dir.join("state").to_str().unwrap(),
             rules = root().join("rules").to_str().unwrap(),
-            brokers = broker(),
             signals = t.signals,
             alerts = t.alerts,
             dlq = t.dlq,
@@ -796,4 +806,33 @@ fn graceful_restart_loses_and_doubles_nothing() {
 #[test]
 fn crash_and_restart_loses_nothing() {
     interrupted("crash", true);
+}
+
+#[test]
+fn an_unreachable_broker_means_not_ready_but_alive() {
+    // Nothing listens on this port.
+    let closed = format!("127.0.0.1:{}", free_port());
+    let topics = Topics {
+        signals: "s".into(),
+        alerts: "a".into(),
+        dlq: "d".into(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start_on(&closed, &topics, dir.path(), "g", "structured", 10);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while service.http("/healthz").is_none() {
+        assert!(Instant::now() < deadline, "the API came up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // For several seconds: alive, not ready, still running.
+    for _ in 0..10 {
+        assert_eq!(service.http("/healthz").map(|r| r.0), Some(200));
+        assert_eq!(service.http("/readyz").map(|r| r.0), Some(503));
+        assert!(
+            service.child.try_wait().unwrap().is_none(),
+            "vroeg run must not exit"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(service.terminate(), 0, "a clean stop even without a broker");
 }
