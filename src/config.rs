@@ -34,6 +34,9 @@ pub struct RawEngine {
     pub cache_mb: u64,
     /// Rule files or directories.
     pub rules: Vec<PathBuf>,
+    /// Wijkteam routing (`config/wijkteams.yaml`); without it every case
+    /// goes to the team `standaard`.
+    pub routing: Option<PathBuf>,
     /// Combine school-absence signals with debt signals (AVG purpose binding).
     pub school_purpose: bool,
     /// Prefer `VROEG_HOUSEHOLD_SECRET`.
@@ -52,6 +55,7 @@ impl Default for RawEngine {
             state_dir: PathBuf::from("state"),
             cache_mb: 128,
             rules: vec![PathBuf::from("rules")],
+            routing: None,
             school_purpose: false,
             household_secret: None,
             max_message_bytes: vroeg_core::signal::DEFAULT_MAX_BYTES,

@@ -51,6 +51,9 @@ pub struct ReplayArgs {
     /// Enable the school-absence purpose (combine school and debt signals).
     #[arg(long)]
     pub school_purpose: bool,
+    /// Wijkteam routing file (default: every case to the team `standaard`).
+    #[arg(long)]
+    pub routing: Option<PathBuf>,
     /// Secret of the household pseudonym.
     #[arg(long, env = "VROEG_HOUSEHOLD_SECRET", hide_env_values = true)]
     pub household_secret: Option<String>,
@@ -215,7 +218,8 @@ pub fn replay(args: &ReplayArgs, show_progress: bool) -> anyhow::Result<ReplayOu
     }
     let store = Store::open(&state_dir, !args.no_fsync)
         .with_context(|| format!("cannot open the state store in {}", state_dir.display()))?;
-    let config = EngineConfig::new(secret(&args.household_secret), ClockMode::EventTime);
+    let mut config = EngineConfig::new(secret(&args.household_secret), ClockMode::EventTime);
+    config.routing = Arc::new(crate::run::load_routing(args.routing.as_deref())?);
     let rules_version = rules.version.clone();
     let mut engine = Engine::new(store, Arc::new(rules), config)?;
     let mut sink = FileSink {
@@ -415,6 +419,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         batch_size: 5000,
         no_fsync: false,
         school_purpose: false,
+        routing: None,
         household_secret: Some(DEVELOPMENT_SECRET.into()),
         now: Some("2026-11-01T00:00:00Z".into()),
         summary_json: None,

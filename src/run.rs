@@ -134,9 +134,27 @@ fn load_rules(config: &Config) -> anyhow::Result<RuleSet> {
     Ok(rules)
 }
 
+/// The routing table a config names, or everything to the default team.
+pub fn load_routing(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<vroeg_rules::routing::Routing> {
+    match path {
+        None => Ok(vroeg_rules::routing::Routing::single(
+            vroeg_engine::DEFAULT_TEAM,
+        )),
+        Some(p) => vroeg_rules::routing::Routing::load(p).map_err(|diags| {
+            anyhow::anyhow!(
+                "the routing file does not load ({} error(s)):\n{diags}",
+                diags.errors().count()
+            )
+        }),
+    }
+}
+
 pub fn config_check(args: &ConfigCheckArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.file)?;
     let rules = load_rules(&config)?;
+    load_routing(config.engine.routing.as_deref())?;
     println!(
         "ok: {} (brokers {}, topics {:?} -> {} / {}, rule set {} with {} active rules)",
         args.file.display(),
@@ -167,6 +185,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut engine_config = EngineConfig::new(config.household_secret.clone(), ClockMode::Wall);
     engine_config.max_bytes = config.engine.max_message_bytes;
     engine_config.max_future = config.engine.max_future_secs as i64 * 1000;
+    engine_config.routing = Arc::new(load_routing(config.engine.routing.as_deref())?);
     info!(rules = %rules.version, active = rules.active_rules().count(), state_dir = %config.engine.state_dir.display(), "starting");
     let engine = Engine::new(store, Arc::new(rules), engine_config)?;
     let sink = KafkaSink::new(&config.kafka).context("cannot create the Kafka producer")?;

@@ -273,3 +273,68 @@ fn docs_list_every_variable_of_the_catalogue() {
         assert!(doc.contains(line), "docs/rules.md lacks (or has an outdated)\n  {line}\nregenerate it with `vroeg rules variables`");
     }
 }
+
+#[test]
+fn replay_routes_every_case_to_its_wijkteam() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = gen(tmp.path(), "s.jsonl", "13");
+    let routing = tmp.path().join("wijkteams.yaml");
+    std::fs::write(
+        &routing,
+        "standaard: rest\nteams:\n  - id: rest\n  - id: oost\n    postcodes: ['1000-1003']\n  - id: west\n    postcodes: ['1004', '1005-1007', '1000AC']\n",
+    )
+    .unwrap();
+    let out_file = tmp.path().join("alerts.jsonl");
+    let o = vroeg(&[
+        "replay",
+        "--signals",
+        signals.to_str().unwrap(),
+        "--out",
+        out_file.to_str().unwrap(),
+        "--routing",
+        routing.to_str().unwrap(),
+        "--now",
+        "2026-12-01T00:00:00Z",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let expected = |pc: &str| match (pc, &pc[..4]) {
+        ("1000AC", _) => "west",
+        (_, "1000" | "1001" | "1002" | "1003") => "oost",
+        (_, "1004" | "1005" | "1006" | "1007") => "west",
+        _ => "rest",
+    };
+    let mut teams = std::collections::BTreeMap::<String, usize>::new();
+    for line in std::fs::read_to_string(&out_file).unwrap().lines() {
+        let a: serde_json::Value = serde_json::from_str(line).unwrap();
+        let team = a["wijkteam"].as_str().unwrap();
+        *teams.entry(team.to_owned()).or_default() += 1;
+        if let Some(pc) = a["contact"]["postcode"].as_str() {
+            assert_eq!(team, expected(pc), "{pc}");
+        }
+    }
+    assert!(
+        teams.contains_key("oost") && teams.contains_key("west"),
+        "{teams:?}"
+    );
+
+    // A broken routing file stops the replay with every problem located.
+    std::fs::write(
+        &routing,
+        "standaard: x\nteams:\n  - id: a\n    postcodes: ['1000', '1000']\n",
+    )
+    .unwrap();
+    let o = vroeg(&[
+        "replay",
+        "--signals",
+        signals.to_str().unwrap(),
+        "--routing",
+        routing.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("wijkteams.yaml:1:12: error[unknown-team]")
+            && err.contains("wijkteams.yaml:4:25: error[overlap]"),
+        "{err}"
+    );
+}

@@ -62,6 +62,8 @@ pub struct CaseState {
     pub seq: u32,
     /// Every signal that contributed to this case.
     pub signals: BTreeSet<SignalRef>,
+    /// The wijkteam the case is routed to (fixed when it opens).
+    pub team: String,
 }
 
 impl CaseState {
@@ -146,6 +148,8 @@ pub struct Alert {
     /// `<household key>-<episode>`.
     pub zaak_id: String,
     pub huishouden: String,
+    /// The wijkteam the case is routed to.
+    pub wijkteam: String,
     pub episode: u32,
     pub volgnummer: u32,
     /// When the transition happened (evaluation time), RFC 3339 UTC.
@@ -183,14 +187,17 @@ pub enum Trigger {
 ///
 /// `evaluation` is `None` exactly when the household has nothing open
 /// ([`HouseholdState::has_open_items`] is false; rules need not run then):
-/// an open case closes. `ruleset` is the content hash of the rule set.
+/// an open case closes. `ruleset` is the content hash of the rule set;
+/// `team` the wijkteam a case that opens now is routed to.
 /// Updates `state.case` and `state.episodes`, and drops the contact details
 /// when a case closes.
+#[allow(clippy::too_many_arguments)]
 pub fn decide(
     key: &HouseholdKey,
     state: &mut HouseholdState,
     evaluation: Option<&Evaluation>,
     ruleset: &str,
+    team: &str,
     trigger: Trigger,
     now: Millis,
     settings: &StateSettings,
@@ -256,6 +263,7 @@ pub fn decide(
                 categories: BTreeMap::new(),
                 seq: 0,
                 signals: BTreeSet::new(),
+                team: team.to_owned(),
             });
             AlertKind::Geopend
         }
@@ -323,6 +331,7 @@ fn alert(
         kind,
         zaak_id: case.id.clone(),
         huishouden: key.to_string(),
+        wijkteam: case.team.clone(),
         episode: case.episode,
         volgnummer: case.seq,
         tijd: format_rfc3339(now),

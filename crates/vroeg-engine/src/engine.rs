@@ -11,10 +11,14 @@ use vroeg_core::state::{ApplyOutcome, HouseholdState};
 use vroeg_core::time::{Millis, DAY_MS};
 use vroeg_core::{Alert, AlertKind, HouseholdKey, HouseholdKeyer};
 use vroeg_rules::pipeline::{Processor, StepResult};
+use vroeg_rules::routing::Routing;
 use vroeg_rules::RuleSet;
 use vroeg_store::{Commit, Destination, HouseholdWrite, OutboxEntry, Store, StoreError};
 
 use crate::stats::Stats;
+
+/// The team of every case when no routing file is configured.
+pub const DEFAULT_TEAM: &str = "standaard";
 
 /// Which clock decides "now" for rules and timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +38,8 @@ pub struct EngineConfig {
     pub max_future: Millis,
     /// Largest accepted message, in bytes.
     pub max_bytes: usize,
+    /// Which wijkteam gets a new case.
+    pub routing: Arc<Routing>,
 }
 
 impl EngineConfig {
@@ -43,6 +49,7 @@ impl EngineConfig {
             clock,
             max_future: DAY_MS,
             max_bytes: DEFAULT_MAX_BYTES,
+            routing: Arc::new(Routing::single(DEFAULT_TEAM)),
         }
     }
 }
@@ -204,7 +211,8 @@ impl Engine {
             commit: Commit::default(),
             stats: Stats::default(),
         };
-        let processor = Processor::new(&rules);
+        let routing = self.config.routing.clone();
+        let processor = Processor::new(&rules, &routing);
         batch.store_next = self.store.timer_after(None)?;
         let ctx = DecodeContext {
             now: wall_now,

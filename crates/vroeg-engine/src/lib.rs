@@ -17,5 +17,7 @@ mod engine;
 pub mod guarantees;
 mod stats;
 
-pub use engine::{ClockMode, Engine, EngineConfig, EngineError, Record, Sink, SinkError};
+pub use engine::{
+    ClockMode, Engine, EngineConfig, EngineError, Record, Sink, SinkError, DEFAULT_TEAM,
+};
 pub use stats::{BatchObserver, Stats};

@@ -16,6 +16,7 @@ mod context;
 mod diag;
 mod parse;
 pub mod pipeline;
+pub mod routing;
 mod ruleset;
 pub mod testing;
 

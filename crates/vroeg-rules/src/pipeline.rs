@@ -12,6 +12,7 @@ use vroeg_core::time::Millis;
 use vroeg_core::vars::compute;
 use vroeg_core::HouseholdKey;
 
+use crate::routing::Routing;
 use crate::ruleset::{RuleEvalError, RuleSet};
 
 /// What one step did.
@@ -25,17 +26,20 @@ pub struct StepResult {
     pub suppressed: bool,
 }
 
-/// The rule set with the state settings it implies.
+/// The rule set with the state settings it implies, and the routing of
+/// new cases to wijkteams.
 pub struct Processor<'a> {
     pub rules: &'a RuleSet,
     pub settings: StateSettings,
+    pub routing: &'a Routing,
 }
 
 impl<'a> Processor<'a> {
-    pub fn new(rules: &'a RuleSet) -> Self {
+    pub fn new(rules: &'a RuleSet, routing: &'a Routing) -> Self {
         Processor {
             rules,
             settings: rules.state_settings(),
+            routing,
         }
     }
 
@@ -92,11 +96,15 @@ impl<'a> Processor<'a> {
         } else {
             None
         };
+        let team = self
+            .routing
+            .team_for(state.contact.as_ref().map(|c| c.postcode.as_str()));
         result.alerts = decide(
             key,
             state,
             evaluation.as_ref(),
             &self.rules.version,
+            team,
             trigger,
             now,
             &self.settings,

@@ -25,6 +25,7 @@ use vroeg_core::{Alert, HouseholdKey};
 use crate::diag::Diagnostics;
 use crate::parse::at;
 use crate::pipeline::Processor;
+use crate::routing::Routing;
 use crate::ruleset::{LoadOptions, RuleSet};
 
 #[derive(Debug, Deserialize)]
@@ -346,6 +347,7 @@ impl Sim<'_> {
 }
 
 fn run_test(file: &Path, rules: &RuleSet, test: &RawTest) -> Result<TestOutcome, TestFileError> {
+    let routing = Routing::single("standaard");
     let mut signals = Vec::new();
     for (n, raw) in test.signals.iter().enumerate() {
         let (time, signal) = build_signal(file, &test.name, n + 1, raw)?;
@@ -366,7 +368,7 @@ fn run_test(file: &Path, rules: &RuleSet, test: &RawTest) -> Result<TestOutcome,
     points.sort_by_key(|(t, _)| *t);
 
     let mut sim = Sim {
-        processor: Processor::new(rules),
+        processor: Processor::new(rules, &routing),
         households: BTreeMap::new(),
         emitted: Vec::new(),
     };
