@@ -64,6 +64,14 @@ pub struct CaseState {
     pub signals: BTreeSet<SignalRef>,
     /// The wijkteam the case is routed to (fixed when it opens).
     pub team: String,
+    /// When a first contact attempt is overdue.
+    pub deadline: Millis,
+    /// Whether the team recorded a contact attempt.
+    pub contacted: bool,
+    /// When the next `escalatie` is due while no attempt is recorded.
+    pub next_escalation: Millis,
+    /// How many escalations were sent.
+    pub escalations: u32,
 }
 
 impl CaseState {
@@ -92,6 +100,8 @@ pub enum AlertKind {
     Geopend,
     Bijgewerkt,
     Gesloten,
+    /// The contact deadline passed without a recorded contact attempt.
+    Escalatie,
 }
 
 impl AlertKind {
@@ -100,6 +110,7 @@ impl AlertKind {
             AlertKind::Geopend => "geopend",
             AlertKind::Bijgewerkt => "bijgewerkt",
             AlertKind::Gesloten => "gesloten",
+            AlertKind::Escalatie => "escalatie",
         }
     }
 }
@@ -250,6 +261,7 @@ pub fn decide(
         )
         .collect();
     let top = eval.fired.iter().map(|r| r.prioriteit).max().unwrap_or(0);
+    let crisis = eval.fired.iter().any(|r| r.categorie == "crisis");
     let kind = match &mut state.case {
         None => {
             state.episodes += 1;
@@ -264,6 +276,10 @@ pub fn decide(
                 seq: 0,
                 signals: BTreeSet::new(),
                 team: team.to_owned(),
+                deadline: settings.contact.deadline(now, crisis),
+                contacted: false,
+                next_escalation: settings.contact.deadline(now, crisis),
+                escalations: 0,
             });
             AlertKind::Geopend
         }
@@ -282,6 +298,12 @@ pub fn decide(
     };
     let case = state.case.as_mut().expect("case was just ensured");
     case.prioriteit = case.prioriteit.max(top);
+    if crisis && !case.contacted {
+        // A case that becomes a crisis gets the crisis deadline, if sooner.
+        let due = settings.contact.deadline(now, true);
+        case.deadline = case.deadline.min(due);
+        case.next_escalation = case.next_escalation.min(due);
+    }
     for r in &eval.fired {
         case.rules.insert(r.id.clone(), r.version);
         case.categories
@@ -344,5 +366,51 @@ fn alert(
         reden,
         regelset,
         contact,
+    }
+}
+
+/// The contact deadline of the open case has passed without a recorded
+/// contact attempt: raise its priority, emit `escalatie`, and schedule the
+/// next one after the repeat interval. `None` when nothing is due.
+pub fn escalate(
+    key: &HouseholdKey,
+    state: &mut HouseholdState,
+    ruleset: &str,
+    now: Millis,
+    settings: &StateSettings,
+) -> Option<Alert> {
+    let case = state.case.as_mut()?;
+    if case.contacted || now < case.next_escalation {
+        return None;
+    }
+    case.escalations += 1;
+    case.prioriteit = (case.prioriteit + 1).min(9);
+    case.seq += 1;
+    let repeat = settings.contact.repeat_days.max(1) as Millis * crate::time::DAY_MS;
+    while case.next_escalation <= now {
+        case.next_escalation += repeat;
+    }
+    let case = case.clone();
+    Some(alert(
+        key,
+        &case,
+        AlertKind::Escalatie,
+        now,
+        Vec::new(),
+        BTreeMap::new(),
+        None,
+        ruleset.to_owned(),
+        state.contact.clone(),
+    ))
+}
+
+/// The team recorded a contact attempt: escalation stops.
+pub fn record_contact_attempt(state: &mut HouseholdState) -> bool {
+    match state.case.as_mut() {
+        Some(case) => {
+            case.contacted = true;
+            true
+        }
+        None => false,
     }
 }

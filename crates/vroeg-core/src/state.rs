@@ -35,6 +35,8 @@ pub struct StateSettings {
     /// Whether school-absence signals may be combined with debt signals (the
     /// AVG purpose binding). Off by default.
     pub school_purpose: bool,
+    /// When a first contact attempt is due, and how escalation repeats.
+    pub contact: ContactPolicy,
 }
 
 impl Default for StateSettings {
@@ -43,7 +45,60 @@ impl Default for StateSettings {
             lookback_months: 6,
             minimum_cent: 7_500,
             school_purpose: false,
+            contact: ContactPolicy::default(),
         }
+    }
+}
+
+/// The contact deadline of a case (the Amsterdam norm: a contact attempt
+/// within 14 days; crisis: within 3 working days) and its escalation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContactPolicy {
+    /// Calendar days to the first contact attempt (default 14).
+    pub deadline_days: u32,
+    /// Working days to the first contact attempt for a crisis case (default
+    /// 3): weekends and `holidays` do not count.
+    pub crisis_working_days: u32,
+    /// After the deadline passes without an attempt, the team is told again
+    /// every this many days (default 7), like Alertmanager's `repeat_interval`.
+    pub repeat_days: u32,
+    /// Public holidays, which are not working days.
+    pub holidays: std::collections::BTreeSet<Day>,
+}
+
+impl Default for ContactPolicy {
+    fn default() -> Self {
+        ContactPolicy {
+            deadline_days: 14,
+            crisis_working_days: 3,
+            repeat_days: 7,
+            holidays: Default::default(),
+        }
+    }
+}
+
+impl ContactPolicy {
+    /// Whether `day` is a working day: Monday to Friday, not a holiday.
+    pub fn is_working_day(&self, day: Day) -> bool {
+        day.weekday() < 5 && !self.holidays.contains(&day)
+    }
+
+    /// The moment a first contact attempt for a case opened at `opened` is
+    /// overdue: after `deadline_days` days, or for a crisis case at the end
+    /// of the `crisis_working_days`-th working day after the opening day.
+    pub fn deadline(&self, opened: Millis, crisis: bool) -> Millis {
+        if !crisis {
+            return opened + self.deadline_days as Millis * crate::time::DAY_MS;
+        }
+        let mut day = Day::of_millis(opened);
+        let mut counted = 0;
+        while counted < self.crisis_working_days {
+            day = day.plus_days(1);
+            if self.is_working_day(day) {
+                counted += 1;
+            }
+        }
+        day.plus_days(1).start_millis()
     }
 }
 
@@ -322,7 +377,16 @@ impl HouseholdState {
                 .plus_days(ABSENCE_WINDOW_DAYS + 1)
                 .start_millis()
         });
-        arrears.chain(absences).filter(|due| *due > now).min()
+        let escalation = self
+            .case
+            .as_ref()
+            .filter(|c| !c.contacted)
+            .map(|c| c.next_escalation);
+        arrears
+            .chain(absences)
+            .chain(escalation)
+            .filter(|due| *due > now)
+            .min()
     }
 
     /// Whether nothing is left worth keeping: no records, no case, and no

@@ -67,6 +67,12 @@ impl Day {
             .unwrap_or(Day(self.0 + 31 * months))
     }
 
+    /// Day of the week: 0 is Monday, 6 is Sunday.
+    pub fn weekday(self) -> u8 {
+        // 1970-01-01 (day 0) was a Thursday.
+        (self.0 + 3).rem_euclid(7) as u8
+    }
+
     pub fn plus_days(self, days: i32) -> Day {
         Day(self.0 + days)
     }
@@ -107,6 +113,13 @@ mod tests {
         assert_eq!(d.minus_months(6).to_string(), "2025-09-30");
         assert_eq!(Day::parse("1970-01-01"), Some(Day(0)));
         assert_eq!(Day::parse("2026-02-30"), None);
+    }
+
+    #[test]
+    fn weekdays() {
+        assert_eq!(Day(0).weekday(), 3, "1970-01-01 was a Thursday");
+        assert_eq!(Day::parse("2026-11-23").unwrap().weekday(), 0, "a Monday");
+        assert_eq!(Day::parse("2026-11-29").unwrap().weekday(), 6, "a Sunday");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! it in memory. Keeping it in one place means a rule test exercises exactly
 //! what production runs. No IO, no clock.
 
-use vroeg_core::case::{decide, Alert, Trigger};
+use vroeg_core::case::{decide, escalate, Alert, Trigger};
 use vroeg_core::signal::{Signal, SignalBody};
 use vroeg_core::state::{ApplyOutcome, HouseholdState, StateSettings};
 use vroeg_core::time::Millis;
@@ -67,15 +67,20 @@ impl<'a> Processor<'a> {
         result
     }
 
-    /// A household's timer is due at `now`: let things age out and
-    /// re-evaluate.
+    /// A household's timer is due at `now`: let things age out, re-evaluate,
+    /// and escalate an open case whose contact deadline has passed.
     pub fn fire_timer(
         &self,
         key: &HouseholdKey,
         state: &mut HouseholdState,
         now: Millis,
     ) -> StepResult {
-        self.evaluate(key, state, Trigger::Timer, now)
+        let mut result = self.evaluate(key, state, Trigger::Timer, now);
+        if let Some(alert) = escalate(key, state, &self.rules.version, now, &self.settings) {
+            result.alerts.push(alert);
+            state.timer_due = state.next_due(now, &self.settings);
+        }
+        result
     }
 
     fn evaluate(

@@ -13,7 +13,8 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 use vroeg_core::case::{Evaluation, FiredRule};
-use vroeg_core::state::StateSettings;
+use vroeg_core::state::{ContactPolicy, StateSettings};
+use vroeg_core::time::Day;
 use vroeg_core::vars::{catalogue, Purpose, Variables};
 
 use crate::context::{index, VarContext};
@@ -27,6 +28,8 @@ pub struct Settings {
     pub minimum_amount_cent: u64,
     /// How far back signals count, in months (default 6).
     pub lookback_months: u32,
+    /// Contact deadlines and escalation.
+    pub contact: ContactPolicy,
 }
 
 impl Default for Settings {
@@ -34,6 +37,7 @@ impl Default for Settings {
         Settings {
             minimum_amount_cent: 7_500,
             lookback_months: 6,
+            contact: ContactPolicy::default(),
         }
     }
 }
@@ -119,7 +123,14 @@ const RULE_KEYS: &[&str] = &[
     "actie",
     "doel",
 ];
-const SETTINGS_KEYS: &[&str] = &["minimum_amount_euro", "lookback_months"];
+const SETTINGS_KEYS: &[&str] = &[
+    "minimum_amount_euro",
+    "lookback_months",
+    "contact_deadline_days",
+    "crisis_contact_working_days",
+    "escalation_repeat_days",
+    "holidays",
+];
 
 impl RuleSet {
     /// The rule files a list of paths names: each file as given, and the
@@ -285,6 +296,7 @@ impl RuleSet {
             lookback_months: self.settings.lookback_months,
             minimum_cent: self.settings.minimum_amount_cent,
             school_purpose: self.options.school_purpose,
+            contact: self.settings.contact.clone(),
         }
     }
 
@@ -452,6 +464,62 @@ fn parse_settings(file: &Path, map: &LocatedMap, diags: &mut Diagnostics) -> Set
                 at(v),
                 "invalid-value",
                 "`lookback_months` must be a whole number from 1 to 60",
+            ),
+        }
+    }
+    let days = |key: &str, target: &mut u32, max: u64, diags: &mut Diagnostics| {
+        if let Some(v) = get(map, key) {
+            match v.value.as_u64() {
+                Some(n) if (1..=max).contains(&n) => *target = n as u32,
+                _ => diags.push(
+                    file,
+                    at(v),
+                    "invalid-value",
+                    format!("`{key}` must be a whole number from 1 to {max}"),
+                ),
+            }
+        }
+    };
+    days(
+        "contact_deadline_days",
+        &mut s.contact.deadline_days,
+        365,
+        diags,
+    );
+    days(
+        "crisis_contact_working_days",
+        &mut s.contact.crisis_working_days,
+        60,
+        diags,
+    );
+    days(
+        "escalation_repeat_days",
+        &mut s.contact.repeat_days,
+        365,
+        diags,
+    );
+    if let Some(v) = get(map, "holidays") {
+        match &v.value {
+            Value::Array(items) => {
+                for item in items {
+                    match item.as_str().and_then(Day::parse) {
+                        Some(d) => {
+                            s.contact.holidays.insert(d);
+                        }
+                        None => diags.push(
+                            file,
+                            at(v),
+                            "invalid-value",
+                            format!("`holidays` must list dates as YYYY-MM-DD; {item} is not one"),
+                        ),
+                    }
+                }
+            }
+            other => diags.push(
+                file,
+                at(v),
+                "wrong-type",
+                format!("`holidays` must be a list of dates, found {}", kind(other)),
             ),
         }
     }

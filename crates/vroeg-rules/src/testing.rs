@@ -1,7 +1,8 @@
 //! The rule test runner, in the style of `promtool test rules`.
 //!
-//! A test file lists input signals with their times and, at evaluation
-//! points, the case events expected since the previous point. `events: []`
+//! A test file lists input signals with their times (and contact attempts
+//! the team records) and, at evaluation points, the case events expected
+//! since the previous point. `events: []`
 //! asserts that nothing fires. The runner uses the same pure step as the
 //! engine ([`crate::pipeline`]), with event time as the clock, so timers
 //! (signals ageing out) fire as they would in `vroeg replay`.
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
+use vroeg_core::case::record_contact_attempt;
 use vroeg_core::signal::{
     Absence, Address, Arrears, ArrearsStatus, PartnerType, Person, Pupil, Signal, SignalBody,
     Verzuimsoort,
@@ -76,6 +78,9 @@ struct RawSignal {
     // School absence.
     #[serde(default)]
     verzuim: Option<String>,
+    /// Not a signal: the team records a contact attempt (escalation stops).
+    #[serde(default)]
+    contactpoging: bool,
     #[serde(default)]
     uren: Option<u32>,
 }
@@ -350,8 +355,20 @@ fn run_test(file: &Path, rules: &RuleSet, test: &RawTest) -> Result<TestOutcome,
     let routing = Routing::single("standaard");
     let mut signals = Vec::new();
     for (n, raw) in test.signals.iter().enumerate() {
-        let (time, signal) = build_signal(file, &test.name, n + 1, raw)?;
-        signals.push((time, raw.value.household.clone(), signal));
+        let input = if raw.value.contactpoging {
+            let time = parse_time(&raw.value.at, false).ok_or_else(|| {
+                invalid(
+                    file,
+                    at(raw),
+                    format!("`at: {}` is not a date or RFC 3339 time", raw.value.at),
+                )
+            })?;
+            (time, None)
+        } else {
+            let (time, signal) = build_signal(file, &test.name, n + 1, raw)?;
+            (time, Some(signal))
+        };
+        signals.push((input.0, raw.value.household.clone(), input.1));
     }
     signals.sort_by_key(|(t, _, _)| *t);
     let mut points = Vec::new();
@@ -382,6 +399,16 @@ fn run_test(file: &Path, rules: &RuleSet, test: &RawTest) -> Result<TestOutcome,
             let (t, name, signal) = next_signal.next().expect("peeked");
             sim.fire_timers(t);
             let state = sim.households.entry(name.clone()).or_default();
+            let Some(signal) = signal else {
+                if !record_contact_attempt(state) {
+                    failures.push(format!(
+                        "{}: a contact attempt for `{name}`, which has no open case",
+                        file.display()
+                    ));
+                }
+                state.timer_due = state.next_due(t, &sim.processor.settings);
+                continue;
+            };
             let result = sim
                 .processor
                 .apply_signal(&HouseholdKey(name), state, &signal, t);
