@@ -76,6 +76,10 @@ pub struct RawKafka {
     pub signal_topics: Vec<String>,
     pub alerts_topic: String,
     pub dlq_topic: String,
+    /// Wijkteam feedback (contact attempts and outcomes), consumed.
+    pub feedback_topic: String,
+    /// The restricted status per signal for partners, produced.
+    pub partner_feedback_topic: String,
     /// `structured` or `binary`.
     pub alerts_content_mode: String,
     pub batch_size: usize,
@@ -97,6 +101,8 @@ impl Default for RawKafka {
             signal_topics: vec!["vroeg.signalen".into()],
             alerts_topic: "vroeg.meldingen".into(),
             dlq_topic: "vroeg.signalen.dlq".into(),
+            feedback_topic: "vroeg.terugkoppeling".into(),
+            partner_feedback_topic: "vroeg.partner-terugkoppeling".into(),
             alerts_content_mode: "structured".into(),
             batch_size: 500,
             batch_time_ms: 50,
@@ -172,22 +178,35 @@ impl RawConfig {
         if k.signal_topics.is_empty() {
             problems.push("kafka.signal_topics: must name at least one topic".into());
         }
+        let outputs = [&k.alerts_topic, &k.dlq_topic, &k.partner_feedback_topic];
         for t in k
             .signal_topics
             .iter()
-            .chain([&k.alerts_topic, &k.dlq_topic])
+            .chain(outputs)
+            .chain([&k.feedback_topic])
         {
             if !valid_topic(t) {
                 problems.push(format!("kafka: {t:?} is not a valid topic name (letters, digits, `.`, `_`, `-`; at most 249)"));
             }
         }
-        for t in [&k.alerts_topic, &k.dlq_topic] {
-            if k.signal_topics.contains(t) {
+        for t in outputs {
+            if k.signal_topics.contains(t) || *t == k.feedback_topic {
                 problems.push(format!("kafka: {t:?} is both an input and an output topic"));
             }
         }
-        if k.alerts_topic == k.dlq_topic {
-            problems.push("kafka: alerts_topic and dlq_topic must differ".into());
+        if k.signal_topics.contains(&k.feedback_topic) {
+            problems.push(format!(
+                "kafka: {:?} is both a signal and the feedback topic",
+                k.feedback_topic
+            ));
+        }
+        if k.alerts_topic == k.dlq_topic
+            || k.alerts_topic == k.partner_feedback_topic
+            || k.dlq_topic == k.partner_feedback_topic
+        {
+            problems.push(
+                "kafka: alerts_topic, dlq_topic and partner_feedback_topic must differ".into(),
+            );
         }
         if !matches!(k.alerts_content_mode.as_str(), "structured" | "binary") {
             problems.push(format!(
@@ -344,6 +363,8 @@ impl Config {
             signal_topics: k.signal_topics.clone(),
             alerts_topic: k.alerts_topic.clone(),
             dlq_topic: k.dlq_topic.clone(),
+            feedback_topic: k.feedback_topic.clone(),
+            partner_feedback_topic: k.partner_feedback_topic.clone(),
             alerts_mode: if k.alerts_content_mode == "binary" {
                 ContentMode::Binary
             } else {

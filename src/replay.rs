@@ -92,7 +92,10 @@ struct FileSink {
 impl FileSink {
     fn write_entry(&mut self, e: &OutboxEntry) -> std::io::Result<()> {
         match e.destination {
-            Destination::Alerts => {
+            // Partner feedback only follows wijkteam feedback, which replay
+            // does not read; should an entry appear, it goes with the alerts
+            // rather than away.
+            Destination::Alerts | Destination::PartnerFeedback => {
                 self.alerts.write_all(&e.payload)?;
                 self.alerts.write_all(b"\n")
             }

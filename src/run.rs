@@ -186,6 +186,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     engine_config.max_bytes = config.engine.max_message_bytes;
     engine_config.max_future = config.engine.max_future_secs as i64 * 1000;
     engine_config.routing = Arc::new(load_routing(config.engine.routing.as_deref())?);
+    engine_config.feedback_streams = vec![config.kafka.feedback_topic.clone()];
     info!(rules = %rules.version, active = rules.active_rules().count(), state_dir = %config.engine.state_dir.display(), "starting");
     let engine = Engine::new(store, Arc::new(rules), engine_config)?;
     let sink = KafkaSink::new(&config.kafka).context("cannot create the Kafka producer")?;

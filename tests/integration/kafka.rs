@@ -69,6 +69,8 @@ struct Topics {
     signals: String,
     alerts: String,
     dlq: String,
+    feedback: String,
+    partner: String,
 }
 
 fn create_topics(name: &str, partitions: i32) -> Topics {
@@ -77,6 +79,8 @@ fn create_topics(name: &str, partitions: i32) -> Topics {
         signals: format!("{base}.signalen"),
         alerts: format!("{base}.meldingen"),
         dlq: format!("{base}.dlq"),
+        feedback: format!("{base}.terugkoppeling"),
+        partner: format!("{base}.partner"),
     };
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", broker())
@@ -86,6 +90,8 @@ fn create_topics(name: &str, partitions: i32) -> Topics {
         NewTopic::new(&t.signals, partitions, TopicReplication::Fixed(1)),
         NewTopic::new(&t.alerts, 3, TopicReplication::Fixed(1)),
         NewTopic::new(&t.dlq, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(&t.feedback, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(&t.partner, 1, TopicReplication::Fixed(1)),
     ];
     let results = futures::executor::block_on(admin.create_topics(&topics, &AdminOptions::new()))
         .expect("create topics");
@@ -148,6 +154,8 @@ group_id = {group:?}
 signal_topics = [{signals:?}]
 alerts_topic = {alerts:?}
 dlq_topic = {dlq:?}
+feedback_topic = {feedback:?}
+partner_feedback_topic = {partner:?}
 alerts_content_mode = {alerts_mode:?}
 batch_size = {batch_size}
 batch_time_ms = 20
@@ -164,6 +172,8 @@ listen = "127.0.0.1:{port}"
             signals = t.signals,
             alerts = t.alerts,
             dlq = t.dlq,
+            feedback = t.feedback,
+            partner = t.partner,
         );
         std::fs::write(&config, toml).unwrap();
         let log = dir.join(format!("run-{}.log", free_port()));
@@ -816,6 +826,8 @@ fn an_unreachable_broker_means_not_ready_but_alive() {
         signals: "s".into(),
         alerts: "a".into(),
         dlq: "d".into(),
+        feedback: "f".into(),
+        partner: "p".into(),
     };
     let dir = tempfile::tempdir().unwrap();
     let mut service = Service::start_on(&closed, &topics, dir.path(), "g", "structured", 10);
@@ -835,4 +847,74 @@ fn an_unreachable_broker_means_not_ready_but_alive() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(service.terminate(), 0, "a clean stop even without a broker");
+}
+
+#[test]
+fn feedback_is_applied_once_closes_the_case_and_tells_partners_only_a_status() {
+    let topics = create_topics("feedback", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&topics, dir.path(), &unique("g"), "structured");
+    send(
+        &topics.signals,
+        &lines(&[arrears("fb-s1", "Zorg", 41, 3, 900, "open", false)]),
+        ContentMode::Structured,
+    );
+    let mut alerts = Reader::new(&topics.alerts);
+    let opened = alerts.until(1, Duration::ZERO, Duration::from_secs(60))[0].alert();
+    assert_eq!(opened["type"], "geopend");
+    let zaak = opened["zaak_id"].as_str().unwrap().to_owned();
+    let today = Day::of_millis(now_ms()).to_string();
+    let feedback = vec![
+        json!({"id": "t-1", "zaak_id": zaak, "type": "contactpoging", "contactsoort": "Telefoon",
+               "bereikt": true, "datum": today, "dagdeel": "Middag"}),
+        // A re-send of the same message: no effect.
+        json!({"id": "t-1", "zaak_id": zaak, "type": "contactpoging", "contactsoort": "Telefoon",
+               "bereikt": true, "datum": today, "dagdeel": "Middag"}),
+        json!({"id": "t-2", "zaak_id": zaak, "type": "resultaat",
+               "resultaat": "Vervolghulp en/of verwijzing financieel", "datum": today}),
+        // Too late: the case is closed.
+        json!({"id": "t-3", "zaak_id": zaak, "type": "contactpoging", "contactsoort": "Brief",
+               "bereikt": false, "datum": today}),
+    ];
+    let mut payloads = lines(&feedback);
+    payloads.push("{not json".into());
+    send(&topics.feedback, &payloads, ContentMode::Structured);
+    let all = alerts.until(2, Duration::from_secs(2), Duration::from_secs(60));
+    assert_eq!(all.len(), 2, "geopend and gesloten, nothing else");
+    let closed = all[1].alert();
+    assert_eq!(closed["type"], "gesloten");
+    assert_eq!(closed["reden"], "resultaat");
+    assert_eq!(
+        closed["resultaat"],
+        "Vervolghulp en/of verwijzing financieel"
+    );
+    // Partners hear the status of their signal, and nothing more.
+    let partner = read(
+        &topics.partner,
+        1,
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    );
+    assert_eq!(partner.len(), 1);
+    let v: Value = serde_json::from_slice(&partner[0].payload).unwrap();
+    assert_eq!(
+        v,
+        json!({"source": "urn:test:zorg", "id": "fb-s1", "status": "wil_hulp"})
+    );
+    // Feedback that cannot apply goes to the dead-letter topic, with its reason.
+    let dead = read(
+        &topics.dlq,
+        2,
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    );
+    let codes: BTreeSet<String> = dead
+        .iter()
+        .filter_map(|m| m.header("vroeg_error_code"))
+        .collect();
+    assert_eq!(
+        codes,
+        BTreeSet::from(["unknown_case".to_string(), "invalid_json".to_string()])
+    );
+    assert_eq!(service.terminate(), 0);
 }

@@ -72,6 +72,10 @@ pub struct CaseState {
     pub next_escalation: Millis,
     /// How many escalations were sent.
     pub escalations: u32,
+    /// Contact attempts the team recorded.
+    pub attempts: Vec<crate::feedback::ContactAttempt>,
+    /// Ids of the feedback messages applied (a re-send has no effect).
+    pub feedback_ids: BTreeSet<String>,
 }
 
 impl CaseState {
@@ -136,6 +140,8 @@ pub enum CloseReason {
     Ingetrokken,
     /// The last open signals aged out of the lookback window.
     Verlopen,
+    /// The team recorded the outcome (`resultaat`) of the case.
+    Resultaat,
 }
 
 impl CloseReason {
@@ -145,6 +151,7 @@ impl CloseReason {
             CloseReason::Betalingsregeling => "betalingsregeling",
             CloseReason::Ingetrokken => "ingetrokken",
             CloseReason::Verlopen => "verlopen",
+            CloseReason::Resultaat => "resultaat",
         }
     }
 }
@@ -176,6 +183,9 @@ pub struct Alert {
     pub variabelen: BTreeMap<String, VarValue>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reden: Option<CloseReason>,
+    /// With `reden: resultaat`: the DDAS outcome the team recorded.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resultaat: Option<crate::feedback::Eindresultaat>,
     /// Content hash of the rule set that was evaluated.
     pub regelset: String,
     /// Contact details for outreach (`geopend` and `bijgewerkt` only).
@@ -262,6 +272,10 @@ pub fn decide(
         .collect();
     let top = eval.fired.iter().map(|r| r.prioriteit).max().unwrap_or(0);
     let crisis = eval.fired.iter().any(|r| r.categorie == "crisis");
+    if state.case.is_none() && !state.has_new_signals(now, settings) {
+        // Everything open was handled by the last case's recorded outcome.
+        return alerts;
+    }
     let kind = match &mut state.case {
         None => {
             state.episodes += 1;
@@ -280,6 +294,8 @@ pub fn decide(
                 contacted: false,
                 next_escalation: settings.contact.deadline(now, crisis),
                 escalations: 0,
+                attempts: Vec::new(),
+                feedback_ids: BTreeSet::new(),
             });
             AlertKind::Geopend
         }
@@ -337,7 +353,7 @@ pub fn decide(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn alert(
+pub(crate) fn alert(
     key: &HouseholdKey,
     case: &CaseState,
     kind: AlertKind,
@@ -364,6 +380,7 @@ fn alert(
         signalen: case.signals.iter().cloned().collect(),
         variabelen,
         reden,
+        resultaat: None,
         regelset,
         contact,
     }

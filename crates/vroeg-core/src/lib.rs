@@ -15,7 +15,11 @@
 //! - [`case`]: the case lifecycle and the alert events it emits.
 //! - [`time`]: day and millisecond arithmetic used everywhere else.
 
+#[macro_use]
+mod macros;
+
 pub mod case;
+pub mod feedback;
 pub mod household;
 pub mod signal;
 pub mod state;

@@ -10,8 +10,6 @@
 //! [`DecodeContext`]. It does not log; callers decide what to log, and they
 //! must not log the personal data a signal carries.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -119,33 +117,6 @@ pub struct Address {
     pub plaatsnaam: String,
 }
 
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The wire name.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(s: &str) -> Option<$name> {
-                match s { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 string_enum! {
     /// The DDAS partner types (`EnumSignaalpartner`).
     PartnerType {
@@ -229,6 +200,7 @@ string_enum! {
         InvalidDate => "invalid_date",
         FutureDate => "future_date",
         InvalidBsn => "invalid_bsn",
+        UnknownCase => "unknown_case",
     }
 }
 
@@ -245,7 +217,11 @@ pub struct DecodeError {
 }
 
 impl DecodeError {
-    fn new(code: ErrorCode, field: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        code: ErrorCode,
+        field: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
         DecodeError {
             code,
             field: Some(field.into()),
@@ -253,7 +229,7 @@ impl DecodeError {
         }
     }
 
-    fn whole(code: ErrorCode, detail: impl Into<String>) -> Self {
+    pub(crate) fn whole(code: ErrorCode, detail: impl Into<String>) -> Self {
         DecodeError {
             code,
             field: None,
@@ -373,7 +349,7 @@ pub fn decode_binary(
 
 /// Check the size, then parse UTF-8 JSON. serde_json limits nesting to
 /// 128 levels, so deep nesting is an error, not a stack overflow.
-fn parse_json(bytes: &[u8], ctx: &DecodeContext) -> Result<Value, DecodeError> {
+pub(crate) fn parse_json(bytes: &[u8], ctx: &DecodeContext) -> Result<Value, DecodeError> {
     if bytes.len() > ctx.max_bytes {
         return Err(DecodeError::whole(
             ErrorCode::TooLarge,
@@ -533,17 +509,17 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 /// A JSON object being decoded, with its path for error messages.
-struct Obj<'a> {
-    map: &'a Map<String, Value>,
-    path: &'static str,
+pub(crate) struct Obj<'a> {
+    pub(crate) map: &'a Map<String, Value>,
+    pub(crate) path: &'static str,
 }
 
 impl<'a> Obj<'a> {
-    fn field(&self, name: &str) -> String {
+    pub(crate) fn field(&self, name: &str) -> String {
         format!("{}.{}", self.path, name)
     }
 
-    fn deny_unknown(&self, known: &[&str]) -> Result<(), DecodeError> {
+    pub(crate) fn deny_unknown(&self, known: &[&str]) -> Result<(), DecodeError> {
         for key in self.map.keys() {
             if !known.contains(&key.as_str()) {
                 return Err(DecodeError::new(
@@ -556,7 +532,7 @@ impl<'a> Obj<'a> {
         Ok(())
     }
 
-    fn get(&self, name: &str) -> Result<&'a Value, DecodeError> {
+    pub(crate) fn get(&self, name: &str) -> Result<&'a Value, DecodeError> {
         match self.map.get(name) {
             None | Some(Value::Null) => Err(DecodeError::new(
                 ErrorCode::MissingField,
@@ -567,7 +543,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn wrong_type(&self, name: &str, expected: &str, found: &Value) -> DecodeError {
+    pub(crate) fn wrong_type(&self, name: &str, expected: &str, found: &Value) -> DecodeError {
         DecodeError::new(
             ErrorCode::WrongType,
             self.field(name),
@@ -575,7 +551,7 @@ impl<'a> Obj<'a> {
         )
     }
 
-    fn string(&self, name: &str) -> Result<&'a str, DecodeError> {
+    pub(crate) fn string(&self, name: &str) -> Result<&'a str, DecodeError> {
         match self.get(name)? {
             Value::String(s) if s.trim().is_empty() => Err(DecodeError::new(
                 ErrorCode::InvalidValue,
@@ -592,7 +568,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn opt_string(&self, name: &str) -> Result<Option<&'a str>, DecodeError> {
+    pub(crate) fn opt_string(&self, name: &str) -> Result<Option<&'a str>, DecodeError> {
         match self.map.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
@@ -600,21 +576,21 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn boolean(&self, name: &str) -> Result<bool, DecodeError> {
+    pub(crate) fn boolean(&self, name: &str) -> Result<bool, DecodeError> {
         match self.get(name)? {
             Value::Bool(b) => Ok(*b),
             other => Err(self.wrong_type(name, "a boolean", other)),
         }
     }
 
-    fn opt_boolean(&self, name: &str) -> Result<bool, DecodeError> {
+    pub(crate) fn opt_boolean(&self, name: &str) -> Result<bool, DecodeError> {
         match self.map.get(name) {
             None | Some(Value::Null) => Ok(false),
             Some(_) => self.boolean(name),
         }
     }
 
-    fn integer(&self, name: &str) -> Result<i64, DecodeError> {
+    pub(crate) fn integer(&self, name: &str) -> Result<i64, DecodeError> {
         match self.get(name)? {
             Value::Number(n) => match n.as_i64() {
                 Some(i) => Ok(i),
@@ -633,7 +609,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn date(&self, name: &str) -> Result<Day, DecodeError> {
+    pub(crate) fn date(&self, name: &str) -> Result<Day, DecodeError> {
         match self.get(name)? {
             Value::String(s) => {
                 let day = Day::parse(s).ok_or_else(|| {
@@ -657,7 +633,7 @@ impl<'a> Obj<'a> {
     }
 
     /// A nested object; `path` is its full dotted path, for error messages.
-    fn object(&self, name: &str, path: &'static str) -> Result<Obj<'a>, DecodeError> {
+    pub(crate) fn object(&self, name: &str, path: &'static str) -> Result<Obj<'a>, DecodeError> {
         match self.get(name)? {
             Value::Object(map) => Ok(Obj { map, path }),
             other => Err(self.wrong_type(name, "an object", other)),

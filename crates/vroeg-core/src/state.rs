@@ -191,6 +191,9 @@ pub struct HouseholdState {
     /// The due time of this household's registered timer, if any. The store
     /// keeps a time index entry for exactly this value.
     pub timer_due: Option<Millis>,
+    /// When the team recorded the outcome of the last case: signals up to
+    /// then are handled, and only a newer one opens a new case.
+    pub closed_through: Option<Millis>,
 }
 
 /// What applying a signal did.
@@ -342,6 +345,18 @@ impl HouseholdState {
         self.absences
             .iter()
             .filter(move |r| Day::of_millis(r.time) >= start)
+    }
+
+    /// Whether a signal arrived after the last recorded outcome, so that a
+    /// new case may open.
+    pub fn has_new_signals(&self, now: Millis, settings: &StateSettings) -> bool {
+        let Some(through) = self.closed_through else {
+            return true;
+        };
+        self.open_arrears(now, settings)
+            .iter()
+            .any(|r| r.time > through)
+            || (settings.school_purpose && self.recent_absences(now).any(|r| r.time > through))
     }
 
     /// Whether anything can still keep a case open: open arrears, or (with

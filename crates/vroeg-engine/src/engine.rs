@@ -4,8 +4,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tracing::{debug, warn};
+use vroeg_core::feedback::{apply_feedback, decode_feedback};
 use vroeg_core::signal::{
-    decode_binary, decode_structured, DecodeContext, DecodeError, Signal, DEFAULT_MAX_BYTES,
+    decode_binary, decode_structured, DecodeContext, DecodeError, ErrorCode, Signal,
+    DEFAULT_MAX_BYTES,
 };
 use vroeg_core::state::{ApplyOutcome, HouseholdState};
 use vroeg_core::time::{Millis, DAY_MS};
@@ -38,6 +40,8 @@ pub struct EngineConfig {
     pub max_future: Millis,
     /// Largest accepted message, in bytes.
     pub max_bytes: usize,
+    /// Streams (topics) that carry wijkteam feedback instead of signals.
+    pub feedback_streams: Vec<String>,
     /// Which wijkteam gets a new case.
     pub routing: Arc<Routing>,
 }
@@ -49,6 +53,7 @@ impl EngineConfig {
             clock,
             max_future: DAY_MS,
             max_bytes: DEFAULT_MAX_BYTES,
+            feedback_streams: Vec::new(),
             routing: Arc::new(Routing::single(DEFAULT_TEAM)),
         }
     }
@@ -231,16 +236,25 @@ impl Engine {
             }
             moved.insert(pos_key, record.offset + 1);
             batch.stats.records += 1;
-            match self.decode(record, &ctx) {
-                Err(error) => {
-                    debug!(code = %error.code, stream = %record.stream, partition = record.partition, offset = record.offset, "rejected record");
-                    *batch
-                        .stats
-                        .rejected
-                        .entry(error.code.as_str().to_owned())
-                        .or_default() += 1;
-                    batch.commit.outbox.push(dead_letter(record, &error));
+            if self
+                .config
+                .feedback_streams
+                .iter()
+                .any(|f| **f == *record.stream)
+            {
+                // Feedback carries no event time; in replay the clock is the
+                // signals' watermark.
+                let now = match self.config.clock {
+                    ClockMode::EventTime => self.watermark,
+                    ClockMode::Wall => wall_now,
+                };
+                if let Err(error) = self.feedback(&processor, &mut batch, record, &ctx, now)? {
+                    reject(&mut batch, record, &error);
                 }
+                continue;
+            }
+            match self.decode(record, &ctx) {
+                Err(error) => reject(&mut batch, record, &error),
                 Ok(signal) => {
                     let now = match self.config.clock {
                         ClockMode::EventTime => {
@@ -455,6 +469,68 @@ impl Engine {
         }
     }
 
+    /// Apply one feedback record (a contact attempt or an outcome) to its
+    /// case. Its alerts and partner statuses enter the outbox like any other.
+    fn feedback(
+        &self,
+        processor: &Processor<'_>,
+        batch: &mut Batch,
+        record: &Record,
+        ctx: &DecodeContext,
+        now: Millis,
+    ) -> Result<Result<(), DecodeError>, EngineError> {
+        let feedback = match decode_feedback(&record.payload, ctx) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        // The decoder has checked that the case id names a household.
+        let Some((key, _)) = feedback.household() else {
+            return Ok(Err(DecodeError {
+                code: ErrorCode::InvalidValue,
+                field: Some("feedback.zaak_id".into()),
+                detail: "not a case id".into(),
+            }));
+        };
+        let loaded = self.load(batch, &key)?;
+        let before = loaded.state.timer_due;
+        let outcome = match apply_feedback(
+            &key,
+            &mut loaded.state,
+            &feedback,
+            &self.rules.version,
+            now,
+            &processor.settings,
+        ) {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(e)),
+        };
+        if outcome.duplicate {
+            batch.stats.duplicates += 1;
+            return Ok(Ok(()));
+        }
+        loaded.dirty = true;
+        let after = loaded.state.timer_due;
+        batch.stats.feedback += 1;
+        move_timer(batch, &key, before, after);
+        for (signal, status) in outcome.partner {
+            // Only the source, id and status: never content.
+            let payload = serde_json::json!({ "source": signal.source, "id": signal.id, "status": status.as_str() });
+            batch.commit.outbox.push(OutboxEntry {
+                destination: Destination::PartnerFeedback,
+                key: Some(signal.source),
+                payload: payload.to_string().into_bytes(),
+                headers: Vec::new(),
+            });
+            batch.stats.partner_feedback += 1;
+        }
+        let result = StepResult {
+            alerts: outcome.alerts,
+            ..StepResult::default()
+        };
+        self.emit(batch, &key, result)?;
+        Ok(Ok(()))
+    }
+
     /// Hand outbox entries to `sink`, oldest first, removing each batch of
     /// chunk once the sink has confirmed it. Returns how many entries were sent
     /// (at least `max`, unless the outbox ran empty: chunks are not split).
@@ -473,6 +549,17 @@ impl Engine {
         }
         Ok(sent)
     }
+}
+
+/// Count a rejected record and send it to the dead-letter outbox.
+fn reject(batch: &mut Batch, record: &Record, error: &DecodeError) {
+    debug!(code = %error.code, stream = %record.stream, partition = record.partition, offset = record.offset, "rejected record");
+    *batch
+        .stats
+        .rejected
+        .entry(error.code.as_str().to_owned())
+        .or_default() += 1;
+    batch.commit.outbox.push(dead_letter(record, error));
 }
 
 fn move_timer(

@@ -33,6 +33,10 @@ pub struct Stats {
     pub rule_errors: u64,
     /// Batches committed.
     pub batches: u64,
+    /// Feedback messages applied (contact attempts, outcomes).
+    pub feedback: u64,
+    /// Status messages for partners.
+    pub partner_feedback: u64,
 }
 
 impl Stats {
@@ -62,6 +66,8 @@ impl Stats {
         self.timers += other.timers;
         self.rule_errors += other.rule_errors;
         self.batches += other.batches;
+        self.feedback += other.feedback;
+        self.partner_feedback += other.partner_feedback;
     }
 }
 

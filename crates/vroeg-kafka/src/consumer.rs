@@ -287,7 +287,12 @@ pub fn run_consumer(
     let consumer: BaseConsumer<Ctx> = consumer_config(settings)
         .create_with_context(ctx)
         .map_err(ConsumerError::Create)?;
-    let topics: Vec<&str> = settings.signal_topics.iter().map(String::as_str).collect();
+    let topics: Vec<&str> = settings
+        .signal_topics
+        .iter()
+        .chain([&settings.feedback_topic])
+        .map(String::as_str)
+        .collect();
     consumer
         .subscribe(&topics)
         .map_err(|source| ConsumerError::Subscribe {

@@ -71,6 +71,11 @@ impl Sink for KafkaSink {
                     entry.headers.clone(),
                     entry.payload.clone(),
                 ),
+                Destination::PartnerFeedback => (
+                    &self.settings.partner_feedback_topic,
+                    entry.headers.clone(),
+                    entry.payload.clone(),
+                ),
             };
             let mut owned = OwnedHeaders::new_with_capacity(headers.len());
             for (k, v) in &headers {

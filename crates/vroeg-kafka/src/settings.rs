@@ -22,6 +22,10 @@ pub struct KafkaSettings {
     pub signal_topics: Vec<String>,
     pub alerts_topic: String,
     pub dlq_topic: String,
+    /// Wijkteam feedback (contact attempts, outcomes), consumed.
+    pub feedback_topic: String,
+    /// The restricted status per signal for partners, produced.
+    pub partner_feedback_topic: String,
     pub alerts_mode: ContentMode,
     /// Passed to librdkafka as they are (SASL, SSL and the rest).
     pub client: BTreeMap<String, String>,

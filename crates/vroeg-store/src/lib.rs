@@ -71,6 +71,8 @@ pub enum Destination {
     Alerts,
     /// Rejected input, with its reason.
     DeadLetter,
+    /// The restricted status of a signal, for its partner.
+    PartnerFeedback,
 }
 
 /// A message waiting to be published. It is removed only once the sink has

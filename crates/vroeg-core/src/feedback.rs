@@ -1,0 +1,314 @@
+//! Feedback from the wijkteams: contact attempts and the outcome of a case,
+//! and the restricted status partners get back.
+//!
+//! Coordinators record feedback through the HTTP API or the Kafka topic
+//! `vroeg.terugkoppeling`, as JSON:
+//!
+//! ```json
+//! {"id": "fb-1", "zaak_id": "<household>-<episode>", "type": "contactpoging",
+//!  "contactsoort": "Telefoon", "bereikt": false, "datum": "2026-11-20", "dagdeel": "Ochtend"}
+//! {"id": "fb-2", "zaak_id": "<household>-<episode>", "type": "resultaat",
+//!  "resultaat": "Vervolghulp en/of verwijzing financieel", "datum": "2026-11-21"}
+//! ```
+//!
+//! The enums are DDAS's (`EnumContactsoort`, `EnumDagdeel`,
+//! `EnumEindresultaat`). A contact attempt stops escalation; an outcome
+//! closes the case and tells each partner of its signals one of four
+//! statuses, never more. Pure: no IO, no clock.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::case::{alert, Alert, AlertKind, CloseReason};
+use crate::household::HouseholdKey;
+use crate::signal::{parse_json, DecodeContext, DecodeError, ErrorCode, Obj};
+use crate::state::{HouseholdState, SignalRef, StateSettings};
+use crate::time::{Day, Millis};
+
+string_enum! {
+    /// DDAS `EnumContactsoort`.
+    Contactsoort {
+        Mail => "Mail",
+        Brief => "Brief",
+        SmsWhatsapp => "SMS/Whatsapp",
+        Telefoon => "Telefoon",
+        Huisbezoek => "Huisbezoek",
+        Kaartje => "Kaartje",
+        Overige => "Overige",
+        Administratief => "Administratief",
+    }
+}
+
+string_enum! {
+    /// DDAS `EnumDagdeel`.
+    Dagdeel {
+        Ochtend => "Ochtend",
+        Middag => "Middag",
+        Avond => "Avond",
+    }
+}
+
+string_enum! {
+    /// DDAS `EnumEindresultaat`: the outcome of a case.
+    Eindresultaat {
+        HerhaaldeMelding => "Niet opgepakt: herhaalde melding",
+        OnterechtSignaal => "Niet opgepakt: onterecht signaal",
+        Overleden => "Inwoner is overleden",
+        GeenInwoner => "Persoon is geen inwoner (meer) in de gemeente",
+        AndereReden => "Niet opgepakt: andere reden",
+        AlBekend => "Inwoner al bekend bij schuldhulpverlening",
+        AnderTraject => "Inwoner heeft al een ander lopend traject",
+        GeenContact => "Definitief geen contact kunnen krijgen",
+        GeenReactie => "Geen reactie na eerder contact",
+        GeenHulpNodig => "Inwoner hoeft geen hulp vanuit vroegsignalering",
+        ZelfBetaald => "Inwoner heeft zelf al betaald/betalingsregeling getroffen",
+        Advies => "(Budget)advies en/of quick fix",
+        VervolgFinancieel => "Vervolghulp en/of verwijzing financieel",
+        VerwijzingZonderContact => "Verwijzing zonder contact",
+        VervolgNietFinancieel => "Vervolghulp en/of verwijzing niet financieel",
+    }
+}
+
+string_enum! {
+    /// What a partner may hear back about its signal: nothing more.
+    PartnerStatus {
+        NietOpgepakt => "niet_opgepakt",
+        AlBekend => "al_bekend_bij_schuldhulp",
+        WilHulp => "wil_hulp",
+        NietBereikt => "niet_bereikt",
+    }
+}
+
+impl Eindresultaat {
+    /// The restricted status partners get for this outcome. `None` where
+    /// none of the four applies (the resident was reached but needs no
+    /// help, or paid already): then partners hear nothing.
+    pub fn partner_status(self) -> Option<PartnerStatus> {
+        use Eindresultaat::*;
+        match self {
+            HerhaaldeMelding | OnterechtSignaal | Overleden | GeenInwoner | AndereReden => {
+                Some(PartnerStatus::NietOpgepakt)
+            }
+            AlBekend | AnderTraject => Some(PartnerStatus::AlBekend),
+            GeenContact | GeenReactie | VerwijzingZonderContact => Some(PartnerStatus::NietBereikt),
+            Advies | VervolgFinancieel | VervolgNietFinancieel => Some(PartnerStatus::WilHulp),
+            GeenHulpNodig | ZelfBetaald => None,
+        }
+    }
+}
+
+/// One recorded contact attempt (DDAS `Contactpoging`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactAttempt {
+    pub soort: Contactsoort,
+    pub bereikt: bool,
+    pub datum: Day,
+    pub dagdeel: Option<Dagdeel>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FeedbackKind {
+    Contactpoging(ContactAttempt),
+    Resultaat {
+        resultaat: Eindresultaat,
+        datum: Day,
+    },
+}
+
+/// A decoded feedback message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feedback {
+    /// Unique per message: a re-send has no effect.
+    pub id: String,
+    pub zaak_id: String,
+    pub kind: FeedbackKind,
+}
+
+impl Feedback {
+    /// The household and episode the case id names.
+    pub fn household(&self) -> Option<(HouseholdKey, u32)> {
+        let (key, episode) = self.zaak_id.rsplit_once('-')?;
+        let episode = episode.parse().ok()?;
+        (key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| (HouseholdKey(key.to_owned()), episode))
+    }
+}
+
+/// Decode a feedback message. Every problem is a [`DecodeError`] naming the
+/// field; nothing panics.
+pub fn decode_feedback(bytes: &[u8], ctx: &DecodeContext) -> Result<Feedback, DecodeError> {
+    let value = parse_json(bytes, ctx)?;
+    let Value::Object(map) = &value else {
+        return Err(DecodeError::whole(
+            ErrorCode::NotAnObject,
+            "feedback must be a JSON object",
+        ));
+    };
+    let obj = Obj {
+        map,
+        path: "feedback",
+    };
+    let id = obj.string("id")?.to_owned();
+    let zaak_id = obj.string("zaak_id")?.to_owned();
+    let datum = obj.date("datum")?;
+    if datum > Day::of_millis(ctx.now + ctx.max_future) {
+        return Err(DecodeError::new(
+            ErrorCode::FutureDate,
+            obj.field("datum"),
+            "lies in the future",
+        ));
+    }
+    let kind = match obj.string("type")? {
+        "contactpoging" => {
+            obj.deny_unknown(&[
+                "id",
+                "zaak_id",
+                "type",
+                "contactsoort",
+                "bereikt",
+                "datum",
+                "dagdeel",
+            ])?;
+            let soort = obj.string("contactsoort")?;
+            let soort = Contactsoort::parse(soort).ok_or_else(|| {
+                DecodeError::new(
+                    ErrorCode::InvalidValue,
+                    obj.field("contactsoort"),
+                    format!(
+                        "expected one of: {}",
+                        names(Contactsoort::ALL.iter().map(|c| c.as_str()))
+                    ),
+                )
+            })?;
+            let dagdeel = match obj.opt_string("dagdeel")? {
+                None => None,
+                Some(d) => Some(Dagdeel::parse(d).ok_or_else(|| {
+                    DecodeError::new(
+                        ErrorCode::InvalidValue,
+                        obj.field("dagdeel"),
+                        "expected Ochtend, Middag or Avond",
+                    )
+                })?),
+            };
+            FeedbackKind::Contactpoging(ContactAttempt {
+                soort,
+                bereikt: obj.boolean("bereikt")?,
+                datum,
+                dagdeel,
+            })
+        }
+        "resultaat" => {
+            obj.deny_unknown(&["id", "zaak_id", "type", "resultaat", "datum"])?;
+            let r = obj.string("resultaat")?;
+            let resultaat = Eindresultaat::parse(r).ok_or_else(|| {
+                DecodeError::new(
+                    ErrorCode::InvalidValue,
+                    obj.field("resultaat"),
+                    format!(
+                        "expected one of: {}",
+                        names(Eindresultaat::ALL.iter().map(|c| c.as_str()))
+                    ),
+                )
+            })?;
+            FeedbackKind::Resultaat { resultaat, datum }
+        }
+        _ => {
+            return Err(DecodeError::new(
+                ErrorCode::UnknownType,
+                obj.field("type"),
+                "expected contactpoging or resultaat",
+            ))
+        }
+    };
+    let feedback = Feedback { id, zaak_id, kind };
+    if feedback.household().is_none() {
+        return Err(DecodeError::new(
+            ErrorCode::InvalidValue,
+            obj.field("zaak_id"),
+            "expected a case id: <household key>-<episode>",
+        ));
+    }
+    Ok(feedback)
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
+    it.collect::<Vec<_>>().join(", ")
+}
+
+/// What applying feedback did.
+#[derive(Debug, Default, PartialEq)]
+pub struct FeedbackOutcome {
+    pub alerts: Vec<Alert>,
+    /// The restricted status per signal, for the partners.
+    pub partner: Vec<(SignalRef, PartnerStatus)>,
+    /// The same feedback was applied before.
+    pub duplicate: bool,
+}
+
+/// Apply feedback to the household's open case. Fails with
+/// [`ErrorCode::UnknownCase`] when the case is not this household's open
+/// case (closed, or never existed): such feedback goes to the dead-letter
+/// topic, so nothing is dropped unseen.
+pub fn apply_feedback(
+    key: &HouseholdKey,
+    state: &mut HouseholdState,
+    feedback: &Feedback,
+    ruleset: &str,
+    now: Millis,
+    settings: &StateSettings,
+) -> Result<FeedbackOutcome, DecodeError> {
+    let unknown = || {
+        DecodeError::new(
+            ErrorCode::UnknownCase,
+            "feedback.zaak_id",
+            "not an open case (closed, or never opened)",
+        )
+    };
+    let case = state
+        .case
+        .as_mut()
+        .filter(|c| c.id == feedback.zaak_id)
+        .ok_or_else(unknown)?;
+    let mut outcome = FeedbackOutcome::default();
+    if !case.feedback_ids.insert(feedback.id.clone()) {
+        outcome.duplicate = true;
+        return Ok(outcome);
+    }
+    match &feedback.kind {
+        FeedbackKind::Contactpoging(attempt) => {
+            case.attempts.push(attempt.clone());
+            case.contacted = true;
+        }
+        FeedbackKind::Resultaat { resultaat, .. } => {
+            let mut case = state.case.take().expect("checked above");
+            case.seq += 1;
+            let mut closing = alert(
+                key,
+                &case,
+                AlertKind::Gesloten,
+                now,
+                Vec::new(),
+                BTreeMap::new(),
+                Some(CloseReason::Resultaat),
+                ruleset.to_owned(),
+                None,
+            );
+            closing.resultaat = Some(*resultaat);
+            outcome.alerts.push(closing);
+            if let Some(status) = resultaat.partner_status() {
+                outcome.partner = case.signals.iter().map(|s| (s.clone(), status)).collect();
+            }
+            // The signals up to now are handled: only a newer one opens a
+            // new case.
+            state.closed_through = Some(now);
+            state.contact = None;
+        }
+    }
+    state.timer_due = state.next_due(now, settings);
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,230 @@
+use serde_json::json;
+
+use super::*;
+use crate::case::{decide, Evaluation, FiredRule, Trigger};
+use crate::signal::ArrearsStatus;
+use crate::state::{ArrearsRecord, HouseholdState};
+use crate::time::DAY_MS;
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+fn ctx() -> DecodeContext {
+    DecodeContext::at(Day::parse("2026-06-01").unwrap().start_millis())
+}
+
+fn decode(v: serde_json::Value) -> Result<Feedback, DecodeError> {
+    decode_feedback(v.to_string().as_bytes(), &ctx())
+}
+
+fn record(id: &str, time: Millis) -> ArrearsRecord {
+    ArrearsRecord {
+        source: "urn:p".into(),
+        id: id.into(),
+        referentie: id.into(),
+        partner: crate::signal::PartnerType::Zorg,
+        status: ArrearsStatus::Open,
+        bedrag_cent: 50_000,
+        ontstaansdatum: Day::of_millis(time).plus_days(-40),
+        signaaldatum: Day::of_millis(time),
+        time,
+        crisis: false,
+        eindelevering: false,
+    }
+}
+
+fn eval() -> Evaluation {
+    Evaluation {
+        fired: vec![FiredRule {
+            id: "enkelvoudig".into(),
+            version: 1,
+            categorie: "enkelvoudig".into(),
+            prioriteit: 3,
+            labels: vec![],
+            reads_school: false,
+        }],
+        ..Evaluation::default()
+    }
+}
+
+/// A household with one open signal and an open case.
+fn with_case(now: Millis) -> (HouseholdKey, HouseholdState, StateSettings) {
+    let key = HouseholdKey(KEY.into());
+    let settings = StateSettings::default();
+    let mut state = HouseholdState {
+        arrears: vec![record("s1", now)],
+        ..HouseholdState::default()
+    };
+    let alerts = decide(
+        &key,
+        &mut state,
+        Some(&eval()),
+        "v",
+        "team",
+        Trigger::Signal(ArrearsStatus::Open),
+        now,
+        &settings,
+    );
+    assert_eq!(alerts.len(), 1);
+    (key, state, settings)
+}
+
+#[test]
+fn decodes_both_kinds_and_names_every_problem() {
+    let ok = decode(
+        json!({"id": "f1", "zaak_id": format!("{KEY}-1"), "type": "contactpoging",
+        "contactsoort": "Telefoon", "bereikt": false, "datum": "2026-05-20", "dagdeel": "Ochtend"}),
+    )
+    .unwrap();
+    assert_eq!(ok.household(), Some((HouseholdKey(KEY.into()), 1)));
+    let r = decode(
+        json!({"id": "f2", "zaak_id": format!("{KEY}-1"), "type": "resultaat",
+        "resultaat": "(Budget)advies en/of quick fix", "datum": "2026-05-21"}),
+    )
+    .unwrap();
+    assert!(matches!(
+        r.kind,
+        FeedbackKind::Resultaat {
+            resultaat: Eindresultaat::Advies,
+            ..
+        }
+    ));
+    let bad = |v, code, field: &str| {
+        let e = decode(v).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), (code, Some(field)), "{e}");
+    };
+    bad(
+        json!({"id": "x", "zaak_id": "nope", "type": "resultaat", "resultaat": "Inwoner is overleden", "datum": "2026-05-21"}),
+        ErrorCode::InvalidValue,
+        "feedback.zaak_id",
+    );
+    bad(
+        json!({"id": "x", "zaak_id": format!("{KEY}-1"), "type": "contactpoging", "contactsoort": "Fax", "bereikt": true, "datum": "2026-05-21"}),
+        ErrorCode::InvalidValue,
+        "feedback.contactsoort",
+    );
+    bad(
+        json!({"id": "x", "zaak_id": format!("{KEY}-1"), "type": "resultaat", "resultaat": "klaar", "datum": "2026-05-21"}),
+        ErrorCode::InvalidValue,
+        "feedback.resultaat",
+    );
+    bad(
+        json!({"id": "x", "zaak_id": format!("{KEY}-1"), "type": "resultaat", "resultaat": "Inwoner is overleden", "datum": "2099-01-01"}),
+        ErrorCode::FutureDate,
+        "feedback.datum",
+    );
+    bad(
+        json!({"id": "x", "zaak_id": format!("{KEY}-1"), "type": "anders", "datum": "2026-05-21"}),
+        ErrorCode::UnknownType,
+        "feedback.type",
+    );
+    bad(
+        json!({"id": "x", "zaak_id": format!("{KEY}-1"), "type": "resultaat", "resultaat": "Inwoner is overleden", "datum": "2026-05-21", "naam": "Jansen"}),
+        ErrorCode::UnknownField,
+        "feedback.naam",
+    );
+}
+
+#[test]
+fn a_contact_attempt_stops_escalation() {
+    let now = Day::parse("2026-05-01").unwrap().start_millis();
+    let (key, mut state, settings) = with_case(now);
+    assert_eq!(
+        state.next_due(now, &settings),
+        Some(now + 14 * DAY_MS),
+        "the contact deadline"
+    );
+    let fb = decode(
+        json!({"id": "f1", "zaak_id": format!("{KEY}-1"), "type": "contactpoging",
+        "contactsoort": "Huisbezoek", "bereikt": true, "datum": "2026-05-02"}),
+    )
+    .unwrap();
+    let out = apply_feedback(&key, &mut state, &fb, "v", now + DAY_MS, &settings).unwrap();
+    assert!(out.alerts.is_empty() && !out.duplicate);
+    let case = state.case.as_ref().unwrap();
+    assert!(case.contacted);
+    assert_eq!(case.attempts.len(), 1);
+    assert_ne!(
+        state.next_due(now + DAY_MS, &settings),
+        Some(now + 14 * DAY_MS)
+    );
+    // The same message again: no effect.
+    let again = apply_feedback(&key, &mut state, &fb, "v", now + DAY_MS, &settings).unwrap();
+    assert!(again.duplicate);
+    assert_eq!(state.case.as_ref().unwrap().attempts.len(), 1);
+}
+
+#[test]
+fn an_outcome_closes_the_case_and_tells_partners_only_the_status() {
+    let now = Day::parse("2026-05-01").unwrap().start_millis();
+    let (key, mut state, settings) = with_case(now);
+    let fb = decode(
+        json!({"id": "f2", "zaak_id": format!("{KEY}-1"), "type": "resultaat",
+        "resultaat": "Inwoner al bekend bij schuldhulpverlening", "datum": "2026-05-03"}),
+    )
+    .unwrap();
+    let out = apply_feedback(&key, &mut state, &fb, "v", now + 2 * DAY_MS, &settings).unwrap();
+    assert_eq!(out.alerts.len(), 1);
+    assert_eq!(out.alerts[0].kind, AlertKind::Gesloten);
+    assert_eq!(out.alerts[0].reden, Some(CloseReason::Resultaat));
+    assert_eq!(out.alerts[0].resultaat, Some(Eindresultaat::AlBekend));
+    assert_eq!(
+        out.partner,
+        vec![(
+            SignalRef {
+                source: "urn:p".into(),
+                id: "s1".into()
+            },
+            PartnerStatus::AlBekend
+        )]
+    );
+    assert!(state.case.is_none() && state.contact.is_none());
+    // Feedback on the closed case is refused.
+    let late = decode(
+        json!({"id": "f3", "zaak_id": format!("{KEY}-1"), "type": "contactpoging",
+        "contactsoort": "Brief", "bereikt": false, "datum": "2026-05-04"}),
+    )
+    .unwrap();
+    let err =
+        apply_feedback(&key, &mut state, &late, "v", now + 3 * DAY_MS, &settings).unwrap_err();
+    assert_eq!(err.code, ErrorCode::UnknownCase);
+    // The handled signal does not reopen a case; a newer one does, as episode 2.
+    let later = now + 5 * DAY_MS;
+    let none = decide(
+        &key,
+        &mut state,
+        Some(&eval()),
+        "v",
+        "team",
+        Trigger::Timer,
+        later,
+        &settings,
+    );
+    assert!(none.is_empty(), "{none:?}");
+    state.arrears.push(record("s2", later));
+    let reopened = decide(
+        &key,
+        &mut state,
+        Some(&eval()),
+        "v",
+        "team",
+        Trigger::Signal(ArrearsStatus::Open),
+        later,
+        &settings,
+    );
+    assert_eq!(reopened[0].kind, AlertKind::Geopend);
+    assert_eq!(reopened[0].episode, 2);
+}
+
+#[test]
+fn outcomes_that_fit_no_partner_status_tell_partners_nothing() {
+    assert_eq!(Eindresultaat::GeenHulpNodig.partner_status(), None);
+    assert_eq!(
+        Eindresultaat::VervolgFinancieel.partner_status(),
+        Some(PartnerStatus::WilHulp)
+    );
+    assert_eq!(
+        Eindresultaat::GeenContact.partner_status(),
+        Some(PartnerStatus::NietBereikt)
+    );
+    assert_eq!(Eindresultaat::ALL.len(), 15);
+}
