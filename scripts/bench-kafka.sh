@@ -34,7 +34,7 @@ cleanup() {
 trap cleanup EXIT
 echo "broker $BS, work dir $work"
 
-scripts/kafka.sh create-topics --dir "$broker_dir" --partitions 3 bench.signalen bench.meldingen bench.dlq lat.signalen lat.meldingen lat.dlq
+scripts/kafka.sh create-topics --dir "$broker_dir" --partitions 3 bench.signalen bench.meldingen bench.dlq bench.terugkoppeling bench.partner lat.signalen lat.meldingen lat.dlq lat.terugkoppeling lat.partner
 if want bare || want e2e || want restart; then
   start=$(date -u -d "-130 days" +%F)
   $vroeg gen --households "$HH" --months 4 --rate 0.08 --seed 42 --start "$start" --out "$work/all.jsonl"
@@ -59,6 +59,8 @@ group_id = "$1"
 signal_topics = ["$2.signalen"]
 alerts_topic = "$2.meldingen"
 dlq_topic = "$2.dlq"
+feedback_topic = "$2.terugkoppeling"
+partner_feedback_topic = "$2.partner"
 batch_size = $4
 batch_time_ms = $5
 [api]
