@@ -51,6 +51,11 @@ pub struct ReplayArgs {
     /// Enable the school-absence purpose (combine school and debt signals).
     #[arg(long)]
     pub school_purpose: bool,
+    /// Do not escalate overdue cases: for replays of history whose contact
+    /// attempts are not part of the input (otherwise every case escalates
+    /// weekly until it closes).
+    #[arg(long)]
+    pub no_escalation: bool,
     /// Wijkteam routing file (default: every case to the team `standaard`).
     #[arg(long)]
     pub routing: Option<PathBuf>,
@@ -175,6 +180,7 @@ pub struct ReplayOutcome {
 pub fn replay(args: &ReplayArgs, show_progress: bool) -> anyhow::Result<ReplayOutcome> {
     let options = LoadOptions {
         school_purpose: args.school_purpose,
+        no_escalation: args.no_escalation,
     };
     let (rules, warnings) = RuleSet::load(&args.rules, &options).map_err(|diags| {
         anyhow::anyhow!(
@@ -423,6 +429,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         no_fsync: false,
         school_purpose: false,
         routing: None,
+        no_escalation: false,
         household_secret: Some(DEVELOPMENT_SECRET.into()),
         now: Some("2026-11-01T00:00:00Z".into()),
         summary_json: None,

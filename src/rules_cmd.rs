@@ -10,6 +10,7 @@ use crate::{RulesCheckArgs, RulesTestArgs};
 pub fn check(args: &RulesCheckArgs) -> anyhow::Result<ExitCode> {
     let options = LoadOptions {
         school_purpose: args.school_purpose,
+        ..LoadOptions::default()
     };
     match RuleSet::load(&args.paths, &options) {
         Ok((rules, warnings)) => {

@@ -124,6 +124,7 @@ pub struct ConfigCheckArgs {
 fn load_rules(config: &Config) -> anyhow::Result<RuleSet> {
     let options = LoadOptions {
         school_purpose: config.engine.school_purpose,
+        ..LoadOptions::default()
     };
     let (rules, _) = RuleSet::load(&config.engine.rules, &options).map_err(|diags| {
         anyhow::anyhow!(

@@ -338,3 +338,29 @@ fn replay_routes_every_case_to_its_wijkteam() {
         "{err}"
     );
 }
+
+#[test]
+fn replay_escalates_overdue_cases_unless_told_not_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = gen(tmp.path(), "s.jsonl", "14");
+    let count = |extra: &[&str]| {
+        let out = tmp.path().join(format!("a{}.jsonl", extra.len()));
+        let mut args = vec![
+            "replay",
+            "--signals",
+            signals.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        assert!(vroeg(&args).status.success());
+        std::fs::read_to_string(out)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"type\":\"escalatie\""))
+            .count()
+    };
+    // Generated history has no contact attempts: every case escalates.
+    assert!(count(&[]) > 0);
+    assert_eq!(count(&["--no-escalation"]), 0);
+}

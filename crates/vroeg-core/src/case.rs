@@ -397,7 +397,7 @@ pub fn escalate(
     settings: &StateSettings,
 ) -> Option<Alert> {
     let case = state.case.as_mut()?;
-    if case.contacted || now < case.next_escalation {
+    if !settings.contact.escalate || case.contacted || now < case.next_escalation {
         return None;
     }
     case.escalations += 1;

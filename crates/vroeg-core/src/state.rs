@@ -64,11 +64,15 @@ pub struct ContactPolicy {
     pub repeat_days: u32,
     /// Public holidays, which are not working days.
     pub holidays: std::collections::BTreeSet<Day>,
+    /// Whether overdue cases escalate. Off only for replays of history
+    /// whose contact attempts are not part of the input.
+    pub escalate: bool,
 }
 
 impl Default for ContactPolicy {
     fn default() -> Self {
         ContactPolicy {
+            escalate: true,
             deadline_days: 14,
             crisis_working_days: 3,
             repeat_days: 7,
@@ -395,7 +399,7 @@ impl HouseholdState {
         let escalation = self
             .case
             .as_ref()
-            .filter(|c| !c.contacted)
+            .filter(|c| !c.contacted && settings.contact.escalate)
             .map(|c| c.next_escalation);
         arrears
             .chain(absences)

@@ -43,6 +43,7 @@ fn bench(c: &mut Criterion) {
         &[rules_dir],
         &LoadOptions {
             school_purpose: true,
+            ..LoadOptions::default()
         },
     )
     .expect("rules load");

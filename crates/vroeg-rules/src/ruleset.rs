@@ -57,6 +57,8 @@ pub struct LoadOptions {
     /// Whether the municipality has enabled combining school-absence data
     /// with debt data (the AVG purpose binding).
     pub school_purpose: bool,
+    /// Do not escalate overdue cases (replays of history without feedback).
+    pub no_escalation: bool,
 }
 
 /// One checked and compiled rule.
@@ -296,7 +298,10 @@ impl RuleSet {
             lookback_months: self.settings.lookback_months,
             minimum_cent: self.settings.minimum_amount_cent,
             school_purpose: self.options.school_purpose,
-            contact: self.settings.contact.clone(),
+            contact: ContactPolicy {
+                escalate: !self.options.no_escalation,
+                ..self.settings.contact.clone()
+            },
         }
     }
 

@@ -311,6 +311,7 @@ pub fn run_file(file: &Path) -> Result<FileOutcome, TestFileError> {
     };
     let options = LoadOptions {
         school_purpose: raw.school_purpose,
+        ..LoadOptions::default()
     };
     let (rules, _) =
         RuleSet::load(&rule_paths, &options).map_err(|diags| TestFileError::Rules {
