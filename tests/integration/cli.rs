@@ -152,7 +152,9 @@ fn gen_is_deterministic_and_realistic() {
     );
 }
 
-fn replay(signals: &Path, out: &Path, state: Option<&Path>) -> (Output, serde_json::Value) {
+/// `vroeg replay` of `signals` into `out` (plus `extra` arguments), which
+/// must succeed; returns its output and its JSON summary.
+fn replay_with(signals: &Path, out: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
     let summary = out.with_extension("summary.json");
     let mut args = vec![
         "replay",
@@ -165,10 +167,7 @@ fn replay(signals: &Path, out: &Path, state: Option<&Path>) -> (Output, serde_js
         "--summary-json",
         summary.to_str().unwrap(),
     ];
-    if let Some(s) = state {
-        args.push("--state");
-        args.push(s.to_str().unwrap());
-    }
+    args.extend_from_slice(extra);
     let o = vroeg(&args);
     assert!(
         o.status.success(),
@@ -178,6 +177,13 @@ fn replay(signals: &Path, out: &Path, state: Option<&Path>) -> (Output, serde_js
     );
     let v = serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
     (o, v)
+}
+
+fn replay(signals: &Path, out: &Path, state: Option<&Path>) -> (Output, serde_json::Value) {
+    match state {
+        Some(s) => replay_with(signals, out, &["--state", s.to_str().unwrap()]),
+        None => replay_with(signals, out, &[]),
+    }
 }
 
 #[test]
@@ -285,18 +291,11 @@ fn replay_routes_every_case_to_its_wijkteam() {
     )
     .unwrap();
     let out_file = tmp.path().join("alerts.jsonl");
-    let o = vroeg(&[
-        "replay",
-        "--signals",
-        signals.to_str().unwrap(),
-        "--out",
-        out_file.to_str().unwrap(),
-        "--routing",
-        routing.to_str().unwrap(),
-        "--now",
-        "2026-12-01T00:00:00Z",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    replay_with(
+        &signals,
+        &out_file,
+        &["--routing", routing.to_str().unwrap()],
+    );
     let expected = |pc: &str| match (pc, &pc[..4]) {
         ("1000AC", _) => "west",
         (_, "1000" | "1001" | "1002" | "1003") => "oost",
@@ -345,15 +344,7 @@ fn replay_escalates_overdue_cases_unless_told_not_to() {
     let signals = gen(tmp.path(), "s.jsonl", "14");
     let count = |extra: &[&str]| {
         let out = tmp.path().join(format!("a{}.jsonl", extra.len()));
-        let mut args = vec![
-            "replay",
-            "--signals",
-            signals.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        assert!(vroeg(&args).status.success());
+        replay_with(&signals, &out, extra);
         std::fs::read_to_string(out)
             .unwrap()
             .lines()

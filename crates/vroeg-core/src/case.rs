@@ -225,27 +225,14 @@ pub fn decide(
 ) -> Vec<Alert> {
     let mut alerts = Vec::new();
     let Some(eval) = evaluation else {
-        if let Some(mut case) = state.case.take() {
-            // Nothing is open and no case needs the contact details.
-            state.contact = None;
+        if state.case.is_some() {
             let reden = match trigger {
                 Trigger::Signal(ArrearsStatus::Betaald) => CloseReason::Betaald,
                 Trigger::Signal(ArrearsStatus::Betalingsregeling) => CloseReason::Betalingsregeling,
                 Trigger::Signal(ArrearsStatus::Ingetrokken) => CloseReason::Ingetrokken,
                 _ => CloseReason::Verlopen,
             };
-            case.seq += 1;
-            alerts.push(alert(
-                key,
-                &case,
-                AlertKind::Gesloten,
-                now,
-                Vec::new(),
-                BTreeMap::new(),
-                Some(reden),
-                ruleset.to_owned(),
-                None,
-            ));
+            alerts.extend(close(key, state, reden, ruleset, now));
         }
         return alerts;
     };
@@ -384,6 +371,31 @@ pub(crate) fn alert(
         regelset,
         contact,
     }
+}
+
+/// Close the open case: emit `gesloten` with `reden`, and drop the contact
+/// details, which only a case needs. `None` when no case is open.
+pub fn close(
+    key: &HouseholdKey,
+    state: &mut HouseholdState,
+    reden: CloseReason,
+    ruleset: &str,
+    now: Millis,
+) -> Option<Alert> {
+    let mut case = state.case.take()?;
+    state.contact = None;
+    case.seq += 1;
+    Some(alert(
+        key,
+        &case,
+        AlertKind::Gesloten,
+        now,
+        Vec::new(),
+        BTreeMap::new(),
+        Some(reden),
+        ruleset.to_owned(),
+        None,
+    ))
 }
 
 /// The contact deadline of the open case has passed without a recorded

@@ -16,12 +16,10 @@
 //! closes the case and tells each partner of its signals one of four
 //! statuses, never more. Pure: no IO, no clock.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::case::{alert, Alert, AlertKind, CloseReason};
+use crate::case::{close, Alert, CloseReason};
 use crate::household::HouseholdKey;
 use crate::signal::{parse_json, DecodeContext, DecodeError, ErrorCode, Obj};
 use crate::state::{HouseholdState, SignalRef, StateSettings};
@@ -282,28 +280,17 @@ pub fn apply_feedback(
             case.contacted = true;
         }
         FeedbackKind::Resultaat { resultaat, .. } => {
-            let mut case = state.case.take().expect("checked above");
-            case.seq += 1;
-            let mut closing = alert(
-                key,
-                &case,
-                AlertKind::Gesloten,
-                now,
-                Vec::new(),
-                BTreeMap::new(),
-                Some(CloseReason::Resultaat),
-                ruleset.to_owned(),
-                None,
-            );
-            closing.resultaat = Some(*resultaat);
-            outcome.alerts.push(closing);
+            let signals = case.signals.clone();
+            if let Some(mut closing) = close(key, state, CloseReason::Resultaat, ruleset, now) {
+                closing.resultaat = Some(*resultaat);
+                outcome.alerts.push(closing);
+            }
             if let Some(status) = resultaat.partner_status() {
-                outcome.partner = case.signals.iter().map(|s| (s.clone(), status)).collect();
+                outcome.partner = signals.into_iter().map(|s| (s, status)).collect();
             }
             // The signals up to now are handled: only a newer one opens a
             // new case.
             state.closed_through = Some(now);
-            state.contact = None;
         }
     }
     state.timer_due = state.next_due(now, settings);

@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::case::{decide, Evaluation, FiredRule, Trigger};
+use crate::case::{decide, AlertKind, Evaluation, FiredRule, Trigger};
 use crate::signal::ArrearsStatus;
 use crate::state::{ArrearsRecord, HouseholdState};
 use crate::time::DAY_MS;
@@ -167,6 +167,11 @@ fn an_outcome_closes_the_case_and_tells_partners_only_the_status() {
     assert_eq!(out.alerts[0].kind, AlertKind::Gesloten);
     assert_eq!(out.alerts[0].reden, Some(CloseReason::Resultaat));
     assert_eq!(out.alerts[0].resultaat, Some(Eindresultaat::AlBekend));
+    assert_eq!(
+        out.alerts[0].signalen.len(),
+        1,
+        "the closing event lists the case's signals"
+    );
     assert_eq!(
         out.partner,
         vec![(
