@@ -20,6 +20,9 @@ use crate::state::{Contact, HouseholdState, SignalRef, StateSettings};
 use crate::time::{format_rfc3339, Millis};
 use crate::vars::VarValue;
 
+/// The work queue of a case no queue rule claims.
+pub const DEFAULT_QUEUE: &str = "regulier";
+
 /// A rule that fired, as the rule engine reports it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FiredRule {
@@ -45,6 +48,8 @@ pub struct Evaluation {
     pub suppressed_by: Vec<String>,
     /// The value of every variable the fired and suppressing rules read.
     pub variables: BTreeMap<String, VarValue>,
+    /// The work queue a queue rule chose, if any.
+    pub werkbak: Option<String>,
 }
 
 /// The open case of a household.
@@ -76,6 +81,8 @@ pub struct CaseState {
     pub attempts: Vec<crate::feedback::ContactAttempt>,
     /// Ids of the feedback messages applied (a re-send has no effect).
     pub feedback_ids: BTreeSet<String>,
+    /// The work queue (`werkbak`) the case is in.
+    pub werkbak: String,
 }
 
 impl CaseState {
@@ -168,6 +175,8 @@ pub struct Alert {
     pub huishouden: String,
     /// The wijkteam the case is routed to.
     pub wijkteam: String,
+    /// The work queue within the team.
+    pub werkbak: String,
     pub episode: u32,
     pub volgnummer: u32,
     /// When the transition happened (evaluation time), RFC 3339 UTC.
@@ -283,6 +292,7 @@ pub fn decide(
                 escalations: 0,
                 attempts: Vec::new(),
                 feedback_ids: BTreeSet::new(),
+                werkbak: String::new(),
             });
             AlertKind::Geopend
         }
@@ -301,6 +311,10 @@ pub fn decide(
     };
     let case = state.case.as_mut().expect("case was just ensured");
     case.prioriteit = case.prioriteit.max(top);
+    case.werkbak = eval
+        .werkbak
+        .clone()
+        .unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
     if crisis && !case.contacted {
         // A case that becomes a crisis gets the crisis deadline, if sooner.
         let due = settings.contact.deadline(now, true);
@@ -357,6 +371,7 @@ pub(crate) fn alert(
         zaak_id: case.id.clone(),
         huishouden: key.to_string(),
         wijkteam: case.team.clone(),
+        werkbak: case.werkbak.clone(),
         episode: case.episode,
         volgnummer: case.seq,
         tijd: format_rfc3339(now),

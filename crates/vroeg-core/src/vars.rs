@@ -94,6 +94,7 @@ const GLOBAL: &[(&str, VarType, &str, Purpose, &str)] = &[
     ("herhaling", VarType::Bool, "-", Purpose::Schuld, "the household's newest signal is a repeat: its source signalled earlier in the lookback window"),
     ("dagen_sinds_eerste_open", VarType::Int, "days", Purpose::Schuld, "days since the signaaldatum of the oldest open signal; 0 if none"),
     ("dagen_sinds_laatste_signaal", VarType::Int, "days", Purpose::Schuld, "days since the signaaldatum of the newest signal; 0 if none"),
+    ("leeftijd", VarType::Int, "years", Purpose::Schuld, "age in whole years of the person of the newest payment signal; 0 if unknown"),
     ("verzuim_uren_4w", VarType::Int, "hours", Purpose::School, "the highest uren_4_weken of the absence reports of the last 28 days"),
     ("verzuim_meldingen_90d", VarType::Int, "count", Purpose::School, "absence reports in the last 90 days"),
     ("verzuim_langdurig", VarType::Bool, "-", Purpose::School, "a long-term absence (langdurig) report in the last 90 days"),
@@ -177,6 +178,16 @@ impl Variables {
 
 fn euro(cent: u64) -> f64 {
     cent as f64 / 100.0
+}
+
+/// Whole years from `born` to `today` (a birthday counts on its date).
+fn age_in_years(born: Day, today: Day) -> i64 {
+    let (b, t) = (born.to_date(), today.to_date());
+    let mut years = (t.year() - b.year()) as i64;
+    if (t.month() as u8, t.day()) < (b.month() as u8, b.day()) {
+        years -= 1;
+    }
+    years.max(0)
 }
 
 fn days_between(from: Day, to: Day) -> i64 {
@@ -285,6 +296,13 @@ pub fn compute(state: &HouseholdState, now: Millis, settings: &StateSettings) ->
             .map(|r| days_between(r.signaaldatum, today))
             .unwrap_or(0),
     ));
+    values.push(VarValue::Int(
+        state
+            .contact
+            .as_ref()
+            .map(|c| age_in_years(c.geboortedatum, today))
+            .unwrap_or(0),
+    ));
 
     let (uren, meldingen, langdurig) = if settings.school_purpose {
         let four_weeks = today.plus_days(-28);
@@ -307,4 +325,17 @@ pub fn compute(state: &HouseholdState, now: Millis, settings: &StateSettings) ->
     values.push(VarValue::Bool(langdurig));
     debug_assert_eq!(values.len(), catalogue().len());
     Variables { values }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_counts_whole_years() {
+        let d = |s| Day::parse(s).unwrap();
+        assert_eq!(age_in_years(d("2000-03-15"), d("2026-03-14")), 25);
+        assert_eq!(age_in_years(d("2000-03-15"), d("2026-03-15")), 26);
+        assert_eq!(age_in_years(d("2030-01-01"), d("2026-03-15")), 0);
+    }
 }

@@ -49,6 +49,8 @@ pub enum Action {
     Signaleren,
     /// Stop this evaluation from opening or updating a case.
     Onderdrukken,
+    /// Put the case in the work queue named by the rule's `werkbak`.
+    Werkbak,
 }
 
 /// Options that come from the deployment, not from the rule files.
@@ -73,6 +75,8 @@ pub struct CompiledRule {
     pub enabled: bool,
     pub version: u32,
     pub action: Action,
+    /// With `actie: werkbak`: the work queue.
+    pub werkbak: Option<String>,
     pub purpose: Purpose,
     /// Whether the rule takes part in evaluation: enabled, and its purpose
     /// is allowed.
@@ -124,6 +128,7 @@ const RULE_KEYS: &[&str] = &[
     "version",
     "actie",
     "doel",
+    "werkbak",
 ];
 const SETTINGS_KEYS: &[&str] = &[
     "minimum_amount_euro",
@@ -311,6 +316,7 @@ impl RuleSet {
         let mut eval = Evaluation::default();
         let mut errors = Vec::new();
         let mut read: Vec<usize> = Vec::new();
+        let mut queue_priority: Option<u8> = None;
         for rule in self.rules.iter().filter(|r| r.active) {
             match rule.node.eval_boolean_with_context(&ctx) {
                 Ok(false) => {}
@@ -318,6 +324,14 @@ impl RuleSet {
                     read.extend_from_slice(&rule.reads);
                     match rule.action {
                         Action::Onderdrukken => eval.suppressed_by.push(rule.id.clone()),
+                        Action::Werkbak => {
+                            // The highest-priority queue rule wins; on a tie,
+                            // the first in the rule files.
+                            if queue_priority.is_none_or(|p| rule.prioriteit > p) {
+                                queue_priority = Some(rule.prioriteit);
+                                eval.werkbak = rule.werkbak.clone();
+                            }
+                        }
                         Action::Signaleren => eval.fired.push(FiredRule {
                             id: rule.id.clone(),
                             version: rule.version,
@@ -717,16 +731,49 @@ fn parse_rule(
         Some((a, loc, _)) => match a.as_str() {
             "signaleren" => Action::Signaleren,
             "onderdrukken" => Action::Onderdrukken,
+            "werkbak" => Action::Werkbak,
             other => {
                 diags.push(
                     file,
                     loc,
                     "invalid-value",
-                    format!("`actie` must be `signaleren` or `onderdrukken`, found `{other}`"),
+                    format!("`actie` must be `signaleren`, `onderdrukken` or `werkbak`, found `{other}`"),
                 );
                 Action::Signaleren
             }
         },
+    };
+    let werkbak = match (string("werkbak", false, diags), action) {
+        (Some((w, loc, _)), Action::Werkbak) => {
+            if !is_name(&w) {
+                diags.push(
+                    file,
+                    loc,
+                    "invalid-value",
+                    format!("work queue `{w}` must be a lower-case name"),
+                );
+            }
+            Some(w)
+        }
+        (Some((_, loc, _)), _) => {
+            diags.push(
+                file,
+                loc,
+                "invalid-value",
+                "`werkbak` belongs to a rule with `actie: werkbak`",
+            );
+            None
+        }
+        (None, Action::Werkbak) => {
+            diags.push(
+                file,
+                at(raw),
+                "missing-key",
+                "a rule with `actie: werkbak` needs `werkbak: <queue name>`",
+            );
+            None
+        }
+        (None, _) => None,
     };
     let purpose = match string("doel", false, diags) {
         None => Purpose::Schuld,
@@ -830,6 +877,7 @@ fn parse_rule(
         enabled,
         version,
         action,
+        werkbak,
         purpose,
         active,
         reads,

@@ -75,6 +75,9 @@ struct RawSignal {
     crisis: bool,
     #[serde(default)]
     eindelevering: bool,
+    /// Date of birth of the person (default 1980-01-01).
+    #[serde(default)]
+    geboortedatum: Option<String>,
     // School absence.
     #[serde(default)]
     verzuim: Option<String>,
@@ -107,6 +110,8 @@ struct RawEvent {
     rules: Option<Vec<String>>,
     #[serde(default)]
     reden: Option<String>,
+    #[serde(default)]
+    werkbak: Option<String>,
 }
 
 /// The outcome of one test.
@@ -240,7 +245,12 @@ fn build_signal(
                     voorletters: "T.".into(),
                     voorvoegsel: None,
                     achternaam: "Test".into(),
-                    geboortedatum: Day::parse("1980-01-01").unwrap_or(Day(3652)),
+                    geboortedatum: match &s.geboortedatum {
+                        None => Day::parse("1980-01-01").unwrap_or(Day(3652)),
+                        Some(d) => Day::parse(d).ok_or_else(|| {
+                            invalid(file, loc, "`geboortedatum` must be YYYY-MM-DD")
+                        })?,
+                    },
                     address,
                     bsn: None,
                     telefoon: None,
@@ -431,11 +441,12 @@ fn run_test(file: &Path, rules: &RuleSet, test: &RawTest) -> Result<TestOutcome,
 fn describe(a: &Alert) -> String {
     let rules: Vec<&str> = a.regels.iter().map(|r| r.id.as_str()).collect();
     let mut s = format!(
-        "{} household={} categorie={} prioriteit={} rules=[{}]",
+        "{} household={} categorie={} prioriteit={} werkbak={} rules=[{}]",
         a.kind.as_str(),
         a.huishouden,
         a.categorie,
         a.prioriteit,
+        a.werkbak,
         rules.join(", ")
     );
     if let Some(r) = a.reden {
@@ -492,6 +503,11 @@ fn compare(file: &Path, expect: &Spanned<RawExpect>, got: &[Alert], failures: &m
                     want_rules.join(", "),
                     got_rules.join(", ")
                 ));
+            }
+        }
+        if let Some(q) = &w.werkbak {
+            if q != &g.werkbak {
+                diffs.push(format!("werkbak: expected {q}, got {}", g.werkbak));
             }
         }
         if let Some(r) = &w.reden {

@@ -36,7 +36,7 @@ pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 /// Version of the encoding of stored values. Bump on any incompatible change
 /// to `HouseholdState` or `OutboxEntry`.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 const P_HOUSEHOLD: u8 = b'h';
 const P_POSITION: u8 = b'p';
