@@ -46,6 +46,25 @@ fn eval() -> Evaluation {
     }
 }
 
+/// Decide with the one-rule evaluation above.
+fn decide_now(
+    key: &HouseholdKey,
+    state: &mut HouseholdState,
+    trigger: Trigger,
+    now: Millis,
+) -> Vec<Alert> {
+    decide(
+        key,
+        state,
+        Some(&eval()),
+        "v",
+        "team",
+        trigger,
+        now,
+        &StateSettings::default(),
+    )
+}
+
 /// A household with one open signal and an open case.
 fn with_case(now: Millis) -> (HouseholdKey, HouseholdState, StateSettings) {
     let key = HouseholdKey(KEY.into());
@@ -54,16 +73,7 @@ fn with_case(now: Millis) -> (HouseholdKey, HouseholdState, StateSettings) {
         arrears: vec![record("s1", now)],
         ..HouseholdState::default()
     };
-    let alerts = decide(
-        &key,
-        &mut state,
-        Some(&eval()),
-        "v",
-        "team",
-        Trigger::Signal(ArrearsStatus::Open),
-        now,
-        &settings,
-    );
+    let alerts = decide_now(&key, &mut state, Trigger::Signal(ArrearsStatus::Open), now);
     assert_eq!(alerts.len(), 1);
     (key, state, settings)
 }
@@ -194,27 +204,14 @@ fn an_outcome_closes_the_case_and_tells_partners_only_the_status() {
     assert_eq!(err.code, ErrorCode::UnknownCase);
     // The handled signal does not reopen a case; a newer one does, as episode 2.
     let later = now + 5 * DAY_MS;
-    let none = decide(
-        &key,
-        &mut state,
-        Some(&eval()),
-        "v",
-        "team",
-        Trigger::Timer,
-        later,
-        &settings,
-    );
+    let none = decide_now(&key, &mut state, Trigger::Timer, later);
     assert!(none.is_empty(), "{none:?}");
     state.arrears.push(record("s2", later));
-    let reopened = decide(
+    let reopened = decide_now(
         &key,
         &mut state,
-        Some(&eval()),
-        "v",
-        "team",
         Trigger::Signal(ArrearsStatus::Open),
         later,
-        &settings,
     );
     assert_eq!(reopened[0].kind, AlertKind::Geopend);
     assert_eq!(reopened[0].episode, 2);
