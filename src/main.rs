@@ -71,6 +71,9 @@ enum Command {
 enum StateCommand {
     /// Count households, open cases, timers and outbox entries.
     Stats(run::StateArgs),
+    /// Print every household as a JSON line (`{"household", "state"}`), in
+    /// key order. The output holds contact details: treat it as personal data.
+    Dump(run::StateArgs),
 }
 
 #[derive(Subcommand)]
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
         Command::Send(args) => run::send(&args),
         Command::Config(ConfigCommand::Check(args)) => run::config_check(&args),
         Command::State(StateCommand::Stats(args)) => run::state_stats(&args),
+        Command::State(StateCommand::Dump(args)) => run::state_dump(&args),
     };
     match result {
         Ok(code) => code,

@@ -88,18 +88,38 @@ pub struct StateArgs {
     pub state: PathBuf,
 }
 
-pub fn state_stats(args: &StateArgs) -> anyhow::Result<ExitCode> {
+fn open_state(args: &StateArgs) -> anyhow::Result<Store> {
     anyhow::ensure!(
         args.state.join("conf").exists(),
         "{} is not a Vroeg state directory",
         args.state.display()
     );
-    let store = Store::open(&args.state, false).with_context(|| {
+    Store::open(&args.state, false).with_context(|| {
         format!(
             "cannot open {} (is the service still running?)",
             args.state.display()
         )
-    })?;
+    })
+}
+
+pub fn state_dump(args: &StateArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let store = open_state(args)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for item in store.households() {
+        let (key, state) = item?;
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({ "household": key.0, "state": state }),
+        )?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn state_stats(args: &StateArgs) -> anyhow::Result<ExitCode> {
+    let store = open_state(args)?;
     let (mut households, mut open_cases, mut with_timer) = (0u64, 0u64, 0u64);
     for item in store.households() {
         let (_, state) = item?;

@@ -355,3 +355,36 @@ fn replay_escalates_overdue_cases_unless_told_not_to() {
     assert!(count(&[]) > 0);
     assert_eq!(count(&["--no-escalation"]), 0);
 }
+
+#[test]
+fn state_dump_is_identical_for_a_resumed_and_an_uninterrupted_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = gen(tmp.path(), "s.jsonl", "15");
+    let dump = |state: &Path| {
+        let o = vroeg(&["state", "dump", "--state", state.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        stdout(&o)
+    };
+    let whole = tmp.path().join("whole");
+    replay(&signals, &tmp.path().join("w.jsonl"), Some(&whole));
+    let reference = dump(&whole);
+    assert!(reference.lines().count() > 100);
+    let first: serde_json::Value = serde_json::from_str(reference.lines().next().unwrap()).unwrap();
+    assert_eq!(first["household"].as_str().unwrap().len(), 32);
+
+    // The same input in two runs, resuming from the state directory.
+    let all = std::fs::read_to_string(&signals).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    let partial = tmp.path().join("p.jsonl");
+    std::fs::write(&partial, lines[..lines.len() / 3].join("\n") + "\n").unwrap();
+    let resumed = tmp.path().join("resumed");
+    replay(&partial, &tmp.path().join("r.jsonl"), Some(&resumed));
+    assert_ne!(
+        dump(&resumed),
+        reference,
+        "a third of the input gives another state"
+    );
+    std::fs::write(&partial, &all).unwrap();
+    replay(&partial, &tmp.path().join("r.jsonl"), Some(&resumed));
+    assert_eq!(dump(&resumed), reference);
+}
