@@ -35,7 +35,7 @@ fetch() {
 java_ok() {
   command -v java >/dev/null || die "Java 17 or later is needed"
   local v
-  v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+  v=$(java -version 2>&1 | sed -n '1s/.*version "\([0-9]*\).*/\1/p')
   [ "${v:-0}" -ge 17 ] || die "Java 17 or later is needed (found ${v:-none})"
 }
 
