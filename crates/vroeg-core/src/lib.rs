@@ -13,11 +13,13 @@
 //! - [`state`]: per-household state and the transitions that apply signals.
 //! - [`vars`]: the variable catalogue that rules read, computed from state.
 //! - [`case`]: the case lifecycle and the alert events it emits.
+//! - [`archive`]: the durable record of every case, for the API and exports.
 //! - [`time`]: day and millisecond arithmetic used everywhere else.
 
 #[macro_use]
 mod macros;
 
+pub mod archive;
 pub mod case;
 pub mod feedback;
 pub mod household;

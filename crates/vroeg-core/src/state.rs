@@ -122,7 +122,8 @@ impl StateSettings {
     }
 }
 
-/// One arrears signal as the household remembers it. No personal data.
+/// One arrears signal as the household remembers it. Its only personal
+/// data is [`Client`], which the DDAS export needs; it is never logged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArrearsRecord {
     pub source: String,
@@ -136,6 +137,19 @@ pub struct ArrearsRecord {
     pub time: Millis,
     pub crisis: bool,
     pub eindelevering: bool,
+    /// The person the signal is about.
+    pub client: Client,
+}
+
+/// The person an arrears signal is about, as DDAS reports it (the address
+/// is the household's). Personal data: kept with the signal, never logged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    pub bsn: Option<String>,
+    pub voorletters: String,
+    pub voorvoegsel: Option<String>,
+    pub achternaam: String,
+    pub geboortedatum: Day,
 }
 
 impl ArrearsRecord {
@@ -253,6 +267,13 @@ impl HouseholdState {
                     time: signal.time,
                     crisis: a.crisissignaal,
                     eindelevering: a.eindelevering,
+                    client: Client {
+                        bsn: a.client.bsn.clone(),
+                        voorletters: a.client.voorletters.clone(),
+                        voorvoegsel: a.client.voorvoegsel.clone(),
+                        achternaam: a.client.achternaam.clone(),
+                        geboortedatum: a.client.geboortedatum,
+                    },
                 };
                 let pos = self
                     .arrears

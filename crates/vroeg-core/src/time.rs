@@ -14,7 +14,9 @@ pub type Millis = i64;
 pub const DAY_MS: Millis = 86_400_000;
 
 /// A calendar day, counted from 1970-01-01 (day 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Day(pub i32);
 
 const UNIX_EPOCH_JULIAN: i32 = 2_440_588;
@@ -128,5 +130,58 @@ mod tests {
         assert_eq!(format_rfc3339(ms), "2026-05-01T08:15:30.250Z");
         assert_eq!(Day::of_millis(ms).to_string(), "2026-05-01");
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}
+
+/// Serde for a [`Day`] as `YYYY-MM-DD`, for documents people read (the
+/// compact stored state keeps the day number).
+pub mod day_text {
+    use super::Day;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(day: &Day, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(day)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Day, D::Error> {
+        let text = String::deserialize(d)?;
+        Day::parse(&text).ok_or_else(|| D::Error::custom(format!("not a date: {text:?}")))
+    }
+}
+
+/// Serde for [`Millis`] as RFC 3339 UTC text.
+pub mod millis_text {
+    use super::{format_rfc3339, parse_rfc3339, Millis};
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_rfc3339(*ms))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_rfc3339(&text).ok_or_else(|| D::Error::custom(format!("not a time: {text:?}")))
+    }
+}
+
+/// Serde for `Option<Millis>` as RFC 3339 UTC text or `null`.
+pub mod opt_millis_text {
+    use super::{format_rfc3339, parse_rfc3339, Millis};
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ms: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+        match ms {
+            Some(ms) => s.serialize_some(&format_rfc3339(*ms)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => parse_rfc3339(&text)
+                .map(Some)
+                .ok_or_else(|| D::Error::custom(format!("not a time: {text:?}"))),
+        }
     }
 }

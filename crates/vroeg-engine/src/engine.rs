@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tracing::{debug, warn};
+use vroeg_core::archive::CaseRecord;
 use vroeg_core::feedback::{apply_feedback, decode_feedback};
 use vroeg_core::signal::{
     decode_binary, decode_structured, DecodeContext, DecodeError, ErrorCode, Signal,
@@ -125,6 +126,8 @@ struct Batch {
     store_next: Option<(Millis, HouseholdKey, Vec<u8>)>,
     commit: Commit,
     stats: Stats,
+    /// Case records changed in this batch, by case id.
+    cases: HashMap<String, CaseRecord>,
 }
 
 impl Engine {
@@ -215,6 +218,7 @@ impl Engine {
             store_next: None,
             commit: Commit::default(),
             stats: Stats::default(),
+            cases: HashMap::new(),
         };
         let routing = self.config.routing.clone();
         let processor = Processor::new(&rules, &routing);
@@ -275,8 +279,11 @@ impl Engine {
             households,
             mut commit,
             mut stats,
+            cases,
             ..
         } = batch;
+        commit.cases = cases.into_values().collect();
+        commit.cases.sort_by(|a, b| a.id.cmp(&b.id));
         for (key, loaded) in households {
             if !loaded.dirty {
                 continue;
@@ -376,7 +383,7 @@ impl Engine {
             Some(ApplyOutcome::OutsideWindow) => batch.stats.outside_window += 1,
             None => {}
         }
-        self.emit(batch, &key, result)
+        self.emit(batch, &key, result, now)
     }
 
     fn emit(
@@ -384,7 +391,9 @@ impl Engine {
         batch: &mut Batch,
         key: &HouseholdKey,
         result: StepResult,
+        now: Millis,
     ) -> Result<(), EngineError> {
+        self.archive(batch, key, &result.alerts, now)?;
         if result.suppressed {
             batch.stats.suppressed += 1;
         }
@@ -411,6 +420,38 @@ impl Engine {
                     ("vroeg_case_id".into(), alert.zaak_id.into_bytes()),
                 ],
             });
+        }
+        Ok(())
+    }
+
+    /// Bring the case records this step touched up to date: the cases its
+    /// alerts name, and the household's open case.
+    fn archive(
+        &self,
+        batch: &mut Batch,
+        key: &HouseholdKey,
+        alerts: &[Alert],
+        now: Millis,
+    ) -> Result<(), EngineError> {
+        let Some(loaded) = batch.households.get(key) else {
+            return Ok(());
+        };
+        let mut ids: BTreeSet<&str> = alerts.iter().map(|a| a.zaak_id.as_str()).collect();
+        if loaded.dirty {
+            if let Some(case) = &loaded.state.case {
+                ids.insert(case.id.as_str());
+            }
+        }
+        for id in ids {
+            let stored = match batch.cases.remove(id) {
+                Some(r) => Some(r),
+                None => self.store.case(id)?,
+            };
+            if let Some(record) =
+                CaseRecord::observe(stored, id, &key.0, alerts, &loaded.state, now)
+            {
+                batch.cases.insert(id.to_owned(), record);
+            }
         }
         Ok(())
     }
@@ -465,7 +506,7 @@ impl Engine {
             let after = loaded.state.timer_due;
             batch.stats.timers += 1;
             move_timer(batch, &key, Some(due), after);
-            self.emit(batch, &key, result)?;
+            self.emit(batch, &key, result, fire_at)?;
         }
     }
 
@@ -527,7 +568,7 @@ impl Engine {
             alerts: outcome.alerts,
             ..StepResult::default()
         };
-        self.emit(batch, &key, result)?;
+        self.emit(batch, &key, result, now)?;
         Ok(Ok(()))
     }
 

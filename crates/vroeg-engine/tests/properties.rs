@@ -110,16 +110,48 @@ fn records(stream: &str, payloads: &[Vec<u8>]) -> Vec<Record> {
         .collect()
 }
 
-/// Every household in the store, encoded, in key order.
+/// Every household and case record in the store, encoded, in key order.
+/// Also checks that the team index lists exactly the open cases.
 fn states(engine: &Engine) -> Vec<(String, Vec<u8>)> {
-    engine
-        .store()
+    let store = engine.store();
+    let mut out: Vec<(String, Vec<u8>)> = store
         .households()
         .map(|r| {
             let (k, s) = r.unwrap();
             (k.0, vroeg_store::encode_state(&s).unwrap())
         })
-        .collect()
+        .collect();
+    for record in store.cases() {
+        let record = record.unwrap();
+        let listed = store
+            .open_cases(&record.wijkteam)
+            .unwrap()
+            .iter()
+            .any(|c| c.id == record.id);
+        assert_eq!(
+            listed,
+            record.status == vroeg_core::archive::CaseStatus::Open,
+            "team index disagrees with case {}",
+            record.id
+        );
+        // A household with an open case has a record of it.
+        out.push((
+            format!("case:{}", record.id),
+            serde_json::to_vec(&record).unwrap(),
+        ));
+    }
+    for r in store.households() {
+        let (_, state) = r.unwrap();
+        if let Some(case) = state.case {
+            let record = store
+                .case(&case.id)
+                .unwrap()
+                .expect("open case has a record");
+            assert_eq!(record.status, vroeg_core::archive::CaseStatus::Open);
+            assert_eq!(record.wijkteam, case.team);
+        }
+    }
+    out
 }
 
 /// Run payloads through a fresh engine in batches; return the alert

@@ -26,6 +26,7 @@ fn household() -> HouseholdState {
         time: day.plus_days(i * 10).start_millis(),
         crisis: false,
         eindelevering: false,
+        client: Default::default(),
     };
     HouseholdState {
         arrears: vec![

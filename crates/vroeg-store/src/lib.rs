@@ -19,7 +19,14 @@
 //! | `p` | stream `\0` partition (i32) | next offset to read (i64) |
 //! | `o` | chunk sequence (u64) | format version byte + postcard `Vec<OutboxEntry>`: one chunk per commit |
 //! | `t` | due millis (i64, sign-flipped) + household key | empty |
-//! //! | `m` | name | metadata, e.g. the store format version |
+//! | `c` | case id | format version byte + JSON `CaseRecord` |
+//! | `i` | team `\0` case id | empty: the open cases of a team |
+//! | `m` | name | metadata, e.g. the store format version |
+//!
+//! Case records are JSON rather than postcard: there are few of them, and
+//! they evolve with the API they serve. The API's audit log lives in a tree
+//! of its own (`audit`, keyed by a big-endian sequence number), written
+//! outside the engine's batches, so a busy API never delays a commit.
 //!
 //! This crate must not decide anything about signals or cases; it stores
 //! what the engine gives it.
@@ -27,6 +34,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use vroeg_core::archive::{AuditEntry, CaseRecord, CaseStatus};
 use vroeg_core::state::HouseholdState;
 use vroeg_core::time::Millis;
 use vroeg_core::HouseholdKey;
@@ -36,13 +44,15 @@ pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 /// Version of the encoding of stored values. Bump on any incompatible change
 /// to `HouseholdState` or `OutboxEntry`.
-pub const FORMAT_VERSION: u8 = 3;
+pub const FORMAT_VERSION: u8 = 4;
 
 const P_HOUSEHOLD: u8 = b'h';
 const P_POSITION: u8 = b'p';
 const P_OUTBOX: u8 = b'o';
 const P_TIMER: u8 = b't';
 const P_META: u8 = b'm';
+const P_CASE: u8 = b'c';
+const P_TEAM_OPEN: u8 = b'i';
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -106,6 +116,8 @@ pub struct Commit {
     pub outbox: Vec<OutboxEntry>,
     /// Metadata to set, by name (e.g. the event-time watermark).
     pub meta: Vec<(String, Vec<u8>)>,
+    /// Case records to write (whole records; the team index follows them).
+    pub cases: Vec<CaseRecord>,
 }
 
 impl Commit {
@@ -114,15 +126,69 @@ impl Commit {
             && self.positions.is_empty()
             && self.outbox.is_empty()
             && self.meta.is_empty()
+            && self.cases.is_empty()
     }
 }
 
 /// The store. One process owns it at a time (sled locks the directory).
+/// Clones share it: the engine writes, the API reads cases and appends to
+/// the audit log.
+#[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
-    next_outbox: std::sync::atomic::AtomicU64,
+    audit: sled::Tree,
+    next_outbox: std::sync::Arc<std::sync::atomic::AtomicU64>,
     durable: bool,
+}
+
+fn case_key(id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + id.len());
+    k.push(P_CASE);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn team_key(team: &str, id: &str) -> Vec<u8> {
+    let mut k = team_prefix(team);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn team_prefix(team: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + team.len());
+    k.push(P_TEAM_OPEN);
+    k.extend_from_slice(team.as_bytes());
+    k.push(0);
+    k
+}
+
+fn encode_json<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![FORMAT_VERSION];
+    serde_json::to_writer(&mut out, value).map_err(|e| StoreError::Encode {
+        what,
+        detail: e.to_string(),
+    })?;
+    Ok(out)
+}
+
+fn decode_json<T: for<'de> Deserialize<'de>>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    match bytes.first() {
+        None => Err(StoreError::Corrupt {
+            what,
+            detail: "empty value".into(),
+        }),
+        Some(&FORMAT_VERSION) => {
+            serde_json::from_slice(&bytes[1..]).map_err(|e| StoreError::Corrupt {
+                what,
+                detail: e.to_string(),
+            })
+        }
+        Some(&v) => Err(StoreError::Version { what, found: v }),
+    }
 }
 
 fn household_key(key: &HouseholdKey) -> Vec<u8> {
@@ -248,6 +314,9 @@ impl Store {
 
     fn from_db(db: sled::Db, durable: bool) -> Result<Store, StoreError> {
         let tree = db.open_tree("vroeg").map_err(sled_err("open the tree"))?;
+        let audit = db
+            .open_tree("audit")
+            .map_err(sled_err("open the audit log"))?;
         let meta = [P_META]
             .iter()
             .chain(b"format")
@@ -281,7 +350,8 @@ impl Store {
         Ok(Store {
             db,
             tree,
-            next_outbox: std::sync::atomic::AtomicU64::new(next),
+            audit,
+            next_outbox: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(next)),
             durable,
         })
     }
@@ -411,6 +481,13 @@ impl Store {
         for (name, value) in &commit.meta {
             batch.insert(meta_key(name), value.clone());
         }
+        for case in &commit.cases {
+            batch.insert(case_key(&case.id), encode_json("case", case)?);
+            match case.status {
+                CaseStatus::Open => batch.insert(team_key(&case.wijkteam, &case.id), Vec::new()),
+                CaseStatus::Gesloten => batch.remove(team_key(&case.wijkteam, &case.id)),
+            }
+        }
         if !commit.outbox.is_empty() {
             // One chunk per commit: one key to write, read and remove,
             // however many entries the batch produced.
@@ -475,6 +552,73 @@ impl Store {
                 detail: "not UTF-8".into(),
             })?;
             Ok((HouseholdKey(key), decode_state(&v)?))
+        })
+    }
+
+    /// The record of one case.
+    pub fn case(&self, id: &str) -> Result<Option<CaseRecord>, StoreError> {
+        match self
+            .tree
+            .get(case_key(id))
+            .map_err(sled_err("read a case"))?
+        {
+            None => Ok(None),
+            Some(bytes) => decode_json("case", &bytes).map(Some),
+        }
+    }
+
+    /// The open cases of `team`, by case id (through the team index).
+    pub fn open_cases(&self, team: &str) -> Result<Vec<CaseRecord>, StoreError> {
+        let prefix = team_prefix(team);
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (k, _) = item.map_err(sled_err("scan the team index"))?;
+            let id = std::str::from_utf8(&k[prefix.len()..]).map_err(|_| StoreError::Corrupt {
+                what: "team index",
+                detail: "case id is not UTF-8".into(),
+            })?;
+            match self.case(id)? {
+                Some(case) => out.push(case),
+                None => {
+                    return Err(StoreError::Corrupt {
+                        what: "team index",
+                        detail: format!("names case {id}, which has no record"),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every case record, open and closed, by case id.
+    pub fn cases(&self) -> impl Iterator<Item = Result<CaseRecord, StoreError>> + '_ {
+        self.tree.scan_prefix([P_CASE]).map(|item| {
+            let (_, v) = item.map_err(sled_err("scan cases"))?;
+            decode_json("case", &v)
+        })
+    }
+
+    /// Append an entry to the audit log and flush it: a read is only
+    /// answered once its audit entry is durable.
+    pub fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let seq = self
+            .db
+            .generate_id()
+            .map_err(sled_err("number an audit entry"))?;
+        self.audit
+            .insert(seq.to_be_bytes(), encode_json("audit entry", entry)?)
+            .map_err(sled_err("append to the audit log"))?;
+        self.audit
+            .flush()
+            .map_err(sled_err("flush the audit log"))?;
+        Ok(())
+    }
+
+    /// The audit log, oldest first.
+    pub fn audit_log(&self) -> impl Iterator<Item = Result<AuditEntry, StoreError>> + '_ {
+        self.audit.iter().map(|item| {
+            let (_, v) = item.map_err(sled_err("read the audit log"))?;
+            decode_json("audit entry", &v)
         })
     }
 

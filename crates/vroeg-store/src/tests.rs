@@ -171,6 +171,7 @@ mod roundtrip {
                     time,
                     crisis,
                     eindelevering,
+                    client: Default::default(),
                 },
             )
     }

@@ -29,6 +29,7 @@ fn record(id: &str, time: Millis) -> ArrearsRecord {
         time,
         crisis: false,
         eindelevering: false,
+        client: Default::default(),
     }
 }
 
