@@ -119,6 +119,8 @@ impl Default for RawKafka {
 pub struct RawApi {
     pub enabled: bool,
     pub listen: String,
+    /// Bearer tokens of the case API, stored as SHA-256 hashes.
+    pub tokens: Vec<RawToken>,
 }
 
 impl Default for RawApi {
@@ -126,6 +128,35 @@ impl Default for RawApi {
         RawApi {
             enabled: true,
             listen: "127.0.0.1:8080".into(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// One `[[api.tokens]]` entry: a wijkteam's token or an admin token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    /// Who holds it; the audit log names this.
+    pub name: String,
+    /// SHA-256 of the token, hex (`vroeg token new` prints both).
+    pub sha256: String,
+    /// The wijkteam whose cases the token may see.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// An admin token sees every case and the audit log.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+impl RawToken {
+    fn role(&self) -> Option<vroeg_api::auth::Role> {
+        match (&self.team, self.admin) {
+            (Some(t), false) if !t.trim().is_empty() => {
+                Some(vroeg_api::auth::Role::Team(t.clone()))
+            }
+            (None, true) => Some(vroeg_api::auth::Role::Admin),
+            _ => None,
         }
     }
 }
@@ -155,6 +186,7 @@ pub struct Config {
     pub engine: RawEngine,
     pub kafka: KafkaSettings,
     pub api: Option<SocketAddr>,
+    pub api_tokens: Vec<vroeg_api::auth::TokenEntry>,
     pub household_secret: Vec<u8>,
 }
 
@@ -264,10 +296,40 @@ impl RawConfig {
                 self.api.listen
             ));
         }
+        for (i, t) in self.api.tokens.iter().enumerate() {
+            if t.name.trim().is_empty() {
+                problems.push(format!("api.tokens[{i}].name: must not be empty"));
+            }
+            if t.role().is_none() {
+                problems.push(format!(
+                    "api.tokens[{i}] ({:?}): set either `team = \"<wijkteam>\"` or `admin = true`",
+                    t.name
+                ));
+            }
+        }
+        if let Err(errors) = vroeg_api::auth::Tokens::new(&self.token_entries()) {
+            problems.extend(errors.iter().map(|e| format!("api.tokens: {e}")));
+        }
         if secret_from(self).is_none() {
             problems.push("the household secret is not set: set VROEG_HOUSEHOLD_SECRET (or engine.household_secret)".into());
         }
         problems
+    }
+}
+
+impl RawConfig {
+    fn token_entries(&self) -> Vec<vroeg_api::auth::TokenEntry> {
+        self.api
+            .tokens
+            .iter()
+            .filter_map(|t| {
+                Some(vroeg_api::auth::TokenEntry {
+                    name: t.name.clone(),
+                    sha256: t.sha256.to_ascii_lowercase(),
+                    role: t.role()?,
+                })
+            })
+            .collect()
     }
 }
 
@@ -392,10 +454,12 @@ impl Config {
         } else {
             None
         };
+        let api_tokens = raw.token_entries();
         Ok(Config {
             engine: raw.engine,
             kafka,
             api,
+            api_tokens,
             household_secret: secret,
         })
     }
@@ -419,6 +483,15 @@ mod tests {
             "group.id" = "x"
             [api]
             listen = "nowhere"
+            [[api.tokens]]
+            name = "noord"
+            sha256 = "abc"
+            team = "noord"
+            [[api.tokens]]
+            name = "beide"
+            sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+            team = "noord"
+            admin = true
             "#,
         )
         .unwrap();
@@ -431,6 +504,8 @@ mod tests {
             "batch_size",
             "\"group.id\"",
             "api.listen",
+            "64 hexadecimal digits",
+            "either `team",
         ] {
             assert!(problems.contains(needle), "missing {needle} in\n{problems}");
         }

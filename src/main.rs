@@ -6,6 +6,7 @@
 //! `anyhow`.
 
 mod config;
+mod export;
 mod gen;
 mod replay;
 mod rules_cmd;
@@ -65,6 +66,28 @@ enum Command {
     /// Inspect a state directory (the service must not be running).
     #[command(subcommand)]
     State(StateCommand),
+    /// Export from a state directory (the service must not be running).
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Print the Divosa monitor indicators for a period (table or JSON).
+    Report(export::ReportArgs),
+    /// Manage case API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// Write the DDAS vroegsignalering delivery (v0.9) for a period.
+    Ddas(export::DdasArgs),
+    /// Print the case API's audit log as JSON lines (who read which case, when).
+    Audit(run::StateArgs),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a new random token; prints it once, and its config entry.
+    New(export::TokenArgs),
 }
 
 #[derive(Subcommand)]
@@ -137,6 +160,10 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check(args)) => run::config_check(&args),
         Command::State(StateCommand::Stats(args)) => run::state_stats(&args),
         Command::State(StateCommand::Dump(args)) => run::state_dump(&args),
+        Command::Export(ExportCommand::Ddas(args)) => export::ddas(&args),
+        Command::Export(ExportCommand::Audit(args)) => export::audit_export(&args),
+        Command::Report(args) => export::report(&args),
+        Command::Token(TokenCommand::New(args)) => export::token_new(&args),
     };
     match result {
         Ok(code) => code,

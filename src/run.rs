@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use vroeg_api::Metrics;
 use vroeg_engine::{ClockMode, Engine, EngineConfig};
 use vroeg_kafka::{run_consumer, Health, KafkaSink, Pipeline};
@@ -88,7 +88,7 @@ pub struct StateArgs {
     pub state: PathBuf,
 }
 
-fn open_state(args: &StateArgs) -> anyhow::Result<Store> {
+pub fn open_state(args: &StateArgs) -> anyhow::Result<Store> {
     anyhow::ensure!(
         args.state.join("conf").exists(),
         "{} is not a Vroeg state directory",
@@ -189,6 +189,25 @@ pub fn config_check(args: &ConfigCheckArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The case API's feedback, published to the feedback topic.
+struct KafkaFeedback(vroeg_kafka::FeedbackProducer);
+
+impl vroeg_api::FeedbackSink for KafkaFeedback {
+    fn submit(
+        &self,
+        key: String,
+        payload: Vec<u8>,
+    ) -> vroeg_api::cases::BoxFuture<Result<(), String>> {
+        let producer = self.0.clone();
+        Box::pin(async move {
+            producer
+                .send(&key, &payload)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let rules = load_rules(&config)?;
@@ -209,6 +228,32 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     engine_config.routing = Arc::new(load_routing(config.engine.routing.as_deref())?);
     engine_config.feedback_streams = vec![config.kafka.feedback_topic.clone()];
     info!(rules = %rules.version, active = rules.active_rules().count(), state_dir = %config.engine.state_dir.display(), "starting");
+    let case_api = match config.api {
+        None => None,
+        Some(_) => {
+            if config.api_tokens.is_empty() {
+                warn!("no api tokens configured: every case API request will be refused (401)");
+            }
+            let tokens = vroeg_api::auth::Tokens::new(&config.api_tokens).map_err(|errors| {
+                anyhow::anyhow!(
+                    "api.tokens: {}",
+                    errors
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
+            let producer = vroeg_kafka::FeedbackProducer::new(&config.kafka)
+                .context("cannot create the feedback producer")?;
+            Some(vroeg_api::CaseApi {
+                store: store.clone(),
+                tokens: Arc::new(tokens),
+                feedback: Arc::new(KafkaFeedback(producer)),
+                clock: Arc::new(vroeg_kafka::wall_now),
+            })
+        }
+    };
     let engine = Engine::new(store, Arc::new(rules), engine_config)?;
     let sink = KafkaSink::new(&config.kafka).context("cannot create the Kafka producer")?;
     let metrics = Arc::new(Metrics::new());
@@ -244,9 +289,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(addr) = config.api {
             let ready_health = health.clone();
             let ready: vroeg_api::Readiness = Arc::new(move || ready_health.ready());
-            let metrics = metrics.clone();
+            let router = vroeg_api::router(metrics.clone(), ready, case_api);
             tokio::spawn(async move {
-                if let Err(e) = vroeg_api::serve(addr, metrics, ready, async {
+                if let Err(e) = vroeg_api::serve(addr, router, async {
                     let _ = api_stop_rx.await;
                 })
                 .await

@@ -1,27 +1,51 @@
-//! Vroeg's HTTP API: `/healthz`, `/readyz` and `/metrics` (Prometheus text
-//! format). The case API comes with wijkteam delivery.
+//! Vroeg's HTTP API: `/healthz`, `/readyz`, `/metrics` (Prometheus text
+//! format), and the wijkteam case API under `/api/v1` (see [`cases`] and
+//! the OpenAPI document served at `/api/v1/openapi.json`).
 //!
 //! [`Metrics`] implements the engine's `BatchObserver`, so the running
 //! pipeline reports into it. Labels are bounded: error codes, event kinds,
-//! topics and partitions; never a household. This crate must not touch the
-//! store or Kafka itself.
+//! topics and partitions; never a household.
+//!
+//! This crate reads case records and appends to the audit log; it must
+//! never write household state, case records or offsets. Feedback it takes
+//! goes to the feedback topic, and the engine applies it.
 
+pub mod auth;
+pub mod cases;
 mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
+pub use cases::{CaseApi, Clock, FeedbackSink};
 pub use metrics::Metrics;
 
 /// Whether the service is ready (broker reachable, partitions assigned,
 /// store open).
 pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// The OpenAPI document of the case API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Largest accepted request body: feedback messages are small.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Every route of the case API, as (method, path). The OpenAPI document
+/// must describe exactly these (a test checks both ways).
+pub const CASE_ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/cases"),
+    ("get", "/api/v1/cases/{id}"),
+    ("post", "/api/v1/cases/{id}/contactpogingen"),
+    ("post", "/api/v1/cases/{id}/resultaat"),
+    ("get", "/api/v1/audit"),
+    ("get", "/api/v1/openapi.json"),
+];
 
 #[derive(Clone)]
 struct AppState {
@@ -29,13 +53,33 @@ struct AppState {
     ready: Readiness,
 }
 
-/// The router, for serving and for tests.
-pub fn router(metrics: Arc<Metrics>, ready: Readiness) -> Router {
-    Router::new()
+/// The router, for serving and for tests. Without `cases` only health,
+/// readiness and metrics are served.
+pub fn router(metrics: Arc<Metrics>, ready: Readiness, cases: Option<CaseApi>) -> Router {
+    let base = Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(AppState { metrics, ready })
+        .with_state(AppState { metrics, ready });
+    let Some(cases) = cases else {
+        return base;
+    };
+    let api = Router::new()
+        .route("/api/v1/cases", get(cases::list_cases))
+        .route("/api/v1/cases/{id}", get(cases::get_case))
+        .route(
+            "/api/v1/cases/{id}/contactpogingen",
+            post(cases::post_attempt),
+        )
+        .route("/api/v1/cases/{id}/resultaat", post(cases::post_result))
+        .route("/api/v1/audit", get(cases::audit_export))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(cases);
+    base.merge(api)
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -59,16 +103,18 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
 /// Serve until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    ready: Readiness,
+    router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "http api listening");
-    axum::serve(listener, router(metrics, ready))
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+#[cfg(test)]
+mod api_tests;
 
 #[cfg(test)]
 mod tests {
@@ -107,6 +153,7 @@ mod tests {
         let router = router(
             metrics,
             Arc::new(move || flag.load(std::sync::atomic::Ordering::Relaxed)),
+            None,
         );
         assert_eq!(get(router.clone(), "/healthz").await.0, StatusCode::OK);
         assert_eq!(

@@ -55,7 +55,7 @@ pub struct CaseRecord {
     pub contactpogingen: Vec<ArchivedAttempt>,
     /// Every event of the case, oldest first.
     pub tijdlijn: Vec<TimelineEntry>,
-    /// Contact details for outreach while the case is open.
+    /// Contact details (name, address) from the case's latest event.
     pub contact: Option<Contact>,
 }
 
@@ -153,8 +153,8 @@ pub struct TimelineEntry {
 }
 
 impl CaseRecord {
-    /// An empty record for case `id` of household `huishouden`.
-    fn new(id: &str, huishouden: &str, now: Millis) -> CaseRecord {
+    /// An empty, open record for case `id` of household `huishouden`.
+    pub fn new(id: &str, huishouden: &str, now: Millis) -> CaseRecord {
         CaseRecord {
             id: id.to_owned(),
             huishouden: huishouden.to_owned(),
@@ -243,8 +243,8 @@ impl CaseRecord {
                 self.gesloten = Some(now);
                 self.reden = alert.reden;
                 self.resultaat = alert.resultaat;
-                // Outreach is over: contact details are no longer needed.
-                self.contact = None;
+                // The contact details stay with the record until retention
+                // removes it: the DDAS export reports the client.
             }
         }
         let detail = alert

@@ -21,3 +21,5 @@ pub use engine::{
     ClockMode, Engine, EngineConfig, EngineError, Record, Sink, SinkError, DEFAULT_TEAM,
 };
 pub use stats::{BatchObserver, Stats};
+/// The store, for readers beside the engine (the case API).
+pub use vroeg_store::{Commit, Store, StoreError};

@@ -20,5 +20,5 @@ pub mod settings;
 
 pub use consumer::{run_consumer, ConsumerError, Health};
 pub use pipeline::{wall_now, Pipeline};
-pub use producer::KafkaSink;
+pub use producer::{FeedbackProducer, KafkaSink};
 pub use settings::{ContentMode, KafkaSettings};

@@ -119,3 +119,44 @@ impl Sink for KafkaSink {
         Ok(())
     }
 }
+
+/// Publishes feedback taken by the case API to the feedback topic, from
+/// where the engine applies it. Idempotent, `acks=all`.
+#[derive(Clone)]
+pub struct FeedbackProducer {
+    producer: FutureProducer,
+    topic: String,
+    timeout: Duration,
+}
+
+impl FeedbackProducer {
+    pub fn new(settings: &KafkaSettings) -> Result<FeedbackProducer, rdkafka::error::KafkaError> {
+        let mut config = ClientConfig::new();
+        for (k, v) in &settings.client {
+            config.set(k, v);
+        }
+        config
+            .set("bootstrap.servers", &settings.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "delivery.timeout.ms",
+                settings.delivery_timeout.as_millis().to_string(),
+            );
+        Ok(FeedbackProducer {
+            producer: config.create()?,
+            topic: settings.feedback_topic.clone(),
+            timeout: settings.delivery_timeout,
+        })
+    }
+
+    /// Send one message (key: the case id) and wait for its delivery report.
+    pub async fn send(&self, key: &str, payload: &[u8]) -> Result<(), rdkafka::error::KafkaError> {
+        let record = FutureRecord::to(&self.topic).key(key).payload(payload);
+        self.producer
+            .send(record, Timeout::After(self.timeout))
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| error)
+    }
+}

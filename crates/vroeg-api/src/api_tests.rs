@@ -1,0 +1,599 @@
+//! Table-driven tests of the case API: authentication, team isolation,
+//! audit, validation, and the OpenAPI document.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use vroeg_core::archive::{CaseRecord, CaseStatus};
+use vroeg_core::feedback::decode_feedback;
+use vroeg_core::signal::DecodeContext;
+use vroeg_core::time::{parse_rfc3339, Millis};
+use vroeg_engine::Store;
+use vroeg_store_commit::commit_cases;
+
+use crate::auth::{hash_token, Role, TokenEntry, Tokens};
+use crate::cases::{BoxFuture, CaseApi, FeedbackSink};
+use crate::{router, Metrics, CASE_ROUTES, OPENAPI};
+
+mod vroeg_store_commit {
+    use vroeg_core::archive::CaseRecord;
+    use vroeg_engine::Store;
+
+    pub fn commit_cases(store: &Store, cases: Vec<CaseRecord>) {
+        store
+            .commit(&vroeg_engine::Commit {
+                cases,
+                ..Default::default()
+            })
+            .unwrap();
+    }
+}
+
+const NOORD: &str = "token-noord";
+const ZUID: &str = "token-zuid";
+const ADMIN: &str = "token-admin";
+const NOORD_CASE: &str = "0123456789abcdef0123456789abcdef-1";
+const ZUID_CASE: &str = "fedcba9876543210fedcba9876543210-1";
+const CLOSED_CASE: &str = "0123456789abcdef0123456789abcdef-2";
+
+fn now() -> Millis {
+    parse_rfc3339("2026-03-10T09:00:00Z").unwrap()
+}
+
+#[derive(Default)]
+struct Sent(Mutex<Vec<(String, Vec<u8>)>>);
+
+struct CollectSink(Arc<Sent>, bool);
+
+impl FeedbackSink for CollectSink {
+    fn submit(&self, key: String, payload: Vec<u8>) -> BoxFuture<Result<(), String>> {
+        let ok = self.1;
+        if ok {
+            self.0 .0.lock().unwrap().push((key, payload));
+        }
+        Box::pin(async move {
+            if ok {
+                Ok(())
+            } else {
+                Err("broker down".into())
+            }
+        })
+    }
+}
+
+fn record(id: &str, team: &str, status: CaseStatus) -> CaseRecord {
+    let mut r = CaseRecord::new(id, id.split('-').next().unwrap(), now());
+    r.wijkteam = team.into();
+    r.werkbak = "regulier".into();
+    r.episode = 1;
+    r.status = status;
+    r
+}
+
+struct Fixture {
+    router: Router,
+    store: Store,
+    sent: Arc<Sent>,
+}
+
+fn fixture_with(sink_ok: bool) -> Fixture {
+    let store = Store::temporary().unwrap();
+    commit_cases(
+        &store,
+        vec![
+            record(NOORD_CASE, "noord", CaseStatus::Open),
+            record(ZUID_CASE, "zuid", CaseStatus::Open),
+            record(CLOSED_CASE, "noord", CaseStatus::Gesloten),
+        ],
+    );
+    let entry = |name: &str, token: &str, role| TokenEntry {
+        name: name.into(),
+        sha256: hex::encode(hash_token(token)),
+        role,
+    };
+    let tokens = Tokens::new(&[
+        entry("coordinator-noord", NOORD, Role::Team("noord".into())),
+        entry("coordinator-zuid", ZUID, Role::Team("zuid".into())),
+        entry("beheer", ADMIN, Role::Admin),
+    ])
+    .unwrap();
+    let sent = Arc::new(Sent::default());
+    let api = CaseApi {
+        store: store.clone(),
+        tokens: Arc::new(tokens),
+        feedback: Arc::new(CollectSink(sent.clone(), sink_ok)),
+        clock: Arc::new(now),
+    };
+    Fixture {
+        router: router(Arc::new(Metrics::new()), Arc::new(|| true), Some(api)),
+        store,
+        sent,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(true)
+}
+
+async fn call(
+    router: &Router,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req
+        .body(body.map(Body::from).unwrap_or_else(Body::empty))
+        .unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
+        .await
+        .unwrap();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn attempt() -> Vec<u8> {
+    json!({"contactsoort": "Telefoon", "bereikt": false, "datum": "2026-03-09", "dagdeel": "Ochtend"})
+        .to_string()
+        .into_bytes()
+}
+
+fn outcome() -> Vec<u8> {
+    json!({"resultaat": "Inwoner hoeft geen hulp vanuit vroegsignalering", "datum": "2026-03-09"})
+        .to_string()
+        .into_bytes()
+}
+
+/// Every case endpoint with a case id, as (method, path template, body).
+fn case_endpoints() -> Vec<(&'static str, &'static str, Option<Vec<u8>>)> {
+    vec![
+        ("GET", "/api/v1/cases/{id}", None),
+        (
+            "POST",
+            "/api/v1/cases/{id}/contactpogingen",
+            Some(attempt()),
+        ),
+        ("POST", "/api/v1/cases/{id}/resultaat", Some(outcome())),
+    ]
+}
+
+#[tokio::test]
+async fn missing_or_invalid_tokens_get_401_on_every_route() {
+    let f = fixture();
+    let hashed = hex::encode(hash_token(NOORD));
+    let bad_auth: Vec<Option<String>> = vec![
+        None,
+        Some("Bearer".into()),
+        Some("Bearer wrong".into()),
+        Some(format!("Basic {NOORD}")),
+        Some(format!("Bearer {hashed}")), // the stored hash is not a token
+        Some(format!("Bearer {NOORD}x")),
+    ];
+    for (method, template) in CASE_ROUTES {
+        if *template == "/api/v1/openapi.json" {
+            continue; // public
+        }
+        let path = template.replace("{id}", NOORD_CASE);
+        let method = method.to_uppercase();
+        let body = method.eq("POST").then(attempt);
+        for auth in &bad_auth {
+            let (status, value) =
+                call(&f.router, &method, &path, auth.as_deref(), body.clone()).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {auth:?}: {value}"
+            );
+        }
+    }
+    assert!(f.sent.0.lock().unwrap().is_empty());
+    assert_eq!(
+        f.store.audit_log().count(),
+        0,
+        "unauthenticated calls have no caller to audit"
+    );
+}
+
+#[tokio::test]
+async fn another_teams_case_is_not_found_on_every_endpoint() {
+    let f = fixture();
+    for (method, template, body) in case_endpoints() {
+        // Zuid's real case and a case that does not exist answer alike.
+        let foreign = call(
+            &f.router,
+            method,
+            &template.replace("{id}", ZUID_CASE),
+            Some(&bearer(NOORD)),
+            body.clone(),
+        )
+        .await;
+        let missing = call(
+            &f.router,
+            method,
+            &template.replace("{id}", "00000000000000000000000000000000-1"),
+            Some(&bearer(NOORD)),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            foreign.0,
+            StatusCode::NOT_FOUND,
+            "{method} {template}: {}",
+            foreign.1
+        );
+        assert_eq!(
+            foreign, missing,
+            "{method} {template}: a foreign case must look like a missing one"
+        );
+        // The owning team and the admin do get through.
+        for token in [ZUID, ADMIN] {
+            let (status, value) = call(
+                &f.router,
+                method,
+                &template.replace("{id}", ZUID_CASE),
+                Some(&bearer(token)),
+                body.clone(),
+            )
+            .await;
+            assert!(
+                status.is_success(),
+                "{method} {template} as {token}: {status} {value}"
+            );
+        }
+    }
+    // Lists: noord sees only its own cases, even when asking for zuid's.
+    for query in [
+        "",
+        "?status=alle",
+        "?wijkteam=zuid",
+        "?status=alle&wijkteam=zuid",
+    ] {
+        let (status, value) = call(
+            &f.router,
+            "GET",
+            &format!("/api/v1/cases{query}"),
+            Some(&bearer(NOORD)),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let teams: BTreeSet<&str> = value["zaken"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|z| z["wijkteam"].as_str().unwrap())
+            .collect();
+        assert!(!teams.contains("zuid"), "{query}: {value}");
+    }
+    // The audit export is for the admin role only.
+    let (status, _) = call(
+        &f.router,
+        "GET",
+        "/api/v1/audit",
+        Some(&bearer(NOORD)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Only the successful posts (zuid and admin, two each) reached the topic.
+    let sent = f.sent.0.lock().unwrap();
+    assert_eq!(sent.len(), 4);
+    assert!(sent.iter().all(|(key, _)| key == ZUID_CASE));
+}
+
+#[tokio::test]
+async fn listing_filters_by_status_and_queue() {
+    let f = fixture();
+    let ids = |v: &Value| -> Vec<String> {
+        v["zaken"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|z| z["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let cases = [
+        ("", vec![NOORD_CASE]),
+        ("?status=open", vec![NOORD_CASE]),
+        ("?status=gesloten", vec![CLOSED_CASE]),
+        ("?status=alle", vec![NOORD_CASE, CLOSED_CASE]),
+        ("?werkbak=crisis", vec![]),
+    ];
+    for (query, expected) in cases {
+        let (status, value) = call(
+            &f.router,
+            "GET",
+            &format!("/api/v1/cases{query}"),
+            Some(&bearer(NOORD)),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{query}");
+        let mut got = ids(&value);
+        got.sort();
+        let mut expected: Vec<String> = expected.into_iter().map(String::from).collect();
+        expected.sort();
+        assert_eq!(got, expected, "{query}");
+    }
+    let (status, value) = call(
+        &f.router,
+        "GET",
+        "/api/v1/cases?status=dicht",
+        Some(&bearer(NOORD)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
+    let (status, _) = call(
+        &f.router,
+        "GET",
+        "/api/v1/cases?team=zuid",
+        Some(&bearer(NOORD)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, all) = call(
+        &f.router,
+        "GET",
+        "/api/v1/cases?status=alle",
+        Some(&bearer(ADMIN)),
+        None,
+    )
+    .await;
+    assert_eq!(ids(&all).len(), 3);
+}
+
+#[tokio::test]
+async fn reads_write_audit_entries() {
+    let f = fixture();
+    let reads = [
+        (
+            NOORD,
+            format!("/api/v1/cases/{NOORD_CASE}"),
+            "zaak_lezen",
+            Some(NOORD_CASE),
+            200,
+        ),
+        (
+            NOORD,
+            format!("/api/v1/cases/{ZUID_CASE}"),
+            "zaak_lezen",
+            Some(ZUID_CASE),
+            404,
+        ),
+        (
+            ADMIN,
+            format!("/api/v1/cases/{ZUID_CASE}"),
+            "zaak_lezen",
+            Some(ZUID_CASE),
+            200,
+        ),
+        (
+            ZUID,
+            "/api/v1/cases?status=alle".to_owned(),
+            "zaken_lijst",
+            None,
+            200,
+        ),
+    ];
+    for (i, (token, path, actie, zaak, status)) in reads.iter().enumerate() {
+        call(&f.router, "GET", path, Some(&bearer(token)), None).await;
+        let log: Vec<_> = f.store.audit_log().map(Result::unwrap).collect();
+        assert_eq!(log.len(), i + 1, "{path}");
+        let entry = log.last().unwrap();
+        assert_eq!(entry.actie, *actie);
+        assert_eq!(entry.zaak_id.as_deref(), *zaak);
+        assert_eq!(entry.status, *status);
+        assert_eq!(entry.tijd, now());
+        let expected_who = match *token {
+            NOORD => ("coordinator-noord", "noord"),
+            ZUID => ("coordinator-zuid", "zuid"),
+            _ => ("beheer", "admin"),
+        };
+        assert_eq!((entry.wie.as_str(), entry.rol.as_str()), expected_who);
+    }
+    // The export returns the log (and is itself audited).
+    let (status, body) = call(
+        &f.router,
+        "GET",
+        "/api/v1/audit",
+        Some(&bearer(ADMIN)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().unwrap();
+    assert_eq!(text.lines().count(), reads.len(), "{text}");
+    assert!(text.contains(ZUID_CASE));
+    assert!(
+        !text.contains(NOORD) && !text.contains(&hex::encode(hash_token(NOORD))),
+        "no tokens in the audit log"
+    );
+    assert_eq!(f.store.audit_log().count(), reads.len() + 1);
+}
+
+#[tokio::test]
+async fn feedback_is_validated_and_published() {
+    let f = fixture();
+    let path = format!("/api/v1/cases/{NOORD_CASE}/contactpogingen");
+    let (status, value) = call(
+        &f.router,
+        "POST",
+        &path,
+        Some(&bearer(NOORD)),
+        Some(attempt()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{value}");
+    let sent = f.sent.0.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, NOORD_CASE);
+    let feedback = decode_feedback(&sent[0].1, &DecodeContext::at(now())).unwrap();
+    assert_eq!(feedback.zaak_id, NOORD_CASE);
+    assert_eq!(feedback.id, value["id"].as_str().unwrap());
+
+    // A caller-chosen id is kept, so a retry is recognised downstream.
+    let mut body: Value = serde_json::from_slice(&outcome()).unwrap();
+    body["id"] = json!("mijn-id-1");
+    let (status, value) = call(
+        &f.router,
+        "POST",
+        &format!("/api/v1/cases/{NOORD_CASE}/resultaat"),
+        Some(&bearer(NOORD)),
+        Some(body.to_string().into_bytes()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(value["id"], "mijn-id-1");
+
+    let invalid: Vec<(Value, &str, Option<&str>)> = vec![
+        (
+            json!({"contactsoort": "Postduif", "bereikt": true, "datum": "2026-03-09"}),
+            "contactpogingen",
+            Some("contactsoort"),
+        ),
+        (
+            json!({"contactsoort": "Brief", "datum": "2026-03-09"}),
+            "contactpogingen",
+            Some("bereikt"),
+        ),
+        (
+            json!({"contactsoort": "Brief", "bereikt": true, "datum": "2027-01-01"}),
+            "contactpogingen",
+            Some("datum"),
+        ),
+        (
+            json!({"contactsoort": "Brief", "bereikt": true, "datum": "2026-03-09", "notitie": "x"}),
+            "contactpogingen",
+            Some("notitie"),
+        ),
+        (
+            json!({"contactsoort": "Brief", "bereikt": true, "datum": "2026-03-09", "zaak_id": ZUID_CASE}),
+            "contactpogingen",
+            Some("zaak_id"),
+        ),
+        (
+            json!({"resultaat": "Opgelost", "datum": "2026-03-09"}),
+            "resultaat",
+            Some("resultaat"),
+        ),
+        (json!([1, 2]), "resultaat", None),
+    ];
+    for (body, endpoint, field) in invalid {
+        let (status, value) = call(
+            &f.router,
+            "POST",
+            &format!("/api/v1/cases/{NOORD_CASE}/{endpoint}"),
+            Some(&bearer(NOORD)),
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {value}");
+        assert_eq!(value["veld"].as_str(), field, "{body}: {value}");
+    }
+    let (status, _) = call(
+        &f.router,
+        "POST",
+        &path,
+        Some(&bearer(NOORD)),
+        Some(b"{not json".to_vec()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // A closed case takes no more feedback.
+    let (status, _) = call(
+        &f.router,
+        "POST",
+        &format!("/api/v1/cases/{CLOSED_CASE}/contactpogingen"),
+        Some(&bearer(NOORD)),
+        Some(attempt()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // Oversized bodies are refused before they are read.
+    let big = vec![b' '; crate::MAX_BODY_BYTES + 1];
+    let (status, _) = call(&f.router, "POST", &path, Some(&bearer(NOORD)), Some(big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        f.sent.0.lock().unwrap().len(),
+        2,
+        "nothing invalid was published"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_feedback_topic_is_503_and_audited() {
+    let f = fixture_with(false);
+    let (status, value) = call(
+        &f.router,
+        "POST",
+        &format!("/api/v1/cases/{NOORD_CASE}/contactpogingen"),
+        Some(&bearer(NOORD)),
+        Some(attempt()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{value}");
+    let log: Vec<_> = f.store.audit_log().map(Result::unwrap).collect();
+    assert_eq!(log.last().unwrap().status, 503);
+}
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let f = fixture();
+    let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert((method.clone(), path.clone()));
+        }
+    }
+    let routed: BTreeSet<(String, String)> = CASE_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, routed, "openapi.json and CASE_ROUTES differ");
+    // Every listed route is served (an unrouted path would be 404 or 405).
+    for (method, template) in CASE_ROUTES {
+        let path = template.replace("{id}", NOORD_CASE);
+        let method = method.to_uppercase();
+        let body = method.eq("POST").then(attempt);
+        let (status, _) = call(&f.router, &method, &path, None, body).await;
+        assert!(
+            status == StatusCode::UNAUTHORIZED || status == StatusCode::OK,
+            "{method} {path} is not routed: {status}"
+        );
+    }
+    let (status, served) = call(&f.router, "GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(served, doc);
+    // And an undocumented path is not served.
+    let (status, _) = call(
+        &f.router,
+        "GET",
+        "/api/v1/zaken",
+        Some(&bearer(ADMIN)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
