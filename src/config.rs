@@ -354,7 +354,11 @@ fn apply_env(doc: &mut toml::Table, vars: impl Iterator<Item = (String, String)>
         let Some(rest) = name.strip_prefix("VROEG_") else {
             continue;
         };
-        if matches!(rest, "LOG" | "LOG_JSON" | "HOUSEHOLD_SECRET") || rest.starts_with("TEST_") {
+        if matches!(
+            rest,
+            "LOG" | "LOG_JSON" | "HOUSEHOLD_SECRET" | "CLOCK_OFFSET_SECS"
+        ) || rest.starts_with("TEST_")
+        {
             continue;
         }
         let lower = rest.to_ascii_lowercase();

@@ -210,6 +210,16 @@ impl vroeg_api::FeedbackSink for KafkaFeedback {
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
+    // For tests and drills of contact deadlines and escalation only.
+    if let Ok(offset) = std::env::var("VROEG_CLOCK_OFFSET_SECS") {
+        let secs: i64 = offset.trim().parse().with_context(|| {
+            format!("VROEG_CLOCK_OFFSET_SECS={offset:?} is not a number of seconds")
+        })?;
+        if secs != 0 {
+            warn!(offset_secs = secs, "the service clock is shifted (VROEG_CLOCK_OFFSET_SECS); never do this in production");
+        }
+        vroeg_kafka::set_clock_offset(secs * 1000);
+    }
     let rules = load_rules(&config)?;
     let store = Store::open_with_cache(
         &config.engine.state_dir,

@@ -22,7 +22,7 @@ fn root() -> PathBuf {
 }
 
 /// The broker: `VROEG_TEST_BROKERS`, or one started for this test run.
-fn broker() -> &'static str {
+pub(crate) fn broker() -> &'static str {
     static BROKER: OnceLock<String> = OnceLock::new();
     BROKER.get_or_init(|| {
         if let Ok(b) = std::env::var("VROEG_TEST_BROKERS") {
@@ -57,7 +57,7 @@ fn broker() -> &'static str {
     })
 }
 
-fn unique(name: &str) -> String {
+pub(crate) fn unique(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -65,15 +65,15 @@ fn unique(name: &str) -> String {
     format!("t-{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
-struct Topics {
-    signals: String,
-    alerts: String,
-    dlq: String,
-    feedback: String,
-    partner: String,
+pub(crate) struct Topics {
+    pub signals: String,
+    pub alerts: String,
+    pub dlq: String,
+    pub feedback: String,
+    pub partner: String,
 }
 
-fn create_topics(name: &str, partitions: i32) -> Topics {
+pub(crate) fn create_topics(name: &str, partitions: i32) -> Topics {
     let base = unique(name);
     let t = Topics {
         signals: format!("{base}.signalen"),
@@ -101,7 +101,7 @@ fn create_topics(name: &str, partitions: i32) -> Topics {
     t
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -109,15 +109,25 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Extra configuration for [`Service::start_extra`].
+#[derive(Default)]
+pub(crate) struct Extra {
+    /// Lines for the `[engine]` section.
+    pub engine: String,
+    /// Lines for the `[api]` section (e.g. `[[api.tokens]]` tables).
+    pub api: String,
+    pub env: Vec<(String, String)>,
+}
+
 /// A `vroeg run` process with its config and state.
-struct Service {
+pub(crate) struct Service {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl Service {
-    fn start(t: &Topics, dir: &Path, group: &str, alerts_mode: &str) -> Service {
+    pub(crate) fn start(t: &Topics, dir: &Path, group: &str, alerts_mode: &str) -> Service {
         Self::start_with(t, dir, group, alerts_mode, 50)
     }
 
@@ -139,6 +149,27 @@ impl Service {
         alerts_mode: &str,
         batch_size: usize,
     ) -> Service {
+        Self::start_extra(
+            brokers,
+            t,
+            dir,
+            group,
+            alerts_mode,
+            batch_size,
+            &Extra::default(),
+        )
+    }
+
+    /// Start with extra config (engine and api sections) and environment.
+    pub(crate) fn start_extra(
+        brokers: &str,
+        t: &Topics,
+        dir: &Path,
+        group: &str,
+        alerts_mode: &str,
+        batch_size: usize,
+        extra: &Extra,
+    ) -> Service {
         let port = free_port();
         let config = dir.join("vroeg.toml");
         let toml = format!(
@@ -147,6 +178,7 @@ impl Service {
 state_dir = {state:?}
 rules = [{rules:?}]
 shutdown_deadline_secs = 20
+{engine_extra}
 
 [kafka]
 brokers = {brokers:?}
@@ -166,7 +198,10 @@ event_source = "urn:vroeg:test"
 
 [api]
 listen = "127.0.0.1:{port}"
+{api_extra}
 "#,
+            engine_extra = extra.engine,
+            api_extra = extra.api,
             state = dir.join("state").to_str().unwrap(),
             rules = root().join("rules").to_str().unwrap(),
             signals = t.signals,
@@ -182,6 +217,7 @@ listen = "127.0.0.1:{port}"
             .env("VROEG_HOUSEHOLD_SECRET", "integration-test-secret")
             .env("VROEG_LOG", "info")
             .env("VROEG_LOG_JSON", "1")
+            .envs(extra.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -189,13 +225,27 @@ listen = "127.0.0.1:{port}"
         Service { child, port, log }
     }
 
-    fn http(&self, path: &str) -> Option<(u16, String)> {
+    pub(crate) fn http(&self, path: &str) -> Option<(u16, String)> {
+        self.request("GET", path, None, None)
+    }
+
+    /// An HTTP/1.1 request; `token` goes in a bearer header.
+    pub(crate) fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Option<(u16, String)> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let body = body.unwrap_or("");
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
         )
         .ok()?;
         let mut buf = String::new();
@@ -205,7 +255,7 @@ listen = "127.0.0.1:{port}"
         Some((status, body))
     }
 
-    fn wait_ready(&self) {
+    pub(crate) fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if matches!(self.http("/readyz"), Some((200, _))) {
@@ -220,7 +270,7 @@ listen = "127.0.0.1:{port}"
     }
 
     /// SIGTERM, then wait; returns the exit code.
-    fn terminate(mut self) -> i32 {
+    pub(crate) fn terminate(mut self) -> i32 {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -238,7 +288,7 @@ listen = "127.0.0.1:{port}"
         }
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
     }
@@ -251,7 +301,7 @@ impl Drop for Service {
     }
 }
 
-fn send(topic: &str, lines: &[String], mode: ContentMode) {
+pub(crate) fn send(topic: &str, lines: &[String], mode: ContentMode) {
     let text = lines.join("\n");
     let n = vroeg_kafka::send::send_lines(
         broker(),
@@ -264,19 +314,19 @@ fn send(topic: &str, lines: &[String], mode: ContentMode) {
     assert_eq!(n as usize, lines.len());
 }
 
-struct Msg {
+pub(crate) struct Msg {
     headers: BTreeMap<String, Vec<u8>>,
-    payload: Vec<u8>,
+    pub payload: Vec<u8>,
 }
 
 impl Msg {
-    fn header(&self, k: &str) -> Option<String> {
+    pub(crate) fn header(&self, k: &str) -> Option<String> {
         self.headers
             .get(k)
             .map(|v| String::from_utf8_lossy(v).into_owned())
     }
     /// The alert inside a structured CloudEvent, or the body in binary mode.
-    fn alert(&self) -> Value {
+    pub(crate) fn alert(&self) -> Value {
         let v: Value = serde_json::from_slice(&self.payload).unwrap();
         if self.headers.contains_key("ce_id") {
             v
@@ -287,14 +337,14 @@ impl Msg {
 }
 
 /// Reads a topic from its start, keeping what it has read.
-struct Reader {
+pub(crate) struct Reader {
     consumer: BaseConsumer,
     topic: String,
     msgs: Vec<Msg>,
 }
 
 impl Reader {
-    fn new(topic: &str) -> Reader {
+    pub(crate) fn new(topic: &str) -> Reader {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", broker())
             .set("group.id", unique("reader"))
@@ -312,7 +362,7 @@ impl Reader {
 
     /// Read until at least `min` messages in all arrived and nothing new
     /// came for `quiet`, or until `timeout`.
-    fn until(&mut self, min: usize, quiet: Duration, timeout: Duration) -> &[Msg] {
+    pub(crate) fn until(&mut self, min: usize, quiet: Duration, timeout: Duration) -> &[Msg] {
         let started = Instant::now();
         let mut last = Instant::now();
         while started.elapsed() < timeout {
@@ -349,13 +399,13 @@ impl Reader {
 
 /// Read `topic` from the start until at least `min` messages arrived and
 /// nothing new came for `quiet`, or until `timeout`.
-fn read(topic: &str, min: usize, quiet: Duration, timeout: Duration) -> Vec<Msg> {
+pub(crate) fn read(topic: &str, min: usize, quiet: Duration, timeout: Duration) -> Vec<Msg> {
     let mut reader = Reader::new(topic);
     reader.until(min, quiet, timeout);
     reader.msgs
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -364,7 +414,24 @@ fn now_ms() -> i64 {
 
 /// A payment-arrears signal dated `days_ago` for house number `house`.
 #[allow(clippy::too_many_arguments)]
-fn arrears(
+pub(crate) fn arrears(
+    id: &str,
+    partner: &str,
+    house: u32,
+    days_ago: i64,
+    euro: u64,
+    status: &str,
+    crisis: bool,
+) -> Value {
+    arrears_at(
+        "9999 ZZ", id, partner, house, days_ago, euro, status, crisis,
+    )
+}
+
+/// [`arrears`] at another postcode.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn arrears_at(
+    postcode: &str,
     id: &str,
     partner: &str,
     house: u32,
@@ -384,13 +451,13 @@ fn arrears(
             "bedrag_cent": euro * 100, "ontstaansdatum": day.plus_days(-45).to_string(),
             "signaaldatum": day.to_string(), "crisissignaal": crisis,
             "client": { "voorletters": "Q.", "achternaam": "Zwartkop", "geboortedatum": "1979-03-04",
-                "straatnaam": "Integratiestraat", "postcode": "9999 ZZ", "huisnummer": house,
+                "straatnaam": "Integratiestraat", "postcode": postcode, "huisnummer": house,
                 "plaatsnaam": "Testdorp", "bsn": "111222333" }
         }
     })
 }
 
-fn lines(v: &[Value]) -> Vec<String> {
+pub(crate) fn lines(v: &[Value]) -> Vec<String> {
     v.iter().map(Value::to_string).collect()
 }
 

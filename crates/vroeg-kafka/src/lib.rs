@@ -19,6 +19,6 @@ pub mod send;
 pub mod settings;
 
 pub use consumer::{run_consumer, ConsumerError, Health};
-pub use pipeline::{wall_now, Pipeline};
+pub use pipeline::{set_clock_offset, wall_now, Pipeline};
 pub use producer::{FeedbackProducer, KafkaSink};
 pub use settings::{ContentMode, KafkaSettings};

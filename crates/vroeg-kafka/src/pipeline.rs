@@ -26,12 +26,21 @@ pub struct Pipeline {
     unacked: BTreeMap<(String, i32), i64>,
 }
 
-/// Wall-clock milliseconds since the epoch.
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Shift the service's clock by `ms` (for tests and drills of deadlines and
+/// escalation: `VROEG_CLOCK_OFFSET_SECS`). Zero unless set at start-up.
+pub fn set_clock_offset(ms: i64) {
+    CLOCK_OFFSET_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Wall-clock milliseconds since the epoch, plus the clock offset.
 pub fn wall_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+        + CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Pipeline {
