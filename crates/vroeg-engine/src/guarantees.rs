@@ -12,6 +12,9 @@
 //! - the new state of every household the batch touched (and its entry in
 //!   the time index),
 //! - the alert events and dead-letter entries it produced (the outbox),
+//! - the case records (the archive the case API, the DDAS export and the
+//!   report read) of every case the batch touched, and the team index of
+//!   open cases,
 //! - for every partition, the next offset to read,
 //!
 //! and writes it with a single sled `apply_batch`, which is atomic, then
@@ -58,6 +61,15 @@
 //! removing sends the entry again on restart, with the same id, so consumers
 //! can drop the duplicate. Nothing is lost; a duplicate is always an exact
 //! re-send.
+//!
+//! ## Feedback from the case API
+//!
+//! The case API never writes state. A contact attempt or an outcome posted
+//! to it is checked with the engine's own decoder and published to the
+//! feedback topic; the API answers `202` only after the broker acknowledged
+//! it. From there it is a record like any other: applied once (by its `id`,
+//! kept in the case), in a batch, with its position. A client that retries
+//! with the same `id` cannot apply it twice.
 //!
 //! ## Bad input
 //!
