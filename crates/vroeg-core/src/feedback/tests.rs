@@ -231,3 +231,79 @@ fn outcomes_that_fit_no_partner_status_tell_partners_nothing() {
     );
     assert_eq!(Eindresultaat::ALL.len(), 15);
 }
+
+#[test]
+fn the_case_record_follows_the_case_from_opening_to_outcome() {
+    use crate::archive::{CaseRecord, CaseStatus, SignalDetail};
+    let now = Day::parse("2026-05-10").unwrap().start_millis();
+    let key = HouseholdKey(KEY.into());
+    let settings = StateSettings::default();
+    let mut state = HouseholdState {
+        arrears: vec![record("s1", now)],
+        ..HouseholdState::default()
+    };
+    let opened = decide_now(&key, &mut state, Trigger::Signal(ArrearsStatus::Open), now);
+    let id = opened[0].zaak_id.clone();
+    let rec = CaseRecord::observe(None, &id, KEY, &opened, &state, now).unwrap();
+    assert_eq!(rec.status, CaseStatus::Open);
+    assert_eq!(rec.wijkteam, "team");
+    assert_eq!(rec.uitleg.regels[0].id, "enkelvoudig");
+    assert_eq!(rec.signalen.len(), 1);
+    assert!(matches!(
+        rec.signalen[0].detail,
+        SignalDetail::Betalingsachterstand {
+            bedrag_cent: 50_000,
+            ..
+        }
+    ));
+    assert_eq!(rec.tijdlijn.len(), 1);
+    // Observing the same alerts again changes nothing.
+    let again = CaseRecord::observe(Some(rec.clone()), &id, KEY, &opened, &state, now).unwrap();
+    assert_eq!(again, rec);
+    // Another case id is left alone.
+    assert_eq!(
+        CaseRecord::observe(None, "other-1", KEY, &opened, &state, now),
+        None
+    );
+
+    let attempt = Feedback {
+        id: "f1".into(),
+        zaak_id: id.clone(),
+        kind: FeedbackKind::Contactpoging(ContactAttempt {
+            soort: Contactsoort::Huisbezoek,
+            bereikt: true,
+            datum: Day::of_millis(now + DAY_MS),
+            dagdeel: Some(Dagdeel::Middag),
+        }),
+    };
+    let later = now + DAY_MS;
+    let out = apply_feedback(&key, &mut state, &attempt, "v", later, &settings).unwrap();
+    let rec = CaseRecord::observe(Some(rec), &id, KEY, &out.alerts, &state, later).unwrap();
+    assert_eq!(rec.contactpogingen.len(), 1);
+    assert_eq!(rec.first_attempt(), Some(Day::of_millis(later)));
+    assert_eq!(rec.deadline_met(later), Some(true));
+    assert_eq!(rec.tijdlijn.last().unwrap().gebeurtenis, "contactpoging");
+
+    let result = Feedback {
+        id: "f2".into(),
+        zaak_id: id.clone(),
+        kind: FeedbackKind::Resultaat {
+            resultaat: Eindresultaat::Advies,
+            datum: Day::of_millis(later),
+        },
+    };
+    let closing = later + DAY_MS;
+    let out = apply_feedback(&key, &mut state, &result, "v", closing, &settings).unwrap();
+    assert!(state.case.is_none());
+    let rec = CaseRecord::observe(Some(rec), &id, KEY, &out.alerts, &state, closing).unwrap();
+    assert_eq!(rec.status, CaseStatus::Gesloten);
+    assert_eq!(rec.gesloten, Some(closing));
+    assert_eq!(rec.resultaat, Some(Eindresultaat::Advies));
+    assert_eq!(
+        rec.signalen.len(),
+        1,
+        "the signals stay with the closed case"
+    );
+    assert_eq!(rec.contactpogingen.len(), 1);
+    assert_eq!(rec.tijdlijn.last().unwrap().gebeurtenis, "gesloten");
+}
