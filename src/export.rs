@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::{json, Map, Value};
-use vroeg_core::archive::{CaseRecord, CaseStatus, SignalDetail};
+use vroeg_core::archive::{ArchivedSignal, CaseRecord, CaseStatus, SignalDetail};
 use vroeg_core::case::CloseReason;
 use vroeg_core::feedback::Eindresultaat;
 use vroeg_core::state::{Client, Contact};
@@ -101,19 +101,11 @@ fn load(store: &Store) -> anyhow::Result<(Vec<CaseRecord>, Vec<ExportSignal>)> {
             if in_case.contains(&(r.source.clone(), r.id.clone())) {
                 continue;
             }
+            let archived = ArchivedSignal::of_arrears(r);
             loose.push(ExportSignal {
-                source: r.source.clone(),
-                id: r.id.clone(),
-                detail: SignalDetail::Betalingsachterstand {
-                    partner: r.partner,
-                    status: r.status,
-                    bedrag_cent: r.bedrag_cent,
-                    ontstaansdatum: r.ontstaansdatum,
-                    signaaldatum: r.signaaldatum,
-                    crisis: r.crisis,
-                    eindelevering: r.eindelevering,
-                    client: r.client.clone(),
-                },
+                source: archived.source,
+                id: archived.id,
+                detail: archived.detail,
                 contact: state.contact.clone(),
             });
         }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::case::{Alert, AlertKind, CaseState, CloseReason, RuleRef};
 use crate::feedback::{Contactsoort, Dagdeel, Eindresultaat};
 use crate::signal::{ArrearsStatus, PartnerType, Verzuimsoort};
-use crate::state::{Client, Contact, HouseholdState};
+use crate::state::{AbsenceRecord, ArrearsRecord, Client, Contact, HouseholdState};
 use crate::time::{day_text, format_rfc3339, millis_text, opt_millis_text, Day, Millis};
 use crate::vars::VarValue;
 
@@ -100,6 +100,38 @@ pub struct ArchivedSignal {
     pub tijd: Millis,
     #[serde(flatten)]
     pub detail: SignalDetail,
+}
+
+impl ArchivedSignal {
+    pub fn of_arrears(r: &ArrearsRecord) -> ArchivedSignal {
+        ArchivedSignal {
+            source: r.source.clone(),
+            id: r.id.clone(),
+            tijd: r.time,
+            detail: SignalDetail::Betalingsachterstand {
+                partner: r.partner,
+                status: r.status,
+                bedrag_cent: r.bedrag_cent,
+                ontstaansdatum: r.ontstaansdatum,
+                signaaldatum: r.signaaldatum,
+                crisis: r.crisis,
+                eindelevering: r.eindelevering,
+                client: r.client.clone(),
+            },
+        }
+    }
+
+    pub fn of_absence(r: &AbsenceRecord) -> ArchivedSignal {
+        ArchivedSignal {
+            source: r.source.clone(),
+            id: r.id.clone(),
+            tijd: r.time,
+            detail: SignalDetail::Schoolverzuim {
+                verzuimsoort: r.verzuimsoort,
+                uren_4_weken: r.uren_4_weken,
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,35 +321,13 @@ impl CaseRecord {
                 .arrears
                 .iter()
                 .find(|r| r.source == signal.source && r.id == signal.id)
-                .map(|r| ArchivedSignal {
-                    source: r.source.clone(),
-                    id: r.id.clone(),
-                    tijd: r.time,
-                    detail: SignalDetail::Betalingsachterstand {
-                        partner: r.partner,
-                        status: r.status,
-                        bedrag_cent: r.bedrag_cent,
-                        ontstaansdatum: r.ontstaansdatum,
-                        signaaldatum: r.signaaldatum,
-                        crisis: r.crisis,
-                        eindelevering: r.eindelevering,
-                        client: r.client.clone(),
-                    },
-                })
+                .map(ArchivedSignal::of_arrears)
                 .or_else(|| {
                     state
                         .absences
                         .iter()
                         .find(|r| r.source == signal.source && r.id == signal.id)
-                        .map(|r| ArchivedSignal {
-                            source: r.source.clone(),
-                            id: r.id.clone(),
-                            tijd: r.time,
-                            detail: SignalDetail::Schoolverzuim {
-                                verzuimsoort: r.verzuimsoort,
-                                uren_4_weken: r.uren_4_weken,
-                            },
-                        })
+                        .map(ArchivedSignal::of_absence)
                 });
             let Some(archived) = archived else { continue };
             match self

@@ -15,6 +15,25 @@ use vroeg_store::{Destination, OutboxEntry};
 use crate::cloudevents::encode_alert;
 use crate::settings::KafkaSettings;
 
+/// The `[kafka.client]` settings, then the ones Vroeg manages for an
+/// idempotent producer: `enable.idempotence=true`, `acks=all`, and the
+/// delivery timeout.
+fn idempotent_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (k, v) in &settings.client {
+        config.set(k, v);
+    }
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set(
+            "delivery.timeout.ms",
+            settings.delivery_timeout.as_millis().to_string(),
+        );
+    config
+}
+
 pub struct KafkaSink {
     producer: FutureProducer,
     settings: KafkaSettings,
@@ -24,18 +43,8 @@ impl KafkaSink {
     /// An idempotent producer (`enable.idempotence=true`, `acks=all`), plus
     /// the `[kafka.client]` settings.
     pub fn new(settings: &KafkaSettings) -> Result<KafkaSink, rdkafka::error::KafkaError> {
-        let mut config = ClientConfig::new();
-        for (k, v) in &settings.client {
-            config.set(k, v);
-        }
+        let mut config = idempotent_config(settings);
         config
-            .set("bootstrap.servers", &settings.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set(
-                "delivery.timeout.ms",
-                settings.delivery_timeout.as_millis().to_string(),
-            )
             .set("linger.ms", "5")
             .set("message.max.bytes", "2097152");
         Ok(KafkaSink {
@@ -131,20 +140,8 @@ pub struct FeedbackProducer {
 
 impl FeedbackProducer {
     pub fn new(settings: &KafkaSettings) -> Result<FeedbackProducer, rdkafka::error::KafkaError> {
-        let mut config = ClientConfig::new();
-        for (k, v) in &settings.client {
-            config.set(k, v);
-        }
-        config
-            .set("bootstrap.servers", &settings.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set(
-                "delivery.timeout.ms",
-                settings.delivery_timeout.as_millis().to_string(),
-            );
         Ok(FeedbackProducer {
-            producer: config.create()?,
+            producer: idempotent_config(settings).create()?,
             topic: settings.feedback_topic.clone(),
             timeout: settings.delivery_timeout,
         })

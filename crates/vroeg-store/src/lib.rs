@@ -176,19 +176,10 @@ fn decode_json<T: for<'de> Deserialize<'de>>(
     what: &'static str,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
-    match bytes.first() {
-        None => Err(StoreError::Corrupt {
-            what,
-            detail: "empty value".into(),
-        }),
-        Some(&FORMAT_VERSION) => {
-            serde_json::from_slice(&bytes[1..]).map_err(|e| StoreError::Corrupt {
-                what,
-                detail: e.to_string(),
-            })
-        }
-        Some(&v) => Err(StoreError::Version { what, found: v }),
-    }
+    serde_json::from_slice(versioned(what, bytes)?).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
 }
 
 fn household_key(key: &HouseholdKey) -> Vec<u8> {
@@ -255,18 +246,21 @@ fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreE
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    match bytes.first() {
+    postcard::from_bytes(versioned(what, bytes)?).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// The body of a stored value, after checking its format version byte.
+fn versioned<'a>(what: &'static str, bytes: &'a [u8]) -> Result<&'a [u8], StoreError> {
+    match bytes.split_first() {
         None => Err(StoreError::Corrupt {
             what,
             detail: "empty value".into(),
         }),
-        Some(&FORMAT_VERSION) => {
-            postcard::from_bytes(&bytes[1..]).map_err(|e| StoreError::Corrupt {
-                what,
-                detail: e.to_string(),
-            })
-        }
-        Some(&v) => Err(StoreError::Version { what, found: v }),
+        Some((&FORMAT_VERSION, body)) => Ok(body),
+        Some((&v, _)) => Err(StoreError::Version { what, found: v }),
     }
 }
 
