@@ -87,7 +87,10 @@ pub(crate) fn create_topics(name: &str, partitions: i32) -> Topics {
         .create()
         .expect("admin client");
     let topics = [
-        NewTopic::new(&t.signals, partitions, TopicReplication::Fixed(1)),
+        // Room for the corpus's oversized messages: the engine, not the
+        // broker, must be the one to refuse them.
+        NewTopic::new(&t.signals, partitions, TopicReplication::Fixed(1))
+            .set("max.message.bytes", "4194304"),
         NewTopic::new(&t.alerts, 3, TopicReplication::Fixed(1)),
         NewTopic::new(&t.dlq, 1, TopicReplication::Fixed(1)),
         NewTopic::new(&t.feedback, 1, TopicReplication::Fixed(1)),
@@ -299,6 +302,23 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Produce each payload as one message, bytes as they are.
+fn send_raw(topic: &str, payloads: &[Vec<u8>]) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("message.max.bytes", "4194304")
+        .create()
+        .unwrap();
+    for p in payloads {
+        producer
+            .send(BaseRecord::<(), [u8]>::to(topic).payload(p.as_slice()))
+            .map_err(|(e, _)| e)
+            .expect("queued");
+    }
+    producer.flush(Duration::from_secs(30)).expect("delivered");
 }
 
 pub(crate) fn send(topic: &str, lines: &[String], mode: ContentMode) {
@@ -604,43 +624,27 @@ fn a_resent_signal_has_one_effect() {
 
 #[test]
 fn malformed_messages_land_on_the_dlq_with_their_error_code() {
+    // The whole malformed-signal corpus (tests/corpus), as raw messages.
     let topics = create_topics("dlq", 1);
     let dir = tempfile::tempdir().unwrap();
     let valid = arrears("ok-1", "Zorg", 21, 2, 800, "open", false);
-    let mut cases: Vec<(String, &str)> = Vec::new();
-    cases.push(("{not json".into(), "invalid_json"));
-    let mut v = valid.clone();
-    v["data"]["client"]["postcode"] = json!("0000 AA");
-    v["id"] = json!("bad-postcode");
-    cases.push((v.to_string(), "invalid_postcode"));
-    let mut v = valid.clone();
-    v["data"]["bedrag_cent"] = json!(-5);
-    v["id"] = json!("bad-amount");
-    cases.push((v.to_string(), "negative_amount"));
-    let mut v = valid.clone();
-    v["type"] = json!("nl.vroeg.signaal.onbekend.v1");
-    cases.push((v.to_string(), "unknown_type"));
-    let mut v = valid.clone();
-    v.as_object_mut().unwrap().remove("id");
-    cases.push((v.to_string(), "missing_field"));
-    let mut v = valid.clone();
-    v["data"]["client"]["bsn"] = json!("123456789");
-    v["id"] = json!("bad-bsn");
-    cases.push((v.to_string(), "invalid_bsn"));
-    let mut v = valid.clone();
-    v["time"] = json!("2099-01-01T00:00:00Z");
-    v["id"] = json!("future");
-    cases.push((v.to_string(), "future_date"));
-    let mut v = valid.clone();
-    v["data"]["referentie"] = json!("x".repeat(70_000));
-    v["id"] = json!("huge");
-    cases.push((v.to_string(), "too_large"));
-    let payloads: Vec<String> = cases
-        .iter()
-        .map(|(p, _)| p.clone())
-        .chain([valid.to_string()])
+    let corpus_dir = root().join("tests/corpus");
+    let cases: Vec<(Vec<u8>, String)> = std::fs::read_to_string(corpus_dir.join("expected.tsv"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (file, code) = l.split_once('\t').unwrap();
+            (
+                std::fs::read(corpus_dir.join(file)).unwrap(),
+                code.to_owned(),
+            )
+        })
         .collect();
-    send(&topics.signals, &payloads, ContentMode::Structured);
+    assert!(cases.len() >= 50);
+    let mut payloads: Vec<Vec<u8>> = cases.iter().map(|(p, _)| p.clone()).collect();
+    payloads.push(valid.to_string().into_bytes());
+    send_raw(&topics.signals, &payloads);
     let service = Service::start(&topics, dir.path(), &unique("g"), "structured");
     let dead = read(
         &topics.dlq,
@@ -652,11 +656,21 @@ fn malformed_messages_land_on_the_dlq_with_their_error_code() {
     for (m, (payload, code)) in dead.iter().zip(&cases) {
         assert_eq!(
             m.header("vroeg_error_code").as_deref(),
-            Some(*code),
+            Some(code.as_str()),
             "{}",
-            &payload[..payload.len().min(80)]
+            String::from_utf8_lossy(&payload[..payload.len().min(80)])
         );
-        assert_eq!(m.payload, payload.as_bytes(), "the original bytes are kept");
+        let kept = &payload[..payload.len().min(vroeg_engine::MAX_DEAD_LETTER_BYTES)];
+        assert_eq!(
+            m.payload, kept,
+            "the original bytes are kept (up to the cap)"
+        );
+        if payload.len() > kept.len() {
+            assert_eq!(
+                m.header("vroeg_original_bytes"),
+                Some(payload.len().to_string())
+            );
+        }
         assert_eq!(
             m.header("vroeg_source_topic").as_deref(),
             Some(topics.signals.as_str())

@@ -661,10 +661,38 @@ fn dead_letter(record: &Record, error: &DecodeError) -> OutboxEntry {
         "vroeg_source_offset".into(),
         record.offset.to_string().into_bytes(),
     ));
+    // A dead letter must fit the dead-letter topic, or it would block the
+    // outbox: keep the first part of an oversized message, with its length
+    // and hash, so the sender can still identify it.
+    let payload = if record.payload.len() > MAX_DEAD_LETTER_BYTES {
+        headers.push((
+            "vroeg_original_bytes".into(),
+            record.payload.len().to_string().into_bytes(),
+        ));
+        headers.push((
+            "vroeg_original_sha256".into(),
+            hex_sha256(&record.payload).into_bytes(),
+        ));
+        record.payload[..MAX_DEAD_LETTER_BYTES].to_vec()
+    } else {
+        record.payload.clone()
+    };
     OutboxEntry {
         destination: Destination::DeadLetter,
         key: None,
-        payload: record.payload.clone(),
+        payload,
         headers,
     }
+}
+
+/// The largest payload a dead letter carries (the original message is cut
+/// there): well inside Kafka's default 1 MiB message limit.
+pub const MAX_DEAD_LETTER_BYTES: usize = 512 * 1024;
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

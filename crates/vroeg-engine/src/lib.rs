@@ -19,6 +19,7 @@ mod stats;
 
 pub use engine::{
     ClockMode, Engine, EngineConfig, EngineError, Record, Sink, SinkError, DEFAULT_TEAM,
+    MAX_DEAD_LETTER_BYTES,
 };
 pub use stats::{BatchObserver, Stats};
 /// The store, for readers beside the engine (the case API).
