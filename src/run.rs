@@ -155,6 +155,38 @@ fn load_rules(config: &Config) -> anyhow::Result<RuleSet> {
     Ok(rules)
 }
 
+/// Reload the configured rule files into the running pipeline. A rule set
+/// that does not load is refused with every error logged; the previous one
+/// stays in force. The swap waits for the batch in flight.
+fn reloader(config: &Config, pipeline: Arc<Mutex<Pipeline>>) -> vroeg_api::Reload {
+    let paths = config.engine.rules.clone();
+    let options = LoadOptions {
+        school_purpose: config.engine.school_purpose,
+        ..LoadOptions::default()
+    };
+    Arc::new(move || match RuleSet::load(&paths, &options) {
+        Ok((rules, _)) => {
+            let version = rules.version.clone();
+            let mut pipeline = pipeline.lock().unwrap_or_else(|p| p.into_inner());
+            let old = pipeline.engine_mut().rules().version.clone();
+            pipeline.engine_mut().set_rules(Arc::new(rules));
+            info!(from = %old, to = %version, "rule set reloaded");
+            Ok(version)
+        }
+        Err(diags) => {
+            let errors: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+            for error in &errors {
+                error!(%error, "rule set refused");
+            }
+            warn!(
+                errors = errors.len(),
+                "the new rule set does not load; the previous one stays in force"
+            );
+            Err(errors)
+        }
+    })
+}
+
 /// The routing table a config names, or everything to the default team.
 pub fn load_routing(
     path: Option<&std::path::Path>,
@@ -261,6 +293,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 tokens: Arc::new(tokens),
                 feedback: Arc::new(KafkaFeedback(producer)),
                 clock: Arc::new(vroeg_kafka::wall_now),
+                reload: None, // set below, once the pipeline exists
             })
         }
     };
@@ -268,6 +301,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let sink = KafkaSink::new(&config.kafka).context("cannot create the Kafka producer")?;
     let metrics = Arc::new(Metrics::new());
     let pipeline = Arc::new(Mutex::new(Pipeline::new(engine, sink, metrics.clone())?));
+    let reload = reloader(&config, pipeline.clone());
+    let case_api = case_api.map(|api| vroeg_api::CaseApi {
+        reload: Some(reload.clone()),
+        ..api
+    });
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Duration::from_secs(config.engine.shutdown_deadline_secs);
@@ -307,6 +345,22 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 .await
                 {
                     error!(error = %e, %addr, "http api failed");
+                }
+            });
+        }
+        #[cfg(unix)]
+        {
+            let reload = reload.clone();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                    warn!("cannot listen for SIGHUP; reload rules with POST /admin/reload");
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    info!("SIGHUP: reloading the rule files");
+                    let reload = reload.clone();
+                    let _ = tokio::task::spawn_blocking(move || reload()).await;
                 }
             });
         }

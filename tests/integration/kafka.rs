@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use vroeg_core::time::{format_rfc3339, Day, DAY_MS};
 use vroeg_kafka::ContentMode;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -119,6 +119,8 @@ pub(crate) struct Extra {
     pub engine: String,
     /// Lines for the `[api]` section (e.g. `[[api.tokens]]` tables).
     pub api: String,
+    /// Rule files to use instead of the shipped `rules/`.
+    pub rules: Option<PathBuf>,
     pub env: Vec<(String, String)>,
 }
 
@@ -126,7 +128,7 @@ pub(crate) struct Extra {
 pub(crate) struct Service {
     child: Child,
     port: u16,
-    log: PathBuf,
+    pub log: PathBuf,
 }
 
 impl Service {
@@ -206,7 +208,13 @@ listen = "127.0.0.1:{port}"
             engine_extra = extra.engine,
             api_extra = extra.api,
             state = dir.join("state").to_str().unwrap(),
-            rules = root().join("rules").to_str().unwrap(),
+            rules = extra
+                .rules
+                .clone()
+                .unwrap_or_else(|| root().join("rules"))
+                .to_str()
+                .unwrap()
+                .to_owned(),
             signals = t.signals,
             alerts = t.alerts,
             dlq = t.dlq,
@@ -289,6 +297,10 @@ listen = "127.0.0.1:{port}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub(crate) fn kill(mut self) {

@@ -39,6 +39,7 @@ fn extra(dir: &std::path::Path, offset_days: i64) -> Extra {
             token("beheer", ADMIN, "admin = true"),
         ]
         .concat(),
+        rules: None,
         env: vec![(
             "VROEG_CLOCK_OFFSET_SECS".into(),
             (offset_days * DAY_MS / 1000).to_string(),
@@ -327,5 +328,113 @@ fn cases_are_routed_worked_through_the_api_escalated_closed_and_reopened() {
         && e["actie"] == "contactpoging"
         && e["status"] == 202));
     assert!(!audit.contains(NOORD), "tokens never reach the audit log");
+    assert_eq!(service.terminate(), 0);
+}
+
+/// Copy the shipped rule files into `dir`.
+fn copy_rules(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(crate::kafka::root().join("rules")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn rules_reload_on_sighup_and_post_and_a_bad_set_keeps_the_old_one() {
+    let topics = create_topics("reload", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let rules_dir = dir.path().join("rules");
+    copy_rules(&rules_dir);
+    let mut options = extra(dir.path(), 0);
+    options.rules = Some(rules_dir.clone());
+    let service = Service::start_extra(
+        broker(),
+        &topics,
+        dir.path(),
+        &unique("g"),
+        "structured",
+        50,
+        &options,
+    );
+    service.wait_ready();
+    let mut alerts = Reader::new(&topics.alerts);
+    let mut signal_and_version = |id: &str, house: u32, n: usize| -> String {
+        send(
+            &topics.signals,
+            &lines(&[arrears_at(
+                "1105 AB", id, "Zorg", house, 2, 900, "open", false,
+            )]),
+            ContentMode::Structured,
+        );
+        let a = alerts.until(n, Duration::ZERO, Duration::from_secs(60))[n - 1].alert();
+        assert_eq!(a["signalen"][0]["id"], id);
+        a["regelset"].as_str().unwrap().to_owned()
+    };
+    let v1 = signal_and_version("r1", 1, 1);
+
+    // A changed rule set, through the API.
+    let file = rules_dir.join("regels.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let revised = text.replacen(
+        "boven het minimumbedrag.",
+        "boven het minimumbedrag (herzien).",
+        1,
+    );
+    assert_ne!(revised, text);
+    std::fs::write(&file, revised).unwrap();
+    let (status, body) = json_of(service.request("POST", "/admin/reload", Some(ADMIN), None));
+    assert_eq!(status, 200, "{body}");
+    let v2 = body["regelset"].as_str().unwrap().to_owned();
+    assert_ne!(v1, v2);
+    assert_eq!(
+        signal_and_version("r2", 2, 2),
+        v2,
+        "events fire under the reloaded set"
+    );
+
+    // A broken rule set, through SIGHUP: refused, every error logged, the
+    // previous set stays in force.
+    let broken = text.replacen("when:", "wen:", 2);
+    std::fs::write(&file, broken).unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &service.pid().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let log = std::fs::read_to_string(&service.log).unwrap();
+        let refused: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains("rule set refused"))
+            .map(str::to_owned)
+            .collect();
+        if refused.len() >= 2 || Instant::now() > deadline {
+            break refused;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(refused.len() >= 2, "every error is logged: {refused:?}");
+    assert!(
+        refused.iter().all(|l| l.contains("regels.yaml:")),
+        "with file:line:col: {refused:?}"
+    );
+    assert_eq!(service.http("/readyz").unwrap().0, 200, "still running");
+    let (status, body) = json_of(service.request("POST", "/admin/reload", Some(ADMIN), None));
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["fouten"].as_array().is_some_and(|e| e.len() >= 2),
+        "{body}"
+    );
+    assert_eq!(
+        signal_and_version("r3", 3, 3),
+        v2,
+        "the previous set is still in force"
+    );
+    // Only the admin may reload.
+    let (status, _) = json_of(service.request("POST", "/admin/reload", Some(NOORD), None));
+    assert_eq!(status, 403);
     assert_eq!(service.terminate(), 0);
 }

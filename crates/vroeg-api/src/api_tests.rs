@@ -41,6 +41,8 @@ const NOORD_CASE: &str = "0123456789abcdef0123456789abcdef-1";
 const ZUID_CASE: &str = "fedcba9876543210fedcba9876543210-1";
 const CLOSED_CASE: &str = "0123456789abcdef0123456789abcdef-2";
 
+static RELOAD_FAILS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn now() -> Millis {
     parse_rfc3339("2026-03-10T09:00:00Z").unwrap()
 }
@@ -108,6 +110,13 @@ fn fixture_with(sink_ok: bool) -> Fixture {
         tokens: Arc::new(tokens),
         feedback: Arc::new(CollectSink(sent.clone(), sink_ok)),
         clock: Arc::new(now),
+        reload: Some(Arc::new(|| {
+            if RELOAD_FAILS.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(vec!["rules/regels.yaml:3:5: unknown field `wen`".to_owned()])
+            } else {
+                Ok("abcdef0123456789".to_owned())
+            }
+        })),
     };
     Fixture {
         router: router(Arc::new(Metrics::new()), Arc::new(|| true), Some(api)),
@@ -596,4 +605,58 @@ async fn the_openapi_document_matches_the_routes() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn rules_reload_is_for_the_admin_and_reports_every_error() {
+    let f = fixture();
+    let (status, _) = call(
+        &f.router,
+        "POST",
+        "/admin/reload",
+        Some(&bearer(NOORD)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(&f.router, "POST", "/admin/reload", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, value) = call(
+        &f.router,
+        "POST",
+        "/admin/reload",
+        Some(&bearer(ADMIN)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    assert_eq!(value["regelset"], "abcdef0123456789");
+    RELOAD_FAILS.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, value) = call(
+        &f.router,
+        "POST",
+        "/admin/reload",
+        Some(&bearer(ADMIN)),
+        None,
+    )
+    .await;
+    RELOAD_FAILS.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{value}");
+    assert_eq!(
+        value["fouten"][0],
+        "rules/regels.yaml:3:5: unknown field `wen`"
+    );
+    let actions: Vec<(String, u16)> = f
+        .store
+        .audit_log()
+        .map(|e| e.map(|e| (e.actie, e.status)).unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("herladen".to_owned(), 403),
+            ("herladen".to_owned(), 200),
+            ("herladen".to_owned(), 422)
+        ]
+    );
 }

@@ -47,6 +47,11 @@ pub trait FeedbackSink: Send + Sync {
 /// The wall clock, injected so tests control it.
 pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
 
+/// Reload the rule files: the new rule set's version, or every error (the
+/// previous rule set stays in force). Blocking: it waits for the batch in
+/// flight.
+pub type Reload = Arc<dyn Fn() -> Result<String, Vec<String>> + Send + Sync>;
+
 /// What the case API needs.
 #[derive(Clone)]
 pub struct CaseApi {
@@ -54,6 +59,8 @@ pub struct CaseApi {
     pub tokens: Arc<Tokens>,
     pub feedback: Arc<dyn FeedbackSink>,
     pub clock: Clock,
+    /// Hot reload of the rules (`POST /admin/reload`), where supported.
+    pub reload: Option<Reload>,
 }
 
 #[derive(Debug)]
@@ -483,6 +490,39 @@ pub(crate) async fn audit_export(
         }
         audit(&api, &caller, "audit_export", None, 200)?;
         Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
+    })
+    .await
+}
+
+/// `POST /admin/reload`: reload the rule files (admin only). `200` with the
+/// new rule set's version, or `422` with every error while the previous
+/// rule set stays in force.
+pub(crate) async fn reload_rules(
+    State(api): State<CaseApi>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&api, &headers)?;
+    if caller.role != Role::Admin {
+        blocking(move || audit(&api, &caller, "herladen", None, 403)).await?;
+        return Err(ApiError::Forbidden);
+    }
+    let Some(reload) = api.reload.clone() else {
+        return Err(ApiError::Unavailable(
+            "this service cannot reload rules".into(),
+        ));
+    };
+    blocking(move || {
+        let result = reload();
+        let status = if result.is_ok() { 200 } else { 422 };
+        audit(&api, &caller, "herladen", None, status)?;
+        Ok(match result {
+            Ok(version) => Json(json!({"regelset": version})).into_response(),
+            Err(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"fout": "ongeldige_regels", "detail": "the rule set does not load; the previous one stays in force", "fouten": errors})),
+            )
+                .into_response(),
+        })
     })
     .await
 }

@@ -23,7 +23,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use cases::{CaseApi, Clock, FeedbackSink};
+pub use cases::{CaseApi, Clock, FeedbackSink, Reload};
 pub use metrics::Metrics;
 
 /// Whether the service is ready (broker reachable, partitions assigned,
@@ -45,6 +45,7 @@ pub const CASE_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cases/{id}/resultaat"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/openapi.json"),
+    ("post", "/admin/reload"),
 ];
 
 #[derive(Clone)]
@@ -73,6 +74,7 @@ pub fn router(metrics: Arc<Metrics>, ready: Readiness, cases: Option<CaseApi>) -
         )
         .route("/api/v1/cases/{id}/resultaat", post(cases::post_result))
         .route("/api/v1/audit", get(cases::audit_export))
+        .route("/admin/reload", post(cases::reload_rules))
         .route(
             "/api/v1/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),

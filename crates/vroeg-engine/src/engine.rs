@@ -160,6 +160,12 @@ impl Engine {
         &self.rules
     }
 
+    /// Use another rule set from the next batch on (hot reload). Cases keep
+    /// their ids and state; each event names the rule set it fired under.
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.rules = rules;
+    }
+
     /// Everything processed so far by this engine instance.
     pub fn stats(&self) -> &Stats {
         &self.stats
