@@ -47,6 +47,10 @@ pub struct RawEngine {
     pub max_future_secs: u64,
     /// How long a graceful shutdown may take, in seconds.
     pub shutdown_deadline_secs: u64,
+    /// `wall` (default): rules and timers run on the wall clock. `event`:
+    /// on the signals' own time, as in `vroeg replay`, so that reprocessing
+    /// a topic gives the same state and events (reconstruction, drills).
+    pub clock: String,
 }
 
 impl Default for RawEngine {
@@ -61,6 +65,7 @@ impl Default for RawEngine {
             max_message_bytes: vroeg_core::signal::DEFAULT_MAX_BYTES,
             max_future_secs: 86_400,
             shutdown_deadline_secs: 30,
+            clock: "wall".into(),
         }
     }
 }
@@ -286,6 +291,12 @@ impl RawConfig {
         }
         if !(16..=65_536).contains(&e.cache_mb) {
             problems.push("engine.cache_mb: must be from 16 to 65536".into());
+        }
+        if !matches!(e.clock.as_str(), "wall" | "event") {
+            problems.push(format!(
+                "engine.clock: {:?} is not `wall` or `event`",
+                e.clock
+            ));
         }
         if e.shutdown_deadline_secs == 0 {
             problems.push("engine.shutdown_deadline_secs: must be at least 1".into());

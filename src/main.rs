@@ -94,8 +94,9 @@ enum TokenCommand {
 enum StateCommand {
     /// Count households, open cases, timers and outbox entries.
     Stats(run::StateArgs),
-    /// Print every household as a JSON line (`{"household", "state"}`), in
-    /// key order. The output holds contact details: treat it as personal data.
+    /// Print every household (`{"household", "state"}`), then every case
+    /// record (`{"case", "record"}`), as JSON lines in key order. The output
+    /// holds personal data: treat it so.
     Dump(run::StateArgs),
 }
 

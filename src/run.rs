@@ -114,6 +114,14 @@ pub fn state_dump(args: &StateArgs) -> anyhow::Result<ExitCode> {
         )?;
         out.write_all(b"\n")?;
     }
+    for record in store.cases() {
+        let record = record?;
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({ "case": record.id, "record": record }),
+        )?;
+        out.write_all(b"\n")?;
+    }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -264,7 +272,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             config.engine.state_dir.display()
         )
     })?;
-    let mut engine_config = EngineConfig::new(config.household_secret.clone(), ClockMode::Wall);
+    let clock = if config.engine.clock == "event" {
+        warn!("engine.clock = \"event\": rules and timers follow the signals' own time, not the wall clock");
+        ClockMode::EventTime
+    } else {
+        ClockMode::Wall
+    };
+    let mut engine_config = EngineConfig::new(config.household_secret.clone(), clock);
     engine_config.max_bytes = config.engine.max_message_bytes;
     engine_config.max_future = config.engine.max_future_secs as i64 * 1000;
     engine_config.routing = Arc::new(load_routing(config.engine.routing.as_deref())?);

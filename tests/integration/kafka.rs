@@ -372,7 +372,7 @@ impl Msg {
 pub(crate) struct Reader {
     consumer: BaseConsumer,
     topic: String,
-    msgs: Vec<Msg>,
+    pub msgs: Vec<Msg>,
 }
 
 impl Reader {

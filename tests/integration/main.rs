@@ -7,4 +7,5 @@
 
 mod cli;
 mod kafka;
+mod killloop;
 mod lifecycle;
