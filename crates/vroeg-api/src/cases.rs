@@ -184,6 +184,20 @@ fn audit(
     })
 }
 
+/// Audit a read with the status its result will be answered with (200 or
+/// the error's), then pass the result on.
+fn audited<T>(
+    api: &CaseApi,
+    caller: &Caller,
+    actie: &str,
+    zaak_id: Option<&str>,
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let status = result.as_ref().map_or_else(ApiError::status, |_| 200);
+    audit(api, caller, actie, zaak_id, status)?;
+    result
+}
+
 /// A case the caller may see, or 404.
 fn visible_case(api: &CaseApi, caller: &Caller, id: &str) -> Result<CaseRecord, ApiError> {
     let record = api.store.case(id).map_err(|error| {
@@ -241,12 +255,7 @@ pub(crate) async fn list_cases(
     let caller = authenticate(&api, &headers)?;
     blocking(move || {
         let result = list(&api, &caller, &query);
-        let status = match &result {
-            Ok(_) => 200,
-            Err(e) => e.status(),
-        };
-        audit(&api, &caller, "zaken_lijst", None, status)?;
-        result
+        audited(&api, &caller, "zaken_lijst", None, result)
     })
     .await
 }
@@ -326,12 +335,8 @@ pub(crate) async fn get_case(
     let caller = authenticate(&api, &headers)?;
     blocking(move || {
         let result = visible_case(&api, &caller, &id);
-        let status = match &result {
-            Ok(_) => 200,
-            Err(e) => e.status(),
-        };
-        audit(&api, &caller, "zaak_lezen", Some(&id), status)?;
-        Ok(Json(result?).into_response())
+        audited(&api, &caller, "zaak_lezen", Some(&id), result)
+            .map(|record| Json(record).into_response())
     })
     .await
 }
