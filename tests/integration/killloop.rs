@@ -25,27 +25,10 @@ fn knob(name: &str, default: u64) -> u64 {
 
 /// `signals` generated lines, dated so that the recent ones are in window.
 fn input(signals: usize) -> Vec<String> {
-    let start = vroeg_core::time::Day::of_millis(crate::kafka::now_ms()).plus_days(-150);
     let households = (signals as u64 * 7 / 2).max(1000);
-    let out = Command::new(env!("CARGO_BIN_EXE_vroeg"))
-        .args([
-            "gen",
-            "--households",
-            &households.to_string(),
-            "--months",
-            "4",
-            "--seed",
-            "11",
-        ])
-        .args(["--start", &start.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let lines: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
+    let lines: Vec<String> = crate::kafka::generated(households, 11)
+        .into_iter()
         .take(signals)
-        .map(str::to_owned)
         .collect();
     assert!(
         lines.len() >= signals * 9 / 10,
