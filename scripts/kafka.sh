@@ -7,9 +7,17 @@
 #                                             format storage, start on free loopback ports, wait until ready,
 #                                             print the bootstrap address; with --owner-pid the broker stops
 #                                             when that process exits
-#   scripts/kafka.sh stop [--dir DIR]         stop the broker started in DIR
-#   scripts/kafka.sh bootstrap [--dir DIR]    print the bootstrap address
+#   scripts/kafka.sh stop [--dir DIR]         stop the broker started in DIR (its data stays)
+#   scripts/kafka.sh resume [--dir DIR] [--owner-pid PID]
+#                                             start the stopped broker in DIR again, with its data and ports
+#   scripts/kafka.sh bootstrap [--dir DIR] [--sasl]
+#                                             print the bootstrap address (PLAINTEXT, or SASL_PLAINTEXT)
 #   scripts/kafka.sh create-topics [--dir DIR] [--partitions N] TOPIC...
+#
+# Every broker also has a SASL_PLAINTEXT listener with SCRAM-SHA-512 and one
+# user, created when the storage is formatted: name "vroeg", password
+# "vroeg-test-secret" (a test broker's; never use it elsewhere). Add more with
+# --scram-user NAME=PASSWORD (repeatable) at start.
 #
 # DIR defaults to .cache/kafka/run. Needs Java 17+ and Maven.
 set -euo pipefail
@@ -20,6 +28,8 @@ lib="$cache/lib"
 dir="$cache/run"
 owner=""
 partitions=3
+sasl=""
+scram_users=("vroeg=vroeg-test-secret")
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 
@@ -43,7 +53,7 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-bootstrap() { cat "$dir/bootstrap" 2>/dev/null || die "no broker running in $dir"; }
+bootstrap() { cat "$dir/bootstrap$sasl" 2>/dev/null || die "no broker running in $dir"; }
 
 kafka_java() { java -Xmx512m -cp "$lib/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" "$@"; }
 
@@ -56,19 +66,23 @@ start() {
   fi
   rm -rf "$dir"
   mkdir -p "$dir/data"
-  local port cport
+  local port cport sport
   port=$(free_port)
   cport=$(free_port)
   while [ "$cport" = "$port" ]; do cport=$(free_port); done
+  sport=$(free_port)
+  while [ "$sport" = "$port" ] || [ "$sport" = "$cport" ]; do sport=$(free_port); done
   cat > "$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SASL_PLAINTEXT://127.0.0.1:$sport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sport
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 log.dirs=$dir/data
 num.partitions=3
 auto.create.topics.enable=true
@@ -95,17 +109,28 @@ logger.kafka.level = info
 logger.state.name = state.change.logger
 logger.state.level = warn
 PROPS
-  local id
+  local id scram=()
+  for u in "${scram_users[@]}"; do
+    scram+=(--add-scram "SCRAM-SHA-512=[name=${u%%=*},password=${u#*=}]")
+  done
   id=$(java -cp "$lib/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
   java -cp "$lib/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$dir" \
-    kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 \
+    kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" "${scram[@]}" >"$dir/format.log" 2>&1 \
     || { cat "$dir/format.log" >&2; die "formatting KRaft storage failed"; }
-  nohup java -Xmx512m -cp "$lib/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$dir" \
-    kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
-  echo $! > "$dir/pid"
   echo "127.0.0.1:$port" > "$dir/bootstrap"
+  echo "127.0.0.1:$sport" > "$dir/bootstrap-sasl"
+  launch
+}
+
+# Start the broker configured in $dir and wait until it serves.
+launch() {
+  local mark
+  mark=$(wc -l < "$dir/broker.log" 2>/dev/null || echo 0)
+  nohup java -Xmx512m -cp "$lib/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$dir" \
+    kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 &
+  echo $! > "$dir/pid"
   for _ in $(seq 1 120); do
-    if grep -q "Kafka Server started" "$dir/broker.log" 2>/dev/null; then
+    if tail -n +"$((mark + 1))" "$dir/broker.log" 2>/dev/null | grep -q "Kafka Server started"; then
       if [ -n "$owner" ]; then
         # Stop the broker when the owning process goes away.
         nohup bash -c "while kill -0 $owner 2>/dev/null; do sleep 1; done; kill \$(cat '$dir/pid') 2>/dev/null" \
@@ -123,6 +148,17 @@ PROPS
   die "the broker did not start within 60 s (see $dir/broker.log)"
 }
 
+resume() {
+  fetch
+  java_ok
+  [ -f "$dir/server.properties" ] || die "no broker was started in $dir"
+  if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+    bootstrap
+    return 0
+  fi
+  launch
+}
+
 stop() {
   if [ -f "$dir/pid" ]; then
     local pid
@@ -136,7 +172,7 @@ stop() {
 
 create_topics() {
   local bs
-  bs=$(bootstrap)
+  bs=$(sasl="" bootstrap)
   for t in "$@"; do
     java -cp "$lib/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$dir" \
       org.apache.kafka.tools.TopicCommand --bootstrap-server "$bs" --create --if-not-exists \
@@ -145,7 +181,7 @@ create_topics() {
 }
 
 cmd="${1:-}"
-[ -n "$cmd" ] || die "usage: kafka.sh fetch|start|stop|bootstrap|create-topics (see the top of this script)"
+[ -n "$cmd" ] || die "usage: kafka.sh fetch|start|stop|resume|bootstrap|create-topics (see the top of this script)"
 shift
 args=()
 while [ $# -gt 0 ]; do
@@ -153,12 +189,15 @@ while [ $# -gt 0 ]; do
     --dir) dir="$2"; shift 2 ;;
     --owner-pid) owner="$2"; shift 2 ;;
     --partitions) partitions="$2"; shift 2 ;;
+    --sasl) sasl="-sasl"; shift ;;
+    --scram-user) scram_users+=("$2"); shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
 done
 case "$cmd" in
   fetch) fetch ;;
   start) start ;;
+  resume) resume ;;
   stop) stop ;;
   bootstrap) bootstrap ;;
   create-topics) create_topics "${args[@]}" ;;

@@ -136,7 +136,7 @@ fn kill_loop_loses_nothing_and_doubles_only_exact_resends() {
     let ref_dir = tempfile::tempdir().unwrap();
     let service = start(&ref_topics, ref_dir.path(), &unique("g"));
     let mut reader = Reader::new(&ref_topics.alerts);
-    let (ref_alerts, ref_count) = drain(&mut reader, false, None);
+    let (ref_alerts, ref_count) = drain(&mut reader, false, Some(1));
     assert_eq!(service.terminate(), 0);
     assert_eq!(
         ref_count,
