@@ -23,6 +23,28 @@ pub struct RawConfig {
     pub kafka: RawKafka,
     #[serde(default)]
     pub api: RawApi,
+    #[serde(default)]
+    pub retention: RawRetention,
+}
+
+/// `[retention]`: how long Vroeg keeps what it no longer needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRetention {
+    /// Closed cases, their signals and client details are deleted this many
+    /// calendar months after closing.
+    pub closed_case_months: u32,
+    /// How often the purge runs; 0 turns it off.
+    pub purge_interval_secs: u64,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        RawRetention {
+            closed_case_months: 12,
+            purge_interval_secs: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +73,9 @@ pub struct RawEngine {
     /// on the signals' own time, as in `vroeg replay`, so that reprocessing
     /// a topic gives the same state and events (reconstruction, drills).
     pub clock: String,
+    /// The objection list (AVG art. 21): addresses and persons whose
+    /// signals are dropped at intake. See `vroeg_core::optout`.
+    pub opt_out: Option<PathBuf>,
 }
 
 impl Default for RawEngine {
@@ -66,6 +91,7 @@ impl Default for RawEngine {
             max_future_secs: 86_400,
             shutdown_deadline_secs: 30,
             clock: "wall".into(),
+            opt_out: None,
         }
     }
 }
@@ -189,6 +215,7 @@ fn valid_topic(t: &str) -> bool {
 /// The checked configuration.
 pub struct Config {
     pub engine: RawEngine,
+    pub retention: RawRetention,
     pub kafka: KafkaSettings,
     pub api: Option<SocketAddr>,
     pub api_tokens: Vec<vroeg_api::auth::TokenEntry>,
@@ -298,6 +325,15 @@ impl RawConfig {
                 e.clock
             ));
         }
+        let r = &self.retention;
+        if !(1..=120).contains(&r.closed_case_months) {
+            problems.push("retention.closed_case_months: must be from 1 to 120".into());
+        }
+        if let Some(p) = &e.opt_out {
+            if !p.is_file() {
+                problems.push(format!("engine.opt_out: {} is not a file", p.display()));
+            }
+        }
         if e.shutdown_deadline_secs == 0 {
             problems.push("engine.shutdown_deadline_secs: must be at least 1".into());
         }
@@ -373,13 +409,31 @@ fn apply_env(doc: &mut toml::Table, vars: impl Iterator<Item = (String, String)>
             continue;
         }
         let lower = rest.to_ascii_lowercase();
-        let Some((section, key)) = ["engine", "kafka", "api"].iter().find_map(|s| {
-            lower
-                .strip_prefix(&format!("{s}_"))
-                .map(|k| (*s, k.to_owned()))
-        }) else {
+        if rest == "KAFKA_SASL_PASSWORD" {
+            // A secret, so not in the file: becomes kafka.client."sasl.password".
+            let kafka = doc
+                .entry("kafka")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let Some(kafka) = kafka.as_table_mut() {
+                let client = kafka
+                    .entry("client")
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let Some(client) = client.as_table_mut() {
+                    client.insert("sasl.password".into(), toml::Value::String(raw));
+                }
+            }
+            continue;
+        }
+        let Some((section, key)) = ["engine", "kafka", "api", "retention"]
+            .iter()
+            .find_map(|s| {
+                lower
+                    .strip_prefix(&format!("{s}_"))
+                    .map(|k| (*s, k.to_owned()))
+            })
+        else {
             problems.push(format!(
-                "{name}: not a VROEG_<ENGINE|KAFKA|API>_<KEY> override"
+                "{name}: not a VROEG_<ENGINE|KAFKA|API|RETENTION>_<KEY> override"
             ));
             continue;
         };
@@ -472,6 +526,7 @@ impl Config {
         let api_tokens = raw.token_entries();
         Ok(Config {
             engine: raw.engine,
+            retention: raw.retention,
             kafka,
             api,
             api_tokens,

@@ -98,6 +98,10 @@ enum StateCommand {
     /// record (`{"case", "record"}`), as JSON lines in key order. The output
     /// holds personal data: treat it so.
     Dump(run::StateArgs),
+    /// Run the retention purge once, now or as on a given day, on a stopped
+    /// service's state (the running service purges on its own, every
+    /// `retention.purge_interval_secs`). Prints what it deleted.
+    Purge(run::PurgeArgs),
 }
 
 #[derive(Subcommand)]
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check(args)) => run::config_check(&args),
         Command::State(StateCommand::Stats(args)) => run::state_stats(&args),
         Command::State(StateCommand::Dump(args)) => run::state_dump(&args),
+        Command::State(StateCommand::Purge(args)) => run::state_purge(&args),
         Command::Export(ExportCommand::Ddas(args)) => export::ddas(&args),
         Command::Export(ExportCommand::Audit(args)) => export::audit_export(&args),
         Command::Report(args) => export::report(&args),

@@ -126,6 +126,47 @@ pub fn state_dump(args: &StateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Args)]
+pub struct PurgeArgs {
+    /// The service configuration (state directory, rules, `[retention]`).
+    #[arg(long, default_value = "config/vroeg.toml")]
+    pub config: PathBuf,
+    /// Purge as on this day (YYYY-MM-DD, start of the day, UTC) instead of
+    /// now: to see what a later purge would delete, or in drills.
+    #[arg(long)]
+    pub at: Option<String>,
+}
+
+pub fn state_purge(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let now = match &args.at {
+        None => vroeg_kafka::wall_now(),
+        Some(day) => vroeg_core::time::Day::parse(day)
+            .with_context(|| format!("--at {day:?} is not a date (YYYY-MM-DD)"))?
+            .start_millis(),
+    };
+    let rules = load_rules(&config)?;
+    let store = open_state(&StateArgs {
+        state: config.engine.state_dir.clone(),
+    })?;
+    // The purge follows the wall clock here, whatever engine.clock says:
+    // `now` is given.
+    let engine_config = EngineConfig::new(config.household_secret.clone(), ClockMode::Wall);
+    let mut engine = Engine::new(store, Arc::new(rules), engine_config)?;
+    let stats = engine.purge(
+        now,
+        &vroeg_engine::Retention {
+            closed_case_months: config.retention.closed_case_months,
+        },
+    )?;
+    engine.store().flush()?;
+    println!(
+        "purged {} closed case(s), {} household(s), {} signal(s)",
+        stats.cases, stats.households, stats.signals
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn state_stats(args: &StateArgs) -> anyhow::Result<ExitCode> {
     let store = open_state(args)?;
     let (mut households, mut open_cases, mut with_timer) = (0u64, 0u64, 0u64);
@@ -139,6 +180,7 @@ pub fn state_stats(args: &StateArgs) -> anyhow::Result<ExitCode> {
     println!("open cases      {open_cases}");
     println!("with a timer    {with_timer}");
     println!("outbox entries  {}", store.outbox_len()?);
+    println!("purged (counter kept) {}", store.retired_len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -163,6 +205,31 @@ fn load_rules(config: &Config) -> anyhow::Result<RuleSet> {
     Ok(rules)
 }
 
+/// The objection list the config names (empty without one). Errors name
+/// the file, line and column; none echoes a BSN.
+pub fn load_opt_out(
+    path: Option<&std::path::Path>,
+    secret: &[u8],
+) -> anyhow::Result<vroeg_core::optout::OptOut> {
+    let Some(path) = path else {
+        return Ok(Default::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the objection list {}", path.display()))?;
+    let keyer = vroeg_core::HouseholdKeyer::new(secret);
+    vroeg_core::optout::OptOut::parse(&text, &keyer).map_err(|errors| {
+        anyhow::anyhow!(
+            "the objection list does not load ({} error(s)):\n{}",
+            errors.len(),
+            errors
+                .iter()
+                .map(|e| format!("  {}:{e}", path.display()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
 /// Reload the configured rule files into the running pipeline. A rule set
 /// that does not load is refused with every error logged; the previous one
 /// stays in force. The swap waits for the batch in flight.
@@ -172,13 +239,29 @@ fn reloader(config: &Config, pipeline: Arc<Mutex<Pipeline>>) -> vroeg_api::Reloa
         school_purpose: config.engine.school_purpose,
         ..LoadOptions::default()
     };
+    let (opt_out_path, secret) = (
+        config.engine.opt_out.clone(),
+        config.household_secret.clone(),
+    );
     Arc::new(move || match RuleSet::load(&paths, &options) {
         Ok((rules, _)) => {
+            // The objection list is read again too; a broken list is
+            // refused like a broken rule set, and nothing changes.
+            let opt_out = match load_opt_out(opt_out_path.as_deref(), &secret) {
+                Ok(list) => list,
+                Err(e) => {
+                    let errors: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
+                    error!(error = %e, "objection list refused; the previous rules and list stay in force");
+                    return Err(errors);
+                }
+            };
             let version = rules.version.clone();
             let mut pipeline = pipeline.lock().unwrap_or_else(|p| p.into_inner());
             let old = pipeline.engine_mut().rules().version.clone();
             pipeline.engine_mut().set_rules(Arc::new(rules));
-            info!(from = %old, to = %version, "rule set reloaded");
+            let entries = opt_out.len();
+            pipeline.engine_mut().set_opt_out(Arc::new(opt_out));
+            info!(from = %old, to = %version, opt_out_entries = entries, "rule set reloaded");
             Ok(version)
         }
         Err(diags) => {
@@ -216,6 +299,7 @@ pub fn config_check(args: &ConfigCheckArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.file)?;
     let rules = load_rules(&config)?;
     load_routing(config.engine.routing.as_deref())?;
+    load_opt_out(config.engine.opt_out.as_deref(), &config.household_secret)?;
     println!(
         "ok: {} (brokers {}, topics {:?} -> {} / {}, rule set {} with {} active rules)",
         args.file.display(),
@@ -283,6 +367,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     engine_config.max_future = config.engine.max_future_secs as i64 * 1000;
     engine_config.routing = Arc::new(load_routing(config.engine.routing.as_deref())?);
     engine_config.feedback_streams = vec![config.kafka.feedback_topic.clone()];
+    let opt_out = load_opt_out(config.engine.opt_out.as_deref(), &config.household_secret)?;
+    if !opt_out.is_empty() {
+        info!(entries = opt_out.len(), "objection list loaded");
+    }
+    engine_config.opt_out = Arc::new(opt_out);
     info!(rules = %rules.version, active = rules.active_rules().count(), state_dir = %config.engine.state_dir.display(), "starting");
     let case_api = match config.api {
         None => None,
@@ -314,7 +403,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(store, Arc::new(rules), engine_config)?;
     let sink = KafkaSink::new(&config.kafka).context("cannot create the Kafka producer")?;
     let metrics = Arc::new(Metrics::new());
-    let pipeline = Arc::new(Mutex::new(Pipeline::new(engine, sink, metrics.clone())?));
+    let mut pipeline = Pipeline::new(engine, sink, metrics.clone())?;
+    if config.retention.purge_interval_secs > 0 {
+        pipeline.set_retention(
+            vroeg_engine::Retention {
+                closed_case_months: config.retention.closed_case_months,
+            },
+            Duration::from_secs(config.retention.purge_interval_secs),
+        );
+    } else {
+        warn!("retention.purge_interval_secs = 0: the retention purge is off");
+    }
+    let pipeline = Arc::new(Mutex::new(pipeline));
     let reload = reloader(&config, pipeline.clone());
     let case_api = case_api.map(|api| vroeg_api::CaseApi {
         reload: Some(reload.clone()),

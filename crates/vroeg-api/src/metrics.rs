@@ -33,6 +33,8 @@ pub struct Metrics {
     applied: Counter,
     duplicates: Counter,
     purpose_disabled: Counter,
+    opted_out: Counter,
+    purged: Family<KindLabel, Counter>,
     rejected: Family<CodeLabel, Counter>,
     case_events: Family<KindLabel, Counter>,
     published: Counter,
@@ -57,6 +59,8 @@ impl Metrics {
         let applied = Counter::default();
         let duplicates = Counter::default();
         let purpose_disabled = Counter::default();
+        let opted_out = Counter::default();
+        let purged = Family::<KindLabel, Counter>::default();
         let rejected = Family::<CodeLabel, Counter>::default();
         let case_events = Family::<KindLabel, Counter>::default();
         let published = Counter::default();
@@ -85,6 +89,16 @@ impl Metrics {
             "vroeg_signals_purpose_disabled_messages",
             "School signals dropped because the school purpose is off",
             purpose_disabled.clone(),
+        );
+        registry.register(
+            "vroeg_signals_opted_out_messages",
+            "Signals dropped at intake because their address or person objected",
+            opted_out.clone(),
+        );
+        registry.register(
+            "vroeg_retention_purged_items",
+            "Deleted by the retention purge, by kind (case, household, signal)",
+            purged.clone(),
         );
         registry.register(
             "vroeg_signals_rejected_messages",
@@ -137,6 +151,8 @@ impl Metrics {
             applied,
             duplicates,
             purpose_disabled,
+            opted_out,
+            purged,
             rejected,
             case_events,
             published,
@@ -165,6 +181,7 @@ impl BatchObserver for Metrics {
         self.applied.inc_by(stats.applied);
         self.duplicates.inc_by(stats.duplicates);
         self.purpose_disabled.inc_by(stats.purpose_disabled);
+        self.opted_out.inc_by(stats.opted_out);
         for (code, n) in &stats.rejected {
             self.rejected
                 .get_or_create(&CodeLabel { code: code.clone() })
@@ -192,6 +209,18 @@ impl BatchObserver for Metrics {
 
     fn publish_failed(&self) {
         self.publish_failures.inc();
+    }
+
+    fn purged(&self, stats: &vroeg_engine::PurgeStats) {
+        for (kind, n) in [
+            ("case", stats.cases),
+            ("household", stats.households),
+            ("signal", stats.signals),
+        ] {
+            self.purged
+                .get_or_create(&KindLabel { kind: kind.into() })
+                .inc_by(n);
+        }
     }
 
     fn lag(&self, topic: &str, partition: i32, lag: i64) {

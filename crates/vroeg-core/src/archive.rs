@@ -185,6 +185,17 @@ pub struct TimelineEntry {
 }
 
 impl CaseRecord {
+    /// Whether this record has outlived its retention at `now`: closed, on
+    /// a day at least `months` calendar months before today. An open case
+    /// is never past retention.
+    pub fn past_retention(&self, now: Millis, months: u32) -> bool {
+        self.status == CaseStatus::Gesloten
+            && self.gesloten.is_some_and(|closed| {
+                crate::time::Day::of_millis(closed).plus_months(months)
+                    <= crate::time::Day::of_millis(now)
+            })
+    }
+
     /// An empty, open record for case `id` of household `huishouden`.
     pub fn new(id: &str, huishouden: &str, now: Millis) -> CaseRecord {
         CaseRecord {

@@ -61,6 +61,15 @@ impl HouseholdKeyer {
         )
     }
 
+    /// The pseudonym of a person (by BSN) under the same secret, for the
+    /// objection list: a BSN is never kept in the clear.
+    pub fn person(&self, bsn: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(b"bsn|");
+        mac.update(bsn.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
     pub fn key(&self, address: &Address) -> HouseholdKey {
         let mut mac = self.mac.clone();
         mac.update(Self::canonical(address).as_bytes());

@@ -23,6 +23,7 @@ pub mod archive;
 pub mod case;
 pub mod feedback;
 pub mod household;
+pub mod optout;
 pub mod signal;
 pub mod state;
 pub mod time;

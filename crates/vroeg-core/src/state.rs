@@ -429,6 +429,13 @@ impl HouseholdState {
             .min()
     }
 
+    /// Whether the household holds nothing but its case counter: no
+    /// signals, no absence reports, no case. Once its case records are
+    /// past retention too, the retention purge deletes it.
+    pub fn holds_nothing(&self) -> bool {
+        self.arrears.is_empty() && self.absences.is_empty() && self.case.is_none()
+    }
+
     /// Whether nothing is left worth keeping: no records, no case, and no
     /// case ever opened. The store deletes such a household. A household
     /// that had a case is kept, so that its `episodes` counter, and with it

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tracing::{debug, warn};
 use vroeg_core::archive::CaseRecord;
 use vroeg_core::feedback::{apply_feedback, decode_feedback};
+use vroeg_core::optout::OptOut;
 use vroeg_core::signal::{
     decode_binary, decode_structured, DecodeContext, DecodeError, ErrorCode, Signal,
     DEFAULT_MAX_BYTES,
@@ -45,6 +46,8 @@ pub struct EngineConfig {
     pub feedback_streams: Vec<String>,
     /// Which wijkteam gets a new case.
     pub routing: Arc<Routing>,
+    /// Addresses and persons who object: their signals are dropped.
+    pub opt_out: Arc<OptOut>,
 }
 
 impl EngineConfig {
@@ -56,6 +59,7 @@ impl EngineConfig {
             max_bytes: DEFAULT_MAX_BYTES,
             feedback_streams: Vec::new(),
             routing: Arc::new(Routing::single(DEFAULT_TEAM)),
+            opt_out: Arc::new(OptOut::default()),
         }
     }
 }
@@ -166,6 +170,15 @@ impl Engine {
         self.rules = rules;
     }
 
+    /// Use another objection list from the next batch on.
+    pub fn set_opt_out(&mut self, opt_out: Arc<OptOut>) {
+        self.config.opt_out = opt_out;
+    }
+
+    pub fn opt_out(&self) -> &Arc<OptOut> {
+        &self.config.opt_out
+    }
+
     /// Everything processed so far by this engine instance.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -266,6 +279,18 @@ impl Engine {
             match self.decode(record, &ctx) {
                 Err(error) => reject(&mut batch, record, &error),
                 Ok(signal) => {
+                    // An objection: drop the signal before it touches any
+                    // state (not even the event-time clock), and count it.
+                    if !self.config.opt_out.is_empty()
+                        && self.config.opt_out.blocks(
+                            &signal,
+                            &self.keyer.key(signal.address()),
+                            &self.keyer,
+                        )
+                    {
+                        batch.stats.opted_out += 1;
+                        continue;
+                    }
                     let now = match self.config.clock {
                         ClockMode::EventTime => {
                             self.watermark = self.watermark.max(signal.time);
@@ -323,6 +348,15 @@ impl Engine {
         Ok(stats)
     }
 
+    /// "Now" for rules and timers: the wall clock passed in, or in
+    /// event-time mode the watermark (`None` before the first signal).
+    pub(crate) fn now(&self, wall_now: Millis) -> Option<Millis> {
+        match self.config.clock {
+            ClockMode::Wall => Some(wall_now),
+            ClockMode::EventTime => (self.watermark != i64::MIN).then_some(self.watermark),
+        }
+    }
+
     /// Fire every timer due at or before `now` (wall mode: outside a batch
     /// of records, e.g. from a periodic tick). Commits like a batch.
     pub fn tick(&mut self, wall_now: Millis) -> Result<Stats, EngineError> {
@@ -352,7 +386,15 @@ impl Engine {
         key: &HouseholdKey,
     ) -> Result<&'b mut Loaded, EngineError> {
         if !batch.households.contains_key(key) {
-            let state = self.store.household(key)?.unwrap_or_default();
+            let state = match self.store.household(key)? {
+                Some(state) => state,
+                // A household the retention purge deleted counts its cases
+                // on from where it was.
+                None => HouseholdState {
+                    episodes: self.store.retired(key)?.unwrap_or(0),
+                    ..HouseholdState::default()
+                },
+            };
             let stored_timer = state.timer_due;
             batch.households.insert(
                 key.clone(),

@@ -15,12 +15,14 @@
 
 mod engine;
 pub mod guarantees;
+mod retention;
 mod stats;
 
 pub use engine::{
     ClockMode, Engine, EngineConfig, EngineError, Record, Sink, SinkError, DEFAULT_TEAM,
     MAX_DEAD_LETTER_BYTES,
 };
+pub use retention::{PurgeStats, Retention};
 pub use stats::{BatchObserver, Stats};
 /// The store, for readers beside the engine (the case API).
 pub use vroeg_store::{Commit, Store, StoreError};

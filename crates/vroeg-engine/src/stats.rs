@@ -17,6 +17,8 @@ pub struct Stats {
     pub purpose_disabled: u64,
     /// Signals older than the lookback window.
     pub outside_window: u64,
+    /// Signals dropped at intake because their address or person objected.
+    pub opted_out: u64,
     /// Rejected records by error code.
     pub rejected: BTreeMap<String, u64>,
     /// Alert events by kind.
@@ -50,6 +52,7 @@ impl Stats {
         self.duplicates += other.duplicates;
         self.purpose_disabled += other.purpose_disabled;
         self.outside_window += other.outside_window;
+        self.opted_out += other.opted_out;
         for (k, v) in &other.rejected {
             *self.rejected.entry(k.clone()).or_default() += v;
         }
@@ -82,4 +85,6 @@ pub trait BatchObserver: Send + Sync {
     fn publish_failed(&self);
     /// Consumer lag of one input partition, in messages.
     fn lag(&self, topic: &str, partition: i32, lag: i64);
+    /// The retention purge ran.
+    fn purged(&self, _stats: &crate::PurgeStats) {}
 }

@@ -369,6 +369,9 @@ pub fn run_consumer(
         {
             let done = lock(&pipeline).flush()?;
             commit(&consumer, &done, CommitMode::Async);
+            if pending == 0 {
+                lock(&pipeline).purge_if_due()?;
+            }
             last_tick = Instant::now();
             // A failed publish is retried with the next flush or tick; its
             // positions are acknowledged once it succeeds.

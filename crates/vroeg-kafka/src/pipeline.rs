@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::warn;
-use vroeg_engine::{BatchObserver, Engine, EngineError, Record};
+use tracing::{info, warn};
+use vroeg_engine::{BatchObserver, Engine, EngineError, Record, Retention};
 
 use crate::producer::KafkaSink;
 
@@ -24,7 +24,12 @@ pub struct Pipeline {
     /// Durable positions not yet acknowledged upstream, because their
     /// outbox entries are not all delivered yet.
     unacked: BTreeMap<(String, i32), i64>,
+    /// The retention purge: its policy, interval and next run.
+    retention: Option<(Retention, Duration, Instant)>,
 }
+
+/// The first purge after start waits at most this long.
+const FIRST_PURGE: Duration = Duration::from_secs(60);
 
 static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
@@ -59,7 +64,38 @@ impl Pipeline {
             first_pending: None,
             outbox_depth,
             unacked: BTreeMap::new(),
+            retention: None,
         })
+    }
+
+    /// Run the retention purge every `every` (the first run after at most a
+    /// minute). Without this call the pipeline never purges.
+    pub fn set_retention(&mut self, retention: Retention, every: Duration) {
+        let first = Instant::now() + every.min(FIRST_PURGE);
+        self.retention = Some((retention, every, first));
+    }
+
+    /// Purge, if a purge is due. Call it between batches.
+    pub fn purge_if_due(&mut self) -> Result<(), EngineError> {
+        let Some((retention, every, next)) = &mut self.retention else {
+            return Ok(());
+        };
+        if Instant::now() < *next {
+            return Ok(());
+        }
+        *next = Instant::now() + *every;
+        let retention = retention.clone();
+        let started = Instant::now();
+        let stats = self.engine.purge(wall_now(), &retention)?;
+        self.observer.purged(&stats);
+        info!(
+            cases = stats.cases,
+            households = stats.households,
+            signals = stats.signals,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "retention purge done"
+        );
+        Ok(())
     }
 
     pub fn engine_mut(&mut self) -> &mut Engine {

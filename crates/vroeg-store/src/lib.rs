@@ -21,7 +21,12 @@
 //! | `t` | due millis (i64, sign-flipped) + household key | empty |
 //! | `c` | case id | format version byte + JSON `CaseRecord` |
 //! | `i` | team `\0` case id | empty: the open cases of a team |
+//! | `r` | household key | episodes (u32): the case counter of a household the retention purge deleted |
 //! | `m` | name | metadata, e.g. the store format version |
+//!
+//! A purged household leaves only its case counter under `r`: no signals,
+//! no contact details, no case. A household that returns later continues
+//! counting from there, so case and alert ids are never reused.
 //!
 //! Case records are JSON rather than postcard: there are few of them, and
 //! they evolve with the API they serve. The API's audit log lives in a tree
@@ -53,6 +58,7 @@ const P_TIMER: u8 = b't';
 const P_META: u8 = b'm';
 const P_CASE: u8 = b'c';
 const P_TEAM_OPEN: u8 = b'i';
+const P_RETIRED: u8 = b'r';
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -118,6 +124,10 @@ pub struct Commit {
     pub meta: Vec<(String, Vec<u8>)>,
     /// Case records to write (whole records; the team index follows them).
     pub cases: Vec<CaseRecord>,
+    /// Case records to delete (retention), by id and team.
+    pub purged_cases: Vec<(String, String)>,
+    /// Households deleted by the retention purge, with their case counter.
+    pub retired: Vec<(HouseholdKey, u32)>,
 }
 
 impl Commit {
@@ -127,6 +137,8 @@ impl Commit {
             && self.outbox.is_empty()
             && self.meta.is_empty()
             && self.cases.is_empty()
+            && self.purged_cases.is_empty()
+            && self.retired.is_empty()
     }
 }
 
@@ -183,8 +195,16 @@ fn decode_json<T: for<'de> Deserialize<'de>>(
 }
 
 fn household_key(key: &HouseholdKey) -> Vec<u8> {
+    prefixed(P_HOUSEHOLD, key)
+}
+
+fn retired_key(key: &HouseholdKey) -> Vec<u8> {
+    prefixed(P_RETIRED, key)
+}
+
+fn prefixed(prefix: u8, key: &HouseholdKey) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + key.0.len());
-    k.push(P_HOUSEHOLD);
+    k.push(prefix);
     k.extend_from_slice(key.0.as_bytes());
     k
 }
@@ -482,6 +502,13 @@ impl Store {
                 CaseStatus::Gesloten => batch.remove(team_key(&case.wijkteam, &case.id)),
             }
         }
+        for (id, team) in &commit.purged_cases {
+            batch.remove(case_key(id));
+            batch.remove(team_key(team, id));
+        }
+        for (key, episodes) in &commit.retired {
+            batch.insert(retired_key(key), episodes.to_be_bytes().to_vec());
+        }
         if !commit.outbox.is_empty() {
             // One chunk per commit: one key to write, read and remove,
             // however many entries the batch produced.
@@ -547,6 +574,29 @@ impl Store {
             })?;
             Ok((HouseholdKey(key), decode_state(&v)?))
         })
+    }
+
+    /// The case counter a purged household left behind, if it was purged.
+    pub fn retired(&self, key: &HouseholdKey) -> Result<Option<u32>, StoreError> {
+        match self
+            .tree
+            .get(retired_key(key))
+            .map_err(sled_err("read a retired household"))?
+        {
+            None => Ok(None),
+            Some(v) => {
+                let b: [u8; 4] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    what: "retired household",
+                    detail: format!("{} bytes, expected 4", v.len()),
+                })?;
+                Ok(Some(u32::from_be_bytes(b)))
+            }
+        }
+    }
+
+    /// How many purged households left their case counter behind.
+    pub fn retired_len(&self) -> usize {
+        self.tree.scan_prefix([P_RETIRED]).count()
     }
 
     /// The record of one case.

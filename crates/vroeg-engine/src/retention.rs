@@ -1,0 +1,129 @@
+//! The retention purge: what Vroeg no longer needs, it deletes.
+//!
+//! - A closed case's record, with the signals and client details it holds,
+//!   is deleted [`Retention::closed_case_months`] (default 12) calendar
+//!   months after the day it closed.
+//! - Signals older than the rule set's lookback window are dropped from
+//!   households without an open case. (Households with an open case are
+//!   left to their own timers, which age signals out and may close the
+//!   case; the case record keeps what the case was built on.)
+//! - A household that then holds nothing, and has no case record left, is
+//!   deleted. Only its case counter stays behind (see `vroeg_store`), so
+//!   that a household returning later never gets a case id, or alert ids,
+//!   that were used before.
+//!
+//! The purge runs in the engine, the store's only writer, between batches,
+//! and commits in chunks. It is idempotent: a purge cut short by a crash is
+//! finished by the next one. "Now" follows the engine's clock mode, like
+//! timers do. It never touches input positions or the outbox.
+
+use std::collections::HashSet;
+
+use vroeg_core::time::Millis;
+use vroeg_store::{Commit, HouseholdWrite};
+
+use crate::engine::{Engine, EngineError};
+
+/// How long data is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Calendar months after closing that a closed case, its signals and
+    /// its client details are deleted (default 12).
+    pub closed_case_months: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            closed_case_months: 12,
+        }
+    }
+}
+
+/// What one purge deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PurgeStats {
+    /// Closed case records.
+    pub cases: u64,
+    /// Whole households.
+    pub households: u64,
+    /// Signals: those in purged case records, and those aged out of the
+    /// lookback window in households without a case.
+    pub signals: u64,
+}
+
+/// Writes per commit: bounds one sled batch and the time the consumer waits.
+const CHUNK: usize = 1000;
+
+impl Engine {
+    /// Delete what has outlived its retention at `wall_now` (or at the
+    /// event-time watermark in event-time mode). Call it between batches.
+    pub fn purge(
+        &mut self,
+        wall_now: Millis,
+        retention: &Retention,
+    ) -> Result<PurgeStats, EngineError> {
+        let mut stats = PurgeStats::default();
+        let Some(now) = self.now(wall_now) else {
+            return Ok(stats); // event time, and no signal seen yet
+        };
+        let settings = self.rules().state_settings();
+        let store = self.store().clone();
+
+        // Case records past retention; the households that still have one.
+        let mut kept: HashSet<String> = HashSet::new();
+        let mut purged = Vec::new();
+        for record in store.cases() {
+            let record = record?;
+            if record.past_retention(now, retention.closed_case_months) {
+                stats.signals += record.signalen.len() as u64;
+                purged.push((record.id, record.wijkteam));
+            } else {
+                kept.insert(record.huishouden);
+            }
+        }
+        for chunk in purged.chunks(CHUNK) {
+            store.commit(&Commit {
+                purged_cases: chunk.to_vec(),
+                ..Commit::default()
+            })?;
+        }
+        stats.cases = purged.len() as u64;
+
+        // Households without an open case.
+        let mut commit = Commit::default();
+        for item in store.households() {
+            let (key, state) = item?;
+            if state.case.is_some() {
+                continue;
+            }
+            let mut next = state.clone();
+            next.expire(now, &settings);
+            let dropped = (state.arrears.len() - next.arrears.len())
+                + (state.absences.len() - next.absences.len());
+            stats.signals += dropped as u64;
+            if next.holds_nothing() && !kept.contains(&key.0) {
+                stats.households += 1;
+                if state.episodes > 0 {
+                    commit.retired.push((key.clone(), state.episodes));
+                }
+                commit.households.push(HouseholdWrite {
+                    key,
+                    state: None,
+                    old_timer: state.timer_due,
+                });
+            } else if next != state {
+                commit.households.push(HouseholdWrite {
+                    key,
+                    state: Some(next),
+                    old_timer: state.timer_due,
+                });
+            }
+            if commit.households.len() >= CHUNK {
+                store.commit(&std::mem::take(&mut commit))?;
+            }
+        }
+        store.commit(&commit)?;
+        Ok(stats)
+    }
+}
