@@ -401,7 +401,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let engine = Engine::new(store, Arc::new(rules), engine_config)?;
-    let sink = KafkaSink::new(&config.kafka).context("cannot create the Kafka producer")?;
+    let health = Arc::new(Health::default());
+    let sink = KafkaSink::new(&config.kafka, health.clone())
+        .context("cannot create the Kafka producer")?;
     let metrics = Arc::new(Metrics::new());
     let mut pipeline = Pipeline::new(engine, sink, metrics.clone())?;
     if config.retention.purge_interval_secs > 0 {
@@ -420,7 +422,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         reload: Some(reload.clone()),
         ..api
     });
-    let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Duration::from_secs(config.engine.shutdown_deadline_secs);
 

@@ -74,6 +74,10 @@ pub(crate) struct Topics {
 }
 
 pub(crate) fn create_topics(name: &str, partitions: i32) -> Topics {
+    create_topics_on(broker(), name, partitions)
+}
+
+pub(crate) fn create_topics_on(brokers: &str, name: &str, partitions: i32) -> Topics {
     let base = unique(name);
     let t = Topics {
         signals: format!("{base}.signalen"),
@@ -83,7 +87,7 @@ pub(crate) fn create_topics(name: &str, partitions: i32) -> Topics {
         partner: format!("{base}.partner"),
     };
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker())
+        .set("bootstrap.servers", brokers)
         .create()
         .expect("admin client");
     let topics = [
@@ -122,6 +126,10 @@ pub(crate) struct Extra {
     /// Rule files to use instead of the shipped `rules/`.
     pub rules: Option<PathBuf>,
     pub env: Vec<(String, String)>,
+    /// Lines for the `[kafka.client]` section (librdkafka settings).
+    pub client: String,
+    /// Whole sections appended to the config (e.g. `[retention]`).
+    pub sections: String,
 }
 
 /// A `vroeg run` process with its config and state.
@@ -200,13 +208,18 @@ event_source = "urn:vroeg:test"
 
 [kafka.client]
 "session.timeout.ms" = "10000"
+{client_extra}
 
 [api]
 listen = "127.0.0.1:{port}"
 {api_extra}
+
+{sections}
 "#,
             engine_extra = extra.engine,
             api_extra = extra.api,
+            client_extra = extra.client,
+            sections = extra.sections,
             state = dir.join("state").to_str().unwrap(),
             rules = extra
                 .rules
@@ -313,6 +326,16 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // No personal data in any log of any test run.
+        if !std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let found = crate::privacy::personal_data(&log);
+            assert!(
+                found.is_empty(),
+                "personal data in the log {}: {found:?}",
+                self.log.display()
+            );
+        }
     }
 }
 
@@ -334,9 +357,13 @@ fn send_raw(topic: &str, payloads: &[Vec<u8>]) {
 }
 
 pub(crate) fn send(topic: &str, lines: &[String], mode: ContentMode) {
+    send_on(broker(), topic, lines, mode)
+}
+
+pub(crate) fn send_on(brokers: &str, topic: &str, lines: &[String], mode: ContentMode) {
     let text = lines.join("\n");
     let n = vroeg_kafka::send::send_lines(
-        broker(),
+        brokers,
         &BTreeMap::new(),
         topic,
         mode,
@@ -377,8 +404,12 @@ pub(crate) struct Reader {
 
 impl Reader {
     pub(crate) fn new(topic: &str) -> Reader {
+        Self::on(broker(), topic)
+    }
+
+    pub(crate) fn on(brokers: &str, topic: &str) -> Reader {
         let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", broker())
+            .set("bootstrap.servers", brokers)
             .set("group.id", unique("reader"))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
@@ -417,6 +448,15 @@ impl Reader {
                         break;
                     }
                 }
+                // A broker outage (the outage test) is not the reader's fault.
+                Some(Err(e))
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            rdkafka::error::RDKafkaErrorCode::AllBrokersDown
+                                | rdkafka::error::RDKafkaErrorCode::BrokerTransportFailure
+                        )
+                    ) => {}
                 Some(Err(e)) => panic!("reading {}: {e}", self.topic),
                 None => {
                     if self.msgs.len() >= min && last.elapsed() >= quiet {
@@ -432,7 +472,17 @@ impl Reader {
 /// Read `topic` from the start until at least `min` messages arrived and
 /// nothing new came for `quiet`, or until `timeout`.
 pub(crate) fn read(topic: &str, min: usize, quiet: Duration, timeout: Duration) -> Vec<Msg> {
-    let mut reader = Reader::new(topic);
+    read_on(broker(), topic, min, quiet, timeout)
+}
+
+pub(crate) fn read_on(
+    brokers: &str,
+    topic: &str,
+    min: usize,
+    quiet: Duration,
+    timeout: Duration,
+) -> Vec<Msg> {
+    let mut reader = Reader::on(brokers, topic);
     reader.until(min, quiet, timeout);
     reader.msgs
 }

@@ -38,9 +38,12 @@ fn input(signals: usize) -> Vec<String> {
     lines
 }
 
-fn event_clock() -> Extra {
+/// Event time, and no retention purge: the purge runs on a timer, so the
+/// runs would purge at different points and their states could differ.
+pub(crate) fn event_clock() -> Extra {
     Extra {
         engine: "clock = \"event\"".into(),
+        sections: "[retention]\npurge_interval_secs = 0".into(),
         ..Extra::default()
     }
 }
@@ -57,7 +60,7 @@ fn start(topics: &crate::kafka::Topics, dir: &Path, group: &str) -> Service {
     )
 }
 
-fn dump(dir: &Path) -> Vec<String> {
+pub(crate) fn dump(dir: &Path) -> Vec<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_vroeg"))
         .args([
             "state",
@@ -81,7 +84,7 @@ fn dump(dir: &Path) -> Vec<String> {
 
 /// Messages by id (alert id, or dead-letter source offset): the distinct
 /// contents seen for each, and how many messages there were.
-fn by_id(msgs: &[Msg], dead: bool) -> (BTreeMap<String, Vec<Vec<u8>>>, usize) {
+pub(crate) fn by_id(msgs: &[Msg], dead: bool) -> (BTreeMap<String, Vec<Vec<u8>>>, usize) {
     let mut map: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     for m in msgs {
         let id = if dead {
@@ -99,7 +102,7 @@ fn by_id(msgs: &[Msg], dead: bool) -> (BTreeMap<String, Vec<Vec<u8>>>, usize) {
 
 /// Read a topic until at least `distinct` ids are in (any number with
 /// `None`) and nothing new came for a few seconds.
-fn drain(
+pub(crate) fn drain(
     reader: &mut Reader,
     dead: bool,
     distinct: Option<usize>,
@@ -112,6 +115,61 @@ fn drain(
         let quiet = reader.msgs.len() == before;
         if (quiet && distinct.is_none_or(|d| have.0.len() >= d)) || Instant::now() > deadline {
             return have;
+        }
+    }
+}
+
+/// What a run left behind: its alerts and dead letters by id (with how
+/// many messages there were), and its final state dump.
+pub(crate) struct Outcome {
+    pub alerts: BTreeMap<String, Vec<Vec<u8>>>,
+    pub alert_count: usize,
+    pub dead: BTreeMap<String, Vec<Vec<u8>>>,
+    pub dead_count: usize,
+    pub state: Vec<String>,
+}
+
+/// How a run differs from the reference run of the same input.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Diff {
+    /// Events of the reference the run lacks.
+    pub lost: usize,
+    /// Events the reference does not have.
+    pub unexpected: usize,
+    /// Ids whose messages differ in content from the reference.
+    pub differing: usize,
+    /// Extra copies (allowed only as exact re-sends, i.e. `differing == 0`).
+    pub duplicates: usize,
+    /// State dump lines that differ.
+    pub state_diff: usize,
+}
+
+impl Outcome {
+    pub(crate) fn diff(&self, reference: &Outcome) -> Diff {
+        let missing = |mine: &BTreeMap<String, Vec<Vec<u8>>>,
+                       theirs: &BTreeMap<String, Vec<Vec<u8>>>| {
+            theirs.keys().filter(|id| !mine.contains_key(*id)).count()
+        };
+        let differing = |mine: &BTreeMap<String, Vec<Vec<u8>>>,
+                         theirs: &BTreeMap<String, Vec<Vec<u8>>>| {
+            mine.iter()
+                .filter(|(id, contents)| theirs.get(*id).is_some_and(|r| *contents != r))
+                .count()
+        };
+        Diff {
+            lost: missing(&self.alerts, &reference.alerts) + missing(&self.dead, &reference.dead),
+            unexpected: missing(&reference.alerts, &self.alerts),
+            differing: differing(&self.alerts, &reference.alerts)
+                + differing(&self.dead, &reference.dead),
+            duplicates: (self.alert_count - self.alerts.len())
+                + (self.dead_count - self.dead.len()),
+            state_diff: reference
+                .state
+                .iter()
+                .zip(&self.state)
+                .filter(|(a, b)| a != b)
+                .count()
+                + reference.state.len().abs_diff(self.state.len()),
         }
     }
 }
@@ -186,26 +244,28 @@ fn kill_loop_loses_nothing_and_doubles_only_exact_resends() {
     let (dead, dead_count) = drain(&mut Reader::new(&topics.dlq), true, Some(ref_dead.len()));
     let state = dump(dir.path());
 
-    let lost = ref_alerts
-        .keys()
-        .filter(|id| !alerts.contains_key(*id))
-        .count()
-        + ref_dead.keys().filter(|o| !dead.contains_key(*o)).count();
-    let unexpected = alerts
-        .keys()
-        .filter(|id| !ref_alerts.contains_key(*id))
-        .count();
-    let differing = alerts
-        .iter()
-        .filter(|(id, contents)| ref_alerts.get(*id).is_some_and(|r| *contents != r))
-        .count()
-        + dead
-            .iter()
-            .filter(|(o, contents)| ref_dead.get(*o).is_some_and(|r| *contents != r))
-            .count();
-    let duplicates = (count - alerts.len()) + (dead_count - dead.len());
-    let state_diff = ref_state.iter().zip(&state).filter(|(a, b)| a != b).count()
-        + ref_state.len().abs_diff(state.len());
+    let reference = Outcome {
+        alerts: ref_alerts.clone(),
+        alert_count: ref_count,
+        dead: ref_dead.clone(),
+        dead_count: ref_dead.len(),
+        state: ref_state,
+    };
+    let Diff {
+        lost,
+        unexpected,
+        differing,
+        duplicates,
+        state_diff,
+    } = Outcome {
+        alerts,
+        alert_count: count,
+        dead,
+        dead_count,
+        state,
+    }
+    .diff(&reference);
+    let state_len = reference.state.len();
     println!(
         "kill loop: {} signals, {survived} SIGKILLs survived (seed {seed}); {} alerts and {} dead letters in the reference; \
          lost {lost}, unexpected {unexpected}, duplicates {duplicates} (exact re-sends), differing content {differing}; \
@@ -213,7 +273,7 @@ fn kill_loop_loses_nothing_and_doubles_only_exact_resends() {
         lines.len(),
         ref_alerts.len(),
         ref_dead.len(),
-        state.len(),
+        state_len,
         started.elapsed().as_secs_f64(),
     );
     assert_eq!(lost, 0, "events lost");

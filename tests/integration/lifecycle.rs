@@ -44,6 +44,7 @@ fn extra(dir: &std::path::Path, offset_days: i64) -> Extra {
             "VROEG_CLOCK_OFFSET_SECS".into(),
             (offset_days * DAY_MS / 1000).to_string(),
         )],
+        ..Extra::default()
     }
 }
 

@@ -6,6 +6,8 @@
 //! with that script, which needs Java 17 and Maven.
 
 mod cli;
+mod faults;
 mod kafka;
 mod killloop;
 mod lifecycle;
+mod privacy;

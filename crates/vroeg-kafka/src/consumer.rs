@@ -36,6 +36,8 @@ pub struct Health {
     pub broker_reachable: AtomicBool,
     pub assigned_partitions: AtomicUsize,
     pub store_open: AtomicBool,
+    /// The producer lost every broker (set from its own thread).
+    pub producer_down: AtomicBool,
 }
 
 impl Health {
@@ -43,6 +45,7 @@ impl Health {
         self.broker_reachable.load(Ordering::Relaxed)
             && self.assigned_partitions.load(Ordering::Relaxed) > 0
             && self.store_open.load(Ordering::Relaxed)
+            && !self.producer_down.load(Ordering::Relaxed)
     }
 }
 
@@ -279,6 +282,39 @@ pub fn run_consumer(
     stop: Arc<AtomicBool>,
     shutdown: Duration,
 ) -> Result<(), ConsumerError> {
+    loop {
+        match session(settings, &pipeline, &health, &stop, shutdown)? {
+            SessionEnd::Stopped => return Ok(()),
+            SessionEnd::Fatal(reason) => {
+                // E.g. a static member fenced after a long broker outage.
+                // The consumer cannot be used again; a new one resumes from
+                // the positions in sled, so nothing is lost or doubled.
+                warn!(
+                    reason,
+                    "the kafka consumer hit a fatal error; starting a new one"
+                );
+                health.assigned_partitions.store(0, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// How one consumer's life ended.
+enum SessionEnd {
+    /// `stop` was set and the shutdown finished.
+    Stopped,
+    /// librdkafka raised a fatal error; the consumer must be replaced.
+    Fatal(String),
+}
+
+fn session(
+    settings: &KafkaSettings,
+    pipeline: &Arc<Mutex<Pipeline>>,
+    health: &Arc<Health>,
+    stop: &Arc<AtomicBool>,
+    shutdown: Duration,
+) -> Result<SessionEnd, ConsumerError> {
     let ctx = Ctx {
         pipeline: pipeline.clone(),
         health: health.clone(),
@@ -304,6 +340,9 @@ pub fn run_consumer(
     let mut paused = false;
     let mut backoff = Duration::from_millis(100);
     while !stop.load(Ordering::Relaxed) {
+        if let Some((code, reason)) = consumer.client().fatal_error() {
+            return Ok(SessionEnd::Fatal(format!("{code:?}: {reason}")));
+        }
         if let Some(e) = consumer
             .context()
             .failure
@@ -396,5 +435,5 @@ pub fn run_consumer(
         );
     }
     lock(&pipeline).flush_producer(Duration::from_secs(5));
-    Ok(())
+    Ok(SessionEnd::Stopped)
 }

@@ -6,8 +6,14 @@ use std::time::Duration;
 use futures::future::join_all;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
+use rdkafka::ClientContext;
 use tracing::warn;
 use vroeg_engine::{Sink, SinkError};
 use vroeg_store::{Destination, OutboxEntry};
@@ -34,21 +40,53 @@ fn idempotent_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// The producer's view of the brokers, for `/readyz`. Its callbacks run on
+/// the producer's own thread, so an outage shows even while the consumer's
+/// thread waits on a delivery.
+pub struct ProducerHealth(Arc<crate::Health>);
+
+impl ClientContext for ProducerHealth {
+    fn stats(&self, stats: Statistics) {
+        if stats
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP")
+        {
+            self.0.producer_down.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            self.0.producer_down.store(true, Ordering::Relaxed);
+        }
+        warn!(%error, reason, "kafka producer error");
+    }
+}
+
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: FutureProducer<ProducerHealth>,
     settings: KafkaSettings,
 }
 
 impl KafkaSink {
     /// An idempotent producer (`enable.idempotence=true`, `acks=all`), plus
     /// the `[kafka.client]` settings.
-    pub fn new(settings: &KafkaSettings) -> Result<KafkaSink, rdkafka::error::KafkaError> {
+    /// A sink that reports broker outages to `health` (see [`crate::Health`]).
+    pub fn new(
+        settings: &KafkaSettings,
+        health: Arc<crate::Health>,
+    ) -> Result<KafkaSink, rdkafka::error::KafkaError> {
         let mut config = idempotent_config(settings);
         config
             .set("linger.ms", "5")
-            .set("message.max.bytes", "2097152");
+            .set("message.max.bytes", "2097152")
+            .set("statistics.interval.ms", "2000");
         Ok(KafkaSink {
-            producer: config.create()?,
+            producer: config.create_with_context(ProducerHealth(health))?,
             settings: settings.clone(),
         })
     }

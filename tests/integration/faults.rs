@@ -1,0 +1,386 @@
+//! Faults on the real broker: SASL/SCRAM, a 30-second broker outage, and a
+//! store that stops accepting writes. Each run is compared with an
+//! uninterrupted reference run of the same input (event time, as in the
+//! kill loop): alert ids and contents, dead letters and the state dump.
+//! Also retention and objections on the running service.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vroeg_kafka::ContentMode;
+
+use crate::kafka::{
+    broker, create_topics, create_topics_on, root, send, send_on, unique, Extra, Reader, Service,
+    Topics,
+};
+use crate::killloop::{drain, dump, event_clock, Outcome};
+
+/// A broker of the test's own, which it may stop and start again.
+struct OwnBroker {
+    dir: tempfile::TempDir,
+    plain: String,
+    sasl: String,
+}
+
+impl OwnBroker {
+    fn kafka_sh(&self, cmd: &str) {
+        let status = Command::new(root().join("scripts/kafka.sh"))
+            .args([cmd, "--dir", self.dir.path().to_str().unwrap()])
+            .args(["--owner-pid", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kafka.sh {cmd} failed");
+    }
+
+    fn start() -> OwnBroker {
+        let mut b = OwnBroker {
+            dir: tempfile::tempdir().unwrap(),
+            plain: String::new(),
+            sasl: String::new(),
+        };
+        b.kafka_sh("start");
+        let read = |f: &str| {
+            std::fs::read_to_string(b.dir.path().join(f))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        (b.plain, b.sasl) = (read("bootstrap"), read("bootstrap-sasl"));
+        b
+    }
+
+    fn stop(&self) {
+        self.kafka_sh("stop");
+    }
+
+    fn resume(&self) {
+        self.kafka_sh("resume");
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("scripts/kafka.sh"))
+            .args(["stop", "--dir", self.dir.path().to_str().unwrap()])
+            .status();
+    }
+}
+
+fn input() -> Vec<String> {
+    crate::kafka::generated(9000, 23)
+        .into_iter()
+        .take(2500)
+        .collect()
+}
+
+/// Read a finished run's alerts, dead letters and state.
+fn outcome(
+    brokers: &str,
+    t: &Topics,
+    dir: &Path,
+    alerts: &mut Reader,
+    min_alerts: usize,
+) -> Outcome {
+    let (alerts, alert_count) = drain(alerts, false, Some(min_alerts.max(1)));
+    let (dead, dead_count) = drain(&mut Reader::on(brokers, &t.dlq), true, None);
+    Outcome {
+        alerts,
+        alert_count,
+        dead,
+        dead_count,
+        state: dump(dir),
+    }
+}
+
+/// One uninterrupted run of `lines` on a fresh topic set.
+fn reference(brokers: &str, lines: &[String]) -> Outcome {
+    let t = create_topics_on(brokers, "ref", 1);
+    send_on(brokers, &t.signals, lines, ContentMode::Structured);
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start_extra(
+        brokers,
+        &t,
+        dir.path(),
+        &unique("g"),
+        "structured",
+        50,
+        &event_clock(),
+    );
+    let mut reader = Reader::on(brokers, &t.alerts);
+    let (alerts, alert_count) = drain(&mut reader, false, Some(1));
+    assert_eq!(service.terminate(), 0);
+    let mut out = outcome(brokers, &t, dir.path(), &mut reader, 0);
+    (out.alerts, out.alert_count) = (alerts, alert_count);
+    assert!(out.alerts.len() > 50 && !out.state.is_empty());
+    out
+}
+
+fn assert_same(run: &Outcome, reference: &Outcome, what: &str) {
+    let diff = run.diff(reference);
+    println!(
+        "{what}: {} alerts in the reference; {diff:?}",
+        reference.alerts.len()
+    );
+    assert_eq!(diff.lost, 0, "{what}: events lost");
+    assert_eq!(
+        diff.unexpected, 0,
+        "{what}: events the reference does not have"
+    );
+    assert_eq!(
+        diff.differing, 0,
+        "{what}: a duplicate must be an exact re-send"
+    );
+    assert_eq!(
+        diff.state_diff, 0,
+        "{what}: final state differs from the reference"
+    );
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn the_service_talks_to_a_sasl_scram_broker_and_refuses_a_wrong_password() {
+    let b = OwnBroker::start();
+    let t = create_topics_on(&b.plain, "sasl", 1);
+    let client = |password: &str| -> BTreeMap<String, String> {
+        [
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", "vroeg"),
+            ("sasl.password", password),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    };
+    // A partner sends through the SCRAM listener.
+    let lines: Vec<String> = input().into_iter().take(300).collect();
+    let n = vroeg_kafka::send::send_lines(
+        &b.sasl,
+        &client("vroeg-test-secret"),
+        &t.signals,
+        ContentMode::Structured,
+        std::io::Cursor::new(lines.join("\n").into_bytes()),
+    )
+    .expect("sent over SASL/SCRAM");
+    assert_eq!(n as usize, lines.len());
+
+    // The service with the password from the environment, not the file.
+    let sasl_client = "\"security.protocol\" = \"SASL_PLAINTEXT\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"vroeg\"";
+    let with_password = |password: &str| Extra {
+        client: sasl_client.into(),
+        env: vec![("VROEG_KAFKA_SASL_PASSWORD".into(), password.into())],
+        ..event_clock()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = Service::start_extra(
+        &b.sasl,
+        &t,
+        dir.path(),
+        &unique("g"),
+        "structured",
+        50,
+        &with_password("not-the-password"),
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        matches!(wrong.http("/readyz"), Some((503, _))),
+        "a wrong password must leave the service not ready"
+    );
+    let log = std::fs::read_to_string(&wrong.log).unwrap();
+    assert!(
+        log.contains("Authentication failed") || log.contains("SASL"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("not-the-password"),
+        "the password is never logged"
+    );
+    drop(wrong);
+
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start_extra(
+        &b.sasl,
+        &t,
+        dir.path(),
+        &unique("g"),
+        "structured",
+        50,
+        &with_password("vroeg-test-secret"),
+    );
+    service.wait_ready();
+    // Its alerts arrive (read over the plain listener).
+    let msgs = crate::kafka::read_on(
+        &b.plain,
+        &t.alerts,
+        10,
+        Duration::ZERO,
+        Duration::from_secs(60),
+    );
+    assert!(msgs.len() >= 10, "{} alerts over SASL", msgs.len());
+    assert_eq!(service.terminate(), 0);
+}
+
+#[test]
+fn a_30_second_broker_outage_leaves_the_service_up_not_ready_and_losing_nothing() {
+    let b = OwnBroker::start();
+    let lines = input();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let t = create_topics_on(&b.plain, "outage", 1);
+    send_on(&b.plain, &t.signals, first, ContentMode::Structured);
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start_extra(
+        &b.plain,
+        &t,
+        dir.path(),
+        &unique("g"),
+        "structured",
+        50,
+        &event_clock(),
+    );
+    service.wait_ready();
+    let mut alerts = Reader::on(&b.plain, &t.alerts);
+    alerts.until(20, Duration::ZERO, Duration::from_secs(60));
+
+    b.stop();
+    let down = Instant::now();
+    wait_for(
+        "/readyz to report the outage",
+        Duration::from_secs(25),
+        || matches!(service.http("/readyz"), Some((503, _))),
+    );
+    while down.elapsed() < Duration::from_secs(30) {
+        assert!(
+            matches!(service.http("/healthz"), Some((200, _))),
+            "the service stays up during the outage"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    b.resume();
+    println!(
+        "broker outage: down for {:.1} s",
+        down.elapsed().as_secs_f64()
+    );
+    let back = Instant::now();
+    while !matches!(service.http("/readyz"), Some((200, _))) {
+        if back.elapsed() > Duration::from_secs(90) {
+            let log = std::fs::read_to_string(&service.log).unwrap();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "not ready 90 s after the outage; log tail:\n{}",
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!(
+        "broker outage: ready again {:.1} s after the restart",
+        back.elapsed().as_secs_f64()
+    );
+    send_on(&b.plain, &t.signals, second, ContentMode::Structured);
+
+    let reference = reference(&b.plain, &lines);
+    let (got, count) = drain(&mut alerts, false, Some(reference.alerts.len()));
+    assert_eq!(service.terminate(), 0);
+    let mut run = outcome(&b.plain, &t, dir.path(), &mut alerts, 0);
+    (run.alerts, run.alert_count) = (got, count);
+    assert_same(&run, &reference, "broker outage");
+}
+
+/// `vroeg run` under a file-size limit: sled's writes fail once its files
+/// reach it (EFBIG; SIGXFSZ ignored), as on a full disk.
+fn start_limited(t: &Topics, dir: &Path, group: &str, limit_kib: u64) -> std::process::Child {
+    // Write the config through a normal start, then run it under the limit.
+    let probe = Service::start_extra(broker(), t, dir, group, "structured", 50, &event_clock());
+    probe.kill();
+    let _ = std::fs::remove_dir_all(dir.join("state"));
+    let log = std::fs::File::create(dir.join("limited.log")).unwrap();
+    Command::new("bash")
+        .args([
+            "-c",
+            &format!("trap '' XFSZ; ulimit -f {limit_kib}; exec \"$0\" run --config \"$1\"",),
+            env!("CARGO_BIN_EXE_vroeg"),
+            dir.join("vroeg.toml").to_str().unwrap(),
+        ])
+        .env("VROEG_HOUSEHOLD_SECRET", "integration-test-secret")
+        .env("VROEG_LOG_JSON", "1")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_store_that_cannot_write_stops_the_service_and_a_restart_loses_nothing() {
+    let lines = input();
+    let t = create_topics("storefull", 1);
+    send(&t.signals, &lines, ContentMode::Structured);
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("g");
+    let mut child = start_limited(&t, dir.path(), &group, 1024);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(dir.path().join("limited.log")).unwrap();
+            let state: u64 = walk_size(&dir.path().join("state"));
+            panic!("the service kept running on a store that cannot write ({state} bytes of state); log:\n{}", &log[log.len().saturating_sub(3000)..]);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let log = std::fs::read_to_string(dir.path().join("limited.log")).unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "exit non-zero on a store failure; log:\n{log}"
+    );
+    assert!(log.contains("stopped on an error"), "{log}");
+    assert!(crate::privacy::personal_data(&log).is_empty());
+
+    // The condition clears; the service resumes from what was durable.
+    let service = Service::start_extra(
+        broker(),
+        &t,
+        dir.path(),
+        &group,
+        "structured",
+        50,
+        &event_clock(),
+    );
+    let reference = reference(broker(), &lines);
+    let mut alerts = Reader::new(&t.alerts);
+    let (got, count) = drain(&mut alerts, false, Some(reference.alerts.len()));
+    assert_eq!(service.terminate(), 0);
+    let mut run = outcome(broker(), &t, dir.path(), &mut alerts, 0);
+    (run.alerts, run.alert_count) = (got, count);
+    assert_same(&run, &reference, "store failure");
+}
+
+fn walk_size(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| {
+                    let m = e.metadata().unwrap();
+                    if m.is_dir() {
+                        walk_size(&e.path())
+                    } else {
+                        m.len()
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,92 @@
+//! A scan for personal data in service output: every `vroeg run` log the
+//! integration tests produce is scanned when its [`crate::kafka::Service`]
+//! goes away, and tests scan `/metrics` with it too.
+//!
+//! It looks for the shapes of the personal data in Vroeg's input: a BSN
+//! (nine digits that pass the elfproef), a Dutch postcode (`1234 AB`,
+//! `1234AB`) and a date of birth (any date before 2010; the tests' signal
+//! and log dates are all later). Household keys are lower-case hex, so they
+//! never look like a postcode.
+
+fn elfproef(d: &[u8]) -> bool {
+    let sum: i64 = d
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let v = (b - b'0') as i64;
+            if i == 8 {
+                -v
+            } else {
+                v * (9 - i as i64)
+            }
+        })
+        .sum();
+    sum != 0 && sum % 11 == 0
+}
+
+/// Every stretch of `text` that looks like personal data.
+pub(crate) fn personal_data(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let alnum = |i: usize| b.get(i).is_some_and(u8::is_ascii_alphanumeric);
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() || (i > 0 && (digit(i - 1) || b[i - 1] == b'.')) {
+            i += 1;
+            continue;
+        }
+        let run = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let prev_alnum = i > 0 && alnum(i - 1);
+        // A BSN: exactly nine digits (not a fraction of a second).
+        if run == 9 && elfproef(&b[i..i + 9]) {
+            found.push(format!("bsn-like {}", &text[i..i + 9]));
+        }
+        // A postcode: four digits (not starting with 0), an optional space,
+        // two capitals, and nothing alphanumeric around it.
+        if run == 4 && b[i] != b'0' && !prev_alnum {
+            let mut j = i + 4;
+            if b.get(j) == Some(&b' ') {
+                j += 1;
+            }
+            if b.get(j).is_some_and(u8::is_ascii_uppercase)
+                && b.get(j + 1).is_some_and(u8::is_ascii_uppercase)
+                && !alnum(j + 2)
+            {
+                found.push(format!("postcode-like {}", &text[i..j + 2]));
+            }
+        }
+        // A date of birth: YYYY-MM-DD before 2010.
+        if run == 4
+            && b.get(i + 4) == Some(&b'-')
+            && digit(i + 5)
+            && digit(i + 6)
+            && b.get(i + 7) == Some(&b'-')
+            && digit(i + 8)
+            && digit(i + 9)
+        {
+            let year: u32 = text[i..i + 4].parse().unwrap_or(9999);
+            if (1900..2010).contains(&year) {
+                found.push(format!("birth-date-like {}", &text[i..i + 10]));
+            }
+        }
+        i += run;
+    }
+    found
+}
+
+#[test]
+fn the_scan_finds_what_it_looks_for_and_not_log_noise() {
+    let noisy = r#"{"timestamp":"2026-11-23T13:30:01.123456782Z","level":"INFO","fields":{"message":"batch","household":"9f3a1c0e5b7d2a4f","offset":1234,"topic":"t-x-1234-567"}}"#;
+    assert_eq!(personal_data(noisy), Vec::<String>::new());
+    let leaky = "client 111222333 at 1234 AB, born 1979-03-04; also 9999ZZ";
+    assert_eq!(
+        personal_data(leaky),
+        vec![
+            "bsn-like 111222333",
+            "postcode-like 1234 AB",
+            "birth-date-like 1979-03-04",
+            "postcode-like 9999ZZ"
+        ]
+    );
+}
