@@ -15,7 +15,7 @@ use crate::kafka::{
     broker, create_topics, create_topics_on, root, send, send_on, unique, Extra, Reader, Service,
     Topics,
 };
-use crate::killloop::{drain, dump, event_clock, Outcome};
+use crate::killloop::{caught_up, drain, dump, event_clock, Outcome};
 
 /// A broker of the test's own, which it may stop and start again.
 struct OwnBroker {
@@ -110,6 +110,7 @@ fn reference(brokers: &str, lines: &[String]) -> Outcome {
         &event_clock(),
     );
     let mut reader = Reader::on(brokers, &t.alerts);
+    caught_up(&service, lines.len());
     let (alerts, alert_count) = drain(&mut reader, false, Some(1));
     assert_eq!(service.terminate(), 0);
     let mut out = outcome(brokers, &t, dir.path(), &mut reader, 0);

@@ -119,6 +119,29 @@ pub(crate) fn drain(
     }
 }
 
+/// Wait until `service` has consumed `records` records and emptied its
+/// outbox: a quiet spell on the alerts topic alone can be a busy machine.
+pub(crate) fn caught_up(service: &Service, records: usize) {
+    let metric = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    loop {
+        if let Some((200, text)) = service.http("/metrics") {
+            let consumed = metric(&text, "vroeg_signals_consumed_messages_total").unwrap_or(0.0);
+            let depth = metric(&text, "vroeg_outbox_depth_messages ").unwrap_or(1.0);
+            if consumed >= records as f64 && depth == 0.0 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "the run did not catch up");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// What a run left behind: its alerts and dead letters by id (with how
 /// many messages there were), and its final state dump.
 pub(crate) struct Outcome {
@@ -194,6 +217,7 @@ fn kill_loop_loses_nothing_and_doubles_only_exact_resends() {
     let ref_dir = tempfile::tempdir().unwrap();
     let service = start(&ref_topics, ref_dir.path(), &unique("g"));
     let mut reader = Reader::new(&ref_topics.alerts);
+    caught_up(&service, lines.len());
     let (ref_alerts, ref_count) = drain(&mut reader, false, Some(1));
     assert_eq!(service.terminate(), 0);
     assert_eq!(
