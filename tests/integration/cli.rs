@@ -388,3 +388,123 @@ fn state_dump_is_identical_for_a_resumed_and_an_uninterrupted_replay() {
     replay(&partial, &tmp.path().join("r.jsonl"), Some(&resumed));
     assert_eq!(dump(&resumed), reference);
 }
+
+/// A rent-arrears CloudEvent for 1000 XX `nr`, dated `day`.
+fn rent(id: &str, nr: u32, status: &str, cent: u64, day: &str) -> String {
+    format!(
+        r#"{{"specversion":"1.0","id":"{id}","source":"urn:vroeg:partner:woning-1","type":"nl.vroeg.signaal.betalingsachterstand.v1","time":"{day}T10:00:00Z","datacontenttype":"application/json","data":{{"signaalpartner":"Huur","referentie":"H-{nr}","status":"{status}","bedrag_cent":{cent},"ontstaansdatum":"{day}","signaaldatum":"{day}","crisissignaal":false,"eindelevering":false,"client":{{"voorletters":"A.","achternaam":"Jansen","geboortedatum":"1970-01-01","straatnaam":"Dorpsstraat","postcode":"1000 XX","huisnummer":{nr},"plaatsnaam":"Utrecht"}}}}}}"#
+    )
+}
+
+#[test]
+fn state_purge_deletes_what_is_past_retention_as_the_state_dump_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let signals = dir.path().join("signals.jsonl");
+    std::fs::write(
+        &signals,
+        [
+            rent("a1", 1, "open", 80_000, "2026-01-10"), // a case
+            rent("b1", 2, "open", 5_000, "2026-01-10"),  // too small for a case
+            rent("a2", 1, "betaald", 0, "2026-02-01"),   // the case closes
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let out = vroeg(&[
+        "replay",
+        "--signals",
+        signals.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--no-escalation",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = dir.path().join("vroeg.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[engine]\nstate_dir = {:?}\nrules = [{:?}]\nhousehold_secret = \"cli-test\"\n\n[retention]\nclosed_case_months = 12\n",
+            state.to_str().unwrap(),
+            root().join("rules").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let dump = || {
+        let out = vroeg(&["state", "dump", "--state", state.to_str().unwrap()]);
+        assert!(out.status.success());
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let households =
+        |d: &[serde_json::Value]| d.iter().filter(|v| v.get("household").is_some()).count();
+    let cases = |d: &[serde_json::Value]| d.iter().filter(|v| v.get("case").is_some()).count();
+    let before = dump();
+    assert_eq!((households(&before), cases(&before)), (2, 1));
+    assert!(stdout(&vroeg(&[
+        "state",
+        "dump",
+        "--state",
+        state.to_str().unwrap()
+    ]))
+    .contains("Jansen"));
+
+    let purge = |at: &str| {
+        let out = vroeg(&[
+            "state",
+            "purge",
+            "--config",
+            config.to_str().unwrap(),
+            "--at",
+            at,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    // Mid-August 2026: all three signals left the 6-month window. The small
+    // one's household goes; the other keeps its closed case (12 months).
+    assert_eq!(
+        purge("2026-08-15").trim(),
+        "purged 0 closed case(s), 1 household(s), 3 signal(s)"
+    );
+    let after = dump();
+    assert_eq!((households(&after), cases(&after)), (1, 1));
+    // 1 February 2027: 12 months after closing. Nothing of the household is
+    // left, and no personal data at all.
+    assert!(purge("2027-02-01").starts_with("purged 1 closed case(s), 1 household(s)"));
+    let text = stdout(&vroeg(&[
+        "state",
+        "dump",
+        "--state",
+        state.to_str().unwrap(),
+    ]));
+    assert_eq!(text, "", "the state dump is empty after the purge");
+    let stats = stdout(&vroeg(&[
+        "state",
+        "stats",
+        "--state",
+        state.to_str().unwrap(),
+    ]));
+    assert!(stats.contains("purged (counter kept) 1"), "{stats}");
+    // A bad date is a clear error.
+    let out = vroeg(&[
+        "state",
+        "purge",
+        "--config",
+        config.to_str().unwrap(),
+        "--at",
+        "2027-13-01",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a date"));
+}
