@@ -1,11 +1,13 @@
 # Vroeg, built from source. Used by docker-compose.yml.
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# librdkafka is built with OpenSSL (SASL/SCRAM, TLS).
+RUN apt-get update && apt-get install -y --no-install-recommends libssl-dev pkg-config cmake && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release --locked --bin vroeg
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /var/lib/vroeg --create-home vroeg
 COPY --from=build /src/target/release/vroeg /usr/local/bin/vroeg
 COPY rules /etc/vroeg/rules
