@@ -182,16 +182,19 @@ fn the_service_talks_to_a_sasl_scram_broker_and_refuses_a_wrong_password() {
         env: vec![("VROEG_KAFKA_SASL_PASSWORD".into(), password.into())],
         ..event_clock()
     };
+    let start = |password: &str, dir: &Path| {
+        Service::start_extra(
+            &b.sasl,
+            &t,
+            dir,
+            &unique("g"),
+            "structured",
+            50,
+            &with_password(password),
+        )
+    };
     let dir = tempfile::tempdir().unwrap();
-    let wrong = Service::start_extra(
-        &b.sasl,
-        &t,
-        dir.path(),
-        &unique("g"),
-        "structured",
-        50,
-        &with_password("not-the-password"),
-    );
+    let wrong = start("not-the-password", dir.path());
     std::thread::sleep(Duration::from_secs(8));
     assert!(
         matches!(wrong.http("/readyz"), Some((503, _))),
@@ -209,15 +212,7 @@ fn the_service_talks_to_a_sasl_scram_broker_and_refuses_a_wrong_password() {
     drop(wrong);
 
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start_extra(
-        &b.sasl,
-        &t,
-        dir.path(),
-        &unique("g"),
-        "structured",
-        50,
-        &with_password("vroeg-test-secret"),
-    );
+    let service = start("vroeg-test-secret", dir.path());
     service.wait_ready();
     // Its alerts arrive (read over the plain listener).
     let msgs = crate::kafka::read_on(

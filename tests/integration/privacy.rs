@@ -8,22 +8,6 @@
 //! and log dates are all later). Household keys are lower-case hex, so they
 //! never look like a postcode.
 
-fn elfproef(d: &[u8]) -> bool {
-    let sum: i64 = d
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let v = (b - b'0') as i64;
-            if i == 8 {
-                -v
-            } else {
-                v * (9 - i as i64)
-            }
-        })
-        .sum();
-    sum != 0 && sum % 11 == 0
-}
-
 /// Every stretch of `text` that looks like personal data.
 pub(crate) fn personal_data(text: &str) -> Vec<String> {
     let b = text.as_bytes();
@@ -39,7 +23,7 @@ pub(crate) fn personal_data(text: &str) -> Vec<String> {
         let run = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
         let prev_alnum = i > 0 && alnum(i - 1);
         // A BSN: exactly nine digits (not a fraction of a second).
-        if run == 9 && elfproef(&b[i..i + 9]) {
+        if run == 9 && vroeg_core::signal::validate_bsn(&text[i..i + 9]).is_ok() {
             found.push(format!("bsn-like {}", &text[i..i + 9]));
         }
         // A postcode: four digits (not starting with 0), an optional space,
