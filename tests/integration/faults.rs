@@ -380,3 +380,127 @@ fn walk_size(p: &Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A counter's value in a Prometheus text exposition (0 when absent).
+fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn the_running_service_drops_objectors_and_purges_on_its_own_timer() {
+    use crate::kafka::{arrears, lines};
+    let t = create_topics("retention", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("bezwaar.txt");
+    std::fs::write(&list, "# bezwaar\nadres 9999 ZZ 3\n").unwrap();
+    let extra = |offset_days: i64, purge_every: u64| Extra {
+        engine: format!("opt_out = {:?}", list.to_str().unwrap()),
+        sections: format!(
+            "[retention]\nclosed_case_months = 12\npurge_interval_secs = {purge_every}"
+        ),
+        env: vec![(
+            "VROEG_CLOCK_OFFSET_SECS".into(),
+            (offset_days * 86_400).to_string(),
+        )],
+        ..Extra::default()
+    };
+    let group = unique("g");
+    let start =
+        |e: &Extra| Service::start_extra(broker(), &t, dir.path(), &group, "structured", 50, e);
+
+    // Today: house 1 gets a case, which closes on payment; house 3 objected.
+    let service = start(&extra(0, 3600));
+    service.wait_ready();
+    send(
+        &t.signals,
+        &lines(&[
+            arrears("r1", "Huur", 1, 20, 900, "open", false),
+            arrears("o1", "Zorg", 3, 20, 900, "open", false),
+        ]),
+        ContentMode::Structured,
+    );
+    let metric = |s: &Service, series: &str| counter(&s.http("/metrics").unwrap().1, series);
+    wait_for("the first signals", Duration::from_secs(60), || {
+        metric(&service, "vroeg_signals_consumed_messages_total") >= 2.0
+    });
+    send(
+        &t.signals,
+        &lines(&[arrears("r2", "Huur", 1, 1, 0, "betaald", false)]),
+        ContentMode::Structured,
+    );
+    wait_for("the case to close", Duration::from_secs(60), || {
+        metric(
+            &service,
+            "vroeg_case_events_messages_total{kind=\"gesloten\"}",
+        ) >= 1.0
+    });
+    let metrics = service.http("/metrics").unwrap().1;
+    assert_eq!(
+        counter(&metrics, "vroeg_signals_opted_out_messages_total"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        counter(&metrics, "vroeg_signals_applied_messages_total"),
+        2.0,
+        "{metrics}"
+    );
+    assert!(crate::privacy::personal_data(&metrics).is_empty());
+    assert_eq!(service.terminate(), 0);
+    let state = dump(dir.path());
+    let households = state
+        .iter()
+        .filter(|l| l.starts_with("{\"household\""))
+        .count();
+    assert_eq!(households, 1, "only house 1 is stored: {state:?}");
+    assert!(
+        state.iter().any(|l| l.contains("\"status\":\"gesloten\"")),
+        "{state:?}"
+    );
+
+    // 11 months on: the purge runs, but the closed case is kept.
+    let service = start(&extra(335, 1));
+    service.wait_ready();
+    wait_for("a purge", Duration::from_secs(30), || {
+        std::fs::read_to_string(&service.log)
+            .unwrap()
+            .contains("retention purge done")
+    });
+    assert_eq!(
+        metric(
+            &service,
+            "vroeg_retention_purged_items_total{kind=\"case\"}"
+        ),
+        0.0
+    );
+    assert_eq!(service.terminate(), 0);
+    assert!(dump(dir.path()).iter().any(|l| l.starts_with("{\"case\"")));
+
+    // 12 months and a few days on: the case, its signals and the household go.
+    let service = start(&extra(370, 1));
+    service.wait_ready();
+    wait_for("the case to be purged", Duration::from_secs(30), || {
+        metric(
+            &service,
+            "vroeg_retention_purged_items_total{kind=\"case\"}",
+        ) >= 1.0
+    });
+    assert_eq!(
+        metric(
+            &service,
+            "vroeg_retention_purged_items_total{kind=\"household\"}"
+        ),
+        1.0
+    );
+    assert_eq!(service.terminate(), 0);
+    assert_eq!(
+        dump(dir.path()),
+        Vec::<String>::new(),
+        "nothing left in the state dump"
+    );
+}
