@@ -19,12 +19,11 @@ pub fn check(args: &RulesCheckArgs) -> anyhow::Result<ExitCode> {
             }
             let s = rules.summary();
             println!(
-                "ok: {} rules in {} file(s), {} active, {} disabled, {} waiting for a purpose; rule set version {}",
+                "ok: {} rules in {} file(s), {} active, {} disabled; rule set version {}",
                 s["rules"],
                 rules.files.len(),
                 s["active"],
                 s["disabled"],
-                s["purpose_off"],
                 rules.version
             );
             Ok(ExitCode::SUCCESS)

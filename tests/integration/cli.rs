@@ -56,9 +56,24 @@ fn the_shipped_rules_check_clean() {
     let out = vroeg(&["rules", "check", "rules"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(!stdout(&out).contains("error"), "{}", stdout(&out));
-    // With the school purpose on, the gezin rule is active and nothing warns.
-    let out = vroeg(&["rules", "check", "--school-purpose", "rules"]);
-    assert!(out.status.success());
+    // The school rules: refused with the purpose off (the AVG purpose
+    // binding), with their place; with the purpose on, active, no warnings.
+    let out = vroeg(&["rules", "check", "rules", "rules/school"]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("rules/school/gezin.yaml:18:11: error[purpose-off]"),
+        "{}",
+        stdout(&out)
+    );
+    let out = vroeg(&[
+        "rules",
+        "check",
+        "--school-purpose",
+        "rules",
+        "rules/school",
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("8 active"), "{}", stdout(&out));
     assert!(!stdout(&out).contains("warning"), "{}", stdout(&out));
 }
 

@@ -779,6 +779,20 @@ fn parse_rule(
         None => Purpose::Schuld,
         Some((p, loc, _)) => match p.as_str() {
             "schuld" => Purpose::Schuld,
+            "school" if !options.school_purpose => {
+                // The AVG purpose binding: no rule for a purpose the
+                // municipality has not enabled, not even an idle one.
+                diags.push(
+                    file,
+                    loc,
+                    "purpose-off",
+                    "this rule combines school-absence data with debt signals (`doel: school`), \
+                     but the school purpose is off; enable it (`engine.school_purpose = true`, \
+                     or `--school-purpose`) or leave this file out of the rule set \
+                     (the shipped school rules are in rules/school/)",
+                );
+                Purpose::School
+            }
             "school" => Purpose::School,
             other => {
                 diags.push(
