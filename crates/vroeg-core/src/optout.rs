@@ -96,6 +96,11 @@ impl OptOut {
         self.households.contains(key)
     }
 
+    /// Whether the person with this BSN objected.
+    pub fn has_person(&self, bsn: &str, keyer: &HouseholdKeyer) -> bool {
+        !self.persons.is_empty() && self.persons.contains(&keyer.person(bsn))
+    }
+
     /// Whether this signal must be dropped: its household's address or its
     /// person is on the list. `key` is the signal's household key.
     pub fn blocks(&self, signal: &Signal, key: &HouseholdKey, keyer: &HouseholdKeyer) -> bool {

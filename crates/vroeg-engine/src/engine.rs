@@ -348,6 +348,10 @@ impl Engine {
         Ok(stats)
     }
 
+    pub(crate) fn keyer(&self) -> &HouseholdKeyer {
+        &self.keyer
+    }
+
     /// "Now" for rules and timers: the wall clock passed in, or in
     /// event-time mode the watermark (`None` before the first signal).
     pub(crate) fn now(&self, wall_now: Millis) -> Option<Millis> {

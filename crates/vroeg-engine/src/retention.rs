@@ -12,6 +12,11 @@
 //!   that a household returning later never gets a case id, or alert ids,
 //!   that were used before.
 //!
+//! - Objections reach back: a household on the objection list loses its
+//!   signals, contact details and closed case records, and is deleted; a
+//!   person on it loses their signals in every household. (An open case is
+//!   left for its wijkteam to close; the purge after that takes it.)
+//!
 //! The purge runs in the engine, the store's only writer, between batches,
 //! and commits in chunks. It is idempotent: a purge cut short by a crash is
 //! finished by the next one. "Now" follows the engine's clock mode, like
@@ -19,7 +24,9 @@
 
 use std::collections::HashSet;
 
+use vroeg_core::archive::CaseStatus;
 use vroeg_core::time::Millis;
+use vroeg_core::HouseholdKey;
 use vroeg_store::{Commit, HouseholdWrite};
 
 use crate::engine::{Engine, EngineError};
@@ -69,13 +76,19 @@ impl Engine {
         };
         let settings = self.rules().state_settings();
         let store = self.store().clone();
+        let opt_out = self.opt_out().clone();
+        let keyer = self.keyer().clone();
+        let objected = |key: &str| opt_out.has_household(&HouseholdKey(key.to_owned()));
 
         // Case records past retention; the households that still have one.
         let mut kept: HashSet<String> = HashSet::new();
         let mut purged = Vec::new();
         for record in store.cases() {
             let record = record?;
-            if record.past_retention(now, retention.closed_case_months) {
+            let closed = record.status == CaseStatus::Gesloten;
+            if record.past_retention(now, retention.closed_case_months)
+                || (closed && objected(&record.huishouden))
+            {
                 stats.signals += record.signalen.len() as u64;
                 purged.push((record.id, record.wijkteam));
             } else {
@@ -99,10 +112,23 @@ impl Engine {
             }
             let mut next = state.clone();
             next.expire(now, &settings);
+            let objector = objected(&key.0);
+            if objector {
+                next.arrears.clear();
+                next.absences.clear();
+                next.contact = None;
+            } else if !opt_out.is_empty() {
+                next.arrears.retain(|r| {
+                    !r.client
+                        .bsn
+                        .as_deref()
+                        .is_some_and(|bsn| opt_out.has_person(bsn, &keyer))
+                });
+            }
             let dropped = (state.arrears.len() - next.arrears.len())
                 + (state.absences.len() - next.absences.len());
             stats.signals += dropped as u64;
-            if next.holds_nothing() && !kept.contains(&key.0) {
+            if next.holds_nothing() && (objector || !kept.contains(&key.0)) {
                 stats.households += 1;
                 if state.episodes > 0 {
                     commit.retired.push((key.clone(), state.episodes));

@@ -199,3 +199,48 @@ fn signals_of_objectors_are_dropped_at_intake_and_never_stored() {
     // Their positions still move on: nothing waits for them.
     assert_eq!(store.position("signalen", 0).unwrap(), Some(4));
 }
+
+#[test]
+fn an_objection_reaches_back_into_stored_data_at_the_next_purge() {
+    let mut e = engine("");
+    let mut offset = 0;
+    process(
+        &mut e,
+        &mut offset,
+        &[
+            signal("g1", 7, "open", 80_000, "2026-05-01", None), // a case, then closed
+            signal("p1", 8, "open", 5_000, "2026-05-01", Some("111222333")),
+            signal("p2", 8, "open", 6_000, "2026-05-02", Some("123456782")),
+            signal("q1", 9, "open", 80_000, "2026-05-01", None), // an open case
+        ],
+        ms("2026-05-02"),
+    );
+    process(
+        &mut e,
+        &mut offset,
+        &[signal("g2", 7, "betaald", 0, "2026-05-10", None)],
+        ms("2026-05-10"),
+    );
+    let store = e.store().clone();
+    assert!(store.case(&format!("{}-1", key(7).0)).unwrap().is_some());
+    // Houses 7 and 9 object, and the person with BSN 111222333.
+    e.set_opt_out(Arc::new(
+        OptOut::parse(
+            "adres 1000XX 7\nadres 1000XX 9\nbsn 111222333\n",
+            &HouseholdKeyer::new(SECRET),
+        )
+        .unwrap(),
+    ));
+    let stats = e.purge(ms("2026-05-11"), &Retention::default()).unwrap();
+    assert_eq!(stats.cases, 1, "{stats:?}");
+    // House 7: its closed case and the household are gone, long before
+    // their retention ends.
+    assert!(store.case(&format!("{}-1", key(7).0)).unwrap().is_none());
+    assert!(store.household(&key(7)).unwrap().is_none());
+    // House 8: only the objector's signal went.
+    let h8 = store.household(&key(8)).unwrap().unwrap();
+    let ids: Vec<&str> = h8.arrears.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec!["p2"]);
+    // House 9's case is open: left for its wijkteam.
+    assert!(store.household(&key(9)).unwrap().unwrap().case.is_some());
+}
