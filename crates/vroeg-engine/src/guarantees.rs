@@ -79,13 +79,28 @@
 //! and offset. So a bad record is never silently dropped, and its position
 //! is never durable before its dead-letter entry is.
 //!
+//! A signal whose address or person is on the objection list is not an
+//! error: it is counted and its position passes in the batch's commit, with
+//! no state, no case event and no dead letter (a dead letter would store it).
+//!
+//! ## Retention
+//!
+//! The retention purge ([`crate::Retention`]) runs in the engine between
+//! batches, so it never races a batch. Its commits delete only what is past
+//! retention (or objected to) and never touch positions or the outbox, so a
+//! crash in the middle loses no input and doubles no event; the next purge
+//! finishes the work. A purged household leaves its case counter, so that
+//! case and alert ids stay unique for ever: a returning household's new case
+//! is never mistaken for an old one.
+//!
 //! ## Duplicates
 //!
 //! A signal is identified by (`source`, `id`). Each household keeps the
 //! pairs of its signals for the whole lookback window, and the batch keeps
 //! the pairs it has seen, so a re-send is a no-op: it is counted as a
 //! duplicate and changes nothing. A re-send older than the window is
-//! counted as outside the window and has no effect either.
+//! counted as outside the window and has no effect either, also after the
+//! purge deleted its household.
 //!
 //! ## What the engine does not promise
 //!
