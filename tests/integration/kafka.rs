@@ -807,11 +807,13 @@ pub(crate) fn generated(households: u64, seed: u64) -> Vec<String> {
         .output()
         .unwrap();
     assert!(out.status.success());
-    String::from_utf8(out.stdout)
+    let lines: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(str::to_owned)
-        .collect()
+        .collect();
+    crate::privacy::remember_names(&lines);
+    lines
 }
 
 /// Distinct alert ids, and whether every duplicate is an exact re-send.

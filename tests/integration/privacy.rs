@@ -6,14 +6,51 @@
 //! (nine digits that pass the elfproef), a Dutch postcode (`1234 AB`,
 //! `1234AB`) and a date of birth (any date before 2010; the tests' signal
 //! and log dates are all later). Household keys are lower-case hex, so they
-//! never look like a postcode.
+//! never look like a postcode. The surnames and street names of generated
+//! input are looked for too ([`remember_names`]).
 
-/// Every stretch of `text` that looks like personal data.
+/// Surnames and street names of the generated input of this test run.
+static NAMES: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Remember the names in generated signals (JSON lines), so that the scan
+/// looks for them too.
+pub(crate) fn remember_names(lines: &[String]) {
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    for line in lines {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        for field in ["achternaam", "straatnaam"] {
+            if let Some(name) = v["data"]["client"][field].as_str() {
+                if name.len() >= 4 {
+                    names.insert(name.to_owned());
+                }
+            }
+        }
+    }
+}
+
+/// Every stretch of `text` that looks like personal data, or is a name of
+/// the generated input.
 pub(crate) fn personal_data(text: &str) -> Vec<String> {
+    let mut found: Vec<String> = NAMES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|name| {
+            text.match_indices(name.as_str()).any(|(i, _)| {
+                let before = text[..i].chars().next_back();
+                let after = text[i + name.len()..].chars().next();
+                !before.is_some_and(char::is_alphanumeric)
+                    && !after.is_some_and(char::is_alphanumeric)
+            })
+        })
+        .map(|name| format!("name {name}"))
+        .collect();
     let b = text.as_bytes();
     let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
     let alnum = |i: usize| b.get(i).is_some_and(u8::is_ascii_alphanumeric);
-    let mut found = Vec::new();
     let mut i = 0;
     while i < b.len() {
         if !b[i].is_ascii_digit() || (i > 0 && (digit(i - 1) || b[i - 1] == b'.')) {
@@ -63,6 +100,13 @@ pub(crate) fn personal_data(text: &str) -> Vec<String> {
 fn the_scan_finds_what_it_looks_for_and_not_log_noise() {
     let noisy = r#"{"timestamp":"2026-11-23T13:30:01.123456782Z","level":"INFO","fields":{"message":"batch","household":"9f3a1c0e5b7d2a4f","offset":1234,"topic":"t-x-1234-567"}}"#;
     assert_eq!(personal_data(noisy), Vec::<String>::new());
+    remember_names(&[
+        r#"{"data":{"client":{"achternaam":"Testpersoonsnaam","straatnaam":"Scanweg"}}}"#.into(),
+    ]);
+    assert_eq!(
+        personal_data("lives at Scanweg; Testpersoonsnamen is another word"),
+        vec!["name Scanweg"]
+    );
     let leaky = "client 111222333 at 1234 AB, born 1979-03-04; also 9999ZZ";
     assert_eq!(
         personal_data(leaky),
