@@ -2,7 +2,7 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # librdkafka is built with OpenSSL (SASL/SCRAM, TLS).
-RUN apt-get update && apt-get install -y --no-install-recommends libssl-dev pkg-config cmake && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends libssl-dev pkg-config && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release --locked --bin vroeg
 
