@@ -8,8 +8,8 @@
 # Prints one summary line: kills survived, events lost, duplicates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export VROEG_KILL_LOOP_SIGNALS="${1:-200000}"
-export VROEG_KILL_LOOP_KILLS="${2:-20}"
-[ -n "${3:-}" ] && export VROEG_KILL_LOOP_SEED="$3"
+export VROEG_TEST_KILL_LOOP_SIGNALS="${1:-200000}"
+export VROEG_TEST_KILL_LOOP_KILLS="${2:-20}"
+[ -n "${3:-}" ] && export VROEG_TEST_KILL_LOOP_SEED="$3"
 cargo test --release --locked --test integration kill_loop -- --nocapture 2>&1 \
   | grep -E '^kill loop:|^test |panicked|assert'

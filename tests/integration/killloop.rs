@@ -5,7 +5,7 @@
 //!
 //! CI runs a reduced loop (20 k signals, 5 kills). The full one:
 //! `scripts/kill-loop.sh` (200 k signals, 20 kills). Knobs:
-//! `VROEG_KILL_LOOP_SIGNALS`, `VROEG_KILL_LOOP_KILLS`, `VROEG_KILL_LOOP_SEED`.
+//! `VROEG_TEST_KILL_LOOP_SIGNALS`, `VROEG_TEST_KILL_LOOP_KILLS`, `VROEG_TEST_KILL_LOOP_SEED`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -129,8 +129,17 @@ pub(crate) fn caught_up(service: &Service, records: usize) {
             .and_then(|v| v.parse().ok())
     };
     let deadline = Instant::now() + Duration::from_secs(3600);
+    let mut answered = Instant::now();
     loop {
+        if answered.elapsed() > Duration::from_secs(60) {
+            let log = std::fs::read_to_string(&service.log).unwrap_or_default();
+            panic!(
+                "the service stopped answering; its log ends:\n{}",
+                &log[log.len().saturating_sub(2000)..]
+            );
+        }
         if let Some((200, text)) = service.http("/metrics") {
+            answered = Instant::now();
             let consumed = metric(&text, "vroeg_signals_consumed_messages_total").unwrap_or(0.0);
             let depth = metric(&text, "vroeg_outbox_depth_messages ").unwrap_or(1.0);
             if consumed >= records as f64 && depth == 0.0 {
@@ -199,10 +208,10 @@ impl Outcome {
 
 #[test]
 fn kill_loop_loses_nothing_and_doubles_only_exact_resends() {
-    let signals = knob("VROEG_KILL_LOOP_SIGNALS", 20_000) as usize;
-    let kills = knob("VROEG_KILL_LOOP_KILLS", 5) as usize;
+    let signals = knob("VROEG_TEST_KILL_LOOP_SIGNALS", 20_000) as usize;
+    let kills = knob("VROEG_TEST_KILL_LOOP_KILLS", 5) as usize;
     let seed = knob(
-        "VROEG_KILL_LOOP_SEED",
+        "VROEG_TEST_KILL_LOOP_SEED",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
