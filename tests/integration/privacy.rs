@@ -59,8 +59,12 @@ pub(crate) fn personal_data(text: &str) -> Vec<String> {
         }
         let run = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
         let prev_alnum = i > 0 && alnum(i - 1);
-        // A BSN: exactly nine digits (not a fraction of a second).
-        if run == 9 && vroeg_core::signal::validate_bsn(&text[i..i + 9]).is_ok() {
+        // A BSN: exactly nine digits, standing alone (not inside a hex id).
+        if run == 9
+            && !prev_alnum
+            && !alnum(i + 9)
+            && vroeg_core::signal::validate_bsn(&text[i..i + 9]).is_ok()
+        {
             found.push(format!("bsn-like {}", &text[i..i + 9]));
         }
         // A postcode: four digits (not starting with 0), an optional space,
