@@ -59,7 +59,8 @@ pub struct PurgeStats {
     pub signals: u64,
 }
 
-/// Writes per commit: bounds one sled batch and the time the consumer waits.
+/// Writes per commit: bounds the size of one sled batch. (The consumer
+/// waits for the whole purge: it runs on the consumer's thread.)
 const CHUNK: usize = 1000;
 
 impl Engine {
