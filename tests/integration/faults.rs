@@ -15,7 +15,7 @@ use crate::kafka::{
     broker, create_topics, create_topics_on, root, send, send_on, unique, Extra, Reader, Service,
     Topics,
 };
-use crate::killloop::{caught_up, drain, dump, event_clock, Outcome};
+use crate::killloop::{caught_up, drain, dump, event_clock, start_on, Outcome};
 
 /// A broker of the test's own, which it may stop and start again.
 struct OwnBroker {
@@ -100,15 +100,7 @@ fn reference(brokers: &str, lines: &[String]) -> Outcome {
     let t = create_topics_on(brokers, "ref", 1);
     send_on(brokers, &t.signals, lines, ContentMode::Structured);
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start_extra(
-        brokers,
-        &t,
-        dir.path(),
-        &unique("g"),
-        "structured",
-        50,
-        &event_clock(),
-    );
+    let service = start_on(brokers, &t, dir.path(), &unique("g"));
     let mut reader = Reader::on(brokers, &t.alerts);
     caught_up(&service, lines.len());
     let (alerts, alert_count) = drain(&mut reader, false, Some(1));
@@ -234,15 +226,7 @@ fn a_30_second_broker_outage_leaves_the_service_up_not_ready_and_losing_nothing(
     let t = create_topics_on(&b.plain, "outage", 1);
     send_on(&b.plain, &t.signals, first, ContentMode::Structured);
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start_extra(
-        &b.plain,
-        &t,
-        dir.path(),
-        &unique("g"),
-        "structured",
-        50,
-        &event_clock(),
-    );
+    let service = start_on(&b.plain, &t, dir.path(), &unique("g"));
     service.wait_ready();
     let mut alerts = Reader::on(&b.plain, &t.alerts);
     alerts.until(20, Duration::ZERO, Duration::from_secs(60));
@@ -296,7 +280,7 @@ fn a_30_second_broker_outage_leaves_the_service_up_not_ready_and_losing_nothing(
 /// reach it (EFBIG; SIGXFSZ ignored), as on a full disk.
 fn start_limited(t: &Topics, dir: &Path, group: &str, limit_kib: u64) -> std::process::Child {
     // Write the config through a normal start, then run it under the limit.
-    let probe = Service::start_extra(broker(), t, dir, group, "structured", 50, &event_clock());
+    let probe = start_on(broker(), t, dir, group);
     probe.kill();
     let _ = std::fs::remove_dir_all(dir.join("state"));
     let log = std::fs::File::create(dir.join("limited.log")).unwrap();
@@ -346,15 +330,7 @@ fn a_store_that_cannot_write_stops_the_service_and_a_restart_loses_nothing() {
     assert!(crate::privacy::personal_data(&log).is_empty());
 
     // The condition clears; the service resumes from what was durable.
-    let service = Service::start_extra(
-        broker(),
-        &t,
-        dir.path(),
-        &group,
-        "structured",
-        50,
-        &event_clock(),
-    );
+    let service = start_on(broker(), &t, dir.path(), &group);
     let reference = reference(broker(), &lines);
     let mut alerts = Reader::new(&t.alerts);
     let (got, count) = drain(&mut alerts, false, Some(reference.alerts.len()));

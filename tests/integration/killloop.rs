@@ -48,9 +48,15 @@ pub(crate) fn event_clock() -> Extra {
     }
 }
 
-fn start(topics: &crate::kafka::Topics, dir: &Path, group: &str) -> Service {
+/// `vroeg run` on event time without the purge ([`event_clock`]).
+pub(crate) fn start_on(
+    brokers: &str,
+    topics: &crate::kafka::Topics,
+    dir: &Path,
+    group: &str,
+) -> Service {
     Service::start_extra(
-        broker(),
+        brokers,
         topics,
         dir,
         group,
@@ -224,7 +230,7 @@ fn kill_loop_loses_nothing_and_doubles_only_exact_resends() {
     let ref_topics = create_topics("killref", 1);
     send(&ref_topics.signals, &lines, ContentMode::Structured);
     let ref_dir = tempfile::tempdir().unwrap();
-    let service = start(&ref_topics, ref_dir.path(), &unique("g"));
+    let service = start_on(broker(), &ref_topics, ref_dir.path(), &unique("g"));
     let mut reader = Reader::new(&ref_topics.alerts);
     caught_up(&service, lines.len());
     let (ref_alerts, ref_count) = drain(&mut reader, false, Some(1));
@@ -260,7 +266,7 @@ fn kill_loop_loses_nothing_and_doubles_only_exact_resends() {
     let mut reader = Reader::new(&topics.alerts);
     let mut survived = 0;
     for target in &points {
-        let service = start(&topics, dir.path(), &group);
+        let service = start_on(broker(), &topics, dir.path(), &group);
         let seen = reader
             .until(*target, Duration::ZERO, Duration::from_secs(600))
             .len();
@@ -271,7 +277,7 @@ fn kill_loop_loses_nothing_and_doubles_only_exact_resends() {
         service.kill(); // SIGKILL
         survived += 1;
     }
-    let service = start(&topics, dir.path(), &group);
+    let service = start_on(broker(), &topics, dir.path(), &group);
     let (alerts, count) = drain(&mut reader, false, Some(ref_alerts.len()));
     assert_eq!(service.terminate(), 0);
     let (dead, dead_count) = drain(&mut Reader::new(&topics.dlq), true, Some(ref_dead.len()));
