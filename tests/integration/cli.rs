@@ -426,18 +426,10 @@ fn state_purge_deletes_what_is_past_retention_as_the_state_dump_shows() {
     )
     .unwrap();
     let state = dir.path().join("state");
-    let out = vroeg(&[
-        "replay",
-        "--signals",
-        signals.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-        "--no-escalation",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    replay_with(
+        &signals,
+        &dir.path().join("alerts.jsonl"),
+        &["--state", state.to_str().unwrap(), "--no-escalation"],
     );
     let config = dir.path().join("vroeg.toml");
     std::fs::write(
