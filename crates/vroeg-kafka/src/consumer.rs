@@ -9,7 +9,9 @@
 //! outbox drains. If the broker cannot be reached the consumer keeps
 //! retrying (librdkafka backs off) and reports not-ready; it does not exit.
 //! A store failure stops consumption and is returned: nothing after the
-//! last durable batch is acknowledged.
+//! last durable batch is acknowledged. A fatal librdkafka error (for
+//! example a static member fenced after a long broker outage) replaces the
+//! consumer; the new one seeks to the positions in sled.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
