@@ -104,7 +104,7 @@ fn reference(brokers: &str, lines: &[String]) -> Outcome {
     let mut reader = Reader::on(brokers, &t.alerts);
     caught_up(&service, lines.len());
     let (alerts, alert_count) = drain(&mut reader, false, Some(1));
-    assert_eq!(service.terminate(), 0);
+    stop_cleanly(service);
     let mut out = outcome(brokers, &t, dir.path(), &mut reader, 0);
     (out.alerts, out.alert_count) = (alerts, alert_count);
     assert!(out.alerts.len() > 50 && !out.state.is_empty());
@@ -129,6 +129,20 @@ fn assert_same(run: &Outcome, reference: &Outcome, what: &str) {
     assert_eq!(
         diff.state_diff, 0,
         "{what}: final state differs from the reference"
+    );
+}
+
+/// SIGTERM; the service must exit 0 (else the end of its log is shown).
+fn stop_cleanly(service: Service) {
+    let log = service.log.clone();
+    let code = service.terminate();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+    assert_eq!(
+        code,
+        0,
+        "exit code; the log ends:\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
 }
 
@@ -215,7 +229,7 @@ fn the_service_talks_to_a_sasl_scram_broker_and_refuses_a_wrong_password() {
         Duration::from_secs(60),
     );
     assert!(msgs.len() >= 10, "{} alerts over SASL", msgs.len());
-    assert_eq!(service.terminate(), 0);
+    stop_cleanly(service);
 }
 
 #[test]
@@ -270,7 +284,7 @@ fn a_30_second_broker_outage_leaves_the_service_up_not_ready_and_losing_nothing(
 
     let reference = reference(&b.plain, &lines);
     let (got, count) = drain(&mut alerts, false, Some(reference.alerts.len()));
-    assert_eq!(service.terminate(), 0);
+    stop_cleanly(service);
     let mut run = outcome(&b.plain, &t, dir.path(), &mut alerts, 0);
     (run.alerts, run.alert_count) = (got, count);
     assert_same(&run, &reference, "broker outage");
@@ -334,7 +348,7 @@ fn a_store_that_cannot_write_stops_the_service_and_a_restart_loses_nothing() {
     let reference = reference(broker(), &lines);
     let mut alerts = Reader::new(&t.alerts);
     let (got, count) = drain(&mut alerts, false, Some(reference.alerts.len()));
-    assert_eq!(service.terminate(), 0);
+    stop_cleanly(service);
     let mut run = outcome(broker(), &t, dir.path(), &mut alerts, 0);
     (run.alerts, run.alert_count) = (got, count);
     assert_same(&run, &reference, "store failure");
@@ -427,7 +441,7 @@ fn the_running_service_drops_objectors_and_purges_on_its_own_timer() {
         "{metrics}"
     );
     assert!(crate::privacy::personal_data(&metrics).is_empty());
-    assert_eq!(service.terminate(), 0);
+    stop_cleanly(service);
     let state = dump(dir.path());
     let households = state
         .iter()
@@ -454,7 +468,7 @@ fn the_running_service_drops_objectors_and_purges_on_its_own_timer() {
         ),
         0.0
     );
-    assert_eq!(service.terminate(), 0);
+    stop_cleanly(service);
     assert!(dump(dir.path()).iter().any(|l| l.starts_with("{\"case\"")));
 
     // 12 months and a few days on: the case, its signals and the household go.
@@ -473,7 +487,7 @@ fn the_running_service_drops_objectors_and_purges_on_its_own_timer() {
         ),
         1.0
     );
-    assert_eq!(service.terminate(), 0);
+    stop_cleanly(service);
     assert_eq!(
         dump(dir.path()),
         Vec::<String>::new(),
