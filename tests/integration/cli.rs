@@ -441,10 +441,17 @@ fn state_purge_deletes_what_is_past_retention_as_the_state_dump_shows() {
         ),
     )
     .unwrap();
-    let dump = || {
-        let out = vroeg(&["state", "dump", "--state", state.to_str().unwrap()]);
-        assert!(out.status.success());
+    let state_cmd = |cmd: &str| {
+        let out = vroeg(&["state", cmd, "--state", state.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         stdout(&out)
+    };
+    let dump = || {
+        state_cmd("dump")
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
             .collect::<Vec<_>>()
@@ -454,23 +461,20 @@ fn state_purge_deletes_what_is_past_retention_as_the_state_dump_shows() {
     let cases = |d: &[serde_json::Value]| d.iter().filter(|v| v.get("case").is_some()).count();
     let before = dump();
     assert_eq!((households(&before), cases(&before)), (2, 1));
-    assert!(stdout(&vroeg(&[
-        "state",
-        "dump",
-        "--state",
-        state.to_str().unwrap()
-    ]))
-    .contains("Jansen"));
+    assert!(state_cmd("dump").contains("Jansen"));
 
-    let purge = |at: &str| {
-        let out = vroeg(&[
+    let purge_at = |at: &str| {
+        vroeg(&[
             "state",
             "purge",
             "--config",
             config.to_str().unwrap(),
             "--at",
             at,
-        ]);
+        ])
+    };
+    let purge = |at: &str| {
+        let out = purge_at(at);
         assert!(
             out.status.success(),
             "{}",
@@ -489,29 +493,15 @@ fn state_purge_deletes_what_is_past_retention_as_the_state_dump_shows() {
     // 1 February 2027: 12 months after closing. Nothing of the household is
     // left, and no personal data at all.
     assert!(purge("2027-02-01").starts_with("purged 1 closed case(s), 1 household(s)"));
-    let text = stdout(&vroeg(&[
-        "state",
-        "dump",
-        "--state",
-        state.to_str().unwrap(),
-    ]));
-    assert_eq!(text, "", "the state dump is empty after the purge");
-    let stats = stdout(&vroeg(&[
-        "state",
-        "stats",
-        "--state",
-        state.to_str().unwrap(),
-    ]));
+    assert_eq!(
+        state_cmd("dump"),
+        "",
+        "the state dump is empty after the purge"
+    );
+    let stats = state_cmd("stats");
     assert!(stats.contains("purged (counter kept) 1"), "{stats}");
     // A bad date is a clear error.
-    let out = vroeg(&[
-        "state",
-        "purge",
-        "--config",
-        config.to_str().unwrap(),
-        "--at",
-        "2027-13-01",
-    ]);
+    let out = purge_at("2027-13-01");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a date"));
 }
