@@ -281,12 +281,9 @@ impl Engine {
                 Ok(signal) => {
                     // An objection: drop the signal before it touches any
                     // state (not even the event-time clock), and count it.
+                    let key = self.keyer.key(signal.address());
                     if !self.config.opt_out.is_empty()
-                        && self.config.opt_out.blocks(
-                            &signal,
-                            &self.keyer.key(signal.address()),
-                            &self.keyer,
-                        )
+                        && self.config.opt_out.blocks(&signal, &key, &self.keyer)
                     {
                         batch.stats.opted_out += 1;
                         continue;
@@ -299,7 +296,7 @@ impl Engine {
                         ClockMode::Wall => wall_now,
                     };
                     self.fire_timers(&processor, &mut batch, now)?;
-                    self.apply(&processor, &mut batch, &signal, now)?;
+                    self.apply(&processor, &mut batch, &key, &signal, now)?;
                 }
             }
         }
@@ -416,26 +413,26 @@ impl Engine {
         &self,
         processor: &Processor<'_>,
         batch: &mut Batch,
+        key: &HouseholdKey,
         signal: &Signal,
         now: Millis,
     ) -> Result<(), EngineError> {
-        let key = self.keyer.key(signal.address());
-        let loaded = self.load(batch, &key)?;
+        let loaded = self.load(batch, key)?;
         let before = loaded.state.timer_due;
-        let result = processor.apply_signal(&key, &mut loaded.state, signal, now);
+        let result = processor.apply_signal(key, &mut loaded.state, signal, now);
         match result.outcome {
             Some(ApplyOutcome::Applied) => {
                 loaded.dirty = true;
                 let after = loaded.state.timer_due;
                 batch.stats.applied += 1;
-                move_timer(batch, &key, before, after);
+                move_timer(batch, key, before, after);
             }
             Some(ApplyOutcome::Duplicate) => batch.stats.duplicates += 1,
             Some(ApplyOutcome::PurposeDisabled) => batch.stats.purpose_disabled += 1,
             Some(ApplyOutcome::OutsideWindow) => batch.stats.outside_window += 1,
             None => {}
         }
-        self.emit(batch, &key, result, now)
+        self.emit(batch, key, result, now)
     }
 
     fn emit(

@@ -79,7 +79,8 @@ impl Engine {
         let store = self.store().clone();
         let opt_out = self.opt_out().clone();
         let keyer = self.keyer().clone();
-        let objected = |key: &str| opt_out.has_household(&HouseholdKey(key.to_owned()));
+        let objected =
+            |key: &str| !opt_out.is_empty() && opt_out.has_household(&HouseholdKey(key.to_owned()));
 
         // Case records past retention; the households that still have one.
         let mut kept: HashSet<String> = HashSet::new();
