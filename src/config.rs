@@ -38,6 +38,15 @@ pub struct RawRetention {
     pub purge_interval_secs: u64,
 }
 
+impl RawRetention {
+    /// The engine's retention policy.
+    pub fn policy(&self) -> vroeg_engine::Retention {
+        vroeg_engine::Retention {
+            closed_case_months: self.closed_case_months,
+        }
+    }
+}
+
 impl Default for RawRetention {
     fn default() -> Self {
         RawRetention {

@@ -20,7 +20,8 @@ use vroeg_store::Store;
 
 use crate::run::{open_state, StateArgs};
 
-fn parse_day(s: &str) -> Result<Day, String> {
+/// A `YYYY-MM-DD` command-line argument.
+pub fn parse_day(s: &str) -> Result<Day, String> {
     Day::parse(s).ok_or_else(|| format!("{s:?} is not a date (YYYY-MM-DD)"))
 }
 

@@ -133,18 +133,15 @@ pub struct PurgeArgs {
     pub config: PathBuf,
     /// Purge as on this day (YYYY-MM-DD, start of the day, UTC) instead of
     /// now: to see what a later purge would delete, or in drills.
-    #[arg(long)]
-    pub at: Option<String>,
+    #[arg(long, value_parser = crate::export::parse_day)]
+    pub at: Option<vroeg_core::time::Day>,
 }
 
 pub fn state_purge(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    let now = match &args.at {
-        None => vroeg_kafka::wall_now(),
-        Some(day) => vroeg_core::time::Day::parse(day)
-            .with_context(|| format!("--at {day:?} is not a date (YYYY-MM-DD)"))?
-            .start_millis(),
-    };
+    let now = args
+        .at
+        .map_or_else(vroeg_kafka::wall_now, |day| day.start_millis());
     let rules = load_rules(&config)?;
     let store = open_state(&StateArgs {
         state: config.engine.state_dir.clone(),
@@ -153,12 +150,7 @@ pub fn state_purge(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
     // `now` is given.
     let engine_config = EngineConfig::new(config.household_secret.clone(), ClockMode::Wall);
     let mut engine = Engine::new(store, Arc::new(rules), engine_config)?;
-    let stats = engine.purge(
-        now,
-        &vroeg_engine::Retention {
-            closed_case_months: config.retention.closed_case_months,
-        },
-    )?;
+    let stats = engine.purge(now, &config.retention.policy())?;
     engine.store().flush()?;
     println!(
         "purged {} closed case(s), {} household(s), {} signal(s)",
@@ -408,9 +400,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut pipeline = Pipeline::new(engine, sink, metrics.clone())?;
     if config.retention.purge_interval_secs > 0 {
         pipeline.set_retention(
-            vroeg_engine::Retention {
-                closed_case_months: config.retention.closed_case_months,
-            },
+            config.retention.policy(),
             Duration::from_secs(config.retention.purge_interval_secs),
         );
     } else {
