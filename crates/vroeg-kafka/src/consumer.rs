@@ -355,7 +355,7 @@ fn session(
             return Err(e.into());
         }
         // Backpressure: pause while the outbox is over its bound.
-        let depth = lock(&pipeline).outbox_depth();
+        let depth = lock(pipeline).outbox_depth();
         if depth > settings.outbox_max && !paused {
             warn!(
                 outbox_depth = depth,
@@ -368,8 +368,8 @@ fn session(
             paused = true;
         }
         if paused {
-            let ok = lock(&pipeline).publish();
-            if lock(&pipeline).outbox_depth() <= settings.outbox_max / 2 {
+            let ok = lock(pipeline).publish();
+            if lock(pipeline).outbox_depth() <= settings.outbox_max / 2 {
                 info!("outbox drained; resuming consumption");
                 if let Ok(a) = consumer.assignment() {
                     let _ = consumer.resume(&a);
@@ -383,7 +383,7 @@ fn session(
         }
         // Never sleep past the moment the batch in flight is due.
         let wait = {
-            let p = lock(&pipeline);
+            let p = lock(pipeline);
             if p.pending() > 0 {
                 settings.batch_time.saturating_sub(p.waited())
             } else {
@@ -392,7 +392,7 @@ fn session(
         };
         match consumer.poll(wait) {
             Some(Ok(msg)) => {
-                lock(&pipeline).push(record(&msg));
+                lock(pipeline).push(record(&msg));
             }
             Some(Err(error)) => {
                 debug!(%error, "poll error");
@@ -400,7 +400,7 @@ fn session(
             None => {}
         }
         let (pending, waited) = {
-            let p = lock(&pipeline);
+            let p = lock(pipeline);
             (p.pending(), p.waited())
         };
         let tick_due = last_tick.elapsed() >= Duration::from_secs(1);
@@ -408,10 +408,10 @@ fn session(
             || (pending > 0 && waited >= settings.batch_time)
             || (pending == 0 && tick_due)
         {
-            let done = lock(&pipeline).flush()?;
+            let done = lock(pipeline).flush()?;
             commit(&consumer, &done, CommitMode::Async);
             if pending == 0 {
-                lock(&pipeline).purge_if_due()?;
+                lock(pipeline).purge_if_due()?;
             }
             last_tick = Instant::now();
             // A failed publish is retried with the next flush or tick; its
@@ -419,23 +419,23 @@ fn session(
         }
     }
     info!("stopping: finishing the batch in flight and draining the outbox");
-    let done = lock(&pipeline).flush()?;
+    let done = lock(pipeline).flush()?;
     commit(&consumer, &done, CommitMode::Sync);
     let deadline = Instant::now() + shutdown;
-    while lock(&pipeline).outbox_depth() > 0 && Instant::now() < deadline {
-        if !lock(&pipeline).publish() {
+    while lock(pipeline).outbox_depth() > 0 && Instant::now() < deadline {
+        if !lock(pipeline).publish() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    let done = lock(&pipeline).acknowledgeable();
+    let done = lock(pipeline).acknowledgeable();
     commit(&consumer, &done, CommitMode::Sync);
-    let left = lock(&pipeline).outbox_depth();
+    let left = lock(pipeline).outbox_depth();
     if left > 0 {
         warn!(
             outbox_depth = left,
             "outbox not empty at shutdown; it is sent on the next start"
         );
     }
-    lock(&pipeline).flush_producer(Duration::from_secs(5));
+    lock(pipeline).flush_producer(Duration::from_secs(5));
     Ok(SessionEnd::Stopped)
 }
