@@ -21,6 +21,23 @@ impl HouseholdKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The household partition this key belongs to, among `partitions`
+    /// (at least 1): the key's first 64 bits, modulo the count. Intake sends
+    /// a household's signals and feedback to this partition of the
+    /// household topic, and its state lives in the same partition of the
+    /// changelog. The function must never change: a changed mapping would
+    /// split households between partitions.
+    pub fn partition(&self, partitions: u32) -> u32 {
+        let prefix = self.0.get(..16).unwrap_or(&self.0);
+        let bits = u64::from_str_radix(prefix, 16).unwrap_or_else(|_| {
+            // Not hex (never produced by the keyer): a stable fold instead.
+            self.0
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        });
+        (bits % u64::from(partitions.max(1))) as u32
+    }
 }
 
 impl std::fmt::Display for HouseholdKey {
@@ -102,6 +119,20 @@ mod tests {
         assert_ne!(a, k.key(&addr("1234AB", 12, None)));
         assert_ne!(a, k.key(&addr("1234AB", 12, Some("B"))));
         assert_eq!(a.as_str().len(), 32);
+    }
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        let key = HouseholdKey("00000000000000ff0123456789abcdef".into());
+        assert_eq!(key.partition(12), 255 % 12);
+        assert_eq!(key.partition(1), 0);
+        assert_eq!(key.partition(0), 0);
+        let k = HouseholdKeyer::new(b"secret");
+        let mut counts = [0u32; 12];
+        for nr in 1..=1200 {
+            counts[k.key(&addr("1234AB", nr, None)).partition(12) as usize] += 1;
+        }
+        assert!(counts.iter().all(|c| (60..=140).contains(c)), "{counts:?}");
     }
 
     #[test]

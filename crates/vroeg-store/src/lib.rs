@@ -294,6 +294,47 @@ pub fn decode_state(bytes: &[u8]) -> Result<HouseholdState, StoreError> {
     decode("household state", bytes)
 }
 
+/// Trees holding one household partition each are named this, then the
+/// partition number.
+const PARTITION_TREE: &str = "partition-";
+
+fn partition_tree(partition: u32) -> String {
+    format!("{PARTITION_TREE}{partition}")
+}
+
+/// Open a tree, check (or, when new, write) its format version, and find
+/// the next outbox sequence number in it.
+fn checked_tree(db: &sled::Db, name: &str) -> Result<(sled::Tree, u64), StoreError> {
+    let tree = db.open_tree(name).map_err(sled_err("open the tree"))?;
+    let meta = meta_key("format");
+    match tree
+        .get(&meta)
+        .map_err(sled_err("read the format version"))?
+    {
+        None => {
+            tree.insert(meta, vec![FORMAT_VERSION])
+                .map_err(sled_err("write the format version"))?;
+        }
+        Some(v) if v.as_ref() == [FORMAT_VERSION] => {}
+        Some(v) => {
+            return Err(StoreError::Version {
+                what: "store",
+                found: v.first().copied().unwrap_or(0),
+            })
+        }
+    }
+    let next = match tree.scan_prefix([P_OUTBOX]).next_back() {
+        None => 0,
+        Some(r) => {
+            let (k, _) = r.map_err(sled_err("scan the outbox"))?;
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&k[1..9]);
+            u64::from_be_bytes(b) + 1
+        }
+    };
+    Ok((tree, next))
+}
+
 impl Store {
     /// Open (or create) the store in `path`. With `durable`, every commit is
     /// flushed to disk before it returns.
@@ -327,40 +368,10 @@ impl Store {
     }
 
     fn from_db(db: sled::Db, durable: bool) -> Result<Store, StoreError> {
-        let tree = db.open_tree("vroeg").map_err(sled_err("open the tree"))?;
         let audit = db
             .open_tree("audit")
             .map_err(sled_err("open the audit log"))?;
-        let meta = [P_META]
-            .iter()
-            .chain(b"format")
-            .copied()
-            .collect::<Vec<u8>>();
-        match tree
-            .get(&meta)
-            .map_err(sled_err("read the format version"))?
-        {
-            None => {
-                tree.insert(meta, vec![FORMAT_VERSION])
-                    .map_err(sled_err("write the format version"))?;
-            }
-            Some(v) if v.as_ref() == [FORMAT_VERSION] => {}
-            Some(v) => {
-                return Err(StoreError::Version {
-                    what: "store",
-                    found: v.first().copied().unwrap_or(0),
-                })
-            }
-        }
-        let next = match tree.scan_prefix([P_OUTBOX]).next_back() {
-            None => 0,
-            Some(r) => {
-                let (k, _) = r.map_err(sled_err("scan the outbox"))?;
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&k[1..9]);
-                u64::from_be_bytes(b) + 1
-            }
-        };
+        let (tree, next) = checked_tree(&db, "vroeg")?;
         Ok(Store {
             db,
             tree,
@@ -368,6 +379,47 @@ impl Store {
             next_outbox: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(next)),
             durable,
         })
+    }
+
+    /// The cache of one household partition (the service's state role): a
+    /// tree of its own in the same directory, with the same key layout.
+    /// Created empty when it does not exist yet.
+    pub fn partition(&self, partition: u32) -> Result<Store, StoreError> {
+        let (tree, next) = checked_tree(&self.db, &partition_tree(partition))?;
+        Ok(Store {
+            db: self.db.clone(),
+            tree,
+            audit: self.audit.clone(),
+            next_outbox: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(next)),
+            durable: self.durable,
+        })
+    }
+
+    /// The household partitions this directory holds a cache of, in order.
+    pub fn partitions(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = self
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|name| {
+                std::str::from_utf8(name)
+                    .ok()?
+                    .strip_prefix(PARTITION_TREE)?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Delete the cache of one partition (it is rebuilt from the changelog
+    /// when the partition comes back).
+    pub fn drop_partition(&self, partition: u32) -> Result<(), StoreError> {
+        self.db
+            .drop_tree(partition_tree(partition))
+            .map_err(sled_err("drop a partition cache"))?;
+        Ok(())
     }
 
     pub fn household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError> {
@@ -470,6 +522,46 @@ impl Store {
         if commit.is_empty() {
             return Ok(());
         }
+        let mut batch = self.batch(commit)?;
+        if !commit.outbox.is_empty() {
+            // One chunk per commit: one key to write, read and remove,
+            // however many entries the batch produced.
+            let seq = self
+                .next_outbox
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            batch.insert(
+                outbox_key(seq).to_vec(),
+                encode("outbox chunk", &commit.outbox)?,
+            );
+        }
+        self.apply(batch)
+    }
+
+    /// Write a batch whose changelog records are committed to Kafka, as a
+    /// cache of the changelog up to `changelog_next` (the changelog offset
+    /// to read from next). Its outbox is not written: it was published in
+    /// the same Kafka transaction.
+    pub fn commit_cached(&self, commit: &Commit, changelog_next: i64) -> Result<(), StoreError> {
+        let mut batch = self.batch(commit)?;
+        batch.insert(
+            meta_key(CHANGELOG_OFFSET),
+            changelog_next.to_be_bytes().to_vec(),
+        );
+        self.apply(batch)
+    }
+
+    fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
+        self.tree
+            .apply_batch(batch)
+            .map_err(sled_err("apply a batch"))?;
+        if self.durable {
+            self.db.flush().map_err(sled_err("flush a batch"))?;
+        }
+        Ok(())
+    }
+
+    /// The sled batch of a commit, without its outbox.
+    fn batch(&self, commit: &Commit) -> Result<sled::Batch, StoreError> {
         let mut batch = sled::Batch::default();
         for w in &commit.households {
             let new_timer = w.state.as_ref().and_then(|s| s.timer_due);
@@ -509,24 +601,7 @@ impl Store {
         for (key, episodes) in &commit.retired {
             batch.insert(retired_key(key), episodes.to_be_bytes().to_vec());
         }
-        if !commit.outbox.is_empty() {
-            // One chunk per commit: one key to write, read and remove,
-            // however many entries the batch produced.
-            let seq = self
-                .next_outbox
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            batch.insert(
-                outbox_key(seq).to_vec(),
-                encode("outbox chunk", &commit.outbox)?,
-            );
-        }
-        self.tree
-            .apply_batch(batch)
-            .map_err(sled_err("apply a batch"))?;
-        if self.durable {
-            self.db.flush().map_err(sled_err("flush a batch"))?;
-        }
-        Ok(())
+        Ok(batch)
     }
 
     /// Up to `limit` outbox chunks, oldest first. Each chunk holds the
@@ -671,6 +746,9 @@ impl Store {
         self.db.flush().map(|_| ()).map_err(sled_err("flush"))
     }
 }
+
+mod changelog;
+pub use changelog::{ChangelogRecord, CHANGELOG_OFFSET};
 
 #[cfg(test)]
 mod tests;

@@ -200,3 +200,95 @@ mod roundtrip {
         }
     }
 }
+
+/// Every key and value of a tree but the changelog offset itself.
+fn contents(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
+    store
+        .tree
+        .iter()
+        .map(|r| r.unwrap())
+        .filter(|(k, _)| k.as_ref() != meta_key(CHANGELOG_OFFSET).as_slice())
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect()
+}
+
+#[test]
+fn a_partition_restored_from_its_changelog_equals_the_cache_written_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), false).unwrap();
+    let live = store.partition(3).unwrap();
+    let with_timer = |due| HouseholdState {
+        episodes: 1,
+        timer_due: Some(due),
+        ..HouseholdState::default()
+    };
+    let commits = vec![
+        Commit {
+            positions: vec![("vroeg.huishoudens".into(), 3, 10)],
+            meta: vec![("watermark".into(), 7i64.to_be_bytes().to_vec())],
+            ..write("a", Some(with_timer(5_000)), None)
+        },
+        write("b", Some(with_timer(6_000)), None),
+        // The timer moves, then the household goes (retention) and leaves
+        // its case counter.
+        write("a", Some(with_timer(9_000)), Some(5_000)),
+        Commit {
+            retired: vec![(key("b"), 1)],
+            ..write("b", None, Some(6_000))
+        },
+    ];
+    let mut changelog = Vec::new();
+    for (i, commit) in commits.iter().enumerate() {
+        for record in commit.changelog().unwrap() {
+            let offset = changelog.len() as i64;
+            changelog.push((offset, record));
+        }
+        live.commit_cached(commit, changelog.len() as i64 + i as i64)
+            .unwrap();
+    }
+    // A fresh cache, restored in two pieces, equals the live one.
+    let restored = store.partition(4).unwrap();
+    assert_eq!(restored.changelog_offset().unwrap(), None);
+    let (first, rest) = changelog.split_at(3);
+    restored.restore(first, 3).unwrap();
+    restored.restore(rest, 99).unwrap();
+    assert_eq!(restored.changelog_offset().unwrap(), Some(99));
+    assert_eq!(contents(&restored), contents(&live));
+    assert_eq!(
+        restored.due_timers(i64::MAX, 10).unwrap(),
+        vec![(9_000, key("a"))]
+    );
+    assert_eq!(restored.retired(&key("b")).unwrap(), Some(1));
+    assert_eq!(store.partitions(), vec![3, 4]);
+    store.drop_partition(4).unwrap();
+    assert_eq!(store.partitions(), vec![3]);
+}
+
+#[test]
+fn a_changelog_record_that_does_not_decode_fails_the_restore_and_changes_nothing() {
+    let store = Store::temporary().unwrap().partition(0).unwrap();
+    let good = write("a", Some(HouseholdState::default()), None)
+        .changelog()
+        .unwrap();
+    let mut records: Vec<(i64, ChangelogRecord)> = good.into_iter().map(|r| (0, r)).collect();
+    records.push((
+        1,
+        ChangelogRecord {
+            key: household_key(&key("b")),
+            value: Some(vec![FORMAT_VERSION, 0xff, 0xff, 0xff]),
+        },
+    ));
+    let error = store.restore(&records, 2).unwrap_err().to_string();
+    assert!(error.contains("at offset 1"), "{error}");
+    assert_eq!(store.household(&key("a")).unwrap(), None);
+    assert_eq!(store.changelog_offset().unwrap(), None);
+    let unknown = [(
+        5,
+        ChangelogRecord {
+            key: b"zzz".to_vec(),
+            value: None,
+        },
+    )];
+    let error = store.restore(&unknown, 6).unwrap_err().to_string();
+    assert!(error.contains("unknown key prefix 'z'"), "{error}");
+}

@@ -1,0 +1,208 @@
+//! The changelog: the store's primary keys and values as Kafka records.
+//!
+//! In the partitioned service every household partition has a partition of
+//! a compacted changelog topic, and its sled tree is a cache of that
+//! partition. A batch's [`Commit`] becomes changelog records
+//! ([`Commit::changelog`]): every primary key it writes (households, case
+//! records, positions, metadata, case counters of purged households) with
+//! the value exactly as sled stores it, and a deletion as a tombstone. The
+//! outbox is not part of it (its entries go to the output topics in the same
+//! transaction), and neither are the derived indexes (the time index of
+//! timers and the team index of open cases): [`Store::restore`] rebuilds
+//! those from the values, so a restored cache equals the one the live
+//! service wrote.
+//!
+//! A changelog record that does not decode is an error, never skipped: the
+//! caller refuses the partition.
+
+use std::collections::HashMap;
+
+use vroeg_core::archive::{CaseRecord, CaseStatus};
+use vroeg_core::HouseholdKey;
+
+use crate::{
+    case_key, decode_json, decode_state, encode_json, encode_state, household_key, meta_key,
+    position_key, retired_key, sled_err, team_key, timer_key, Commit, Store, StoreError, P_CASE,
+    P_HOUSEHOLD, P_META, P_POSITION, P_RETIRED,
+};
+
+/// The metadata key holding the changelog offset a partition cache reflects
+/// (the next offset to read).
+pub const CHANGELOG_OFFSET: &str = "changelog.offset";
+
+/// One changelog record: a primary key of the store and its value, `None`
+/// for a deletion (a tombstone on a compacted topic).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangelogRecord {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+impl Commit {
+    /// The changelog records of this commit, in the order sled would apply
+    /// them. Values are encoded as the store encodes them.
+    pub fn changelog(&self) -> Result<Vec<ChangelogRecord>, StoreError> {
+        let mut out = Vec::with_capacity(
+            self.households.len()
+                + self.cases.len()
+                + self.positions.len()
+                + self.meta.len()
+                + self.purged_cases.len()
+                + self.retired.len(),
+        );
+        for w in &self.households {
+            out.push(ChangelogRecord {
+                key: household_key(&w.key),
+                value: w.state.as_ref().map(encode_state).transpose()?,
+            });
+        }
+        for (stream, partition, offset) in &self.positions {
+            out.push(ChangelogRecord {
+                key: position_key(stream, *partition),
+                value: Some(offset.to_be_bytes().to_vec()),
+            });
+        }
+        for (name, value) in &self.meta {
+            out.push(ChangelogRecord {
+                key: meta_key(name),
+                value: Some(value.clone()),
+            });
+        }
+        for case in &self.cases {
+            out.push(ChangelogRecord {
+                key: case_key(&case.id),
+                value: Some(encode_json("case", case)?),
+            });
+        }
+        for (id, _) in &self.purged_cases {
+            out.push(ChangelogRecord {
+                key: case_key(id),
+                value: None,
+            });
+        }
+        for (key, episodes) in &self.retired {
+            out.push(ChangelogRecord {
+                key: retired_key(key),
+                value: Some(episodes.to_be_bytes().to_vec()),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Where a changelog record failed.
+fn bad(offset: i64, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what: "changelog record",
+        detail: format!("at offset {offset}: {detail}"),
+    }
+}
+
+fn household_of(offset: i64, key: &[u8]) -> Result<HouseholdKey, StoreError> {
+    std::str::from_utf8(&key[1..])
+        .map(|k| HouseholdKey(k.to_owned()))
+        .map_err(|_| bad(offset, "household key is not UTF-8"))
+}
+
+impl Store {
+    /// The changelog offset this cache reflects (the next one to read), or
+    /// `None` for a cache that has never been written.
+    pub fn changelog_offset(&self) -> Result<Option<i64>, StoreError> {
+        match self.meta(CHANGELOG_OFFSET)? {
+            None => Ok(None),
+            Some(v) => {
+                let b: [u8; 8] = v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
+                    what: "changelog offset",
+                    detail: format!("{} bytes, expected 8", v.len()),
+                })?;
+                Ok(Some(i64::from_be_bytes(b)))
+            }
+        }
+    }
+
+    /// Apply changelog records (each with its offset, in offset order) and
+    /// record `next` as the changelog offset this cache now reflects, in one
+    /// atomic sled batch. The time index and the team index follow the
+    /// values. Every value is decoded first: a record that does not decode
+    /// fails the whole call and changes nothing.
+    pub fn restore(&self, records: &[(i64, ChangelogRecord)], next: i64) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        // The latest value of each key written by this call, so that a key
+        // written twice updates the indexes from its own previous value.
+        let mut written: HashMap<&[u8], Option<&[u8]>> = HashMap::new();
+        for (offset, record) in records {
+            let offset = *offset;
+            let key = record.key.as_slice();
+            let value = record.value.as_deref();
+            let old: Option<Vec<u8>> = match written.get(key) {
+                Some(v) => v.map(<[u8]>::to_vec),
+                None => self
+                    .tree
+                    .get(key)
+                    .map_err(sled_err("read a cached value"))?
+                    .map(|v| v.to_vec()),
+            };
+            match key.first() {
+                Some(&P_HOUSEHOLD) => {
+                    let household = household_of(offset, key)?;
+                    let timer = |bytes: Option<&[u8]>| -> Result<_, StoreError> {
+                        Ok(match bytes {
+                            None => None,
+                            Some(b) => decode_state(b).map_err(|e| bad(offset, e))?.timer_due,
+                        })
+                    };
+                    let (before, after) = (timer(old.as_deref())?, timer(value)?);
+                    if before != after {
+                        if let Some(due) = before {
+                            batch.remove(timer_key(due, &household));
+                        }
+                        if let Some(due) = after {
+                            batch.insert(timer_key(due, &household), Vec::new());
+                        }
+                    }
+                }
+                Some(&P_CASE) => {
+                    let case = |bytes: Option<&[u8]>| -> Result<Option<CaseRecord>, StoreError> {
+                        bytes
+                            .map(|b| decode_json("case", b).map_err(|e| bad(offset, e)))
+                            .transpose()
+                    };
+                    if let Some(old) = case(old.as_deref())? {
+                        batch.remove(team_key(&old.wijkteam, &old.id));
+                    }
+                    if let Some(new) = case(value)? {
+                        if new.status == CaseStatus::Open {
+                            batch.insert(team_key(&new.wijkteam, &new.id), Vec::new());
+                        }
+                    }
+                }
+                Some(&P_POSITION) => {
+                    if value.is_some_and(|v| v.len() != 8) {
+                        return Err(bad(offset, "a position is not 8 bytes"));
+                    }
+                }
+                Some(&P_RETIRED) => {
+                    household_of(offset, key)?;
+                    if value.is_some_and(|v| v.len() != 4) {
+                        return Err(bad(offset, "a case counter is not 4 bytes"));
+                    }
+                }
+                Some(&P_META) => {}
+                Some(other) => {
+                    return Err(bad(
+                        offset,
+                        format!("unknown key prefix {:?}", char::from(*other)),
+                    ))
+                }
+                None => return Err(bad(offset, "empty key")),
+            }
+            match value {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
+            }
+            written.insert(key, value);
+        }
+        batch.insert(meta_key(CHANGELOG_OFFSET), next.to_be_bytes().to_vec());
+        self.apply(batch)
+    }
+}
