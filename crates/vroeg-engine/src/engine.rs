@@ -5,15 +5,14 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 use vroeg_core::archive::CaseRecord;
-use vroeg_core::feedback::{apply_feedback, decode_feedback};
+use vroeg_core::feedback::{apply_feedback, Feedback};
 use vroeg_core::optout::OptOut;
-use vroeg_core::signal::{
-    decode_binary, decode_structured, DecodeContext, DecodeError, ErrorCode, Signal,
-    DEFAULT_MAX_BYTES,
-};
+use vroeg_core::signal::{DecodeError, Signal, DEFAULT_MAX_BYTES};
 use vroeg_core::state::{ApplyOutcome, HouseholdState};
 use vroeg_core::time::{Millis, DAY_MS};
 use vroeg_core::{Alert, AlertKind, HouseholdKey, HouseholdKeyer};
+
+use crate::intake::{not_a_case_id, Classified, Forwarded, ForwardedItem, Intake};
 use vroeg_rules::pipeline::{Processor, StepResult};
 use vroeg_rules::routing::Routing;
 use vroeg_rules::RuleSet;
@@ -65,7 +64,7 @@ impl EngineConfig {
 }
 
 /// One input record and its position.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Record {
     /// The stream: a Kafka topic, or `file:<name>` for replay.
     pub stream: Arc<str>,
@@ -74,6 +73,103 @@ pub struct Record {
     pub payload: Vec<u8>,
     /// Message headers (binary-mode CloudEvents carry `ce_*` attributes here).
     pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// A record from the household topic: its own position there, and what
+/// intake forwarded.
+#[derive(Clone, Debug)]
+pub struct ForwardedRecord {
+    pub stream: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub forwarded: Forwarded,
+}
+
+/// A processed batch not yet written: see [`Engine::prepare`].
+#[derive(Debug)]
+pub struct Prepared {
+    commit: Commit,
+    stats: Stats,
+    moved: HashMap<(Arc<str>, i32), i64>,
+    watermark_before: Millis,
+}
+
+impl Prepared {
+    /// What the batch changes, and its outbox.
+    pub fn commit(&self) -> &Commit {
+        &self.commit
+    }
+
+    /// What the batch did (`batches` is counted when it is completed).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.commit.is_empty()
+    }
+}
+
+/// A record the engine can process: a raw one, which it classifies, or one
+/// intake classified already.
+trait Item {
+    fn position(&self) -> (&Arc<str>, i32, i64);
+    /// An event-time progress marker's clock, if this is one.
+    fn progress(&self) -> Option<Millis> {
+        None
+    }
+    fn classified(&self, intake: &Intake, wall_now: Millis) -> Classified;
+    /// The record as its source had it, for a dead letter.
+    fn original(&self) -> std::borrow::Cow<'_, Record>;
+}
+
+impl Item for Record {
+    fn position(&self) -> (&Arc<str>, i32, i64) {
+        (&self.stream, self.partition, self.offset)
+    }
+
+    fn classified(&self, intake: &Intake, wall_now: Millis) -> Classified {
+        intake.classify(self, wall_now)
+    }
+
+    fn original(&self) -> std::borrow::Cow<'_, Record> {
+        std::borrow::Cow::Borrowed(self)
+    }
+}
+
+impl Item for ForwardedRecord {
+    fn position(&self) -> (&Arc<str>, i32, i64) {
+        (&self.stream, self.partition, self.offset)
+    }
+
+    fn progress(&self) -> Option<Millis> {
+        match self.forwarded.item {
+            ForwardedItem::Progress { clock } => Some(clock),
+            _ => None,
+        }
+    }
+
+    /// Never called for a progress marker ([`Item::progress`] handles it).
+    fn classified(&self, intake: &Intake, _wall_now: Millis) -> Classified {
+        match &self.forwarded.item {
+            ForwardedItem::Signal(signal) => Classified::Signal {
+                key: intake.keyer().key(signal.address()),
+                signal: signal.clone(),
+            },
+            ForwardedItem::Feedback { feedback, .. } => match feedback.household() {
+                Some((key, _)) => Classified::Feedback {
+                    key,
+                    feedback: feedback.clone(),
+                },
+                None => Classified::Rejected(not_a_case_id()),
+            },
+            ForwardedItem::Progress { .. } => Classified::OptedOut,
+        }
+    }
+
+    fn original(&self) -> std::borrow::Cow<'_, Record> {
+        std::borrow::Cow::Owned(self.forwarded.original())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +210,7 @@ pub struct Engine {
     store: Store,
     rules: Arc<RuleSet>,
     config: EngineConfig,
-    keyer: HouseholdKeyer,
+    intake: Intake,
     /// Event-time clock: the maximum signal time seen (persisted).
     watermark: Millis,
     positions: HashMap<(Arc<str>, i32), i64>,
@@ -144,12 +240,12 @@ impl Engine {
             Some(v) if v.len() == 8 => i64::from_be_bytes(v.try_into().unwrap_or([0; 8])),
             _ => i64::MIN,
         };
-        let keyer = HouseholdKeyer::new(&config.household_secret);
+        let intake = Intake::new(&config);
         Ok(Engine {
             store,
             rules,
             config,
-            keyer,
+            intake,
             watermark,
             positions: HashMap::new(),
             stats: Stats::default(),
@@ -172,6 +268,7 @@ impl Engine {
 
     /// Use another objection list from the next batch on.
     pub fn set_opt_out(&mut self, opt_out: Arc<OptOut>) {
+        self.intake.set_opt_out(opt_out.clone());
         self.config.opt_out = opt_out;
     }
 
@@ -217,19 +314,107 @@ impl Engine {
         records: &[Record],
         wall_now: Millis,
     ) -> Result<Stats, EngineError> {
-        let watermark = self.watermark;
-        let result = self.process_batch_inner(records, wall_now);
-        if result.is_err() {
-            self.watermark = watermark;
-        }
-        result
+        let prepared = self.prepare(records, wall_now)?;
+        self.complete(prepared)
     }
 
-    fn process_batch_inner(
+    /// Process one batch without writing anything: the returned
+    /// [`Prepared`] holds the commit (state, case records, positions, and
+    /// the outbox of case events, dead letters and partner feedback). Then
+    /// either [`Engine::complete`] (or [`Engine::complete_cached`]) it, or
+    /// [`Engine::abandon`] it. Prepare the next batch only after that.
+    pub fn prepare(
         &mut self,
         records: &[Record],
         wall_now: Millis,
+    ) -> Result<Prepared, EngineError> {
+        self.prepare_items(records, wall_now)
+    }
+
+    /// [`Engine::prepare`] for records intake has classified already (the
+    /// partitioned service's state role).
+    pub fn prepare_forwarded(
+        &mut self,
+        records: &[ForwardedRecord],
+        wall_now: Millis,
+    ) -> Result<Prepared, EngineError> {
+        self.prepare_items(records, wall_now)
+    }
+
+    /// Write a prepared batch with its outbox, as one atomic commit.
+    pub fn complete(&mut self, prepared: Prepared) -> Result<Stats, EngineError> {
+        let result = self.store.commit(&prepared.commit);
+        self.finish(prepared, result)
+    }
+
+    /// Write a prepared batch whose outbox and changelog records are
+    /// committed to Kafka already, as a cache of the changelog up to
+    /// `changelog_next`.
+    pub fn complete_cached(
+        &mut self,
+        prepared: Prepared,
+        changelog_next: i64,
     ) -> Result<Stats, EngineError> {
+        let result = self.store.commit_cached(&prepared.commit, changelog_next);
+        self.finish(prepared, result)
+    }
+
+    /// Forget a prepared batch: its Kafka transaction was aborted. The
+    /// engine is as it was before [`Engine::prepare`].
+    pub fn abandon(&mut self, prepared: Prepared) {
+        self.watermark = prepared.watermark_before;
+    }
+
+    fn finish(
+        &mut self,
+        prepared: Prepared,
+        written: Result<(), StoreError>,
+    ) -> Result<Stats, EngineError> {
+        if let Err(e) = written {
+            self.watermark = prepared.watermark_before;
+            return Err(e.into());
+        }
+        let Prepared {
+            commit,
+            mut stats,
+            moved,
+            ..
+        } = prepared;
+        if !commit.is_empty() {
+            stats.batches = 1;
+        }
+        // Only now, with the batch written, do positions move in memory.
+        self.positions.extend(moved);
+        self.stats.merge(&stats);
+        Ok(stats)
+    }
+
+    fn prepare_items<I: Item>(
+        &mut self,
+        items: &[I],
+        wall_now: Millis,
+    ) -> Result<Prepared, EngineError> {
+        let watermark_before = self.watermark;
+        match self.prepare_inner(items, wall_now) {
+            Ok((commit, stats, moved)) => Ok(Prepared {
+                commit,
+                stats,
+                moved,
+                watermark_before,
+            }),
+            Err(e) => {
+                self.watermark = watermark_before;
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn prepare_inner<I: Item>(
+        &mut self,
+        items: &[I],
+        wall_now: Millis,
+    ) -> Result<(Commit, Stats, HashMap<(Arc<str>, i32), i64>), EngineError> {
         let rules = self.rules.clone();
         let mut batch = Batch {
             households: HashMap::new(),
@@ -242,52 +427,46 @@ impl Engine {
         let routing = self.config.routing.clone();
         let processor = Processor::new(&rules, &routing);
         batch.store_next = self.store.timer_after(None)?;
-        let ctx = DecodeContext {
-            now: wall_now,
-            max_future: self.config.max_future,
-            max_bytes: self.config.max_bytes,
-        };
         let mut moved: HashMap<(Arc<str>, i32), i64> = HashMap::new();
-        for record in records {
-            let pos_key = (record.stream.clone(), record.partition);
+        for item in items {
+            let (stream, partition, offset) = item.position();
+            let pos_key = (stream.clone(), partition);
             let next = match moved.get(&pos_key) {
                 Some(p) => Some(*p),
-                None => self.position(&record.stream, record.partition)?,
+                None => self.position(stream, partition)?,
             };
-            if next.is_some_and(|p| record.offset < p) {
+            if next.is_some_and(|p| offset < p) {
                 continue; // processed in an earlier, committed batch
             }
-            moved.insert(pos_key, record.offset + 1);
-            batch.stats.records += 1;
-            if self
-                .config
-                .feedback_streams
-                .iter()
-                .any(|f| **f == *record.stream)
-            {
-                // Feedback carries no event time; in replay the clock is the
-                // signals' watermark.
-                let now = match self.config.clock {
-                    ClockMode::EventTime => self.watermark,
-                    ClockMode::Wall => wall_now,
-                };
-                if let Err(error) = self.feedback(&processor, &mut batch, record, &ctx, now)? {
-                    reject(&mut batch, record, &error);
+            moved.insert(pos_key, offset + 1);
+            if let Some(clock) = item.progress() {
+                if self.config.clock == ClockMode::EventTime {
+                    self.watermark = self.watermark.max(clock);
+                    let now = self.watermark;
+                    self.fire_timers(&processor, &mut batch, now)?;
                 }
                 continue;
             }
-            match self.decode(record, &ctx) {
-                Err(error) => reject(&mut batch, record, &error),
-                Ok(signal) => {
-                    // An objection: drop the signal before it touches any
-                    // state (not even the event-time clock), and count it.
-                    let key = self.keyer.key(signal.address());
-                    if !self.config.opt_out.is_empty()
-                        && self.config.opt_out.blocks(&signal, &key, &self.keyer)
+            batch.stats.records += 1;
+            match item.classified(&self.intake, wall_now) {
+                Classified::Rejected(error) => reject(&mut batch, &item.original(), &error),
+                // An objection: dropped before it touches any state (not
+                // even the event-time clock), and counted.
+                Classified::OptedOut => batch.stats.opted_out += 1,
+                Classified::Feedback { key, feedback } => {
+                    // Feedback carries no event time; in replay the clock is
+                    // the signals' watermark.
+                    let now = match self.config.clock {
+                        ClockMode::EventTime => self.watermark,
+                        ClockMode::Wall => wall_now,
+                    };
+                    if let Err(error) =
+                        self.feedback(&processor, &mut batch, &key, &feedback, now)?
                     {
-                        batch.stats.opted_out += 1;
-                        continue;
+                        reject(&mut batch, &item.original(), &error);
                     }
+                }
+                Classified::Signal { key, signal } => {
                     let now = match self.config.clock {
                         ClockMode::EventTime => {
                             self.watermark = self.watermark.max(signal.time);
@@ -306,7 +485,7 @@ impl Engine {
         let Batch {
             households,
             mut commit,
-            mut stats,
+            stats,
             cases,
             ..
         } = batch;
@@ -323,9 +502,12 @@ impl Engine {
                 old_timer: loaded.stored_timer,
             });
         }
-        // Deterministic write order (sled batches are atomic either way).
+        // Deterministic write order (sled batches are atomic either way;
+        // the changelog follows this order).
         commit.households.sort_by(|a, b| a.key.cmp(&b.key));
-        for ((stream, partition), offset) in &moved {
+        let mut positions: Vec<_> = moved.iter().collect();
+        positions.sort();
+        for ((stream, partition), offset) in positions {
             commit
                 .positions
                 .push((stream.to_string(), *partition, *offset));
@@ -335,18 +517,11 @@ impl Engine {
                 .meta
                 .push((WATERMARK.to_owned(), self.watermark.to_be_bytes().to_vec()));
         }
-        if !commit.is_empty() {
-            self.store.commit(&commit)?;
-            stats.batches = 1;
-        }
-        // Only now, with the batch durable, do positions move in memory.
-        self.positions.extend(moved);
-        self.stats.merge(&stats);
-        Ok(stats)
+        Ok((commit, stats, moved))
     }
 
     pub(crate) fn keyer(&self) -> &HouseholdKeyer {
-        &self.keyer
+        self.intake.keyer()
     }
 
     /// "Now" for rules and timers: the wall clock passed in, or in
@@ -362,23 +537,6 @@ impl Engine {
     /// of records, e.g. from a periodic tick). Commits like a batch.
     pub fn tick(&mut self, wall_now: Millis) -> Result<Stats, EngineError> {
         self.process_batch(&[], wall_now)
-    }
-
-    fn decode(&self, record: &Record, ctx: &DecodeContext) -> Result<Signal, DecodeError> {
-        let binary = record
-            .headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("ce_specversion"));
-        if binary {
-            let headers: Vec<(&str, &[u8])> = record
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_slice()))
-                .collect();
-            decode_binary(&headers, &record.payload, ctx)
-        } else {
-            decode_structured(&record.payload, ctx)
-        }
     }
 
     fn load<'b>(
@@ -565,28 +723,17 @@ impl Engine {
         &self,
         processor: &Processor<'_>,
         batch: &mut Batch,
-        record: &Record,
-        ctx: &DecodeContext,
+        key: &HouseholdKey,
+        feedback: &Feedback,
         now: Millis,
     ) -> Result<Result<(), DecodeError>, EngineError> {
-        let feedback = match decode_feedback(&record.payload, ctx) {
-            Ok(f) => f,
-            Err(e) => return Ok(Err(e)),
-        };
-        // The decoder has checked that the case id names a household.
-        let Some((key, _)) = feedback.household() else {
-            return Ok(Err(DecodeError {
-                code: ErrorCode::InvalidValue,
-                field: Some("feedback.zaak_id".into()),
-                detail: "not a case id".into(),
-            }));
-        };
+        let key = key.clone();
         let loaded = self.load(batch, &key)?;
         let before = loaded.state.timer_due;
         let outcome = match apply_feedback(
             &key,
             &mut loaded.state,
-            &feedback,
+            feedback,
             &self.rules.version,
             now,
             &processor.settings,
@@ -685,7 +832,7 @@ fn count_alert(stats: &mut Stats, alert: &Alert) {
 
 /// The dead-letter entry for a rejected record: the original bytes and
 /// headers, plus the reason and where it came from.
-fn dead_letter(record: &Record, error: &DecodeError) -> OutboxEntry {
+pub fn dead_letter(record: &Record, error: &DecodeError) -> OutboxEntry {
     let mut headers = record.headers.clone();
     headers.push((
         "vroeg_error_code".into(),

@@ -15,13 +15,15 @@
 
 mod engine;
 pub mod guarantees;
+pub mod intake;
 mod retention;
 mod stats;
 
 pub use engine::{
-    ClockMode, Engine, EngineConfig, EngineError, Record, Sink, SinkError, DEFAULT_TEAM,
-    MAX_DEAD_LETTER_BYTES,
+    dead_letter, ClockMode, Engine, EngineConfig, EngineError, ForwardedRecord, Prepared, Record,
+    Sink, SinkError, DEFAULT_TEAM, MAX_DEAD_LETTER_BYTES,
 };
+pub use intake::{Classified, Forwarded, ForwardedError, ForwardedItem, Intake, Origin};
 pub use retention::{PurgeStats, Retention};
 pub use stats::{BatchObserver, Stats};
 /// The store, for readers beside the engine (the case API).

@@ -71,6 +71,24 @@ impl Engine {
         wall_now: Millis,
         retention: &Retention,
     ) -> Result<PurgeStats, EngineError> {
+        let store = self.store().clone();
+        self.purge_with(
+            wall_now,
+            retention,
+            &mut |commit| Ok(store.commit(&commit)?),
+        )
+    }
+
+    /// [`Engine::purge`], handing each chunk's commit to `write` instead of
+    /// writing it to the store (the partitioned service writes it to the
+    /// changelog first). `write` must have written a chunk before it
+    /// returns: the next chunk is computed from the store.
+    pub fn purge_with(
+        &mut self,
+        wall_now: Millis,
+        retention: &Retention,
+        write: &mut dyn FnMut(Commit) -> Result<(), EngineError>,
+    ) -> Result<PurgeStats, EngineError> {
         let mut stats = PurgeStats::default();
         let Some(now) = self.now(wall_now) else {
             return Ok(stats); // event time, and no signal seen yet
@@ -98,7 +116,7 @@ impl Engine {
             }
         }
         for chunk in purged.chunks(CHUNK) {
-            store.commit(&Commit {
+            write(Commit {
                 purged_cases: chunk.to_vec(),
                 ..Commit::default()
             })?;
@@ -148,10 +166,12 @@ impl Engine {
                 });
             }
             if commit.households.len() >= CHUNK {
-                store.commit(&std::mem::take(&mut commit))?;
+                write(std::mem::take(&mut commit))?;
             }
         }
-        store.commit(&commit)?;
+        if !commit.is_empty() {
+            write(commit)?;
+        }
         Ok(stats)
     }
 }

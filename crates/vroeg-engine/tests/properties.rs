@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::json;
-use vroeg_engine::{ClockMode, Engine, EngineConfig, Record, Sink, SinkError};
+use vroeg_engine::{
+    dead_letter, Classified, ClockMode, Engine, EngineConfig, Forwarded, ForwardedItem,
+    ForwardedRecord, Intake, Origin, Record, Sink, SinkError,
+};
 use vroeg_rules::{LoadOptions, RuleSet};
 use vroeg_store::{OutboxEntry, Store};
 
@@ -113,7 +116,10 @@ fn records(stream: &str, payloads: &[Vec<u8>]) -> Vec<Record> {
 /// Every household and case record in the store, encoded, in key order.
 /// Also checks that the team index lists exactly the open cases.
 fn states(engine: &Engine) -> Vec<(String, Vec<u8>)> {
-    let store = engine.store();
+    store_states(engine.store())
+}
+
+fn store_states(store: &Store) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = store
         .households()
         .map(|r| {
@@ -176,8 +182,164 @@ fn run(payloads: &[Vec<u8>], batch: usize) -> (Vec<Vec<u8>>, Vec<(String, Vec<u8
     )
 }
 
+/// What a run published: case events by id, and dead letters in order.
+type Published = (
+    std::collections::BTreeMap<String, Vec<u8>>,
+    Vec<OutboxEntry>,
+    Vec<(String, Vec<u8>)>,
+);
+
+fn by_id(outbox: Vec<OutboxEntry>) -> Published {
+    let mut alerts = std::collections::BTreeMap::new();
+    let mut dead = Vec::new();
+    for e in outbox {
+        match e.destination {
+            vroeg_store::Destination::Alerts => {
+                let id = e
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == "vroeg_alert_id")
+                    .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+                    .unwrap();
+                assert!(alerts.insert(id, e.payload).is_none(), "an alert id twice");
+            }
+            _ => dead.push(e),
+        }
+    }
+    (alerts, dead, Vec::new())
+}
+
+/// The embedded engine over `payloads`, in batches of `batch`.
+fn embedded(payloads: &[Vec<u8>], batch: usize) -> Published {
+    let mut engine = Engine::new(
+        Store::temporary().unwrap(),
+        rules(),
+        EngineConfig::new(b"secret".to_vec(), ClockMode::EventTime),
+    )
+    .unwrap();
+    let mut sink = Collect(Vec::new());
+    for chunk in records("signalen", payloads).chunks(batch) {
+        engine.process_batch(chunk, NOW).unwrap();
+        engine.publish_outbox(&mut sink, usize::MAX).unwrap();
+    }
+    let mut out = by_id(sink.0);
+    out.2 = states(&engine);
+    out
+}
+
+/// The same payloads the partitioned way, in memory: intake classifies
+/// batches of `intake_batch` and forwards them by household partition,
+/// with a progress marker to every partition after each batch; each
+/// partition's engine processes its records in batches of `state_batch`,
+/// writing its cache as the changelog would. Each partition is then
+/// restored from its changelog into a fresh cache, which must equal the
+/// live one.
+fn partitioned(
+    payloads: &[Vec<u8>],
+    partitions: u32,
+    intake_batch: usize,
+    state_batch: usize,
+) -> Published {
+    let config = EngineConfig::new(b"secret".to_vec(), ClockMode::EventTime);
+    let intake = Intake::new(&config);
+    let topic: Arc<str> = "huishoudens".into();
+    let mut forwarded: Vec<Vec<ForwardedRecord>> = vec![Vec::new(); partitions as usize];
+    let mut outbox = Vec::new();
+    let input = records("signalen", payloads);
+    for chunk in input.chunks(intake_batch) {
+        let mut clock = None;
+        for record in chunk {
+            let classified = intake.classify(record, NOW);
+            match &classified {
+                Classified::Rejected(e) => outbox.push(dead_letter(record, e)),
+                Classified::Signal { signal, .. } => {
+                    clock = Some(clock.unwrap_or(i64::MIN).max(signal.time))
+                }
+                _ => {}
+            }
+            if let Some((key, f)) = Forwarded::new(record, classified) {
+                let p = &mut forwarded[key.partition(partitions) as usize];
+                // Through the wire format, as on Kafka.
+                let f = Forwarded::decode(&f.encode().unwrap()).unwrap();
+                p.push(ForwardedRecord {
+                    stream: topic.clone(),
+                    partition: key.partition(partitions) as i32,
+                    offset: p.len() as i64,
+                    forwarded: f,
+                });
+            }
+        }
+        if let Some(clock) = clock {
+            let last = chunk.last().unwrap();
+            for (i, p) in forwarded.iter_mut().enumerate() {
+                p.push(ForwardedRecord {
+                    stream: topic.clone(),
+                    partition: i as i32,
+                    offset: p.len() as i64,
+                    forwarded: Forwarded {
+                        origin: Origin {
+                            stream: last.stream.to_string(),
+                            partition: last.partition,
+                            offset: last.offset,
+                        },
+                        item: ForwardedItem::Progress { clock },
+                    },
+                });
+            }
+        }
+    }
+    let root = Store::temporary().unwrap();
+    let mut states = Vec::new();
+    for (p, records) in forwarded.iter().enumerate() {
+        let mut engine =
+            Engine::new(root.partition(p as u32).unwrap(), rules(), config.clone()).unwrap();
+        let mut changelog = Vec::new();
+        for chunk in records.chunks(state_batch) {
+            let prepared = engine.prepare_forwarded(chunk, NOW).unwrap();
+            outbox.extend(prepared.commit().outbox.iter().cloned());
+            for r in prepared.commit().changelog().unwrap() {
+                changelog.push((changelog.len() as i64, r));
+            }
+            engine
+                .complete_cached(prepared, changelog.len() as i64)
+                .unwrap();
+        }
+        let live = store_states(engine.store());
+        let fresh = Store::temporary().unwrap().partition(p as u32).unwrap();
+        fresh.restore(&changelog, changelog.len() as i64).unwrap();
+        assert_eq!(store_states(&fresh), live, "partition {p} restored differs");
+        states.extend(live);
+    }
+    states.sort();
+    let mut out = by_id(outbox);
+    out.2 = states;
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn partitioned_processing_equals_the_embedded_engine(
+        specs in proptest::collection::vec(spec(), 1..40),
+        garbage in proptest::collection::vec((any::<prop::sample::Index>(), "[a-z{}]{0,12}"), 0..4),
+        partitions in 1u32..5,
+        intake_batch in 1usize..9,
+        state_batch in 1usize..9,
+        batch in 1usize..9,
+    ) {
+        let mut payloads = stream(&specs);
+        for (at, text) in garbage {
+            payloads.insert(at.index(payloads.len() + 1), text.into_bytes());
+        }
+        let embedded = embedded(&payloads, batch);
+        let partitioned = partitioned(&payloads, partitions, intake_batch, state_batch);
+        prop_assert_eq!(&embedded.0, &partitioned.0, "case events differ");
+        prop_assert_eq!(&embedded.1, &partitioned.1, "dead letters differ");
+        let mut states = embedded.2.clone();
+        states.sort();
+        prop_assert_eq!(states, partitioned.2, "states differ");
+    }
 
     #[test]
     fn replay_is_deterministic(specs in proptest::collection::vec(spec(), 1..40), batch in 1usize..8) {
