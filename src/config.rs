@@ -128,6 +128,16 @@ pub struct RawKafka {
     pub delivery_timeout_ms: u64,
     /// CloudEvents `source` of the events Vroeg publishes.
     pub event_source: String,
+    /// The household topic: valid signals and feedback, re-keyed by
+    /// household (partitioned roles).
+    pub household_topic: String,
+    /// The compacted changelog of the household state (partitioned roles).
+    pub changelog_topic: String,
+    /// Partitions of the household topic and the changelog; fixed once the
+    /// topics exist.
+    pub partitions: u32,
+    /// `transaction.timeout.ms` of the transactional producers.
+    pub transaction_timeout_ms: u64,
     /// Passed to librdkafka as they are.
     pub client: BTreeMap<String, toml::Value>,
 }
@@ -149,6 +159,10 @@ impl Default for RawKafka {
             outbox_max: 100_000,
             delivery_timeout_ms: 30_000,
             event_source: "urn:vroeg".into(),
+            household_topic: "vroeg.huishoudens".into(),
+            changelog_topic: "vroeg.huishoudens.changelog".into(),
+            partitions: 12,
+            transaction_timeout_ms: 60_000,
             client: BTreeMap::new(),
         }
     }
@@ -212,6 +226,9 @@ const MANAGED: &[&str] = &[
     "acks",
     "group.instance.id",
     "statistics.interval.ms",
+    "transactional.id",
+    "isolation.level",
+    "partition.assignment.strategy",
 ];
 
 fn valid_topic(t: &str) -> bool {
@@ -251,7 +268,13 @@ impl RawConfig {
         if k.signal_topics.is_empty() {
             problems.push("kafka.signal_topics: must name at least one topic".into());
         }
-        let outputs = [&k.alerts_topic, &k.dlq_topic, &k.partner_feedback_topic];
+        let outputs = [
+            &k.alerts_topic,
+            &k.dlq_topic,
+            &k.partner_feedback_topic,
+            &k.household_topic,
+            &k.changelog_topic,
+        ];
         for t in k
             .signal_topics
             .iter()
@@ -273,12 +296,21 @@ impl RawConfig {
                 k.feedback_topic
             ));
         }
-        if k.alerts_topic == k.dlq_topic
-            || k.alerts_topic == k.partner_feedback_topic
-            || k.dlq_topic == k.partner_feedback_topic
-        {
+        let distinct: std::collections::BTreeSet<&String> = outputs.iter().copied().collect();
+        if distinct.len() != outputs.len() {
             problems.push(
-                "kafka: alerts_topic, dlq_topic and partner_feedback_topic must differ".into(),
+                "kafka: alerts_topic, dlq_topic, partner_feedback_topic, household_topic and changelog_topic must differ".into(),
+            );
+        }
+        if !(1..=1000).contains(&k.partitions) {
+            problems.push("kafka.partitions: must be from 1 to 1000".into());
+        }
+        if !(1000..=900_000).contains(&k.transaction_timeout_ms) {
+            problems.push("kafka.transaction_timeout_ms: must be from 1000 to 900000".into());
+        }
+        if k.delivery_timeout_ms > k.transaction_timeout_ms {
+            problems.push(
+                "kafka.delivery_timeout_ms: must not exceed kafka.transaction_timeout_ms (librdkafka refuses a transactional producer otherwise)".into(),
             );
         }
         if !matches!(k.alerts_content_mode.as_str(), "structured" | "binary") {
@@ -412,7 +444,7 @@ fn apply_env(doc: &mut toml::Table, vars: impl Iterator<Item = (String, String)>
         };
         if matches!(
             rest,
-            "LOG" | "LOG_JSON" | "HOUSEHOLD_SECRET" | "CLOCK_OFFSET_SECS"
+            "LOG" | "LOG_JSON" | "HOUSEHOLD_SECRET" | "CLOCK_OFFSET_SECS" | "ROLE"
         ) || rest.starts_with("TEST_")
         {
             continue;
@@ -526,6 +558,10 @@ impl Config {
             outbox_max: k.outbox_max,
             delivery_timeout: Duration::from_millis(k.delivery_timeout_ms),
             event_source: k.event_source.clone(),
+            household_topic: k.household_topic.clone(),
+            changelog_topic: k.changelog_topic.clone(),
+            partitions: k.partitions,
+            transaction_timeout: Duration::from_millis(k.transaction_timeout_ms),
         };
         let api = if raw.api.enabled {
             raw.api.listen.parse().ok()

@@ -63,6 +63,9 @@ enum Command {
     /// Check a configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Create the Kafka topics a configuration names.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
     /// Inspect a state directory (the service must not be running).
     #[command(subcommand)]
     State(StateCommand),
@@ -102,6 +105,14 @@ enum StateCommand {
     /// service's state (the running service purges on its own, every
     /// `retention.purge_interval_secs`). Prints what it deleted.
     Purge(run::PurgeArgs),
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Create every topic of the configuration that does not exist yet:
+    /// partner and feedback topics, the household topic and its compacted
+    /// changelog (`kafka.partitions` each), and the output topics.
+    Create(run::TopicsArgs),
 }
 
 #[derive(Subcommand)]
@@ -163,6 +174,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Send(args) => run::send(&args),
         Command::Config(ConfigCommand::Check(args)) => run::config_check(&args),
+        Command::Topics(TopicsCommand::Create(args)) => run::topics_create(&args),
         Command::State(StateCommand::Stats(args)) => run::state_stats(&args),
         Command::State(StateCommand::Dump(args)) => run::state_dump(&args),
         Command::State(StateCommand::Purge(args)) => run::state_purge(&args),

@@ -18,6 +18,9 @@ use clap::Args;
 use tracing::{error, info, warn};
 use vroeg_api::Metrics;
 use vroeg_engine::{ClockMode, Engine, EngineConfig};
+use vroeg_kafka::control::Control;
+use vroeg_kafka::intake::{run_intake, IntakeRole};
+use vroeg_kafka::state::{run_state, StateRole};
 use vroeg_kafka::{run_consumer, Health, KafkaSink, Pipeline};
 use vroeg_rules::{LoadOptions, RuleSet};
 use vroeg_store::Store;
@@ -29,6 +32,29 @@ pub struct RunArgs {
     /// The configuration file.
     #[arg(long, default_value = "config/vroeg.toml")]
     pub config: PathBuf,
+    /// What this process does. `all`: intake and state, partitioned over
+    /// Kafka (several instances with one group id share the work).
+    /// `intake` or `state`: one of the two. `single`: the single-node model
+    /// without the household topic (positions and an outbox in sled).
+    #[arg(long, env = "VROEG_ROLE", value_enum, default_value_t = Role::Single)]
+    pub role: Role,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    All,
+    Intake,
+    State,
+    Single,
+}
+
+impl Role {
+    fn intake(self) -> bool {
+        matches!(self, Role::All | Role::Intake)
+    }
+    fn state(self) -> bool {
+        matches!(self, Role::All | Role::State)
+    }
 }
 
 #[derive(Args)]
@@ -94,12 +120,15 @@ pub fn open_state(args: &StateArgs) -> anyhow::Result<Store> {
         "{} is not a Vroeg state directory",
         args.state.display()
     );
-    Store::open(&args.state, false).with_context(|| {
+    let store = Store::open(&args.state, false).with_context(|| {
         format!(
             "cannot open {} (is the service still running?)",
             args.state.display()
         )
-    })
+    })?;
+    // A partitioned instance's cases and households are in the caches of
+    // the household partitions it held last.
+    Ok(store.spanning())
 }
 
 pub fn state_dump(args: &StateArgs) -> anyhow::Result<ExitCode> {
@@ -146,6 +175,11 @@ pub fn state_purge(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
     let store = open_state(&StateArgs {
         state: config.engine.state_dir.clone(),
     })?;
+    anyhow::ensure!(
+        store.partitions().is_empty(),
+        "{} is the state of the partitioned roles: there, the running service purges through the changelog (retention.purge_interval_secs); a purge of the cache alone would be undone by the next restore",
+        config.engine.state_dir.display()
+    );
     // The purge follows the wall clock here, whatever engine.clock says:
     // `now` is given.
     let engine_config = EngineConfig::new(config.household_secret.clone(), ClockMode::Wall);
@@ -222,10 +256,15 @@ pub fn load_opt_out(
     })
 }
 
-/// Reload the configured rule files into the running pipeline. A rule set
-/// that does not load is refused with every error logged; the previous one
-/// stays in force. The swap waits for the batch in flight.
-fn reloader(config: &Config, pipeline: Arc<Mutex<Pipeline>>) -> vroeg_api::Reload {
+/// What a reload does with a rule set and objection list that loaded:
+/// returns the version of the rule set it replaces.
+type Apply = Box<dyn Fn(Arc<RuleSet>, Arc<vroeg_core::optout::OptOut>) -> String + Send + Sync>;
+
+/// Reload the configured rule files and objection list, and hand them to
+/// `apply`. A rule set that does not load is refused with every error
+/// logged; the previous one stays in force. The swap waits for the batch in
+/// flight.
+fn reloader(config: &Config, apply: Apply) -> vroeg_api::Reload {
     let paths = config.engine.rules.clone();
     let options = LoadOptions {
         school_purpose: config.engine.school_purpose,
@@ -248,11 +287,8 @@ fn reloader(config: &Config, pipeline: Arc<Mutex<Pipeline>>) -> vroeg_api::Reloa
                 }
             };
             let version = rules.version.clone();
-            let mut pipeline = pipeline.lock().unwrap_or_else(|p| p.into_inner());
-            let old = pipeline.engine_mut().rules().version.clone();
-            pipeline.engine_mut().set_rules(Arc::new(rules));
             let entries = opt_out.len();
-            pipeline.engine_mut().set_opt_out(Arc::new(opt_out));
+            let old = apply(Arc::new(rules), Arc::new(opt_out));
             info!(from = %old, to = %version, opt_out_entries = entries, "rule set reloaded");
             Ok(version)
         }
@@ -285,6 +321,54 @@ pub fn load_routing(
             )
         }),
     }
+}
+
+#[derive(Args)]
+pub struct TopicsArgs {
+    /// The configuration file (brokers, topic names, `kafka.partitions`).
+    #[arg(long, default_value = "config/vroeg.toml")]
+    pub config: PathBuf,
+    /// Partitions of the partner topics and the feedback topic, where
+    /// they do not exist yet.
+    #[arg(long, default_value_t = 3)]
+    pub input_partitions: i32,
+    /// Replication factor of new topics (default: 3, or the number of
+    /// brokers if fewer). `min.insync.replicas` is one less (at least 1).
+    #[arg(long)]
+    pub replication_factor: Option<i32>,
+}
+
+/// `vroeg topics create`: every topic of the configuration, with its
+/// settings; existing topics are left as they are.
+pub fn topics_create(args: &TopicsArgs) -> anyhow::Result<ExitCode> {
+    use vroeg_kafka::topics::{create, plan, Outcome};
+    let config = Config::load(&args.config)?;
+    anyhow::ensure!(
+        args.input_partitions >= 1,
+        "--input-partitions must be at least 1"
+    );
+    let specs = plan(&config.kafka, args.input_partitions);
+    let results = create(&config.kafka, &specs, args.replication_factor)?;
+    for (spec, (topic, outcome)) in specs.iter().zip(results) {
+        let settings: Vec<String> = spec
+            .config
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        match outcome {
+            Outcome::Created {
+                partitions,
+                replication,
+            } => println!(
+                "created  {topic}: {partitions} partition(s), replication {replication} {}",
+                settings.join(" ")
+            ),
+            Outcome::Exists { partitions } => {
+                println!("exists   {topic}: {partitions} partition(s), left as it is")
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn config_check(args: &ConfigCheckArgs) -> anyhow::Result<ExitCode> {
@@ -324,6 +408,9 @@ impl vroeg_api::FeedbackSink for KafkaFeedback {
     }
 }
 
+/// A worker thread of the service: the single-node consumer, or a role.
+type Worker = std::thread::JoinHandle<Result<(), String>>;
+
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     // For tests and drills of contact deadlines and escalation only.
@@ -336,18 +423,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         vroeg_kafka::set_clock_offset(secs * 1000);
     }
-    let rules = load_rules(&config)?;
-    let store = Store::open_with_cache(
-        &config.engine.state_dir,
-        true,
-        config.engine.cache_mb * 1024 * 1024,
-    )
-    .with_context(|| {
-        format!(
-            "cannot open the state store in {}",
-            config.engine.state_dir.display()
-        )
-    })?;
+    let role = args.role;
+    let rules = Arc::new(load_rules(&config)?);
     let clock = if config.engine.clock == "event" {
         warn!("engine.clock = \"event\": rules and timers follow the signals' own time, not the wall clock");
         ClockMode::EventTime
@@ -364,10 +441,40 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         info!(entries = opt_out.len(), "objection list loaded");
     }
     engine_config.opt_out = Arc::new(opt_out);
-    info!(rules = %rules.version, active = rules.active_rules().count(), state_dir = %config.engine.state_dir.display(), "starting");
-    let case_api = match config.api {
-        None => None,
-        Some(_) => {
+    // The intake role alone keeps no state.
+    let store = if role == Role::Intake {
+        None
+    } else {
+        let store = Store::open_with_cache(
+            &config.engine.state_dir,
+            // The single-node model's sled is the truth: flush every batch.
+            // The partitioned roles' sled is a cache of the changelog.
+            role == Role::Single,
+            config.engine.cache_mb * 1024 * 1024,
+        )
+        .with_context(|| {
+            format!(
+                "cannot open the state store in {}",
+                config.engine.state_dir.display()
+            )
+        })?;
+        check_layout(&store, role, &config.engine.state_dir)?;
+        Some(store)
+    };
+    info!(rules = %rules.version, active = rules.active_rules().count(), state_dir = %config.engine.state_dir.display(), role = ?role, "starting");
+    if role != Role::Single {
+        for (topic, outcome) in vroeg_kafka::topics::ensure_internal(&config.kafka)? {
+            if let vroeg_kafka::topics::Outcome::Created {
+                partitions,
+                replication,
+            } = outcome
+            {
+                info!(topic, partitions, replication, "created topic");
+            }
+        }
+    }
+    let case_api = match (&config.api, &store) {
+        (Some(_), Some(store)) => {
             if config.api_tokens.is_empty() {
                 warn!("no api tokens configured: every case API request will be refused (401)");
             }
@@ -384,53 +491,117 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             let producer = vroeg_kafka::FeedbackProducer::new(&config.kafka)
                 .context("cannot create the feedback producer")?;
             Some(vroeg_api::CaseApi {
-                store: store.clone(),
+                // The partitioned roles keep cases in partition caches.
+                store: store.spanning(),
                 tokens: Arc::new(tokens),
                 feedback: Arc::new(KafkaFeedback(producer)),
                 clock: Arc::new(vroeg_kafka::wall_now),
-                reload: None, // set below, once the pipeline exists
+                reload: None, // set below, once the workers exist
             })
         }
+        _ => None,
     };
-    let engine = Engine::new(store, Arc::new(rules), engine_config)?;
     let health = Arc::new(Health::default());
-    let sink = KafkaSink::new(&config.kafka, health.clone())
-        .context("cannot create the Kafka producer")?;
     let metrics = Arc::new(Metrics::new());
-    let mut pipeline = Pipeline::new(engine, sink, metrics.clone())?;
-    if config.retention.purge_interval_secs > 0 {
-        pipeline.set_retention(
-            config.retention.policy(),
-            Duration::from_secs(config.retention.purge_interval_secs),
-        );
-    } else {
-        warn!("retention.purge_interval_secs = 0: the retention purge is off");
-    }
-    let pipeline = Arc::new(Mutex::new(pipeline));
-    let reload = reloader(&config, pipeline.clone());
-    let case_api = case_api.map(|api| vroeg_api::CaseApi {
-        reload: Some(reload.clone()),
-        ..api
-    });
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Duration::from_secs(config.engine.shutdown_deadline_secs);
-
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let consumer = {
-        let (settings, pipeline, health, stop) = (
+    let retention = (config.retention.purge_interval_secs > 0).then(|| {
+        (
+            config.retention.policy(),
+            Duration::from_secs(config.retention.purge_interval_secs),
+        )
+    });
+    if retention.is_none() {
+        warn!("retention.purge_interval_secs = 0: the retention purge is off");
+    }
+    let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let spawn = |name: &str, work: Box<dyn FnOnce() -> Result<(), String> + Send>| {
+        let done = done_tx.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let result = work();
+                let _ = done.send(());
+                result
+            })
+    };
+    let mut workers: Vec<Worker> = Vec::new();
+    let reload = if role == Role::Single {
+        let store = store.clone().expect("single keeps state");
+        let engine = Engine::new(store, rules, engine_config)?;
+        let sink = KafkaSink::new(&config.kafka, health.clone())
+            .context("cannot create the Kafka producer")?;
+        let mut pipeline = Pipeline::new(engine, sink, metrics.clone())?;
+        if let Some((policy, every)) = retention {
+            pipeline.set_retention(policy, every);
+        }
+        let pipeline = Arc::new(Mutex::new(pipeline));
+        let (settings, p, h, s) = (
             config.kafka.clone(),
             pipeline.clone(),
             health.clone(),
             stop.clone(),
         );
-        std::thread::Builder::new()
-            .name("vroeg-consumer".into())
-            .spawn(move || {
-                let result = run_consumer(&settings, pipeline, health, stop, deadline);
-                let _ = done_tx.send(());
-                result
-            })?
+        workers.push(spawn(
+            "vroeg-consumer",
+            Box::new(move || run_consumer(&settings, p, h, s, deadline).map_err(|e| e.to_string())),
+        )?);
+        reloader(
+            &config,
+            Box::new(move |rules, opt_out| {
+                let mut pipeline = pipeline.lock().unwrap_or_else(|p| p.into_inner());
+                let old = pipeline.engine_mut().rules().version.clone();
+                pipeline.engine_mut().set_rules(rules);
+                pipeline.engine_mut().set_opt_out(opt_out);
+                old
+            }),
+        )
+    } else {
+        let control = Arc::new(Control::new(rules, engine_config.opt_out.clone()));
+        if role.intake() {
+            let intake = IntakeRole {
+                settings: config.kafka.clone(),
+                engine_config: engine_config.clone(),
+                control: control.clone(),
+                observer: metrics.clone(),
+                health: health.clone(),
+            };
+            let s = stop.clone();
+            workers.push(spawn(
+                "vroeg-intake",
+                Box::new(move || run_intake(intake, s).map_err(|e| e.to_string())),
+            )?);
+        }
+        if role.state() {
+            let state = StateRole {
+                settings: config.kafka.clone(),
+                root: store.clone().expect("the state role keeps state"),
+                engine_config,
+                control: control.clone(),
+                observer: metrics.clone(),
+                health: health.clone(),
+                retention,
+            };
+            let s = stop.clone();
+            workers.push(spawn(
+                "vroeg-state",
+                Box::new(move || run_state(state, s).map_err(|e| e.to_string())),
+            )?);
+        }
+        reloader(
+            &config,
+            Box::new(move |rules, opt_out| {
+                let old = control.get().0.version.clone();
+                control.set(rules, opt_out);
+                old
+            }),
+        )
     };
+    drop(done_tx);
+    let case_api = case_api.map(|api| vroeg_api::CaseApi {
+        reload: Some(reload.clone()),
+        ..api
+    });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -470,20 +641,26 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             });
         }
         let mut done_rx = done_rx;
+        // Stop on a signal, or as soon as one worker ends (an error).
         let stopped_by_signal = tokio::select! {
             _ = shutdown_signal() => true,
-            _ = &mut done_rx => false,
+            _ = done_rx.recv() => false,
         };
-        let mut timed_out = false;
         if stopped_by_signal {
             info!(deadline_secs = deadline.as_secs(), "shutdown requested");
-            stop.store(true, Ordering::Relaxed);
-            // The loop's own drain is bounded by the deadline; allow a little
-            // more for the final commit.
-            timed_out = tokio::time::timeout(deadline + Duration::from_secs(5), done_rx)
-                .await
-                .is_err();
         }
+        stop.store(true, Ordering::Relaxed);
+        // The workers' own drain is bounded by the deadline; allow a little
+        // more for the final commit.
+        let all_done = async {
+            let mut left = workers.len() - usize::from(!stopped_by_signal);
+            while left > 0 && done_rx.recv().await.is_some() {
+                left -= 1;
+            }
+        };
+        let timed_out = tokio::time::timeout(deadline + Duration::from_secs(5), all_done)
+            .await
+            .is_err();
         let _ = api_stop_tx.send(());
         timed_out
     });
@@ -491,17 +668,42 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         error!("shutdown did not finish within the deadline");
         return Ok(ExitCode::FAILURE);
     }
-    match consumer.join() {
-        Ok(Ok(())) => {
-            info!("stopped cleanly");
-            Ok(ExitCode::SUCCESS)
+    let mut code = ExitCode::SUCCESS;
+    for worker in workers {
+        let name = worker.thread().name().unwrap_or("worker").to_owned();
+        match worker.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                error!(error = %e, worker = name, "stopped on an error");
+                code = ExitCode::FAILURE;
+            }
+            Err(_) => anyhow::bail!("the {name} thread panicked"),
         }
-        Ok(Err(e)) => {
-            error!(error = %e, "stopped on an error");
-            Ok(ExitCode::FAILURE)
-        }
-        Err(_) => anyhow::bail!("the consumer thread panicked"),
     }
+    if code == ExitCode::SUCCESS {
+        info!("stopped cleanly");
+    }
+    Ok(code)
+}
+
+/// The single-node model and the partitioned roles keep different layouts
+/// in a state directory; refuse to mix them.
+fn check_layout(store: &Store, role: Role, dir: &std::path::Path) -> anyhow::Result<()> {
+    let partitioned = !store.partitions().is_empty();
+    let single = store.households().next().is_some() || store.cases().next().is_some();
+    if role == Role::Single && partitioned {
+        anyhow::bail!(
+            "{} holds household partition caches of the partitioned roles; `--role single` needs a state directory of its own",
+            dir.display()
+        );
+    }
+    if role != Role::Single && single {
+        anyhow::bail!(
+            "{} holds the state of `--role single`; the partitioned roles keep their state in the changelog and need a state directory of their own",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -44,6 +44,20 @@ pub struct Metrics {
     outbox_depth: Gauge,
     lag: Family<PartitionLabel, Gauge>,
     batch_duration: Histogram,
+    restored: Family<PartitionNumber, Counter>,
+    restoring: Gauge,
+    refused: Gauge,
+    transactions: Family<OutcomeLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionNumber {
+    partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -70,6 +84,30 @@ impl Metrics {
         let outbox_depth = Gauge::default();
         let lag = Family::<PartitionLabel, Gauge>::default();
         let batch_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let restored = Family::<PartitionNumber, Counter>::default();
+        let restoring = Gauge::default();
+        let refused = Gauge::default();
+        let transactions = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "vroeg_changelog_restored_records",
+            "Changelog records applied while restoring a household partition, by partition",
+            restored.clone(),
+        );
+        registry.register(
+            "vroeg_changelog_restoring_partitions",
+            "Household partitions being restored from the changelog now",
+            restoring.clone(),
+        );
+        registry.register(
+            "vroeg_changelog_refused_partitions",
+            "Household partitions refused because a changelog record does not decode",
+            refused.clone(),
+        );
+        registry.register(
+            "vroeg_kafka_transactions",
+            "Kafka transactions, by outcome (committed, aborted)",
+            transactions.clone(),
+        );
         registry.register(
             "vroeg_signals_consumed_messages",
             "Records read from the signal topics",
@@ -162,6 +200,10 @@ impl Metrics {
             outbox_depth,
             lag,
             batch_duration,
+            restored,
+            restoring,
+            refused,
+            transactions,
         }
     }
 
@@ -221,6 +263,30 @@ impl BatchObserver for Metrics {
                 .get_or_create(&KindLabel { kind: kind.into() })
                 .inc_by(n);
         }
+    }
+
+    fn restored(&self, partition: i32, records: u64) {
+        self.restored
+            .get_or_create(&PartitionNumber {
+                partition: partition.to_string(),
+            })
+            .inc_by(records);
+    }
+
+    fn restoring(&self, partitions: usize) {
+        self.restoring.set(partitions as i64);
+    }
+
+    fn refused(&self, partitions: usize) {
+        self.refused.set(partitions as i64);
+    }
+
+    fn transaction(&self, committed: bool) {
+        self.transactions
+            .get_or_create(&OutcomeLabel {
+                outcome: if committed { "committed" } else { "aborted" },
+            })
+            .inc();
     }
 
     fn lag(&self, topic: &str, partition: i32, lag: i64) {

@@ -1,6 +1,6 @@
 //! The engine: one batch in, one atomic commit out.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tracing::{debug, warn};
@@ -12,11 +12,11 @@ use vroeg_core::state::{ApplyOutcome, HouseholdState};
 use vroeg_core::time::{Millis, DAY_MS};
 use vroeg_core::{Alert, AlertKind, HouseholdKey, HouseholdKeyer};
 
-use crate::intake::{not_a_case_id, Classified, Forwarded, ForwardedItem, Intake};
+use crate::intake::{not_a_case_id, Classified, Forwarded, ForwardedItem, Intake, Origin};
 use vroeg_rules::pipeline::{Processor, StepResult};
 use vroeg_rules::routing::Routing;
 use vroeg_rules::RuleSet;
-use vroeg_store::{Commit, Destination, HouseholdWrite, OutboxEntry, Store, StoreError};
+use vroeg_store::{queue_key, Commit, Destination, HouseholdWrite, OutboxEntry, Store, StoreError};
 
 use crate::stats::Stats;
 
@@ -92,6 +92,7 @@ pub struct Prepared {
     stats: Stats,
     moved: HashMap<(Arc<str>, i32), i64>,
     watermark_before: Millis,
+    sources_before: Sources,
 }
 
 impl Prepared {
@@ -113,9 +114,12 @@ impl Prepared {
 /// A record the engine can process: a raw one, which it classifies, or one
 /// intake classified already.
 trait Item {
+    /// Whether these records take part in the event-time merge.
+    const MERGES: bool;
     fn position(&self) -> (&Arc<str>, i32, i64);
-    /// An event-time progress marker's clock, if this is one.
-    fn progress(&self) -> Option<Millis> {
+    /// An event-time progress marker, if this is one: its source, clock,
+    /// whether the source is idle, and its topic's partition count.
+    fn progress(&self) -> Option<(&Origin, Millis, bool, u32)> {
         None
     }
     fn classified(&self, intake: &Intake, wall_now: Millis) -> Classified;
@@ -124,6 +128,8 @@ trait Item {
 }
 
 impl Item for Record {
+    const MERGES: bool = false;
+
     fn position(&self) -> (&Arc<str>, i32, i64) {
         (&self.stream, self.partition, self.offset)
     }
@@ -138,13 +144,19 @@ impl Item for Record {
 }
 
 impl Item for ForwardedRecord {
+    const MERGES: bool = true;
+
     fn position(&self) -> (&Arc<str>, i32, i64) {
         (&self.stream, self.partition, self.offset)
     }
 
-    fn progress(&self) -> Option<Millis> {
+    fn progress(&self) -> Option<(&Origin, Millis, bool, u32)> {
         match self.forwarded.item {
-            ForwardedItem::Progress { clock } => Some(clock),
+            ForwardedItem::Progress {
+                clock,
+                idle,
+                partitions,
+            } => Some((&self.forwarded.origin, clock, idle, partitions)),
             _ => None,
         }
     }
@@ -215,6 +227,109 @@ pub struct Engine {
     watermark: Millis,
     positions: HashMap<(Arc<str>, i32), i64>,
     stats: Stats,
+    /// Event-time merge: the progress of every source partition.
+    sources: Sources,
+}
+
+/// The progress intake reported for each source partition (event time,
+/// partitioned roles). See [`ForwardedItem::Progress`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Sources {
+    /// (stream, partition) -> (latest signal time forwarded, idle).
+    progress: BTreeMap<(String, i32), (Millis, bool)>,
+    /// Partition count per source stream.
+    partitions: BTreeMap<String, u32>,
+}
+
+const SOURCE_META: &str = "merge.source\0";
+const TOPIC_META: &str = "merge.topic\0";
+
+impl Sources {
+    fn load(store: &Store) -> Result<Sources, EngineError> {
+        let mut sources = Sources::default();
+        for (name, value) in store.meta_with_prefix(SOURCE_META)? {
+            let rest = &name[SOURCE_META.len()..];
+            let Some((stream, partition)) = rest.rsplit_once('\0') else {
+                continue;
+            };
+            let (Ok(partition), Ok(clock)) = (
+                partition.parse::<i32>(),
+                <[u8; 8]>::try_from(value.get(..8).unwrap_or_default()),
+            ) else {
+                continue;
+            };
+            let idle = value.get(8) == Some(&1);
+            sources.progress.insert(
+                (stream.to_owned(), partition),
+                (i64::from_be_bytes(clock), idle),
+            );
+        }
+        for (name, value) in store.meta_with_prefix(TOPIC_META)? {
+            if let Ok(count) = <[u8; 4]>::try_from(value.as_slice()) {
+                sources.partitions.insert(
+                    name[TOPIC_META.len()..].to_owned(),
+                    u32::from_be_bytes(count),
+                );
+            }
+        }
+        Ok(sources)
+    }
+
+    fn update(&mut self, stream: &str, partition: i32, clock: Millis, idle: bool, count: u32) {
+        let e = self
+            .progress
+            .entry((stream.to_owned(), partition))
+            .or_insert((i64::MIN, false));
+        *e = (e.0.max(clock), idle);
+        let n = self.partitions.entry(stream.to_owned()).or_insert(count);
+        *n = (*n).max(count);
+    }
+
+    /// No source can still send a signal older than this: the minimum over
+    /// every partition of every source stream of its latest time (an idle
+    /// one sets no bound; one not heard from yet holds everything back).
+    fn low_watermark(&self) -> Millis {
+        if self.partitions.is_empty() {
+            return i64::MIN;
+        }
+        let mut low = i64::MAX;
+        for (stream, count) in &self.partitions {
+            for p in 0..*count as i32 {
+                let bound = match self.progress.get(&(stream.clone(), p)) {
+                    None => i64::MIN,
+                    Some((_, true)) => i64::MAX,
+                    Some((clock, false)) => *clock,
+                };
+                low = low.min(bound);
+            }
+        }
+        low
+    }
+
+    /// The latest signal time any source has forwarded.
+    fn horizon(&self) -> Millis {
+        self.progress
+            .values()
+            .map(|(c, _)| *c)
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+
+    fn meta(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for ((stream, partition), (clock, idle)) in &self.progress {
+            let mut v = clock.to_be_bytes().to_vec();
+            v.push(u8::from(*idle));
+            out.push((format!("{SOURCE_META}{stream}\0{partition}"), v));
+        }
+        for (stream, count) in &self.partitions {
+            out.push((
+                format!("{TOPIC_META}{stream}"),
+                count.to_be_bytes().to_vec(),
+            ));
+        }
+        out
+    }
 }
 
 /// Per-batch working set.
@@ -228,6 +343,8 @@ struct Batch {
     stats: Stats,
     /// Case records changed in this batch, by case id.
     cases: HashMap<String, CaseRecord>,
+    /// Signals this batch put in the event-time merge queue, by queue key.
+    queued: BTreeMap<Vec<u8>, Signal>,
 }
 
 impl Engine {
@@ -241,6 +358,7 @@ impl Engine {
             _ => i64::MIN,
         };
         let intake = Intake::new(&config);
+        let sources = Sources::load(&store)?;
         Ok(Engine {
             store,
             rules,
@@ -249,6 +367,7 @@ impl Engine {
             watermark,
             positions: HashMap::new(),
             stats: Stats::default(),
+            sources,
         })
     }
 
@@ -363,6 +482,7 @@ impl Engine {
     /// engine is as it was before [`Engine::prepare`].
     pub fn abandon(&mut self, prepared: Prepared) {
         self.watermark = prepared.watermark_before;
+        self.sources = prepared.sources_before;
     }
 
     fn finish(
@@ -372,6 +492,7 @@ impl Engine {
     ) -> Result<Stats, EngineError> {
         if let Err(e) = written {
             self.watermark = prepared.watermark_before;
+            self.sources = prepared.sources_before;
             return Err(e.into());
         }
         let Prepared {
@@ -395,18 +516,66 @@ impl Engine {
         wall_now: Millis,
     ) -> Result<Prepared, EngineError> {
         let watermark_before = self.watermark;
+        let sources_before = self.sources.clone();
         match self.prepare_inner(items, wall_now) {
             Ok((commit, stats, moved)) => Ok(Prepared {
                 commit,
                 stats,
                 moved,
                 watermark_before,
+                sources_before,
             }),
             Err(e) => {
                 self.watermark = watermark_before;
+                self.sources = sources_before;
                 Err(e)
             }
         }
+    }
+
+    /// The event-time merge: apply, in queue order (time, then source),
+    /// every queued signal older than the low watermark, firing timers as
+    /// the clock passes them; then move the clock to the watermark (at most
+    /// the latest signal time seen), and queue what must still wait.
+    fn release(&mut self, processor: &Processor<'_>, batch: &mut Batch) -> Result<(), EngineError> {
+        let low = self.sources.low_watermark();
+        let end = queue_key(low, "", i32::MIN, i64::MIN);
+        let mut due: BTreeMap<Vec<u8>, (Signal, bool)> = BTreeMap::new();
+        for (key, bytes) in self.store.queued_before(low)? {
+            let signal: Signal = postcard::from_bytes(&bytes).map_err(|e| {
+                EngineError::Store(StoreError::Corrupt {
+                    what: "queued signal",
+                    detail: e.to_string(),
+                })
+            })?;
+            due.insert(key, (signal, true));
+        }
+        let waiting = batch.queued.split_off(&end);
+        for (key, signal) in std::mem::replace(&mut batch.queued, waiting) {
+            due.insert(key, (signal, false));
+        }
+        for (key, (signal, stored)) in due {
+            if stored {
+                batch.commit.queued.push((key, None));
+            }
+            self.watermark = self.watermark.max(signal.time);
+            let now = self.watermark;
+            self.fire_timers(processor, batch, now)?;
+            let household = self.intake.keyer().key(signal.address());
+            self.apply(processor, batch, &household, &signal, now)?;
+        }
+        let clock = low.min(self.sources.horizon());
+        if clock > self.watermark {
+            self.watermark = clock;
+            self.fire_timers(processor, batch, clock)?;
+        }
+        for (key, signal) in std::mem::take(&mut batch.queued) {
+            let bytes =
+                postcard::to_allocvec(&signal).map_err(|e| EngineError::Encode(e.to_string()))?;
+            batch.commit.queued.push((key, Some(bytes)));
+        }
+        batch.commit.meta.extend(self.sources.meta());
+        Ok(())
     }
 
     #[allow(clippy::type_complexity)]
@@ -423,10 +592,15 @@ impl Engine {
             commit: Commit::default(),
             stats: Stats::default(),
             cases: HashMap::new(),
+            queued: BTreeMap::new(),
         };
         let routing = self.config.routing.clone();
         let processor = Processor::new(&rules, &routing);
         batch.store_next = self.store.timer_after(None)?;
+        // Event time on forwarded records: signals wait in the merge queue
+        // until the low watermark passes them (see `ForwardedItem::Progress`).
+        let merge = I::MERGES && self.config.clock == ClockMode::EventTime;
+        let low_before = self.sources.low_watermark();
         let mut moved: HashMap<(Arc<str>, i32), i64> = HashMap::new();
         for item in items {
             let (stream, partition, offset) = item.position();
@@ -439,11 +613,10 @@ impl Engine {
                 continue; // processed in an earlier, committed batch
             }
             moved.insert(pos_key, offset + 1);
-            if let Some(clock) = item.progress() {
-                if self.config.clock == ClockMode::EventTime {
-                    self.watermark = self.watermark.max(clock);
-                    let now = self.watermark;
-                    self.fire_timers(&processor, &mut batch, now)?;
+            if let Some((origin, clock, idle, count)) = item.progress() {
+                if merge {
+                    self.sources
+                        .update(&origin.stream, origin.partition, clock, idle, count);
                 }
                 continue;
             }
@@ -466,6 +639,12 @@ impl Engine {
                         reject(&mut batch, &item.original(), &error);
                     }
                 }
+                Classified::Signal { signal, .. } if merge && signal.time >= low_before => {
+                    let origin = item.original();
+                    let queue_key =
+                        queue_key(signal.time, &origin.stream, origin.partition, origin.offset);
+                    batch.queued.insert(queue_key, signal);
+                }
                 Classified::Signal { key, signal } => {
                     let now = match self.config.clock {
                         ClockMode::EventTime => {
@@ -481,6 +660,9 @@ impl Engine {
         }
         if self.config.clock == ClockMode::Wall {
             self.fire_timers(&processor, &mut batch, wall_now)?;
+        }
+        if merge {
+            self.release(&processor, &mut batch)?;
         }
         let Batch {
             households,

@@ -152,16 +152,22 @@ pub struct Forwarded {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ForwardedItem {
     Signal(Signal),
-    /// Event time only (`engine.clock = "event"`): intake has forwarded
-    /// every signal of its source partition up to `origin.offset`, and the
-    /// latest signal time among them is `clock`. Intake sends one to every
-    /// household partition after each batch, so that a partition's clock,
-    /// and its timers, follow the whole input and not only the signals that
-    /// happen to land in it. This is what makes the partitioned service give
-    /// the same case events as the embedded engine, whose one clock sees
-    /// every signal.
+    /// Event time only (`engine.clock = "event"`): how far intake has
+    /// come in the source partition `origin`: every signal up to
+    /// `origin.offset` is forwarded, the latest signal time among them is
+    /// `clock`, and with `idle` the source has nothing more to read for
+    /// now. `partitions` is its topic's partition count. Intake sends one
+    /// to every household partition after each batch, and one when a
+    /// source falls idle. From these a household partition knows when no
+    /// source can still send a signal older than a given time (the low
+    /// watermark): it releases queued signals in event-time order up to
+    /// there, and its clock, and with it the timers, follows. So the case
+    /// events do not depend on how the partner partitions interleave, and
+    /// they equal the embedded engine's for the same input.
     Progress {
         clock: Millis,
+        idle: bool,
+        partitions: u32,
     },
     /// Feedback keeps its original bytes: if it cannot be applied (its case
     /// is unknown or closed), the dead letter carries them.

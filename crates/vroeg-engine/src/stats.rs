@@ -87,4 +87,13 @@ pub trait BatchObserver: Send + Sync {
     fn lag(&self, topic: &str, partition: i32, lag: i64);
     /// The retention purge ran.
     fn purged(&self, _stats: &crate::PurgeStats) {}
+    /// Changelog records applied while restoring a household partition.
+    fn restored(&self, _partition: i32, _records: u64) {}
+    /// Household partitions being restored now.
+    fn restoring(&self, _partitions: usize) {}
+    /// Household partitions refused because their changelog does not
+    /// decode.
+    fn refused(&self, _partitions: usize) {}
+    /// A Kafka transaction ended: committed, or aborted.
+    fn transaction(&self, _committed: bool) {}
 }

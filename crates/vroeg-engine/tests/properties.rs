@@ -227,15 +227,18 @@ fn embedded(payloads: &[Vec<u8>], batch: usize) -> Published {
     out
 }
 
-/// The same payloads the partitioned way, in memory: intake classifies
-/// batches of `intake_batch` and forwards them by household partition,
-/// with a progress marker to every partition after each batch; each
-/// partition's engine processes its records in batches of `state_batch`,
-/// writing its cache as the changelog would. Each partition is then
-/// restored from its changelog into a fresh cache, which must equal the
-/// live one.
+/// The same records the partitioned way, in memory: intake classifies
+/// them in arrival order, in batches of `intake_batch`, and forwards them by
+/// household partition, with a progress marker per source partition to
+/// every household partition after each batch, and an idle marker for
+/// every source at the end; each household partition's engine processes
+/// its records in batches of `state_batch`, writing its cache as the
+/// changelog would. Each partition is then restored from its changelog into
+/// a fresh cache, which must equal the live one. `arrival` holds records of
+/// `sources` source partitions of one stream.
 fn partitioned(
-    payloads: &[Vec<u8>],
+    arrival: &[Record],
+    sources: u32,
     partitions: u32,
     intake_batch: usize,
     state_batch: usize,
@@ -245,16 +248,31 @@ fn partitioned(
     let topic: Arc<str> = "huishoudens".into();
     let mut forwarded: Vec<Vec<ForwardedRecord>> = vec![Vec::new(); partitions as usize];
     let mut outbox = Vec::new();
-    let input = records("signalen", payloads);
-    for chunk in input.chunks(intake_batch) {
-        let mut clock = None;
+    let to_all =
+        |forwarded: &mut Vec<Vec<ForwardedRecord>>, origin: Origin, item: ForwardedItem| {
+            for (i, p) in forwarded.iter_mut().enumerate() {
+                p.push(ForwardedRecord {
+                    stream: topic.clone(),
+                    partition: i as i32,
+                    offset: p.len() as i64,
+                    forwarded: Forwarded {
+                        origin: origin.clone(),
+                        item: item.clone(),
+                    },
+                });
+            }
+        };
+    let mut last_offset = std::collections::BTreeMap::new();
+    for chunk in arrival.chunks(intake_batch) {
+        let mut progress = std::collections::BTreeMap::new();
         for record in chunk {
             let classified = intake.classify(record, NOW);
+            let clock = progress.entry(record.partition).or_insert((0, i64::MIN));
+            clock.0 = record.offset;
+            last_offset.insert(record.partition, record.offset);
             match &classified {
                 Classified::Rejected(e) => outbox.push(dead_letter(record, e)),
-                Classified::Signal { signal, .. } => {
-                    clock = Some(clock.unwrap_or(i64::MIN).max(signal.time))
-                }
+                Classified::Signal { signal, .. } => clock.1 = clock.1.max(signal.time),
                 _ => {}
             }
             if let Some((key, f)) = Forwarded::new(record, classified) {
@@ -269,24 +287,32 @@ fn partitioned(
                 });
             }
         }
-        if let Some(clock) = clock {
-            let last = chunk.last().unwrap();
-            for (i, p) in forwarded.iter_mut().enumerate() {
-                p.push(ForwardedRecord {
-                    stream: topic.clone(),
-                    partition: i as i32,
-                    offset: p.len() as i64,
-                    forwarded: Forwarded {
-                        origin: Origin {
-                            stream: last.stream.to_string(),
-                            partition: last.partition,
-                            offset: last.offset,
-                        },
-                        item: ForwardedItem::Progress { clock },
-                    },
-                });
-            }
+        for (source, (offset, clock)) in progress {
+            let origin = Origin {
+                stream: "signalen".into(),
+                partition: source,
+                offset,
+            };
+            let item = ForwardedItem::Progress {
+                clock,
+                idle: false,
+                partitions: sources,
+            };
+            to_all(&mut forwarded, origin, item);
         }
+    }
+    for source in 0..sources as i32 {
+        let origin = Origin {
+            stream: "signalen".into(),
+            partition: source,
+            offset: last_offset.get(&source).copied().unwrap_or(-1),
+        };
+        let item = ForwardedItem::Progress {
+            clock: i64::MIN,
+            idle: true,
+            partitions: sources,
+        };
+        to_all(&mut forwarded, origin, item);
     }
     let root = Store::temporary().unwrap();
     let mut states = Vec::new();
@@ -316,8 +342,60 @@ fn partitioned(
     out
 }
 
+/// `payloads` split over `sources` source partitions by partner (as a
+/// partner topic keyed by partner is), each in its own order, then
+/// interleaved by `picks`: each pick takes the next record of one source.
+fn interleaved(payloads: &[Vec<u8>], sources: u32, picks: &[prop::sample::Index]) -> Vec<Record> {
+    let mut queues: Vec<std::collections::VecDeque<Record>> =
+        vec![Default::default(); sources as usize];
+    for p in payloads {
+        let partner = serde_json::from_slice::<serde_json::Value>(p)
+            .ok()
+            .and_then(|v| {
+                v["source"]
+                    .as_str()
+                    .map(|s| s.len() + s.bytes().map(usize::from).sum::<usize>())
+            })
+            .unwrap_or(0);
+        let q = &mut queues[partner % sources as usize];
+        q.push_back(Record {
+            stream: "signalen".into(),
+            partition: (partner % sources as usize) as i32,
+            offset: q.len() as i64,
+            payload: p.clone(),
+            headers: vec![],
+        });
+    }
+    let mut out = Vec::new();
+    let mut picks = picks.iter().cycle();
+    while queues.iter().any(|q| !q.is_empty()) {
+        let open: Vec<usize> = (0..queues.len())
+            .filter(|i| !queues[*i].is_empty())
+            .collect();
+        let i = open[picks.next().map_or(0, |p| p.index(open.len()))];
+        out.push(queues[i].pop_front().unwrap());
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn interleaving_of_source_partitions_does_not_change_the_case_events(
+        specs in proptest::collection::vec(spec(), 1..40),
+        first in proptest::collection::vec(any::<prop::sample::Index>(), 1..20),
+        second in proptest::collection::vec(any::<prop::sample::Index>(), 1..20),
+        partitions in 1u32..5,
+        batches in (1usize..9, 1usize..9, 1usize..9, 1usize..9),
+    ) {
+        let payloads = stream(&specs);
+        let a = partitioned(&interleaved(&payloads, 3, &first), 3, partitions, batches.0, batches.1);
+        let b = partitioned(&interleaved(&payloads, 3, &second), 3, partitions, batches.2, batches.3);
+        prop_assert_eq!(&a.0, &b.0, "case events differ");
+        prop_assert_eq!(a.2, b.2, "states differ");
+        prop_assert!(!a.0.is_empty() || payloads.len() < 3);
+    }
 
     #[test]
     fn partitioned_processing_equals_the_embedded_engine(
@@ -333,7 +411,8 @@ proptest! {
             payloads.insert(at.index(payloads.len() + 1), text.into_bytes());
         }
         let embedded = embedded(&payloads, batch);
-        let partitioned = partitioned(&payloads, partitions, intake_batch, state_batch);
+        let arrival = records("signalen", &payloads);
+        let partitioned = partitioned(&arrival, 1, partitions, intake_batch, state_batch);
         prop_assert_eq!(&embedded.0, &partitioned.0, "case events differ");
         prop_assert_eq!(&embedded.1, &partitioned.1, "dead letters differ");
         let mut states = embedded.2.clone();

@@ -40,14 +40,24 @@ pub struct Health {
     pub store_open: AtomicBool,
     /// The producer lost every broker (set from its own thread).
     pub producer_down: AtomicBool,
+    /// The partitioned roles have joined their groups (an instance may
+    /// rightly hold no partition of a role).
+    pub joined: AtomicBool,
+    /// Household partitions being restored from the changelog.
+    pub restoring: AtomicUsize,
+    /// Household partitions refused (their changelog does not decode).
+    pub refused: AtomicUsize,
 }
 
 impl Health {
     pub fn ready(&self) -> bool {
         self.broker_reachable.load(Ordering::Relaxed)
-            && self.assigned_partitions.load(Ordering::Relaxed) > 0
+            && (self.assigned_partitions.load(Ordering::Relaxed) > 0
+                || self.joined.load(Ordering::Relaxed))
             && self.store_open.load(Ordering::Relaxed)
             && !self.producer_down.load(Ordering::Relaxed)
+            && self.restoring.load(Ordering::Relaxed) == 0
+            && self.refused.load(Ordering::Relaxed) == 0
     }
 }
 
@@ -77,25 +87,35 @@ fn lock(p: &Mutex<Pipeline>) -> MutexGuard<'_, Pipeline> {
     p.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Broker state for readiness and consumer lag for metrics, from
+/// librdkafka's statistics (shared by every consumer of the service).
+pub(crate) fn observe_stats(
+    stats: &Statistics,
+    health: &Health,
+    observer: &dyn vroeg_engine::BatchObserver,
+) {
+    let up = stats
+        .brokers
+        .values()
+        .any(|b| b.nodeid >= 0 && b.state == "UP");
+    health.broker_reachable.store(up, Ordering::Relaxed);
+    for (name, topic) in &stats.topics {
+        for (id, p) in &topic.partitions {
+            if *id >= 0 && p.consumer_lag >= 0 {
+                observer.lag(name, *id, p.consumer_lag);
+            }
+        }
+    }
+}
+
 impl ClientContext for Ctx {
     /// librdkafka's statistics (every `statistics.interval.ms`): broker
     /// state for readiness, and consumer lag per partition for metrics.
     /// Served on the consumer thread during `poll`, with no extra network
     /// round trips in the processing loop.
     fn stats(&self, stats: Statistics) {
-        let up = stats
-            .brokers
-            .values()
-            .any(|b| b.nodeid >= 0 && b.state == "UP");
-        self.health.broker_reachable.store(up, Ordering::Relaxed);
         let observer = lock(&self.pipeline).observer().clone();
-        for (name, topic) in &stats.topics {
-            for (id, p) in &topic.partitions {
-                if *id >= 0 && p.consumer_lag >= 0 {
-                    observer.lag(name, *id, p.consumer_lag);
-                }
-            }
-        }
+        observe_stats(&stats, &self.health, observer.as_ref());
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -229,7 +249,7 @@ fn commit(consumer: &BaseConsumer<Ctx>, done: &BTreeMap<(String, i32), i64>, mod
     }
 }
 
-fn record(msg: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+pub(crate) fn record(msg: &rdkafka::message::BorrowedMessage<'_>) -> Record {
     let headers = msg
         .headers()
         .map(|h| {
@@ -252,7 +272,7 @@ fn record(msg: &rdkafka::message::BorrowedMessage<'_>) -> Record {
     }
 }
 
-fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
+pub(crate) fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     // Bound librdkafka's prefetch queue (default 64 MiB); `[kafka.client]`
     // may raise it.

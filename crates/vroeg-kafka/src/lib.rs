@@ -13,10 +13,15 @@
 
 pub mod cloudevents;
 pub mod consumer;
+pub mod control;
+pub mod intake;
 pub mod pipeline;
 pub mod producer;
 pub mod send;
 pub mod settings;
+pub mod state;
+pub mod topics;
+pub mod txn;
 
 pub use consumer::{run_consumer, ConsumerError, Health};
 pub use pipeline::{set_clock_offset, wall_now, Pipeline};

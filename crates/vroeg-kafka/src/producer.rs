@@ -20,11 +20,12 @@ use vroeg_store::{Destination, OutboxEntry};
 
 use crate::cloudevents::encode_alert;
 use crate::settings::KafkaSettings;
+use crate::txn::Outgoing;
 
 /// The `[kafka.client]` settings, then the ones Vroeg manages for an
 /// idempotent producer: `enable.idempotence=true`, `acks=all`, and the
 /// delivery timeout.
-fn idempotent_config(settings: &KafkaSettings) -> ClientConfig {
+pub(crate) fn idempotent_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     for (k, v) in &settings.client {
         config.set(k, v);
@@ -44,6 +45,12 @@ fn idempotent_config(settings: &KafkaSettings) -> ClientConfig {
 /// the producer's own thread, so an outage shows even while the consumer's
 /// thread waits on a delivery.
 pub struct ProducerHealth(Arc<crate::Health>);
+
+impl ProducerHealth {
+    pub fn new(health: Arc<crate::Health>) -> Self {
+        ProducerHealth(health)
+    }
+}
 
 impl ClientContext for ProducerHealth {
     fn stats(&self, stats: Statistics) {
@@ -99,40 +106,56 @@ impl KafkaSink {
     }
 }
 
+/// The message an outbox entry becomes: its topic, headers and payload.
+/// Case events are CloudEvents in the configured content mode; dead
+/// letters and partner feedback go as they are.
+pub fn outgoing(settings: &KafkaSettings, entry: &OutboxEntry) -> Outgoing {
+    let (topic, headers, payload) = match entry.destination {
+        Destination::Alerts => {
+            let (h, p) = encode_alert(
+                settings.alerts_mode,
+                &settings.event_source,
+                &entry.headers,
+                &entry.payload,
+            );
+            (&settings.alerts_topic, h, p)
+        }
+        Destination::DeadLetter => (
+            &settings.dlq_topic,
+            entry.headers.clone(),
+            entry.payload.clone(),
+        ),
+        Destination::PartnerFeedback => (
+            &settings.partner_feedback_topic,
+            entry.headers.clone(),
+            entry.payload.clone(),
+        ),
+    };
+    Outgoing {
+        topic: topic.clone(),
+        partition: None,
+        key: entry.key.as_ref().map(|k| k.as_bytes().to_vec()),
+        payload: Some(payload),
+        headers,
+    }
+}
+
 impl Sink for KafkaSink {
     fn send(&mut self, entries: &[OutboxEntry]) -> Result<(), SinkError> {
         let mut deliveries = Vec::with_capacity(entries.len());
         for entry in entries {
-            let (topic, headers, payload) = match entry.destination {
-                Destination::Alerts => {
-                    let (h, p) = encode_alert(
-                        self.settings.alerts_mode,
-                        &self.settings.event_source,
-                        &entry.headers,
-                        &entry.payload,
-                    );
-                    (&self.settings.alerts_topic, h, p)
-                }
-                Destination::DeadLetter => (
-                    &self.settings.dlq_topic,
-                    entry.headers.clone(),
-                    entry.payload.clone(),
-                ),
-                Destination::PartnerFeedback => (
-                    &self.settings.partner_feedback_topic,
-                    entry.headers.clone(),
-                    entry.payload.clone(),
-                ),
-            };
-            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-            for (k, v) in &headers {
+            let m = outgoing(&self.settings, entry);
+            let mut owned = OwnedHeaders::new_with_capacity(m.headers.len());
+            for (k, v) in &m.headers {
                 owned = owned.insert(Header {
                     key: k,
                     value: Some(v),
                 });
             }
+            let topic = &m.topic;
+            let payload = m.payload.unwrap_or_default();
             let mut record = FutureRecord::to(topic).payload(&payload).headers(owned);
-            if let Some(key) = &entry.key {
+            if let Some(key) = &m.key {
                 record = record.key(key);
             }
             match self.producer.send_result(record) {

@@ -39,4 +39,14 @@ pub struct KafkaSettings {
     pub delivery_timeout: Duration,
     /// The `source` of the CloudEvents Vroeg publishes.
     pub event_source: String,
+    /// The household topic: intake's valid signals and feedback, keyed and
+    /// partitioned by household.
+    pub household_topic: String,
+    /// The compacted changelog of the state, one partition per household
+    /// partition.
+    pub changelog_topic: String,
+    /// Partitions of the household and changelog topics.
+    pub partitions: u32,
+    /// `transaction.timeout.ms`: longer than the longest batch.
+    pub transaction_timeout: Duration,
 }

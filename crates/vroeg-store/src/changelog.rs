@@ -22,8 +22,8 @@ use vroeg_core::HouseholdKey;
 
 use crate::{
     case_key, decode_json, decode_state, encode_json, encode_state, household_key, meta_key,
-    position_key, retired_key, sled_err, team_key, timer_key, Commit, Store, StoreError, P_CASE,
-    P_HOUSEHOLD, P_META, P_POSITION, P_RETIRED,
+    position_key, queue_time, retired_key, sled_err, team_key, timer_key, versioned, Commit, Store,
+    StoreError, FORMAT_VERSION, P_CASE, P_HOUSEHOLD, P_META, P_POSITION, P_QUEUE, P_RETIRED,
 };
 
 /// The metadata key holding the changelog offset a partition cache reflects
@@ -84,6 +84,17 @@ impl Commit {
             out.push(ChangelogRecord {
                 key: retired_key(key),
                 value: Some(episodes.to_be_bytes().to_vec()),
+            });
+        }
+        for (key, value) in &self.queued {
+            out.push(ChangelogRecord {
+                key: key.clone(),
+                value: value.as_ref().map(|v| {
+                    let mut stored = Vec::with_capacity(1 + v.len());
+                    stored.push(FORMAT_VERSION);
+                    stored.extend_from_slice(v);
+                    stored
+                }),
             });
         }
         Ok(out)
@@ -188,6 +199,14 @@ impl Store {
                     }
                 }
                 Some(&P_META) => {}
+                Some(&P_QUEUE) => {
+                    if queue_time(key).is_none() {
+                        return Err(bad(offset, "a queue key is too short"));
+                    }
+                    if let Some(v) = value {
+                        versioned("queued record", v).map_err(|e| bad(offset, e))?;
+                    }
+                }
                 Some(other) => {
                     return Err(bad(
                         offset,

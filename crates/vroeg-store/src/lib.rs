@@ -22,6 +22,7 @@
 //! | `c` | case id | format version byte + JSON `CaseRecord` |
 //! | `i` | team `\0` case id | empty: the open cases of a team |
 //! | `r` | household key | episodes (u32): the case counter of a household the retention purge deleted |
+//! | `q` | time (i64, sign-flipped) + stream `\0` partition (i32) + offset (i64) | format version byte + a record waiting for the event-time merge (partitioned roles, `engine.clock = "event"`) |
 //! | `m` | name | metadata, e.g. the store format version |
 //!
 //! A purged household leaves only its case counter under `r`: no signals,
@@ -59,6 +60,7 @@ const P_META: u8 = b'm';
 const P_CASE: u8 = b'c';
 const P_TEAM_OPEN: u8 = b'i';
 const P_RETIRED: u8 = b'r';
+const P_QUEUE: u8 = b'q';
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -128,6 +130,9 @@ pub struct Commit {
     pub purged_cases: Vec<(String, String)>,
     /// Households deleted by the retention purge, with their case counter.
     pub retired: Vec<(HouseholdKey, u32)>,
+    /// Records entering (`Some`: their encoded form) or leaving (`None`)
+    /// the event-time merge queue, by [`queue_key`].
+    pub queued: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Commit {
@@ -139,6 +144,7 @@ impl Commit {
             && self.cases.is_empty()
             && self.purged_cases.is_empty()
             && self.retired.is_empty()
+            && self.queued.is_empty()
     }
 }
 
@@ -152,6 +158,9 @@ pub struct Store {
     audit: sled::Tree,
     next_outbox: std::sync::Arc<std::sync::atomic::AtomicU64>,
     durable: bool,
+    /// Reads of households and case records also look in the household
+    /// partition caches ([`Store::spanning`]).
+    span: bool,
 }
 
 fn case_key(id: &str) -> Vec<u8> {
@@ -242,6 +251,25 @@ fn parse_timer_key(k: &[u8]) -> Result<Option<(Millis, HouseholdKey)>, StoreErro
     Ok(Some((due, HouseholdKey(key))))
 }
 
+/// The key of a record in the event-time merge queue: it sorts by time,
+/// then by where the record came from.
+pub fn queue_key(time: Millis, stream: &str, partition: i32, offset: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(22 + stream.len());
+    k.push(P_QUEUE);
+    k.extend_from_slice(&((time as u64) ^ (1 << 63)).to_be_bytes());
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k.extend_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// The time of a queue key.
+pub fn queue_time(key: &[u8]) -> Option<Millis> {
+    let b: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    Some((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+}
+
 fn meta_key(name: &str) -> Vec<u8> {
     let mut k = vec![P_META];
     k.extend_from_slice(name.as_bytes());
@@ -297,6 +325,9 @@ pub fn decode_state(bytes: &[u8]) -> Result<HouseholdState, StoreError> {
 /// Trees holding one household partition each are named this, then the
 /// partition number.
 const PARTITION_TREE: &str = "partition-";
+
+/// Metadata of the root tree: the household partitions assigned last.
+const ASSIGNED: &str = "assigned";
 
 fn partition_tree(partition: u32) -> String {
     format!("{PARTITION_TREE}{partition}")
@@ -378,7 +409,39 @@ impl Store {
             audit,
             next_outbox: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(next)),
             durable,
+            span: false,
         })
+    }
+
+    /// This store for readers of a whole state directory (the case API,
+    /// exports, the state dump): reads of households and case records
+    /// cover this tree and the caches of the household partitions this
+    /// instance holds (all caches when no assignment is recorded). Writes
+    /// are unchanged.
+    pub fn spanning(&self) -> Store {
+        Store {
+            span: true,
+            ..self.clone()
+        }
+    }
+
+    /// The trees reads cover.
+    fn read_trees(&self) -> Result<Vec<sled::Tree>, StoreError> {
+        let mut trees = vec![self.tree.clone()];
+        if self.span {
+            let partitions = match self.assigned()? {
+                Some(assigned) => assigned,
+                None => self.partitions(),
+            };
+            for p in partitions {
+                trees.push(
+                    self.db
+                        .open_tree(partition_tree(p))
+                        .map_err(sled_err("open a partition cache"))?,
+                );
+            }
+        }
+        Ok(trees)
     }
 
     /// The cache of one household partition (the service's state role): a
@@ -392,6 +455,7 @@ impl Store {
             audit: self.audit.clone(),
             next_outbox: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(next)),
             durable: self.durable,
+            span: false,
         })
     }
 
@@ -413,6 +477,26 @@ impl Store {
         out
     }
 
+    /// Record which household partitions this instance holds now (the
+    /// service's state role, after every rebalance): `vroeg state dump`
+    /// shows those, and not the caches of partitions that moved away.
+    pub fn set_assigned(&self, partitions: &[u32]) -> Result<(), StoreError> {
+        let value: Vec<u8> = partitions.iter().flat_map(|p| p.to_be_bytes()).collect();
+        self.tree
+            .insert(meta_key(ASSIGNED), value)
+            .map_err(sled_err("record the assignment"))?;
+        Ok(())
+    }
+
+    /// The partitions recorded by [`Store::set_assigned`], if any were.
+    pub fn assigned(&self) -> Result<Option<Vec<u32>>, StoreError> {
+        Ok(self.meta(ASSIGNED)?.map(|v| {
+            v.chunks_exact(4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        }))
+    }
+
     /// Delete the cache of one partition (it is rebuilt from the changelog
     /// when the partition comes back).
     pub fn drop_partition(&self, partition: u32) -> Result<(), StoreError> {
@@ -423,13 +507,38 @@ impl Store {
     }
 
     pub fn household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError> {
-        match self
-            .tree
-            .get(household_key(key))
-            .map_err(sled_err("read a household"))?
-        {
+        match self.get(&household_key(key), "read a household")? {
             None => Ok(None),
             Some(bytes) => decode_state(&bytes).map(Some),
+        }
+    }
+
+    /// A value by key, from this tree (or, spanning, the first tree that
+    /// has it).
+    fn get(&self, key: &[u8], op: &'static str) -> Result<Option<sled::IVec>, StoreError> {
+        if !self.span {
+            return self.tree.get(key).map_err(sled_err(op));
+        }
+        for tree in self.read_trees()? {
+            if let Some(v) = tree.get(key).map_err(sled_err(op))? {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every entry under `prefix` in the trees reads cover, tree by tree.
+    fn scan(
+        &self,
+        prefix: Vec<u8>,
+        op: &'static str,
+    ) -> Box<dyn Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> + '_> {
+        match self.read_trees() {
+            Ok(trees) => Box::new(trees.into_iter().flat_map(move |t| {
+                t.scan_prefix(prefix.clone())
+                    .map(move |item| item.map_err(sled_err(op)))
+            })),
+            Err(e) => Box::new(std::iter::once(Err(e))),
         }
     }
 
@@ -452,6 +561,32 @@ impl Store {
                 detail: "not 8 bytes".into(),
             }),
         }
+    }
+
+    /// The queued records of the event-time merge with a time before
+    /// `before`, in queue order: (key, encoded record).
+    pub fn queued_before(&self, before: Millis) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let end = queue_key(before, "", i32::MIN, i64::MIN);
+        let mut out = Vec::new();
+        for item in self.tree.range([P_QUEUE].to_vec()..end) {
+            let (k, v) = item.map_err(sled_err("scan the merge queue"))?;
+            out.push((k.to_vec(), versioned("queued record", &v)?.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Metadata values whose names start with `prefix`: (name, value).
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(meta_key(prefix)) {
+            let (k, v) = item.map_err(sled_err("read metadata"))?;
+            let name = String::from_utf8(k[1..].to_vec()).map_err(|_| StoreError::Corrupt {
+                what: "metadata",
+                detail: "name is not UTF-8".into(),
+            })?;
+            out.push((name, v.to_vec()));
+        }
+        Ok(out)
     }
 
     /// A metadata value written by an earlier commit.
@@ -601,6 +736,17 @@ impl Store {
         for (key, episodes) in &commit.retired {
             batch.insert(retired_key(key), episodes.to_be_bytes().to_vec());
         }
+        for (key, value) in &commit.queued {
+            match value {
+                Some(v) => {
+                    let mut stored = Vec::with_capacity(1 + v.len());
+                    stored.push(FORMAT_VERSION);
+                    stored.extend_from_slice(v);
+                    batch.insert(key.as_slice(), stored)
+                }
+                None => batch.remove(key.as_slice()),
+            }
+        }
         Ok(batch)
     }
 
@@ -641,8 +787,8 @@ impl Store {
     pub fn households(
         &self,
     ) -> impl Iterator<Item = Result<(HouseholdKey, HouseholdState), StoreError>> + '_ {
-        self.tree.scan_prefix([P_HOUSEHOLD]).map(|item| {
-            let (k, v) = item.map_err(sled_err("scan households"))?;
+        self.scan(vec![P_HOUSEHOLD], "scan households").map(|item| {
+            let (k, v) = item?;
             let key = String::from_utf8(k[1..].to_vec()).map_err(|_| StoreError::Corrupt {
                 what: "household key",
                 detail: "not UTF-8".into(),
@@ -671,16 +817,12 @@ impl Store {
 
     /// How many purged households left their case counter behind.
     pub fn retired_len(&self) -> usize {
-        self.tree.scan_prefix([P_RETIRED]).count()
+        self.scan(vec![P_RETIRED], "scan case counters").count()
     }
 
     /// The record of one case.
     pub fn case(&self, id: &str) -> Result<Option<CaseRecord>, StoreError> {
-        match self
-            .tree
-            .get(case_key(id))
-            .map_err(sled_err("read a case"))?
-        {
+        match self.get(&case_key(id), "read a case")? {
             None => Ok(None),
             Some(bytes) => decode_json("case", &bytes).map(Some),
         }
@@ -690,8 +832,8 @@ impl Store {
     pub fn open_cases(&self, team: &str) -> Result<Vec<CaseRecord>, StoreError> {
         let prefix = team_prefix(team);
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(&prefix) {
-            let (k, _) = item.map_err(sled_err("scan the team index"))?;
+        for item in self.scan(prefix.clone(), "scan the team index") {
+            let (k, _) = item?;
             let id = std::str::from_utf8(&k[prefix.len()..]).map_err(|_| StoreError::Corrupt {
                 what: "team index",
                 detail: "case id is not UTF-8".into(),
@@ -711,8 +853,8 @@ impl Store {
 
     /// Every case record, open and closed, by case id.
     pub fn cases(&self) -> impl Iterator<Item = Result<CaseRecord, StoreError>> + '_ {
-        self.tree.scan_prefix([P_CASE]).map(|item| {
-            let (_, v) = item.map_err(sled_err("scan cases"))?;
+        self.scan(vec![P_CASE], "scan cases").map(|item| {
+            let (_, v) = item?;
             decode_json("case", &v)
         })
     }

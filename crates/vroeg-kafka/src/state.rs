@@ -1,0 +1,900 @@
+//! The state role: the household partitions assigned to this instance.
+//!
+//! It consumes the household topic (`read_committed`, in the group
+//! `<group_id>-state`). Each assigned partition has its own [`Engine`] over
+//! its own sled tree, which is a cache of the same partition of the
+//! changelog topic. For each batch, one Kafka transaction commits together:
+//! the changelog records of every household and case record the batch
+//! changed, its case events, dead letters and partner feedback, and the
+//! household topic offsets that pass it. Only after the commit does the
+//! batch reach sled, with the changelog offset it reflects; sled is not
+//! flushed per batch. A crash before the commit loses nothing (the input is
+//! read again); a crash after it leaves the cache behind the changelog, and
+//! the next assignment catches up.
+//!
+//! On assignment a partition is restored first: its changelog is read
+//! (`read_committed`) from the offset the cache reflects up to its end, and
+//! only then does the partition take input. A changelog record that does
+//! not decode refuses the partition: it is paused, logged, counted
+//! (`vroeg_changelog_refused_partitions`), and the service is not ready.
+//!
+//! A fatal producer error (this instance was fenced as a zombie) ends the
+//! session: the consumer and producer are replaced, the group rebalances,
+//! and every partition assigned again is restored from the changelog, so
+//! nothing the zombie had in memory survives.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use tracing::{debug, error, info, warn};
+use vroeg_engine::{
+    BatchObserver, Engine, EngineConfig, EngineError, Forwarded, ForwardedRecord, Prepared,
+    Retention,
+};
+use vroeg_store::{ChangelogRecord, Commit, Store, StoreError};
+
+use crate::consumer::{consumer_config, observe_stats, Health};
+use crate::control::Control;
+use crate::producer::outgoing;
+use crate::settings::KafkaSettings;
+use crate::txn::{is_fenced, offsets, Outgoing, TxnError, TxnProducer};
+use crate::wall_now;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("failed to create the state role's Kafka clients: {0}")]
+    Create(#[source] KafkaError),
+    #[error("failed to subscribe to {topic}: {source}")]
+    Subscribe {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("processing failed; the state role stopped: {0}")]
+    Engine(#[from] EngineError),
+    #[error("the household topic record at {topic}/{partition}@{offset} does not decode ({detail}); intake and state must run the same release")]
+    Forwarded {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        detail: String,
+    },
+}
+
+/// Everything the state role is made of.
+pub struct StateRole {
+    pub settings: KafkaSettings,
+    /// The state directory; partition caches are trees in it.
+    pub root: Store,
+    pub engine_config: EngineConfig,
+    pub control: Arc<Control>,
+    pub observer: Arc<dyn BatchObserver>,
+    pub health: Arc<Health>,
+    /// The retention purge and how often it runs.
+    pub retention: Option<(Retention, Duration)>,
+}
+
+/// Records per restore write.
+const RESTORE_CHUNK: usize = 10_000;
+
+/// What the consumer thread and the rebalance callback share.
+struct Core {
+    role: StateRole,
+    engines: BTreeMap<i32, Engine>,
+    refused: BTreeSet<i32>,
+    pending: Vec<ForwardedRecord>,
+    first_pending: Option<Instant>,
+    /// The rule set generation the engines run.
+    generation: u64,
+    failure: Option<StateError>,
+    /// Set when the service is stopping: a final revoke keeps the
+    /// assignment on record for `vroeg state dump`.
+    stopping: bool,
+    next_purge: Option<Instant>,
+}
+
+fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+    core.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Ctx {
+    core: Arc<Mutex<Core>>,
+    health: Arc<Health>,
+    observer: Arc<dyn BatchObserver>,
+    /// The configuration of the consumer that reads the changelog while
+    /// partitions are restored (one per assignment, assigned, never
+    /// subscribed).
+    restorer: rdkafka::ClientConfig,
+}
+
+/// The restore consumer's context: reaching the end of a partition is how
+/// a restore ends, not an error.
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            warn!(%error, reason, "kafka client error (restore)");
+        }
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
+impl ClientContext for Ctx {
+    fn stats(&self, stats: Statistics) {
+        observe_stats(&stats, &self.health, self.observer.as_ref());
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(%error, reason, "kafka client error (state)");
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                let mut paused = TopicPartitionList::new();
+                {
+                    let mut core = lock(&self.core);
+                    self.health
+                        .restoring
+                        .fetch_add(partitions.len(), Ordering::Relaxed);
+                    self.observer
+                        .restoring(self.health.restoring.load(Ordering::Relaxed));
+                    let topic = core.role.settings.household_topic.clone();
+                    match self
+                        .restorer
+                        .create_with_context::<_, BaseConsumer<Quiet>>(Quiet)
+                    {
+                        Err(e) => core.failure = Some(StateError::Create(e)),
+                        Ok(restorer) => {
+                            match core.restore(
+                                &restorer,
+                                consumer,
+                                &partitions,
+                                self.observer.as_ref(),
+                            ) {
+                                Ok(positions) => {
+                                    for p in &partitions {
+                                        match positions.get(p) {
+                                            Some(position) => {
+                                                let _ =
+                                                    tpl.set_partition_offset(&topic, *p, *position);
+                                            }
+                                            None => {
+                                                let _ = paused.add_partition(&topic, *p);
+                                            }
+                                        }
+                                    }
+                                }
+                                Err(e) => {
+                                    error!(error = %e, "failed to restore household partitions");
+                                    core.failure = Some(e);
+                                }
+                            }
+                        }
+                    }
+                    self.health
+                        .restoring
+                        .fetch_sub(partitions.len(), Ordering::Relaxed);
+                    self.observer
+                        .restoring(self.health.restoring.load(Ordering::Relaxed));
+                    self.health
+                        .refused
+                        .store(core.refused.len(), Ordering::Relaxed);
+                    self.observer.refused(core.refused.len());
+                }
+                let result = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(error) = result {
+                    error!(%error, "failed to assign household partitions");
+                }
+                if paused.count() > 0 {
+                    if let Err(error) = consumer.pause(&paused) {
+                        error!(%error, "failed to pause refused partitions");
+                    }
+                }
+                self.after_rebalance(consumer);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let revoked: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                {
+                    let mut core = lock(&self.core);
+                    // Nothing of a revoked partition is in a transaction
+                    // between polls: drop what waits, and the engine.
+                    core.pending.retain(|r| !revoked.contains(&r.partition));
+                    for p in &revoked {
+                        core.engines.remove(p);
+                        core.refused.remove(p);
+                    }
+                    info!(partitions = ?revoked, "household partitions revoked");
+                }
+                let result = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(error) = result {
+                    error!(%error, "failed to unassign household partitions");
+                }
+                self.after_rebalance(consumer);
+            }
+            other => {
+                error!(code = ?other, "rebalance error (state)");
+                if let Err(error) = consumer.unassign() {
+                    error!(%error, "failed to unassign after a rebalance error");
+                }
+                lock(&self.core).engines.clear();
+            }
+        }
+    }
+}
+
+impl Ctx {
+    fn after_rebalance(&self, consumer: &BaseConsumer<Self>) {
+        let assigned: Vec<u32> = consumer
+            .assignment()
+            .map(|a| a.elements().iter().map(|e| e.partition() as u32).collect())
+            .unwrap_or_default();
+        let core = lock(&self.core);
+        self.health
+            .refused
+            .store(core.refused.len(), Ordering::Relaxed);
+        if !core.stopping {
+            if let Err(error) = core.role.root.set_assigned(&assigned) {
+                warn!(%error, "failed to record the assignment");
+            }
+            info!(partitions = ?assigned, "household partitions assigned to this instance");
+        }
+        self.health.joined.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Core {
+    /// Restore `partitions` from their changelog partitions and make their
+    /// engines. Returns where each one's input resumes; a partition
+    /// missing from the result is refused.
+    fn restore(
+        &mut self,
+        restorer: &BaseConsumer<Quiet>,
+        consumer: &BaseConsumer<Ctx>,
+        partitions: &[i32],
+        observer: &dyn BatchObserver,
+    ) -> Result<BTreeMap<i32, Offset>, StateError> {
+        let started = Instant::now();
+        let settings = self.role.settings.clone();
+        let mut stores = BTreeMap::new();
+        for p in partitions {
+            self.engines.remove(p);
+            self.refused.remove(p);
+            let store = self
+                .role
+                .root
+                .partition(*p as u32)
+                .map_err(EngineError::from)?;
+            stores.insert(*p, store);
+        }
+        let mut totals: BTreeMap<i32, u64> = BTreeMap::new();
+        // The group's committed offset moves in the same transaction as the
+        // changelog; read the changelog until each cache reflects it (a
+        // transaction another instance was committing as the partition
+        // moved may land just after the first pass).
+        let committed: BTreeMap<i32, Option<i64>> = partitions
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    committed_offset(consumer, &settings.household_topic, *p),
+                )
+            })
+            .collect();
+        let mut todo: BTreeMap<i32, Store> = stores.clone();
+        for pass in 0..50 {
+            if todo.is_empty() {
+                break;
+            }
+            let results = restore_partitions(restorer, &settings.changelog_topic, &todo, observer);
+            let mut behind = BTreeMap::new();
+            for (p, result) in results {
+                match result {
+                    Ok(n) => *totals.entry(p).or_default() += n,
+                    Err(RestoreError::Store(
+                        e @ (StoreError::Corrupt { .. } | StoreError::Version { .. }),
+                    )) => {
+                        error!(partition = p, error = %e, "a changelog record does not decode; refusing the partition until the changelog is repaired");
+                        self.refused.insert(p);
+                        continue;
+                    }
+                    Err(RestoreError::Store(e)) => return Err(EngineError::from(e).into()),
+                    Err(RestoreError::Kafka(e)) => {
+                        error!(partition = p, error = %e, "the changelog cannot be read; refusing the partition");
+                        self.refused.insert(p);
+                        continue;
+                    }
+                }
+                let store = &stores[&p];
+                let position = store
+                    .position(&settings.household_topic, p)
+                    .map_err(EngineError::from)?;
+                if let Some(c) = committed[&p] {
+                    if position.is_none_or(|pos| pos < c) {
+                        debug!(
+                            partition = p,
+                            committed = c,
+                            ?position,
+                            pass,
+                            "the changelog is behind the committed offset; reading on"
+                        );
+                        behind.insert(p, store.clone());
+                    }
+                }
+            }
+            if !behind.is_empty() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            todo = behind;
+        }
+        for p in todo.keys() {
+            warn!(
+                partition = p,
+                "the changelog stayed behind the committed offset; resuming from the changelog"
+            );
+        }
+        let (rules, opt_out, generation) = self.role.control.get();
+        let mut positions = BTreeMap::new();
+        for (p, store) in stores {
+            if self.refused.contains(&p) {
+                continue;
+            }
+            let mut engine = Engine::new(store, rules.clone(), self.role.engine_config.clone())?;
+            engine.set_opt_out(opt_out.clone());
+            let position = engine.position(&settings.household_topic.as_str().into(), p)?;
+            info!(
+                partition = p,
+                records = totals.get(&p).copied().unwrap_or(0),
+                position,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "household partition restored from the changelog"
+            );
+            self.engines.insert(p, engine);
+            positions.insert(p, position.map_or(Offset::Beginning, Offset::Offset));
+        }
+        self.generation = self.generation.max(generation);
+        Ok(positions)
+    }
+}
+
+fn committed_offset(consumer: &BaseConsumer<Ctx>, topic: &str, p: i32) -> Option<i64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, p);
+    match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+        Ok(list) => list
+            .find_partition(topic, p)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            }),
+        Err(error) => {
+            warn!(%error, partition = p, "failed to read the committed offset");
+            None
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RestoreError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+}
+
+/// Read the changelog partitions of `stores` from the offset each store
+/// reflects to their end (the last stable offset), applying every record.
+/// Returns, per partition, how many records it applied.
+fn restore_partitions(
+    restorer: &BaseConsumer<Quiet>,
+    changelog: &str,
+    stores: &BTreeMap<i32, Store>,
+    observer: &dyn BatchObserver,
+) -> BTreeMap<i32, Result<u64, RestoreError>> {
+    struct Progress {
+        chunk: Vec<(i64, ChangelogRecord)>,
+        next: i64,
+        total: u64,
+    }
+    let mut done: BTreeMap<i32, Result<u64, RestoreError>> = BTreeMap::new();
+    let mut open: BTreeMap<i32, Progress> = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for (p, store) in stores {
+        match store.changelog_offset() {
+            Ok(from) => {
+                if let Err(e) = tpl.add_partition_offset(
+                    changelog,
+                    *p,
+                    from.map_or(Offset::Beginning, Offset::Offset),
+                ) {
+                    done.insert(*p, Err(e.into()));
+                    continue;
+                }
+                open.insert(
+                    *p,
+                    Progress {
+                        chunk: Vec::with_capacity(RESTORE_CHUNK),
+                        next: from.unwrap_or(0),
+                        total: 0,
+                    },
+                );
+            }
+            Err(e) => {
+                done.insert(*p, Err(e.into()));
+            }
+        }
+    }
+    if let Err(e) = restorer.assign(&tpl) {
+        for p in std::mem::take(&mut open).into_keys() {
+            done.insert(p, Err(RestoreError::Kafka(e.clone())));
+        }
+    }
+    let write = |p: i32, progress: &mut Progress| -> Result<(), RestoreError> {
+        stores[&p].restore(&progress.chunk, progress.next)?;
+        progress.total += progress.chunk.len() as u64;
+        observer.restored(p, progress.chunk.len() as u64);
+        progress.chunk.clear();
+        Ok(())
+    };
+    let mut last_log = Instant::now();
+    let mut failing_since: Option<Instant> = None;
+    while !open.is_empty() {
+        match restorer.poll(Duration::from_millis(500)) {
+            Some(Ok(msg)) => {
+                failing_since = None;
+                let p = msg.partition();
+                let Some(progress) = open.get_mut(&p) else {
+                    continue;
+                };
+                progress.chunk.push((
+                    msg.offset(),
+                    ChangelogRecord {
+                        key: msg.key().unwrap_or_default().to_vec(),
+                        value: msg.payload().map(<[u8]>::to_vec),
+                    },
+                ));
+                progress.next = msg.offset() + 1;
+                if progress.chunk.len() >= RESTORE_CHUNK {
+                    if let Err(e) = write(p, progress) {
+                        open.remove(&p);
+                        done.insert(p, Err(e));
+                    }
+                }
+                if last_log.elapsed() > Duration::from_secs(5) {
+                    let records: u64 = open.values().map(|o| o.total).sum();
+                    info!(
+                        partitions = open.len(),
+                        records, "restoring household partitions"
+                    );
+                    last_log = Instant::now();
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                if let Some(mut progress) = open.remove(&p) {
+                    let result = write(p, &mut progress).map(|()| progress.total);
+                    done.insert(p, result);
+                }
+            }
+            Some(Err(e)) => {
+                // Brokers away, leader elections: librdkafka retries. Give
+                // up on what is still open after two minutes of errors.
+                warn!(error = %e, "changelog read failed; retrying");
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(120) {
+                    for p in std::mem::take(&mut open).into_keys() {
+                        done.insert(p, Err(RestoreError::Kafka(e.clone())));
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    let _ = restorer.unassign();
+    done
+}
+
+/// How one session ended.
+enum SessionEnd {
+    Stopped,
+    /// Fenced or fatal: replace the clients and rejoin.
+    Fatal(String),
+}
+
+/// Run the state role until `stop` is set (then finish the batch in
+/// flight, commit it, and return), or until processing fails.
+pub fn run_state(role: StateRole, stop: Arc<AtomicBool>) -> Result<(), StateError> {
+    let health = role.health.clone();
+    let observer = role.observer.clone();
+    let retention_every = role.retention.as_ref().map(|(_, every)| *every);
+    let core = Arc::new(Mutex::new(Core {
+        role,
+        engines: BTreeMap::new(),
+        refused: BTreeSet::new(),
+        pending: Vec::new(),
+        first_pending: None,
+        generation: 0,
+        failure: None,
+        stopping: false,
+        next_purge: retention_every
+            .map(|every| Instant::now() + every.min(Duration::from_secs(60))),
+    }));
+    loop {
+        match session(&core, &health, &observer, &stop)? {
+            SessionEnd::Stopped => return Ok(()),
+            SessionEnd::Fatal(reason) => {
+                warn!(
+                    reason,
+                    "state role: the kafka clients failed fatally; rejoining with new ones"
+                );
+                health.joined.store(false, Ordering::Relaxed);
+                let mut c = lock(&core);
+                c.engines.clear();
+                c.pending.clear();
+                c.first_pending = None;
+                drop(c);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn role_settings(settings: &KafkaSettings) -> KafkaSettings {
+    KafkaSettings {
+        group_id: format!("{}-state", settings.group_id),
+        instance_id: format!("{}-state", settings.instance_id),
+        ..settings.clone()
+    }
+}
+
+fn session(
+    core: &Arc<Mutex<Core>>,
+    health: &Arc<Health>,
+    observer: &Arc<dyn BatchObserver>,
+    stop: &Arc<AtomicBool>,
+) -> Result<SessionEnd, StateError> {
+    let settings = lock(core).role.settings.clone();
+    let role_settings = role_settings(&settings);
+    let mut restorer_config = consumer_config(&role_settings);
+    restorer_config
+        .remove("group.instance.id")
+        .set("group.id", format!("{}-restore", role_settings.group_id))
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("statistics.interval.ms", "0");
+    let ctx = Ctx {
+        core: core.clone(),
+        health: health.clone(),
+        observer: observer.clone(),
+        restorer: restorer_config,
+    };
+    let mut config = consumer_config(&role_settings);
+    // Dynamic membership: a graceful shutdown leaves the group at once and
+    // hands its partitions over (a static member would hold them until its
+    // session times out). Two instances with one id still cannot both
+    // write: the second transactional producer fences the first.
+    config
+        .remove("group.instance.id")
+        .set("isolation.level", "read_committed")
+        .set("partition.assignment.strategy", "cooperative-sticky");
+    let consumer: BaseConsumer<Ctx> = config
+        .create_with_context(ctx)
+        .map_err(StateError::Create)?;
+    let producer = TxnProducer::new(
+        &settings,
+        &format!("{}-state", settings.instance_id),
+        health.clone(),
+    )
+    .map_err(StateError::Create)?;
+    consumer
+        .subscribe(&[&settings.household_topic])
+        .map_err(|source| StateError::Subscribe {
+            topic: settings.household_topic.clone(),
+            source,
+        })?;
+    health.store_open.store(true, Ordering::Relaxed);
+    let mut last_tick = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some((code, reason)) = consumer.client().fatal_error() {
+            return Ok(SessionEnd::Fatal(format!("{code:?}: {reason}")));
+        }
+        if let Some(e) = lock(core).failure.take() {
+            return Err(e);
+        }
+        let wait = {
+            let c = lock(core);
+            match c.first_pending {
+                Some(t) => settings.batch_time.saturating_sub(t.elapsed()),
+                None => Duration::from_millis(50),
+            }
+        };
+        match consumer.poll(wait) {
+            Some(Ok(msg)) => {
+                let forwarded =
+                    Forwarded::decode(msg.payload().unwrap_or_default()).map_err(|e| {
+                        StateError::Forwarded {
+                            topic: msg.topic().to_owned(),
+                            partition: msg.partition(),
+                            offset: msg.offset(),
+                            detail: e.to_string(),
+                        }
+                    })?;
+                let mut c = lock(core);
+                if c.pending.is_empty() {
+                    c.first_pending = Some(Instant::now());
+                }
+                c.pending.push(ForwardedRecord {
+                    stream: msg.topic().into(),
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                    forwarded,
+                });
+            }
+            Some(Err(error)) => debug!(%error, "poll error (state)"),
+            None => {}
+        }
+        let (pending, waited) = {
+            let c = lock(core);
+            (
+                c.pending.len(),
+                c.first_pending.map(|t| t.elapsed()).unwrap_or_default(),
+            )
+        };
+        let tick = last_tick.elapsed() >= Duration::from_secs(1);
+        if pending >= settings.batch_size || (pending > 0 && waited >= settings.batch_time) || tick
+        {
+            if let Some(end) = flush(core, &consumer, &producer, observer)? {
+                return Ok(end);
+            }
+            if tick {
+                last_tick = Instant::now();
+                if let Some(end) = purge_if_due(core, &producer, observer)? {
+                    return Ok(end);
+                }
+            }
+        }
+    }
+    info!("state role stopping: committing the batch in flight");
+    let end = flush(core, &consumer, &producer, observer)?;
+    lock(core).stopping = true;
+    drop(consumer);
+    Ok(end.unwrap_or(SessionEnd::Stopped))
+}
+
+/// Process what is pending (and due timers) on every assigned partition,
+/// in one transaction. `Some(end)` when the session must end.
+fn flush(
+    core: &Arc<Mutex<Core>>,
+    consumer: &BaseConsumer<Ctx>,
+    producer: &TxnProducer,
+    observer: &Arc<dyn BatchObserver>,
+) -> Result<Option<SessionEnd>, StateError> {
+    let started = Instant::now();
+    let mut c = lock(core);
+    let c = &mut *c;
+    c.reload_if_changed();
+    let records = std::mem::take(&mut c.pending);
+    c.first_pending = None;
+    let mut by_partition: BTreeMap<i32, Vec<ForwardedRecord>> = BTreeMap::new();
+    for r in records {
+        by_partition.entry(r.partition).or_default().push(r);
+    }
+    let now = wall_now();
+    let mut prepared: Vec<(i32, Prepared)> = Vec::new();
+    let mut messages: Vec<Outgoing> = Vec::new();
+    let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let settings = c.role.settings.clone();
+    for (p, engine) in c.engines.iter_mut() {
+        let records = by_partition.remove(p).unwrap_or_default();
+        if let Some(last) = records.last() {
+            next.insert((settings.household_topic.clone(), *p), last.offset + 1);
+        }
+        let batch = match engine.prepare_forwarded(&records, now) {
+            Ok(b) => b,
+            Err(e) => {
+                for (q, b) in prepared.drain(..) {
+                    if let Some(engine) = c.engines.get_mut(&q) {
+                        engine.abandon(b);
+                    }
+                }
+                return Err(e.into());
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        messages.extend(batch.commit().outbox.iter().map(|e| outgoing(&settings, e)));
+        messages.extend(changelog_messages(
+            &settings.changelog_topic,
+            *p,
+            batch.commit(),
+        )?);
+        prepared.push((*p, batch));
+    }
+    // Records of partitions without an engine (refused, or revoked while
+    // they waited) are not processed: their offsets do not move.
+    if prepared.is_empty() {
+        return Ok(None);
+    }
+    let group = consumer.group_metadata();
+    match producer.commit(&messages, &offsets(&next), group.as_ref()) {
+        Ok(landed) => {
+            observer.transaction(true);
+            let mut total = vroeg_engine::Stats::default();
+            for (p, batch) in prepared {
+                let engine = c.engines.get_mut(&p).expect("prepared by this engine");
+                let changelog_next = match landed.get(&(settings.changelog_topic.clone(), p)) {
+                    Some(last) => last + 1,
+                    None => engine
+                        .store()
+                        .changelog_offset()
+                        .map_err(EngineError::from)?
+                        .unwrap_or(0),
+                };
+                let stats = engine.complete_cached(batch, changelog_next)?;
+                total.merge(&stats);
+            }
+            // Intake counted these records when it read them.
+            total.records = 0;
+            observer.batch(&total, started.elapsed());
+            Ok(None)
+        }
+        Err(error) => {
+            observer.transaction(false);
+            for (p, batch) in prepared {
+                if let Some(engine) = c.engines.get_mut(&p) {
+                    engine.abandon(batch);
+                }
+            }
+            match error {
+                TxnError::Aborted(ref e) if !is_fenced(&error) => {
+                    warn!(error = %e, "state transaction aborted; reading its input again");
+                    for ((topic, p), _) in &next {
+                        let engine = c.engines.get_mut(p).expect("has an engine");
+                        let from = engine
+                            .position(&topic.as_str().into(), *p)?
+                            .map_or(Offset::Beginning, Offset::Offset);
+                        if let Err(e) = consumer.seek(topic, *p, from, Duration::from_secs(10)) {
+                            return Ok(Some(SessionEnd::Fatal(format!(
+                                "failed to rewind after an abort: {e}"
+                            ))));
+                        }
+                    }
+                    Ok(None)
+                }
+                other => Ok(Some(SessionEnd::Fatal(other.to_string()))),
+            }
+        }
+    }
+}
+
+/// The changelog messages of one partition's commit.
+fn changelog_messages(topic: &str, p: i32, commit: &Commit) -> Result<Vec<Outgoing>, StateError> {
+    Ok(commit
+        .changelog()
+        .map_err(EngineError::from)?
+        .into_iter()
+        .map(|r| Outgoing {
+            topic: topic.to_owned(),
+            partition: Some(p),
+            key: Some(r.key),
+            payload: r.value,
+            headers: Vec::new(),
+        })
+        .collect())
+}
+
+impl Core {
+    /// Hand a reloaded rule set and objection list to every engine.
+    fn reload_if_changed(&mut self) {
+        let (rules, opt_out, generation) = self.role.control.get();
+        if generation != self.generation {
+            for engine in self.engines.values_mut() {
+                engine.set_rules(rules.clone());
+                engine.set_opt_out(opt_out.clone());
+            }
+            self.generation = generation;
+        }
+    }
+}
+
+/// Run the retention purge on every assigned partition if it is due, each
+/// chunk in a transaction of its own.
+fn purge_if_due(
+    core: &Arc<Mutex<Core>>,
+    producer: &TxnProducer,
+    observer: &Arc<dyn BatchObserver>,
+) -> Result<Option<SessionEnd>, StateError> {
+    let mut c = lock(core);
+    let c = &mut *c;
+    let Some((retention, every)) = c.role.retention.clone() else {
+        return Ok(None);
+    };
+    if c.next_purge.is_none_or(|t| Instant::now() < t) {
+        return Ok(None);
+    }
+    c.next_purge = Some(Instant::now() + every);
+    let started = Instant::now();
+    let changelog = c.role.settings.changelog_topic.clone();
+    let mut total = vroeg_engine::PurgeStats::default();
+    let mut fatal = None;
+    for (p, engine) in c.engines.iter_mut() {
+        let store = engine.store().clone();
+        let mut write = |commit: Commit| -> Result<(), EngineError> {
+            let messages = changelog_messages(&changelog, *p, &commit).map_err(|e| match e {
+                StateError::Engine(e) => e,
+                other => EngineError::Encode(other.to_string()),
+            })?;
+            match producer.commit(&messages, &TopicPartitionList::new(), None) {
+                Ok(landed) => {
+                    observer.transaction(true);
+                    let next = match landed.get(&(changelog.clone(), *p)) {
+                        Some(last) => last + 1,
+                        None => store.changelog_offset()?.unwrap_or(0),
+                    };
+                    store.commit_cached(&commit, next)?;
+                    Ok(())
+                }
+                Err(e) => {
+                    observer.transaction(false);
+                    Err(EngineError::Sink(vroeg_engine::SinkError {
+                        destination: "kafka",
+                        message: e.to_string(),
+                    }))
+                }
+            }
+        };
+        match engine.purge_with(wall_now(), &retention, &mut write) {
+            Ok(stats) => {
+                total.cases += stats.cases;
+                total.households += stats.households;
+                total.signals += stats.signals;
+            }
+            // The purge is idempotent: the next run finishes it.
+            Err(EngineError::Sink(e)) => {
+                fatal = Some(e.to_string());
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    observer.purged(&total);
+    info!(
+        cases = total.cases,
+        households = total.households,
+        signals = total.signals,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "retention purge done"
+    );
+    Ok(fatal.map(SessionEnd::Fatal))
+}

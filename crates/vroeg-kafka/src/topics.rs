@@ -1,0 +1,234 @@
+//! The topics Vroeg reads and writes, with their settings, and creating
+//! them (`vroeg topics create`).
+//!
+//! The household topic and the changelog are Vroeg's own: `vroeg run`
+//! creates them when they are missing, and refuses to start when their
+//! partition counts differ from `kafka.partitions` (a changed count would
+//! move households between partitions).
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::ClientConfig;
+
+use crate::settings::KafkaSettings;
+
+/// What a topic is for, which decides its settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Partner signals or wijkteam feedback: written by others.
+    Input,
+    /// Vroeg's household topic.
+    Household,
+    /// Vroeg's compacted changelog.
+    Changelog,
+    /// Case events, dead letters, partner feedback.
+    Output,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub role: Role,
+    pub partitions: i32,
+    pub config: Vec<(&'static str, String)>,
+}
+
+/// Every topic of a configuration, with its partition count and settings.
+/// `input_partitions` is used for the partner and feedback topics.
+pub fn plan(settings: &KafkaSettings, input_partitions: i32) -> Vec<TopicSpec> {
+    let n = settings.partitions as i32;
+    let spec = |name: &str, role, partitions, config: Vec<(&'static str, String)>| TopicSpec {
+        name: name.to_owned(),
+        role,
+        partitions,
+        config,
+    };
+    let mut out: Vec<TopicSpec> = settings
+        .signal_topics
+        .iter()
+        .chain([&settings.feedback_topic])
+        .map(|t| spec(t, Role::Input, input_partitions, Vec::new()))
+        .collect();
+    out.push(spec(
+        &settings.household_topic,
+        Role::Household,
+        n,
+        // Signals are in the changelog once processed; a week is room for
+        // any outage of the state role.
+        vec![("retention.ms", (7 * 24 * 3600 * 1000u64).to_string())],
+    ));
+    out.push(spec(
+        &settings.changelog_topic,
+        Role::Changelog,
+        n,
+        vec![
+            ("cleanup.policy", "compact".into()),
+            // Roll segments hourly, so that compaction keeps restores short.
+            ("segment.ms", (3600 * 1000u64).to_string()),
+            // Tombstones (retention) stay a week: a cache that was away for
+            // less still sees every deletion.
+            ("delete.retention.ms", (7 * 24 * 3600 * 1000u64).to_string()),
+        ],
+    ));
+    out.push(spec(&settings.alerts_topic, Role::Output, n, Vec::new()));
+    out.push(spec(&settings.dlq_topic, Role::Output, 1, Vec::new()));
+    out.push(spec(
+        &settings.partner_feedback_topic,
+        Role::Output,
+        input_partitions,
+        Vec::new(),
+    ));
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("failed to reach the brokers: {0}")]
+    Client(#[source] KafkaError),
+    #[error("failed to create topic {topic}: {source}")]
+    Create {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error(
+        "topic {topic} has {found} partitions, but kafka.partitions is {expected}; \
+         the household topic and the changelog must both have kafka.partitions partitions \
+         (changing the count moves households between partitions: start from new topics)"
+    )]
+    Partitions {
+        topic: String,
+        found: i32,
+        expected: i32,
+    },
+    #[error("topic {0} does not exist")]
+    Missing(String),
+}
+
+/// What happened to one topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created { partitions: i32, replication: i32 },
+    Exists { partitions: i32 },
+}
+
+fn admin(settings: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, TopicError> {
+    let mut config = ClientConfig::new();
+    for (k, v) in &settings.client {
+        config.set(k, v);
+    }
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .create()
+        .map_err(TopicError::Client)
+}
+
+/// Partition counts of existing topics (absent: not there).
+fn partition_counts(
+    admin: &AdminClient<DefaultClientContext>,
+) -> Result<(std::collections::BTreeMap<String, i32>, usize), TopicError> {
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(15))
+        .map_err(TopicError::Client)?;
+    let topics = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+        .collect();
+    Ok((topics, metadata.brokers().len()))
+}
+
+/// Create the topics of `specs` that do not exist yet, with replication
+/// `replication` (default: 3, or the number of brokers if fewer) and
+/// `min.insync.replicas` one less than that (at least 1). Existing topics
+/// are left as they are, but a household topic or changelog with another
+/// partition count is an error.
+pub fn create(
+    settings: &KafkaSettings,
+    specs: &[TopicSpec],
+    replication: Option<i32>,
+) -> Result<Vec<(String, Outcome)>, TopicError> {
+    let admin = admin(settings)?;
+    let (existing, brokers) = partition_counts(&admin)?;
+    let replication = replication.unwrap_or_else(|| (brokers as i32).clamp(1, 3));
+    let min_insync = (replication - 1).max(1).to_string();
+    let mut out = Vec::new();
+    for spec in specs {
+        if let Some(&found) = existing.get(&spec.name) {
+            check_count(spec, found)?;
+            out.push((spec.name.clone(), Outcome::Exists { partitions: found }));
+            continue;
+        }
+        let mut topic = NewTopic::new(
+            &spec.name,
+            spec.partitions,
+            TopicReplication::Fixed(replication),
+        )
+        .set("min.insync.replicas", &min_insync);
+        for (k, v) in &spec.config {
+            topic = topic.set(k, v);
+        }
+        let results =
+            futures::executor::block_on(admin.create_topics([&topic], &AdminOptions::new()))
+                .map_err(|source| TopicError::Create {
+                    topic: spec.name.clone(),
+                    source,
+                })?;
+        for result in results {
+            match result {
+                Ok(_) => out.push((
+                    spec.name.clone(),
+                    Outcome::Created {
+                        partitions: spec.partitions,
+                        replication,
+                    },
+                )),
+                // Created meanwhile by another instance.
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    out.push((
+                        spec.name.clone(),
+                        Outcome::Exists {
+                            partitions: spec.partitions,
+                        },
+                    ));
+                }
+                Err((_, code)) => {
+                    return Err(TopicError::Create {
+                        topic: spec.name.clone(),
+                        source: KafkaError::AdminOp(code),
+                    })
+                }
+            }
+        }
+    }
+    // Topics created just now may take a moment to show in metadata;
+    // check the counts of those that were there already only.
+    Ok(out)
+}
+
+fn check_count(spec: &TopicSpec, found: i32) -> Result<(), TopicError> {
+    if matches!(spec.role, Role::Household | Role::Changelog) && found != spec.partitions {
+        return Err(TopicError::Partitions {
+            topic: spec.name.clone(),
+            found,
+            expected: spec.partitions,
+        });
+    }
+    Ok(())
+}
+
+/// Make sure Vroeg's own topics (household topic and changelog) exist with
+/// `kafka.partitions` partitions: create them if missing, refuse if their
+/// counts differ.
+pub fn ensure_internal(settings: &KafkaSettings) -> Result<Vec<(String, Outcome)>, TopicError> {
+    let specs: Vec<TopicSpec> = plan(settings, 1)
+        .into_iter()
+        .filter(|s| matches!(s.role, Role::Household | Role::Changelog))
+        .collect();
+    create(settings, &specs, None)
+}
