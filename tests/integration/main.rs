@@ -1,5 +1,7 @@
 //! Vroeg's integration tests, one binary: the command line without Kafka
-//! (`cli`), and `vroeg run` against a real Apache Kafka broker (`kafka`).
+//! (`cli`), and `vroeg run` against a real Apache Kafka broker: the
+//! single-node service (`kafka`, `lifecycle`, `faults`, `killloop`,
+//! `privacy`) and the partitioned service (`partitioned`).
 //!
 //! The Kafka tests use the broker at `VROEG_TEST_BROKERS` if set (CI starts
 //! one with `scripts/kafka.sh start`); otherwise they start one themselves
@@ -10,4 +12,5 @@ mod faults;
 mod kafka;
 mod killloop;
 mod lifecycle;
+mod partitioned;
 mod privacy;

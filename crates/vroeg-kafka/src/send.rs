@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::settings::ContentMode;
 
 /// Publish JSON-lines signals to `topic`, one message per line, keyed by
-/// the CloudEvent `source`. In binary mode the CloudEvents attributes go to
+/// the CloudEvent `source` (so a partner's signals share a partition). In binary mode the CloudEvents attributes go to
 /// `ce_*` headers and `data` is the value; a line that is not a JSON object
 /// is sent as it is (so invalid input can be tested). Returns the count.
 pub fn send_lines(
@@ -33,6 +33,10 @@ pub fn send_lines(
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        // Keyed lines go by their key's hash; lines without a key (not a
+        // JSON object) all go to one partition, so that sending the same
+        // file twice gives the same partitions and offsets.
+        .set("partitioner", "consistent")
         .set("linger.ms", "20")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "500000")

@@ -122,7 +122,9 @@ struct Quiet;
 
 impl ClientContext for Quiet {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !matches!(error, KafkaError::PartitionEOF(_))
+            && error.rdkafka_error_code() != Some(rdkafka::error::RDKafkaErrorCode::PartitionEOF)
+        {
             warn!(%error, reason, "kafka client error (restore)");
         }
     }
@@ -377,6 +379,7 @@ impl Core {
                 partition = p,
                 records = totals.get(&p).copied().unwrap_or(0),
                 position,
+                committed = committed.get(&p).copied().flatten(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "household partition restored from the changelog"
             );

@@ -1,0 +1,455 @@
+//! The partitioned service (`vroeg run --role all`) on a real broker:
+//! three instances in one group share twelve household partitions while
+//! instances are SIGKILLed and restarted, against an uninterrupted
+//! single-instance reference; one instance's state directory is deleted
+//! and rebuilt from the changelog; and the embedded engine (`vroeg replay`)
+//! gives the same case events for the same input.
+//!
+//! The partner topic has three partitions keyed by partner, so a
+//! household's signals arrive through several partitions, interleaved
+//! differently in every run. Both runs use `engine.clock = "event"`.
+//!
+//! CI runs a reduced loop. The full one (100 k signals, 10 kills):
+//! `scripts/kill-loop.sh --partitioned`. Knobs:
+//! `VROEG_TEST_PARTITIONED_SIGNALS`, `VROEG_TEST_PARTITIONED_KILLS`,
+//! `VROEG_TEST_PARTITIONED_SEED`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use vroeg_kafka::ContentMode;
+
+use crate::kafka::{broker, create_topics, send, unique, Extra, Msg, Reader, Service, Topics};
+use crate::killloop::dump;
+
+/// Household partitions in these tests.
+const PARTITIONS: i32 = 12;
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The topics of one run, with its own household topic and changelog.
+struct Run {
+    topics: Topics,
+    household: String,
+    changelog: String,
+    group: String,
+}
+
+impl Run {
+    fn new(name: &str) -> Run {
+        let topics = create_topics(name, 3);
+        let base = topics.signals.trim_end_matches(".signalen").to_owned();
+        Run {
+            household: format!("{base}.huishoudens"),
+            changelog: format!("{base}.changelog"),
+            topics,
+            group: unique("g"),
+        }
+    }
+
+    /// `vroeg run --role all` as instance `instance`, on event time and
+    /// without the purge (which runs on a timer).
+    fn start(&self, dir: &Path, instance: &str) -> Service {
+        let extra = Extra {
+            engine: "clock = \"event\"".into(),
+            sections: "[retention]\npurge_interval_secs = 0".into(),
+            env: vec![
+                ("VROEG_ROLE".into(), "all".into()),
+                ("VROEG_KAFKA_HOUSEHOLD_TOPIC".into(), self.household.clone()),
+                ("VROEG_KAFKA_CHANGELOG_TOPIC".into(), self.changelog.clone()),
+                ("VROEG_KAFKA_PARTITIONS".into(), PARTITIONS.to_string()),
+                ("VROEG_KAFKA_INSTANCE_ID".into(), instance.into()),
+            ],
+            ..Extra::default()
+        };
+        Service::start_extra(
+            broker(),
+            &self.topics,
+            dir,
+            &self.group,
+            "structured",
+            200,
+            &extra,
+        )
+    }
+
+    /// Wait until intake has committed every partner record and the state
+    /// roles every household-topic record, and that stays so for a while
+    /// (intake announces idle sources a few seconds after it caught up, and
+    /// those announcements release the last signals).
+    ///
+    /// Transactions leave control records (commit and abort markers) that
+    /// no consumer receives, so a committed offset can stay short of the
+    /// log end: "caught up" means that a `read_committed` read from the
+    /// committed offset reaches the end without a record.
+    fn settle(&self) {
+        let client = |group: String, eof: bool| -> BaseConsumer {
+            ClientConfig::new()
+                .set("bootstrap.servers", broker())
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .set("isolation.level", "read_committed")
+                .set("enable.partition.eof", if eof { "true" } else { "false" })
+                .create()
+                .unwrap()
+        };
+        let groups = [
+            (
+                format!("{}-intake", self.group),
+                self.topics.signals.clone(),
+                3,
+            ),
+            (
+                format!("{}-state", self.group),
+                self.household.clone(),
+                PARTITIONS,
+            ),
+        ];
+        let probe = client(unique("probe"), true);
+        // Per partition: the committed offset, if nothing can be read after
+        // it; `None` while anything can.
+        let caught_up = || -> Option<Vec<i64>> {
+            let mut out = Vec::new();
+            for (group, topic, partitions) in &groups {
+                let mut tpl = TopicPartitionList::new();
+                for p in 0..*partitions {
+                    tpl.add_partition(topic, p);
+                }
+                let committed = client(group.clone(), false)
+                    .committed_offsets(tpl, Duration::from_secs(10))
+                    .ok()?;
+                for p in 0..*partitions {
+                    let at = match committed.find_partition(topic, p)?.offset() {
+                        Offset::Offset(o) => o,
+                        _ => 0,
+                    };
+                    let mut from = TopicPartitionList::new();
+                    from.add_partition_offset(topic, p, Offset::Offset(at))
+                        .ok()?;
+                    probe.assign(&from).ok()?;
+                    loop {
+                        match probe.poll(Duration::from_secs(10)) {
+                            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                            Some(Ok(_)) | None => return None,
+                            Some(Err(_)) => {}
+                        }
+                    }
+                    out.push(at);
+                }
+            }
+            Some(out)
+        };
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        let mut last: Option<Vec<i64>> = None;
+        loop {
+            assert!(Instant::now() < deadline, "the run did not settle");
+            let now = caught_up();
+            if now.is_some() && now == last {
+                return;
+            }
+            last = now;
+            std::thread::sleep(Duration::from_secs(6));
+        }
+    }
+}
+
+/// What a run published and kept.
+struct Outcome {
+    /// Case events by id: every distinct content seen, and how many.
+    alerts: BTreeMap<String, Vec<Vec<u8>>>,
+    alert_count: usize,
+    /// Dead letters by source partition and offset.
+    dead: BTreeMap<(String, String), Vec<Vec<u8>>>,
+    dead_count: usize,
+    /// The union of the state dump lines of every instance. (After a
+    /// graceful shutdown hands partitions over, several instances hold the
+    /// same partition; their copies must agree line by line, and any stale
+    /// copy would show as a line the reference does not have.)
+    state: BTreeSet<String>,
+}
+
+fn read_all(topic: &str) -> Vec<Msg> {
+    let mut reader = Reader::new(topic);
+    reader.until(0, Duration::from_secs(5), Duration::from_secs(600));
+    reader.msgs
+}
+
+fn outcome(run: &Run, dirs: &[&Path]) -> Outcome {
+    let mut alerts: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let msgs = read_all(&run.topics.alerts);
+    for m in &msgs {
+        // The CloudEvent's `time` and `id` are the alert's own; the whole
+        // payload must match.
+        let id = m.alert()["id"].as_str().unwrap().to_owned();
+        let seen = alerts.entry(id).or_default();
+        if !seen.contains(&m.payload) {
+            seen.push(m.payload.clone());
+        }
+    }
+    let mut dead: BTreeMap<(String, String), Vec<Vec<u8>>> = BTreeMap::new();
+    let dead_msgs = read_all(&run.topics.dlq);
+    for m in &dead_msgs {
+        let key = (
+            m.header("vroeg_source_partition").unwrap(),
+            m.header("vroeg_source_offset").unwrap(),
+        );
+        let mut content = m.payload.clone();
+        content.extend(m.header("vroeg_error_code").unwrap().into_bytes());
+        dead.entry(key).or_default().push(content);
+    }
+    let state: BTreeSet<String> = dirs.iter().flat_map(|d| dump(d)).collect();
+    Outcome {
+        alerts,
+        alert_count: msgs.len(),
+        dead,
+        dead_count: dead_msgs.len(),
+        state,
+    }
+}
+
+/// Everything that differs between a run and the reference, by kind.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Diff {
+    lost: usize,
+    unexpected: usize,
+    differing: usize,
+    duplicated: usize,
+    state_lines: usize,
+}
+
+fn diff(run: &Outcome, reference: &Outcome) -> Diff {
+    let lost = reference
+        .alerts
+        .keys()
+        .filter(|k| !run.alerts.contains_key(*k))
+        .count()
+        + reference
+            .dead
+            .keys()
+            .filter(|k| !run.dead.contains_key(*k))
+            .count();
+    let unexpected = run
+        .alerts
+        .keys()
+        .filter(|k| !reference.alerts.contains_key(*k))
+        .count()
+        + run
+            .dead
+            .keys()
+            .filter(|k| !reference.dead.contains_key(*k))
+            .count();
+    let differing = run
+        .alerts
+        .iter()
+        .filter(|(k, v)| reference.alerts.get(*k).is_some_and(|r| r != *v))
+        .count()
+        + run
+            .dead
+            .iter()
+            .filter(|(k, v)| reference.dead.get(*k).is_some_and(|r| r[0] != v[0]))
+            .count();
+    Diff {
+        lost,
+        unexpected,
+        differing,
+        duplicated: (run.alert_count - run.alerts.len()) + (run.dead_count - run.dead.len()),
+        state_lines: run.state.symmetric_difference(&reference.state).count(),
+    }
+}
+
+fn input(signals: usize) -> Vec<String> {
+    let households = (signals as u64 * 7 / 2).max(1000);
+    let lines: Vec<String> = crate::kafka::generated(households, 23)
+        .into_iter()
+        .take(signals)
+        .collect();
+    assert!(
+        lines.len() >= signals * 9 / 10,
+        "generated {} of {signals}",
+        lines.len()
+    );
+    lines
+}
+
+fn dirs(n: usize) -> Vec<tempfile::TempDir> {
+    (0..n).map(|_| tempfile::tempdir().unwrap()).collect()
+}
+
+fn state_dir(dir: &Path) -> PathBuf {
+    dir.join("state")
+}
+
+#[test]
+fn three_instances_killed_ten_times_publish_each_case_event_exactly_once_and_restore_from_the_changelog(
+) {
+    let signals = knob("VROEG_TEST_PARTITIONED_SIGNALS", 20_000) as usize;
+    let kills = knob("VROEG_TEST_PARTITIONED_KILLS", 10) as usize;
+    let seed = knob(
+        "VROEG_TEST_PARTITIONED_SEED",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    );
+    let lines = input(signals);
+    let started = Instant::now();
+
+    // The reference: one instance, never interrupted.
+    let reference_run = Run::new("pref");
+    send(
+        &reference_run.topics.signals,
+        &lines,
+        ContentMode::Structured,
+    );
+    let ref_dir = tempfile::tempdir().unwrap();
+    let service = reference_run.start(ref_dir.path(), "ref-1");
+    reference_run.settle();
+    assert_eq!(service.terminate(), 0);
+    let reference = outcome(&reference_run, &[ref_dir.path()]);
+    assert_eq!(
+        reference.alert_count,
+        reference.alerts.len(),
+        "the reference sent nothing twice"
+    );
+    assert!(
+        reference.alerts.len() > 100 && !reference.dead.is_empty() && !reference.state.is_empty()
+    );
+    let reference_secs = started.elapsed().as_secs_f64();
+
+    // The embedded engine on the same lines gives the same case events.
+    let file = ref_dir.path().join("signalen.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vroeg"))
+        .args(["replay", "--rules"])
+        .arg(crate::kafka::root().join("rules"))
+        .arg("--signals")
+        .arg(&file)
+        .arg("--state")
+        .arg(ref_dir.path().join("replay-state"))
+        .env("VROEG_HOUSEHOLD_SECRET", "integration-test-secret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: BTreeMap<String, serde_json::Value> =
+        std::fs::read_to_string(ref_dir.path().join("signalen.jsonl.alerts.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (v["id"].as_str().unwrap().to_owned(), v)
+            })
+            .collect();
+    let published: BTreeMap<String, serde_json::Value> = read_all(&reference_run.topics.alerts)
+        .iter()
+        .map(|m| {
+            let v = m.alert();
+            (v["id"].as_str().unwrap().to_owned(), v)
+        })
+        .collect();
+    assert_eq!(
+        published.len(),
+        replayed.len(),
+        "replay and the service differ in number"
+    );
+    let unlike = published
+        .iter()
+        .filter(|(k, v)| replayed.get(*k) != Some(*v))
+        .count();
+    assert_eq!(
+        unlike, 0,
+        "case events of replay and the partitioned service differ"
+    );
+
+    // Three instances in one group, SIGKILLed at random moments.
+    let run = Run::new("pkill");
+    send(&run.topics.signals, &lines, ContentMode::Structured);
+    let dirs = dirs(3);
+    let mut services: Vec<Option<Service>> = (0..3)
+        .map(|i| Some(run.start(dirs[i].path(), &format!("vroeg-{i}"))))
+        .collect();
+    let mut rng = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        rng >> 33
+    };
+    let mut reader = Reader::new(&run.topics.alerts);
+    let total = reference.alerts.len();
+    for k in 0..kills {
+        // Kill at a random point of the stream, spread over its length.
+        let target =
+            total * (k + 1) / (kills + 2) + (next() as usize % (total / (kills + 2)).max(1));
+        reader.until(target, Duration::ZERO, Duration::from_secs(600));
+        let victim = next() as usize % 3;
+        services[victim].take().unwrap().kill();
+        std::thread::sleep(Duration::from_millis(next() % 1500));
+        services[victim] = Some(run.start(dirs[victim].path(), &format!("vroeg-{victim}")));
+    }
+    run.settle();
+    for s in &mut services {
+        assert_eq!(s.take().unwrap().terminate(), 0);
+    }
+    let paths: Vec<&Path> = dirs.iter().map(|d| d.path()).collect();
+    let killed = outcome(&run, &paths);
+    let d = diff(&killed, &reference);
+    println!(
+        "partitioned kill loop: {} signals, {kills} SIGKILLs of 3 instances (seed {seed}); reference: {} case events, {} dead letters, \
+         {} state lines in {reference_secs:.1} s; killed run: {d:?}; whole test {:.1} s",
+        lines.len(),
+        reference.alerts.len(),
+        reference.dead.len(),
+        reference.state.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        d,
+        Diff::default(),
+        "the killed run differs from the reference"
+    );
+
+    // Restore: one instance's state directory is deleted; it rebuilds its
+    // partitions from the changelog.
+    std::fs::remove_dir_all(state_dir(dirs[1].path())).unwrap();
+    let mut services: Vec<Service> = (0..3)
+        .map(|i| run.start(dirs[i].path(), &format!("vroeg-{i}")))
+        .collect();
+    let restarted = Instant::now();
+    run.settle();
+    for s in services.drain(..) {
+        assert_eq!(s.terminate(), 0);
+    }
+    let rebuilt = dump(dirs[1].path());
+    assert!(!rebuilt.is_empty(), "the rebuilt instance holds partitions");
+    let known: BTreeSet<&String> = reference.state.iter().collect();
+    assert!(
+        rebuilt.iter().all(|l| known.contains(l)),
+        "a rebuilt line differs from the reference"
+    );
+    let again = outcome(&run, &paths);
+    assert_eq!(
+        diff(&again, &reference),
+        Diff::default(),
+        "after the restore"
+    );
+    println!(
+        "restore: {} state lines rebuilt from the changelog; settled {:.1} s after the restart",
+        rebuilt.len(),
+        restarted.elapsed().as_secs_f64()
+    );
+}
