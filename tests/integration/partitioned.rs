@@ -127,23 +127,26 @@ impl Run {
                 let committed = client(group.clone(), false)
                     .committed_offsets(tpl, Duration::from_secs(10))
                     .ok()?;
+                let mut from = TopicPartitionList::new();
                 for p in 0..*partitions {
                     let at = match committed.find_partition(topic, p)?.offset() {
                         Offset::Offset(o) => o,
                         _ => 0,
                     };
-                    let mut from = TopicPartitionList::new();
                     from.add_partition_offset(topic, p, Offset::Offset(at))
                         .ok()?;
-                    probe.assign(&from).ok()?;
-                    loop {
-                        match probe.poll(Duration::from_secs(10)) {
-                            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
-                            Some(Ok(_)) | None => return None,
-                            Some(Err(_)) => {}
-                        }
-                    }
                     out.push(at);
+                }
+                probe.assign(&from).ok()?;
+                let mut open: BTreeSet<i32> = (0..*partitions).collect();
+                while !open.is_empty() {
+                    match probe.poll(Duration::from_secs(10)) {
+                        Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                            open.remove(&p);
+                        }
+                        Some(Ok(_)) | None => return None,
+                        Some(Err(_)) => {}
+                    }
                 }
             }
             Some(out)
@@ -157,7 +160,7 @@ impl Run {
                 return;
             }
             last = now;
-            std::thread::sleep(Duration::from_secs(6));
+            std::thread::sleep(Duration::from_secs(4));
         }
     }
 }
