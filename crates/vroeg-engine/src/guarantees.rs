@@ -1,9 +1,116 @@
-//! # Guarantees: effectively once
+//! # Guarantees
 //!
-//! This is the contract between sources, the engine, the store and sinks.
-//! Keep it true; tests in `tests/` check it.
+//! This is the contract between sources, the engine, the store and sinks,
+//! written as a checkpoint document: each mechanism, and the failures it
+//! covers. Keep it true; the tests named here check it.
 //!
-//! ## Positions live with the state
+//! Vroeg runs in two models. The **partitioned model** (`vroeg run --role
+//! all|intake|state`) is Kafka-native: exactly once for consumers of the
+//! case events, several instances, state restored from Kafka. The
+//! **single-node model** (`vroeg run --role single`, today's default, and
+//! the embedded `replay`) keeps its positions and an outbox in sled: nothing
+//! lost, and a duplicate is always an exact re-send.
+//!
+//! ## Deterministic processing (both models)
+//!
+//! The core is pure: the same state, signal and time give the same result.
+//! Case ids are `<household>-<episode>` and alert ids `<case id>-<sequence>`;
+//! both are derived from state, never from a counter outside it. With
+//! `engine.clock = "event"` the clock is the signals' own `time`, and due
+//! timers fire at their own due time, so reprocessing gives byte-identical
+//! events. [`crate::Engine::prepare`] computes a batch without writing
+//! anything, so a batch can be thrown away and computed again.
+//!
+//! ## The partitioned model
+//!
+//! ### Intake: one transaction per batch
+//!
+//! Intake ([`crate::Intake`]) classifies each record of the partner topics
+//! and the feedback topic without reading state. For each batch one Kafka
+//! transaction holds every forwarded record (to the household topic, in the
+//! partition of its household: `HouseholdKey::partition`), every dead
+//! letter, and the partner-topic offsets that pass the batch
+//! (`send_offsets_to_transaction`).
+//!
+//! | failure | what happens |
+//! |---|---|
+//! | crash before the commit | the transaction is aborted (by the broker's timeout, or at once when the instance restarts with the same `transactional.id`); the batch is read again from the committed offsets |
+//! | crash after the commit | nothing to redo: forwarded records and offsets moved together |
+//! | abortable error (a broker lost, a timeout) | the transaction is aborted, the consumer rewinds to the batch's first offsets, the batch is done again |
+//! | zombie (a paused instance whose partitions moved, or two instances with one id) | its transactional producer is fenced (fatal) and its offset commit refused (stale group generation); nothing it wrote becomes visible; it drops its clients and rejoins |
+//!
+//! A `read_committed` reader of the household topic therefore sees each
+//! input record forwarded exactly once, in the order of its source
+//! partition.
+//!
+//! ### State: changelog, transaction, then cache
+//!
+//! Each household partition is processed by one [`crate::Engine`] over its
+//! own sled tree. For each batch (all assigned partitions together) one
+//! transaction holds: the changelog records of every household, case
+//! record, position and merge-queue entry the batch changed
+//! ([`vroeg_store::Commit::changelog`]), the case events, dead letters and
+//! partner feedback, and the household-topic offsets. Only after the commit
+//! is the batch written to sled ([`crate::Engine::complete_cached`]), with
+//! the changelog offset it reflects, and without a flush.
+//!
+//! | failure | what happens |
+//! |---|---|
+//! | crash before the commit | aborted; sled never saw the batch; the input is read again |
+//! | crash between the commit and the sled write | sled is behind the changelog; the next assignment restores the difference |
+//! | sled cannot write (disk full) | the role stops and the process exits 1; Kafka holds everything committed; a restart restores from the changelog |
+//! | abortable error | aborted; [`crate::Engine::abandon`] resets the engine's clock and merge progress; the consumer rewinds to the positions in sled |
+//! | fenced (zombie) | fatal: clients replaced, partitions restored again on assignment; the zombie's last batch is not visible anywhere |
+//! | disk lost | an empty state directory is rebuilt from the changelog on assignment |
+//!
+//! Consumers of the alerts topic with `isolation.level=read_committed` see
+//! each case event exactly once: an aborted batch's events are never
+//! delivered, and a committed batch is never processed again, because its
+//! offsets moved in the same transaction.
+//!
+//! ### Restore
+//!
+//! On assignment, before a partition takes input, its changelog partition is
+//! read (`read_committed`) from the offset the cache reflects to its end
+//! ([`vroeg_store::Store::restore`], which rebuilds the time index and team
+//! index from the values). The restore reads on until the cache's stored
+//! input position reaches the group's committed offset, so a transaction
+//! the previous owner was committing as the partition moved is not missed.
+//! A record that does not decode refuses the partition: it is paused,
+//! logged, counted (`vroeg_changelog_refused_partitions`), `/readyz` turns
+//! false, and nothing of it is processed or skipped. `/readyz` is false
+//! while any partition restores.
+//!
+//! Not covered: a cache that was away longer than the changelog's
+//! `delete.retention.ms` (a week, as `vroeg topics create` sets it) could
+//! miss a compacted-away tombstone of the retention purge. Delete such an
+//! instance's state directory before starting it.
+//!
+//! ### The event-time merge
+//!
+//! With `engine.clock = "event"`, a household's signals come through
+//! several partner partitions, interleaved differently in every run. Intake
+//! therefore reports, after each batch and when a source falls idle, how far
+//! each source partition is ([`crate::ForwardedItem::Progress`]). A
+//! household partition queues forwarded signals (in its state, so in the
+//! changelog) and applies them in (time, source, offset) order once every
+//! source has passed their time; its clock, and its timers, follow that low
+//! watermark. The case events are then the same for every interleaving, and
+//! the same as the embedded engine's for a time-ordered input. A signal
+//! older than the watermark when it arrives (a source that is not time
+//! ordered) is applied at once, as in the embedded engine.
+//!
+//! Checked by the property tests `partitioned_processing_equals_the_embedded_engine`
+//! and `interleaving_of_source_partitions_does_not_change_the_case_events`
+//! (`tests/properties.rs`), and on the real broker by
+//! `partitioned::three_instances_killed_ten_times_…` in `tests/integration`:
+//! three instances SIGKILLed at random, against an uninterrupted
+//! single-instance reference: 0 lost, 0 duplicated, identical content,
+//! identical state, and a deleted state directory rebuilt to the same.
+//!
+//! ## The single-node model
+//!
+//! ### Positions live with the state
 //!
 //! Every record carries its position: stream (a Kafka topic or a file),
 //! partition, offset. For each batch, [`crate::Engine::process_batch`]
@@ -28,30 +135,13 @@
 //! A source may also acknowledge upstream (a Kafka commit), but only after
 //! `process_batch` has returned and the outbox entries of its batches are
 //! delivered (`vroeg-kafka` does exactly that): the acknowledgement is never
-//! ahead of durable state, and a dead-letter entry's offset counts as done
-//! upstream only once the dead-letter write is confirmed. The Kafka commit is
-//! a convenience (lag monitoring, partitions this store has never seen),
-//! never the source of truth: on assignment the consumer seeks every
-//! partition to the position stored in sled, and the engine skips any record
-//! before it.
+//! ahead of durable state. The Kafka commit is a convenience (lag
+//! monitoring), never the source of truth: on assignment the consumer seeks
+//! every partition to the position stored in sled.
 //!
-//! `tests/integration/kafka.rs` checks this against a real broker: the
-//! `crash_and_restart_loses_nothing` test SIGKILLs `vroeg run` three times
-//! mid-stream and compares the alert ids and dead letters with an
-//! uninterrupted run. It fails when the consumer acknowledges records to
-//! Kafka before their batch is durable and resumes from Kafka's offset
-//! instead of sled's (an alert goes missing).
+//! `tests/integration/killloop.rs` checks this against a real broker.
 //!
-//! ## Deterministic processing
-//!
-//! The core is pure: the same state, signal and time give the same result.
-//! In event-time mode (replay) the clock is the maximum signal `time` seen,
-//! persisted with each commit, and due timers fire at their own due time, so
-//! reprocessing a batch after a crash yields byte-identical alerts. Case ids
-//! are `<household>-<episode>` and alert ids `<case id>-<sequence>`; both are
-//! derived from state, never from a counter outside it.
-//!
-//! ## The outbox
+//! ### The outbox
 //!
 //! Alerts and dead-letter messages are not sent while a batch is processed.
 //! They enter the outbox inside the batch's commit, and
@@ -62,49 +152,58 @@
 //! can drop the duplicate. Nothing is lost; a duplicate is always an exact
 //! re-send.
 //!
-//! ## Feedback from the case API
+//! The single-node model runs one instance: its signals are partitioned by
+//! partner, not by household, and a second member of the group would split
+//! households across two stores.
+//!
+//! ## Both models
+//!
+//! ### Feedback from the case API
 //!
 //! The case API never writes state. A contact attempt or an outcome posted
 //! to it is checked with the engine's own decoder and published to the
 //! feedback topic; the API answers `202` only after the broker acknowledged
 //! it. From there it is a record like any other: applied once (by its `id`,
-//! kept in the case), in a batch, with its position. A client that retries
-//! with the same `id` cannot apply it twice.
+//! kept in the case). A client that retries with the same `id` cannot apply
+//! it twice.
 //!
-//! ## Bad input
+//! ### Bad input
 //!
-//! A record that does not decode becomes a dead-letter outbox entry in the
-//! same commit as the position that passes it, carrying the original bytes
-//! and headers, the error code, field and detail, and its stream, partition
-//! and offset. So a bad record is never silently dropped, and its position
-//! is never durable before its dead-letter entry is.
+//! A record that does not decode becomes a dead letter in the same commit
+//! (single-node) or transaction (partitioned) as the position that passes
+//! it, carrying the original bytes and headers, the error code, field and
+//! detail, and its source topic, partition and offset. So a bad record is
+//! never silently dropped, and its position never passes before its dead
+//! letter is written.
 //!
 //! A signal whose address or person is on the objection list is not an
-//! error: it is counted and its position passes in the batch's commit, with
-//! no state, no case event and no dead letter (a dead letter would store it).
+//! error: it is counted and its position passes, with no state, no case
+//! event and no dead letter (a dead letter would store it).
 //!
-//! ## Retention
+//! ### Retention
 //!
-//! The retention purge ([`crate::Retention`]) runs in the engine between
-//! batches, so it never races a batch. Its commits delete only what is past
-//! retention (or objected to) and never touch positions or the outbox, so a
-//! crash in the middle loses no input and doubles no event; the next purge
-//! finishes the work. A purged household leaves its case counter, so that
-//! case and alert ids stay unique for ever: a returning household's new case
-//! is never mistaken for an old one.
+//! The retention purge ([`crate::Retention`]) runs between batches, so it
+//! never races a batch. Its commits delete only what is past retention (or
+//! objected to) and never touch positions, so a crash in the middle loses no
+//! input and doubles no event; the next purge finishes the work. In the
+//! partitioned model each chunk is a transaction of changelog tombstones,
+//! written to sled after it commits. A purged household leaves its case
+//! counter, so that case and alert ids stay unique for ever.
 //!
-//! ## Duplicates
+//! ### Duplicates
 //!
 //! A signal is identified by (`source`, `id`). Each household keeps the
-//! pairs of its signals for the whole lookback window, and the batch keeps
-//! the pairs it has seen, so a re-send is a no-op: it is counted as a
-//! duplicate and changes nothing. A re-send older than the window is
-//! counted as outside the window and has no effect either, also after the
-//! purge deleted its household.
+//! pairs of its signals for the whole lookback window, so a partner's
+//! re-send is a no-op: it is counted as a duplicate and changes nothing.
 //!
 //! ## What the engine does not promise
 //!
-//! - Ordering across households: alerts of different households may leave
-//!   in any order; alerts of one household leave in sequence order.
+//! - Ordering across households: case events of different households may
+//!   leave in any order; those of one household leave in sequence order.
+//! - With `engine.clock = "wall"` (production), outcomes follow arrival
+//!   order, like any live system: the same input replayed later gives other
+//!   deadlines. Use `event` to reproduce.
+//! - Feedback carries no event time: on event time it applies at the
+//!   partition's clock when it arrives.
 //! - A sink that confirms without having delivered breaks the outbox promise;
 //!   sinks must confirm only durable delivery.
