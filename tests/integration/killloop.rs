@@ -16,17 +16,18 @@ use vroeg_kafka::ContentMode;
 
 use crate::kafka::{broker, create_topics, send, unique, Extra, Msg, Reader, Service};
 
-fn knob(name: &str, default: u64) -> u64 {
+pub(crate) fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
 
-/// `signals` generated lines, dated so that the recent ones are in window.
-fn input(signals: usize) -> Vec<String> {
+/// `signals` generated lines (generator seed `seed`), dated so that the
+/// recent ones are in window.
+pub(crate) fn input(signals: usize, seed: u64) -> Vec<String> {
     let households = (signals as u64 * 7 / 2).max(1000);
-    let lines: Vec<String> = crate::kafka::generated(households, 11)
+    let lines: Vec<String> = crate::kafka::generated(households, seed)
         .into_iter()
         .take(signals)
         .collect();
@@ -223,7 +224,7 @@ fn kill_loop_loses_nothing_and_doubles_only_exact_resends() {
             .unwrap()
             .as_secs(),
     );
-    let lines = input(signals);
+    let lines = input(signals, 11);
     let started = Instant::now();
 
     // The reference: one uninterrupted run.

@@ -24,17 +24,10 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use vroeg_kafka::ContentMode;
 
 use crate::kafka::{broker, create_topics, send, unique, Extra, Msg, Reader, Service, Topics};
-use crate::killloop::dump;
+use crate::killloop::{dump, input, knob};
 
 /// Household partitions in these tests.
 const PARTITIONS: i32 = 12;
-
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The topics of one run, with its own household topic and changelog.
 struct Run {
@@ -269,20 +262,6 @@ fn diff(run: &Outcome, reference: &Outcome) -> Diff {
     }
 }
 
-fn input(signals: usize) -> Vec<String> {
-    let households = (signals as u64 * 7 / 2).max(1000);
-    let lines: Vec<String> = crate::kafka::generated(households, 23)
-        .into_iter()
-        .take(signals)
-        .collect();
-    assert!(
-        lines.len() >= signals * 9 / 10,
-        "generated {} of {signals}",
-        lines.len()
-    );
-    lines
-}
-
 fn dirs(n: usize) -> Vec<tempfile::TempDir> {
     (0..n).map(|_| tempfile::tempdir().unwrap()).collect()
 }
@@ -303,7 +282,7 @@ fn three_instances_killed_ten_times_publish_each_case_event_exactly_once_and_res
             .unwrap()
             .as_secs(),
     );
-    let lines = input(signals);
+    let lines = input(signals, 23);
     let started = Instant::now();
 
     // The reference: one instance, never interrupted.

@@ -33,6 +33,7 @@ pub struct Metrics {
     applied: Counter,
     duplicates: Counter,
     purpose_disabled: Counter,
+    outside_window: Counter,
     opted_out: Counter,
     purged: Family<KindLabel, Counter>,
     rejected: Family<CodeLabel, Counter>,
@@ -73,6 +74,7 @@ impl Metrics {
         let applied = Counter::default();
         let duplicates = Counter::default();
         let purpose_disabled = Counter::default();
+        let outside_window = Counter::default();
         let opted_out = Counter::default();
         let purged = Family::<KindLabel, Counter>::default();
         let rejected = Family::<CodeLabel, Counter>::default();
@@ -127,6 +129,11 @@ impl Metrics {
             "vroeg_signals_purpose_disabled_messages",
             "School signals dropped because the school purpose is off",
             purpose_disabled.clone(),
+        );
+        registry.register(
+            "vroeg_signals_outside_window_messages",
+            "Signals older than the lookback window, with no effect",
+            outside_window.clone(),
         );
         registry.register(
             "vroeg_signals_opted_out_messages",
@@ -189,6 +196,7 @@ impl Metrics {
             applied,
             duplicates,
             purpose_disabled,
+            outside_window,
             opted_out,
             purged,
             rejected,
@@ -223,6 +231,7 @@ impl BatchObserver for Metrics {
         self.applied.inc_by(stats.applied);
         self.duplicates.inc_by(stats.duplicates);
         self.purpose_disabled.inc_by(stats.purpose_disabled);
+        self.outside_window.inc_by(stats.outside_window);
         self.opted_out.inc_by(stats.opted_out);
         for (code, n) in &stats.rejected {
             self.rejected

@@ -537,7 +537,12 @@ impl Engine {
     /// every queued signal older than the low watermark, firing timers as
     /// the clock passes them; then move the clock to the watermark (at most
     /// the latest signal time seen), and queue what must still wait.
-    fn release(&mut self, processor: &Processor<'_>, batch: &mut Batch) -> Result<(), EngineError> {
+    fn release(
+        &mut self,
+        processor: &Processor<'_>,
+        batch: &mut Batch,
+        sources_at_start: &Sources,
+    ) -> Result<(), EngineError> {
         let low = self.sources.low_watermark();
         let end = queue_key(low, "", i32::MIN, i64::MIN);
         let mut due: BTreeMap<Vec<u8>, (Signal, bool)> = BTreeMap::new();
@@ -574,7 +579,9 @@ impl Engine {
                 postcard::to_allocvec(&signal).map_err(|e| EngineError::Encode(e.to_string()))?;
             batch.commit.queued.push((key, Some(bytes)));
         }
-        batch.commit.meta.extend(self.sources.meta());
+        if self.sources != *sources_at_start {
+            batch.commit.meta.extend(self.sources.meta());
+        }
         Ok(())
     }
 
@@ -601,6 +608,11 @@ impl Engine {
         // until the low watermark passes them (see `ForwardedItem::Progress`).
         let merge = I::MERGES && self.config.clock == ClockMode::EventTime;
         let low_before = self.sources.low_watermark();
+        let sources_at_start = if merge {
+            self.sources.clone()
+        } else {
+            Sources::default()
+        };
         let mut moved: HashMap<(Arc<str>, i32), i64> = HashMap::new();
         for item in items {
             let (stream, partition, offset) = item.position();
@@ -661,8 +673,8 @@ impl Engine {
         if self.config.clock == ClockMode::Wall {
             self.fire_timers(&processor, &mut batch, wall_now)?;
         }
-        if merge {
-            self.release(&processor, &mut batch)?;
+        if merge && !items.is_empty() {
+            self.release(&processor, &mut batch, &sources_at_start)?;
         }
         let Batch {
             households,

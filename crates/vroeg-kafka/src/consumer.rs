@@ -294,6 +294,22 @@ pub(crate) fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// The consumer of a partitioned role (intake or state): dynamic
+/// membership, so that a graceful shutdown leaves the group at once and
+/// hands its partitions over (a static member would hold them until its
+/// session times out; two instances with one id still cannot both write,
+/// because the second transactional producer fences the first);
+/// `read_committed`; cooperative rebalancing, so that partitions that stay
+/// put keep working through a rebalance.
+pub(crate) fn role_consumer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = consumer_config(settings);
+    config
+        .remove("group.instance.id")
+        .set("isolation.level", "read_committed")
+        .set("partition.assignment.strategy", "cooperative-sticky");
+    config
+}
+
 /// Run the consumer until `stop` is set (then finish the batch, drain the
 /// outbox within `shutdown`, commit, and return `Ok`), or until processing
 /// fails (then return the error without acknowledging anything more).

@@ -31,7 +31,7 @@ use vroeg_engine::{
     ForwardedItem, Intake, Origin, Record, Stats,
 };
 
-use crate::consumer::{consumer_config, observe_stats, record, Health};
+use crate::consumer::{observe_stats, record, role_consumer_config, Health};
 use crate::control::Control;
 use crate::settings::KafkaSettings;
 use crate::txn::{is_fenced, offsets, Outgoing, TxnError, TxnProducer};
@@ -165,12 +165,7 @@ fn session(
     // Event time: what intake told the household partitions of each source
     // partition (idle or not), and the partition counts of the topics.
     let mut idle_sent: BTreeSet<(String, i32)> = BTreeSet::new();
-    let mut config = consumer_config(&role_settings);
-    config
-        .remove("group.instance.id")
-        .set("isolation.level", "read_committed")
-        .set("partition.assignment.strategy", "cooperative-sticky");
-    let consumer: BaseConsumer<Ctx> = config
+    let consumer: BaseConsumer<Ctx> = role_consumer_config(&role_settings)
         .create_with_context(Ctx {
             pending: pending.clone(),
             health: role.health.clone(),

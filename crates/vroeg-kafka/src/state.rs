@@ -42,7 +42,7 @@ use vroeg_engine::{
 };
 use vroeg_store::{ChangelogRecord, Commit, Store, StoreError};
 
-use crate::consumer::{consumer_config, observe_stats, Health};
+use crate::consumer::{consumer_config, observe_stats, role_consumer_config, Health};
 use crate::control::Control;
 use crate::producer::outgoing;
 use crate::settings::KafkaSettings;
@@ -601,16 +601,7 @@ fn session(
         observer: observer.clone(),
         restorer: restorer_config,
     };
-    let mut config = consumer_config(&role_settings);
-    // Dynamic membership: a graceful shutdown leaves the group at once and
-    // hands its partitions over (a static member would hold them until its
-    // session times out). Two instances with one id still cannot both
-    // write: the second transactional producer fences the first.
-    config
-        .remove("group.instance.id")
-        .set("isolation.level", "read_committed")
-        .set("partition.assignment.strategy", "cooperative-sticky");
-    let consumer: BaseConsumer<Ctx> = config
+    let consumer: BaseConsumer<Ctx> = role_consumer_config(&role_settings)
         .create_with_context(ctx)
         .map_err(StateError::Create)?;
     let producer = TxnProducer::new(

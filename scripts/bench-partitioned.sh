@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Reproduces the partitioned-service figures in BENCHMARKS.md, all in one run
+# on this machine, against a real Apache Kafka broker:
+#   - the same SIGNALS through the single-node model (`--role single`: sled
+#     positions and an outbox, durable sled) and through the partitioned
+#     service (`--role all`: household topic, changelog, one transaction per
+#     batch) with 1 and with 2 instances, end to end: from start until every
+#     signal is processed and its case events published;
+#   - restore: a fresh state instance rebuilding HOUSEHOLDS households from
+#     the changelog, from start until /readyz.
+#
+#   scripts/bench-partitioned.sh [SIGNALS] [HOUSEHOLDS]     (default 200000 1000000)
+#   PARTS="restore" scripts/bench-partitioned.sh            only some parts: single one two restore
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-200000}
+HH=${2:-1000000}
+PARTS=${PARTS:-single one two restore}
+want() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+work=$(mktemp -d)
+broker_dir="$PWD/.cache/kafka/bench-partitioned"
+
+cargo build --release -q --bin vroeg
+cargo build --release -q -p vroeg-kafka --example fill_changelog
+vroeg=target/release/vroeg
+
+scripts/kafka.sh stop --dir "$broker_dir" || true
+BS=$(scripts/kafka.sh start --dir "$broker_dir" | tail -1)
+pids=()
+cleanup() {
+  for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done
+  scripts/kafka.sh stop --dir "$broker_dir"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+echo "broker $BS, work dir $work, $(nproc) cores"
+export VROEG_HOUSEHOLD_SECRET=bench-secret
+
+start=$(date -u -d "-130 days" +%F)
+$vroeg gen --households $((N * 5)) --months 4 --rate 0.08 --seed 42 --start "$start" --out "$work/all.jsonl"
+head -n "$N" "$work/all.jsonl" > "$work/s.jsonl"
+rm "$work/all.jsonl"
+
+config() { # name topic-prefix port
+  cat > "$work/$1.toml" <<TOML
+[engine]
+state_dir = "$work/$1-state"
+rules = ["$PWD/rules"]
+[kafka]
+brokers = "$BS"
+group_id = "$1"
+signal_topics = ["$2.signalen"]
+alerts_topic = "$2.meldingen"
+dlq_topic = "$2.dlq"
+feedback_topic = "$2.terugkoppeling"
+partner_feedback_topic = "$2.partner"
+household_topic = "$2.huishoudens"
+changelog_topic = "$2.changelog"
+batch_size = 5000
+batch_time_ms = 100
+[retention]
+purge_interval_secs = 0
+[api]
+listen = "127.0.0.1:$3"
+TOML
+}
+metric() { { curl -s "127.0.0.1:$1/metrics" || true; } | awk -v m="$2" '$1==m {s+=$2} END {print s+0}'; }
+rejected() { { curl -s "127.0.0.1:$1/metrics" || true; } | awk '$1 ~ /^vroeg_signals_rejected_messages_total/ {s+=$2} END {print s+0}'; }
+topics() { # prefix
+  $vroeg topics create --config "$work/$1.toml" --input-partitions 3 > /dev/null
+  $vroeg send --brokers "$BS" --topic "$1.signalen" --signals "$work/s.jsonl"
+}
+
+# One end-to-end run: `run NAME ROLE INSTANCES`.
+run() {
+  local name=$1 role=$2 n=$3 i ports=() rss=0
+  for i in $(seq 1 "$n"); do
+    config "$name-$i" "$name" $((18100 + i))
+    sed -i "s/group_id = \"$name-$i\"/group_id = \"$name\"/" "$work/$name-$i.toml"
+  done
+  topics "$name-1" > /dev/null
+  local t0; t0=$(date +%s.%N)
+  for i in $(seq 1 "$n"); do
+    VROEG_KAFKA_INSTANCE_ID="$name-$i" $vroeg run --role "$role" --config "$work/$name-$i.toml" 2> "$work/$name-$i.log" & pids+=("$!")
+    ports+=($((18100 + i)))
+  done
+  local mine=("${pids[@]: -$n}")
+  while :; do
+    local consumed=0 done=0 rej=0 depth=0
+    for p in "${ports[@]}"; do
+      consumed=$((consumed + $(metric "$p" vroeg_signals_consumed_messages_total)))
+      rej=$((rej + $(rejected "$p")))
+      done=$((done + $(metric "$p" vroeg_signals_applied_messages_total) + $(metric "$p" vroeg_signals_duplicate_messages_total) \
+        + $(metric "$p" vroeg_signals_outside_window_messages_total) + $(metric "$p" vroeg_signals_purpose_disabled_messages_total) \
+        + $(metric "$p" vroeg_signals_opted_out_messages_total)))
+      depth=$((depth + $(metric "$p" vroeg_outbox_depth_messages)))
+    done
+    if [ "$consumed" -ge "$N" ] && [ $((done + rej)) -ge "$N" ] && [ "$depth" = 0 ]; then break; fi
+    for p in "${mine[@]}"; do kill -0 "$p" || { tail "$work/$name-"*.log; exit 1; }; done
+    sleep 0.2
+  done
+  local t1; t1=$(date +%s.%N)
+  local events=0 txns=0
+  for p in "${ports[@]}"; do
+    events=$((events + $({ curl -s "127.0.0.1:$p/metrics" || true; } | awk '$1 ~ /^vroeg_case_events_messages_total/ {s+=$2} END {print s+0}')))
+    txns=$((txns + $(metric "$p" 'vroeg_kafka_transactions_total{outcome="committed"}')))
+  done
+  for p in "${mine[@]}"; do
+    rss=$(( $(awk '/VmHWM/ {print $2}' "/proc/$p/status") > rss ? $(awk '/VmHWM/ {print $2}' "/proc/$p/status") : rss ))
+  done
+  for p in "${mine[@]}"; do kill -TERM "$p"; done
+  for p in "${mine[@]}"; do wait "$p" || true; done
+  printf '%s: %d signals in %.1f s: %d signals/s; %d case events; %d transactions; peak RSS per instance %d MB\n' \
+    "$name ($role x$n)" "$N" "$(echo "$t1 - $t0" | bc)" "$(echo "$N / ($t1 - $t0)" | bc)" "$events" "$txns" $((rss / 1024))
+}
+
+want single && run single single 1
+want one && run one all 1
+want two && run two all 2
+
+if want restore; then
+  echo "== restore of $HH households from the changelog"
+  head -n 100000 "$work/s.jsonl" > "$work/r.jsonl"
+  $vroeg replay --rules rules --signals "$work/r.jsonl" --state "$work/sample-state" > /dev/null
+  config restore restore 18120
+  $vroeg topics create --config "$work/restore.toml" --input-partitions 1 > /dev/null
+  target/release/examples/fill_changelog "$BS" restore.changelog 12 "$HH" "$work/sample-state"
+  t0=$(date +%s.%N)
+  VROEG_LOG=info $vroeg run --role state --config "$work/restore.toml" 2> "$work/restore.log" & pid=$!; pids+=("$pid")
+  until curl -sf 127.0.0.1:18120/readyz >/dev/null; do kill -0 "$pid" || { tail "$work/restore.log"; exit 1; }; sleep 0.1; done
+  t1=$(date +%s.%N)
+  rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  records=$(metric 18120 vroeg_changelog_restored_records_total)
+  kill -TERM "$pid"; wait "$pid" || true
+  printf 'restore: %d changelog records (%d households) in %.1f s from start to ready: %d records/s; peak RSS %d MB\n' \
+    "$records" "$HH" "$(echo "$t1 - $t0" | bc)" "$(echo "$records / ($t1 - $t0)" | bc)" $((rss / 1024))
+  $vroeg state stats --state "$work/restore-state" | head -3
+fi
