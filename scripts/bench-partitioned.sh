@@ -66,9 +66,9 @@ TOML
 }
 metric() { { curl -s "127.0.0.1:$1/metrics" || true; } | awk -v m="$2" '$1==m {s+=$2} END {print s+0}'; }
 rejected() { { curl -s "127.0.0.1:$1/metrics" || true; } | awk '$1 ~ /^vroeg_signals_rejected_messages_total/ {s+=$2} END {print s+0}'; }
-topics() { # prefix
+topics() { # config topic-prefix
   $vroeg topics create --config "$work/$1.toml" --input-partitions 3 > /dev/null
-  $vroeg send --brokers "$BS" --topic "$1.signalen" --signals "$work/s.jsonl"
+  $vroeg send --brokers "$BS" --topic "$2.signalen" --signals "$work/s.jsonl"
 }
 
 # One end-to-end run: `run NAME ROLE INSTANCES`.
@@ -78,7 +78,7 @@ run() {
     config "$name-$i" "$name" $((18100 + i))
     sed -i "s/group_id = \"$name-$i\"/group_id = \"$name\"/" "$work/$name-$i.toml"
   done
-  topics "$name-1" > /dev/null
+  topics "$name-1" "$name" > /dev/null
   local t0; t0=$(date +%s.%N)
   for i in $(seq 1 "$n"); do
     VROEG_KAFKA_INSTANCE_ID="$name-$i" $vroeg run --role "$role" --config "$work/$name-$i.toml" 2> "$work/$name-$i.log" & pids+=("$!")

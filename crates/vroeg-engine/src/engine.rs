@@ -334,6 +334,9 @@ impl Sources {
 
 /// Per-batch working set.
 struct Batch {
+    /// How many more timers this batch may fire (wall clock; see
+    /// [`MAX_TIMERS_PER_BATCH`]).
+    timer_budget: usize,
     households: HashMap<HouseholdKey, Loaded>,
     /// Timers set during this batch (not yet in the store).
     new_timers: BTreeSet<(Millis, HouseholdKey)>,
@@ -600,6 +603,12 @@ impl Engine {
             stats: Stats::default(),
             cases: HashMap::new(),
             queued: BTreeMap::new(),
+            timer_budget: match self.config.clock {
+                ClockMode::Wall => MAX_TIMERS_PER_BATCH,
+                // Event time fires every due timer before the next record,
+                // or the case events would depend on batch boundaries.
+                ClockMode::EventTime => usize::MAX,
+            },
         };
         let routing = self.config.routing.clone();
         let processor = Processor::new(&rules, &routing);
@@ -868,6 +877,9 @@ impl Engine {
         now: Millis,
     ) -> Result<(), EngineError> {
         loop {
+            if batch.timer_budget == 0 {
+                return Ok(()); // the rest fire in the next batches
+            }
             let from_store = batch
                 .store_next
                 .as_ref()
@@ -905,6 +917,7 @@ impl Engine {
             let result = processor.fire_timer(&key, &mut loaded.state, fire_at);
             loaded.dirty = true;
             let after = loaded.state.timer_due;
+            batch.timer_budget -= 1;
             batch.stats.timers += 1;
             move_timer(batch, &key, Some(due), after);
             self.emit(batch, &key, result, fire_at)?;
@@ -1074,6 +1087,13 @@ pub fn dead_letter(record: &Record, error: &DecodeError) -> OutboxEntry {
         headers,
     }
 }
+
+/// On the wall clock, the most timers one batch fires. After a long outage
+/// or a restore of old state many timers can be due at once; firing them
+/// all in one batch would make it, and its Kafka transaction, unbounded
+/// (past `transaction.timeout.ms` it would be aborted and tried again for
+/// ever). The rest fire in the next batches, one tick apart at most.
+pub const MAX_TIMERS_PER_BATCH: usize = 5_000;
 
 /// The largest payload a dead letter carries (the original message is cut
 /// there): well inside Kafka's default 1 MiB message limit.

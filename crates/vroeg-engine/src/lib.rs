@@ -21,7 +21,7 @@ mod stats;
 
 pub use engine::{
     dead_letter, ClockMode, Engine, EngineConfig, EngineError, ForwardedRecord, Prepared, Record,
-    Sink, SinkError, DEFAULT_TEAM, MAX_DEAD_LETTER_BYTES,
+    Sink, SinkError, DEFAULT_TEAM, MAX_DEAD_LETTER_BYTES, MAX_TIMERS_PER_BATCH,
 };
 pub use intake::{Classified, Forwarded, ForwardedError, ForwardedItem, Intake, Origin};
 pub use retention::{PurgeStats, Retention};

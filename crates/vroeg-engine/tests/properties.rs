@@ -558,3 +558,53 @@ fn invalid_records_become_dead_letters_with_their_position() {
     assert_eq!(header(first, "vroeg_source_offset").as_deref(), Some("10"));
     assert_eq!(engine.position(&stream, 2).unwrap(), Some(12));
 }
+
+/// On the wall clock a batch fires at most `MAX_TIMERS_PER_BATCH` timers;
+/// the rest fire in the next batches, none lost.
+#[test]
+fn a_wall_clock_batch_fires_a_bounded_number_of_timers() {
+    let n = vroeg_engine::MAX_TIMERS_PER_BATCH + 200;
+    let day = vroeg_core::time::Day::of_millis(NOW - 2 * vroeg_core::time::DAY_MS);
+    let payloads: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            json!({
+                "specversion": "1.0", "id": format!("t{i}"), "source": "urn:test:Huur",
+                "type": "nl.vroeg.signaal.betalingsachterstand.v1",
+                "time": format!("{day}T10:00:00Z"),
+                "data": {
+                    "signaalpartner": "Huur", "referentie": format!("R{i}"), "status": "open",
+                    "bedrag_cent": 90_000, "ontstaansdatum": day.plus_days(-60).to_string(),
+                    "signaaldatum": day.to_string(), "crisissignaal": false,
+                    "client": { "voorletters": "A.", "achternaam": "Test", "geboortedatum": "1980-01-01",
+                        "straatnaam": "Teststraat", "postcode": "1234AB", "huisnummer": 1 + i,
+                        "plaatsnaam": "Teststad" }
+                }
+            })
+            .to_string()
+            .into_bytes()
+        })
+        .collect();
+    let mut engine = Engine::new(
+        Store::temporary().unwrap(),
+        rules(),
+        EngineConfig::new(b"secret".to_vec(), ClockMode::Wall),
+    )
+    .unwrap();
+    engine
+        .process_batch(&records("signalen", &payloads), NOW)
+        .unwrap();
+    let later = NOW + 60 * vroeg_core::time::DAY_MS;
+    let due = engine
+        .store()
+        .households()
+        .filter(|h| h.as_ref().unwrap().1.timer_due.is_some_and(|d| d <= later))
+        .count();
+    assert!(
+        due > vroeg_engine::MAX_TIMERS_PER_BATCH,
+        "only {due} timers due"
+    );
+    let first = engine.tick(later).unwrap().timers;
+    assert_eq!(first as usize, vroeg_engine::MAX_TIMERS_PER_BATCH);
+    let second = engine.tick(later).unwrap().timers;
+    assert_eq!((first + second) as usize, due, "every due timer fired once");
+}
