@@ -130,9 +130,11 @@ if want restore; then
   until curl -sf 127.0.0.1:18120/readyz >/dev/null; do kill -0 "$pid" || { tail "$work/restore.log"; exit 1; }; sleep 0.1; done
   t1=$(date +%s.%N)
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-  records=$(metric 18120 vroeg_changelog_restored_records_total)
+  records=$({ curl -s 127.0.0.1:18120/metrics || true; } | awk '$1 ~ /^vroeg_changelog_restored_records_total/ {s+=$2} END {print s+0}')
+  restored_ms=$(sed 's/\x1b\[[0-9;]*m//g' "$work/restore.log" | grep -o 'elapsed_ms=[0-9]*' | cut -d= -f2 | sort -n | tail -1)
   kill -TERM "$pid"; wait "$pid" || true
-  printf 'restore: %d changelog records (%d households) in %.1f s from start to ready: %d records/s; peak RSS %d MB\n' \
-    "$records" "$HH" "$(echo "$t1 - $t0" | bc)" "$(echo "$records / ($t1 - $t0)" | bc)" $((rss / 1024))
-  $vroeg state stats --state "$work/restore-state" | head -3
+  printf 'restore: %d changelog records (%d households) restored in %.1f s (%d records/s); %.1f s from start to ready; peak RSS %d MB\n' \
+    "$records" "$HH" "$(echo "$restored_ms / 1000" | bc -l)" "$(echo "$records * 1000 / $restored_ms" | bc)" "$(echo "$t1 - $t0" | bc)" $((rss / 1024))
+  $vroeg state stats --state "$work/restore-state" > "$work/stats.txt"
+  head -3 "$work/stats.txt"
 fi
