@@ -68,8 +68,11 @@ struct Ctx {
     /// Source partitions librdkafka's latest statistics saw read to their
     /// end (fetched up to the last stable offset, nothing left in the fetch
     /// queue), and when those statistics came.
-    caught_up: Arc<Mutex<(Vec<(String, i32)>, Option<Instant>)>>,
+    caught_up: CaughtUp,
 }
+
+/// Source partitions read to their end, and when librdkafka said so.
+type CaughtUp = Arc<Mutex<(Vec<(String, i32)>, Option<Instant>)>>;
 
 impl ClientContext for Ctx {
     fn stats(&self, stats: Statistics) {
@@ -159,7 +162,7 @@ fn session(
         ..settings.clone()
     };
     let pending: Arc<Mutex<Vec<Record>>> = Arc::default();
-    let caught_up: Arc<Mutex<(Vec<(String, i32)>, Option<Instant>)>> = Arc::default();
+    let caught_up: CaughtUp = Arc::default();
     // When the last record of each source partition was polled.
     let mut last_polled: BTreeMap<(String, i32), Instant> = BTreeMap::new();
     // Event time: what intake told the household partitions of each source

@@ -773,7 +773,7 @@ fn flush(
             match error {
                 TxnError::Aborted(ref e) if !is_fenced(&error) => {
                     warn!(error = %e, "state transaction aborted; reading its input again");
-                    for ((topic, p), _) in &next {
+                    for (topic, p) in next.keys() {
                         let engine = c.engines.get_mut(p).expect("has an engine");
                         let from = engine
                             .position(&topic.as_str().into(), *p)?

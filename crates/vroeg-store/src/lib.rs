@@ -251,6 +251,10 @@ fn parse_timer_key(k: &[u8]) -> Result<Option<(Millis, HouseholdKey)>, StoreErro
     Ok(Some((due, HouseholdKey(key))))
 }
 
+/// A record waiting in the event-time merge queue: its queue key and its
+/// encoded form.
+pub type QueuedRecord = (Vec<u8>, Vec<u8>);
+
 /// The key of a record in the event-time merge queue: it sorts by time,
 /// then by where the record came from.
 pub fn queue_key(time: Millis, stream: &str, partition: i32, offset: i64) -> Vec<u8> {
@@ -565,7 +569,7 @@ impl Store {
 
     /// The queued records of the event-time merge with a time before
     /// `before`, in queue order: (key, encoded record).
-    pub fn queued_before(&self, before: Millis) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn queued_before(&self, before: Millis) -> Result<Vec<QueuedRecord>, StoreError> {
         let end = queue_key(before, "", i32::MIN, i64::MIN);
         let mut out = Vec::new();
         for item in self.tree.range([P_QUEUE].to_vec()..end) {

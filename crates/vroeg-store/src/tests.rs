@@ -222,7 +222,7 @@ fn a_partition_restored_from_its_changelog_equals_the_cache_written_live() {
         timer_due: Some(due),
         ..HouseholdState::default()
     };
-    let commits = vec![
+    let commits = [
         Commit {
             positions: vec![("vroeg.huishoudens".into(), 3, 10)],
             meta: vec![("watermark".into(), 7i64.to_be_bytes().to_vec())],
