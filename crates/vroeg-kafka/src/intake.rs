@@ -165,8 +165,8 @@ fn session(
     let caught_up: CaughtUp = Arc::default();
     // When the last record of each source partition was polled.
     let mut last_polled: BTreeMap<(String, i32), Instant> = BTreeMap::new();
-    // Event time: what intake told the household partitions of each source
-    // partition (idle or not), and the partition counts of the topics.
+    // Event time: the source partitions announced idle to the household
+    // partitions (a record polled from one makes it busy again).
     let mut idle_sent: BTreeSet<(String, i32)> = BTreeSet::new();
     let consumer: BaseConsumer<Ctx> = role_consumer_config(&role_settings)
         .create_with_context(Ctx {
@@ -223,9 +223,8 @@ fn session(
                 None => {}
             }
         }
-        // Event time: source partitions read to their end and not yet
-        // announced idle (a record polled since makes them busy again).
-        // A source counts as idle once statistics saw it read to its end,
+        // Event time: source partitions to announce idle. A source counts
+        // as idle once statistics saw it read to its end,
         // nothing of it was polled in the second before, and a moment has
         // passed for anything still queued inside librdkafka to arrive.
         let idle: Vec<(String, i32)> = if event_time {
