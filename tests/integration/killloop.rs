@@ -23,6 +23,18 @@ pub(crate) fn knob(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// A seed knob: `name` if set, else the current time (printed by the test,
+/// so that a failing run can be repeated).
+pub(crate) fn seed(name: &str) -> u64 {
+    knob(
+        name,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+}
+
 /// `signals` generated lines (generator seed `seed`), dated so that the
 /// recent ones are in window.
 pub(crate) fn input(signals: usize, seed: u64) -> Vec<String> {
@@ -217,13 +229,7 @@ impl Outcome {
 fn kill_loop_loses_nothing_and_doubles_only_exact_resends() {
     let signals = knob("VROEG_TEST_KILL_LOOP_SIGNALS", 20_000) as usize;
     let kills = knob("VROEG_TEST_KILL_LOOP_KILLS", 5) as usize;
-    let seed = knob(
-        "VROEG_TEST_KILL_LOOP_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    );
+    let seed = seed("VROEG_TEST_KILL_LOOP_SEED");
     let lines = input(signals, 11);
     let started = Instant::now();
 

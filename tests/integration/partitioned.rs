@@ -24,7 +24,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use vroeg_kafka::ContentMode;
 
 use crate::kafka::{broker, create_topics, send, unique, Extra, Msg, Reader, Service, Topics};
-use crate::killloop::{dump, input, knob};
+use crate::killloop::{dump, input, knob, seed};
 
 /// Household partitions in these tests.
 const PARTITIONS: i32 = 12;
@@ -275,13 +275,7 @@ fn three_instances_killed_ten_times_publish_each_case_event_exactly_once_and_res
 ) {
     let signals = knob("VROEG_TEST_PARTITIONED_SIGNALS", 20_000) as usize;
     let kills = knob("VROEG_TEST_PARTITIONED_KILLS", 10) as usize;
-    let seed = knob(
-        "VROEG_TEST_PARTITIONED_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    );
+    let seed = seed("VROEG_TEST_PARTITIONED_SEED");
     let lines = input(signals, 23);
     let started = Instant::now();
 

@@ -361,16 +361,11 @@ fn session(
     let consumer: BaseConsumer<Ctx> = consumer_config(settings)
         .create_with_context(ctx)
         .map_err(ConsumerError::Create)?;
-    let topics: Vec<&str> = settings
-        .signal_topics
-        .iter()
-        .chain([&settings.feedback_topic])
-        .map(String::as_str)
-        .collect();
+    let topics = settings.input_topics();
     consumer
         .subscribe(&topics)
         .map_err(|source| ConsumerError::Subscribe {
-            topics: settings.signal_topics.clone(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
             source,
         })?;
     health.store_open.store(true, Ordering::Relaxed);

@@ -183,12 +183,7 @@ fn session(
         role.health.clone(),
     )
     .map_err(IntakeError::Create)?;
-    let topics: Vec<&str> = settings
-        .signal_topics
-        .iter()
-        .chain([&settings.feedback_topic])
-        .map(String::as_str)
-        .collect();
+    let topics = settings.input_topics();
     consumer
         .subscribe(&topics)
         .map_err(|source| IntakeError::Subscribe {

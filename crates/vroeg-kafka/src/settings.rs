@@ -50,3 +50,15 @@ pub struct KafkaSettings {
     /// `transaction.timeout.ms`: longer than the longest batch.
     pub transaction_timeout: Duration,
 }
+
+impl KafkaSettings {
+    /// The topics Vroeg consumes from outside: the partner topics and the
+    /// wijkteam feedback topic.
+    pub fn input_topics(&self) -> Vec<&str> {
+        self.signal_topics
+            .iter()
+            .chain([&self.feedback_topic])
+            .map(String::as_str)
+            .collect()
+    }
+}

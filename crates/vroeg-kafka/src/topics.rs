@@ -47,9 +47,8 @@ pub fn plan(settings: &KafkaSettings, input_partitions: i32) -> Vec<TopicSpec> {
         config,
     };
     let mut out: Vec<TopicSpec> = settings
-        .signal_topics
-        .iter()
-        .chain([&settings.feedback_topic])
+        .input_topics()
+        .into_iter()
         .map(|t| spec(t, Role::Input, input_partitions, Vec::new()))
         .collect();
     out.push(spec(
