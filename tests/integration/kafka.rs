@@ -335,10 +335,17 @@ impl Drop for Service {
         // No personal data in any log of any test run.
         if !std::thread::panicking() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let found = crate::privacy::personal_data(&log);
+            let found: Vec<String> = log
+                .lines()
+                .flat_map(|line| {
+                    crate::privacy::personal_data(line)
+                        .into_iter()
+                        .map(move |what| format!("{what} in: {line}"))
+                })
+                .collect();
             assert!(
                 found.is_empty(),
-                "personal data in the log {}: {found:?}",
+                "personal data in the log {}: {found:#?}",
                 self.log.display()
             );
         }
@@ -540,7 +547,7 @@ pub(crate) fn arrears_at(
             "signaaldatum": day.to_string(), "crisissignaal": crisis,
             "client": { "voorletters": "Q.", "achternaam": "Zwartkop", "geboortedatum": "1979-03-04",
                 "straatnaam": "Integratiestraat", "postcode": postcode, "huisnummer": house,
-                "plaatsnaam": "Testdorp", "bsn": "111222333" }
+                "plaatsnaam": "Testdorp", "bsn": crate::privacy::HAND_WRITTEN_BSN }
         }
     })
 }

@@ -23,16 +23,19 @@ pub(crate) fn knob(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// A seed knob: `name` if set, else the current time (printed by the test,
-/// so that a failing run can be repeated).
+/// A seed knob: `name` if set, else the current time (printed, so that a
+/// failing run can be repeated).
 pub(crate) fn seed(name: &str) -> u64 {
-    knob(
+    let seed = knob(
         name,
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs(),
-    )
+    );
+    // Printed first, so that a run that fails on the way can be repeated.
+    eprintln!("{name}={seed}");
+    seed
 }
 
 /// `signals` generated lines (generator seed `seed`), dated so that the
