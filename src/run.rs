@@ -32,12 +32,15 @@ pub struct RunArgs {
     /// The configuration file.
     #[arg(long, default_value = "config/vroeg.toml")]
     pub config: PathBuf,
-    /// What this process does. `all`: intake and state, partitioned over
-    /// Kafka (several instances with one group id share the work).
-    /// `intake` or `state`: one of the two. `single`: the single-node model
-    /// without the household topic (positions and an outbox in sled).
-    #[arg(long, env = "VROEG_ROLE", value_enum, default_value_t = Role::Single)]
-    pub role: Role,
+    /// What this process does. `all` (the default): intake and state,
+    /// partitioned over Kafka; several instances with one group id share
+    /// the work. `intake` or `state`: one of the two. `single`: the
+    /// single-node model of Vroeg 0.x, without the household topic
+    /// (positions and an outbox in sled). Without this option, a state
+    /// directory that holds the single-node model keeps running as
+    /// `single`.
+    #[arg(long, env = "VROEG_ROLE", value_enum)]
+    pub role: Option<Role>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -423,7 +426,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         vroeg_kafka::set_clock_offset(secs * 1000);
     }
-    let role = args.role;
     let rules = Arc::new(load_rules(&config)?);
     let clock = if config.engine.clock == "event" {
         warn!("engine.clock = \"event\": rules and timers follow the signals' own time, not the wall clock");
@@ -442,14 +444,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     engine_config.opt_out = Arc::new(opt_out);
     // The intake role alone keeps no state.
-    let store = if role == Role::Intake {
-        None
+    let (role, store) = if args.role == Some(Role::Intake) {
+        (Role::Intake, None)
     } else {
         let store = Store::open_with_cache(
             &config.engine.state_dir,
             // The single-node model's sled is the truth: flush every batch.
             // The partitioned roles' sled is a cache of the changelog.
-            role == Role::Single,
+            args.role == Some(Role::Single),
             config.engine.cache_mb * 1024 * 1024,
         )
         .with_context(|| {
@@ -458,21 +460,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 config.engine.state_dir.display()
             )
         })?;
+        let (role, store) = match args.role {
+            Some(role) => (role, store),
+            None if layout(&store) == Layout::Single => {
+                warn!(state_dir = %config.engine.state_dir.display(), "the state directory holds the single-node model: running as --role single; see the README (Scaling out) to move to the partitioned model");
+                (Role::Single, store.with_durability(true))
+            }
+            None => (Role::All, store),
+        };
         check_layout(&store, role, &config.engine.state_dir)?;
-        Some(store)
+        (role, Some(store))
     };
     info!(rules = %rules.version, active = rules.active_rules().count(), state_dir = %config.engine.state_dir.display(), role = ?role, "starting");
-    if role != Role::Single {
-        for (topic, outcome) in vroeg_kafka::topics::ensure_internal(&config.kafka)? {
-            if let vroeg_kafka::topics::Outcome::Created {
-                partitions,
-                replication,
-            } = outcome
-            {
-                info!(topic, partitions, replication, "created topic");
-            }
-        }
-    }
     let case_api = match (&config.api, &store) {
         (Some(_), Some(store)) => {
             if config.api_tokens.is_empty() {
@@ -686,18 +685,35 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
+#[derive(Debug, PartialEq, Eq)]
+enum Layout {
+    Empty,
+    Single,
+    Partitioned,
+}
+
+/// What a state directory holds.
+fn layout(store: &Store) -> Layout {
+    if !store.partitions().is_empty() {
+        Layout::Partitioned
+    } else if store.households().next().is_some() || store.cases().next().is_some() {
+        Layout::Single
+    } else {
+        Layout::Empty
+    }
+}
+
 /// The single-node model and the partitioned roles keep different layouts
 /// in a state directory; refuse to mix them.
 fn check_layout(store: &Store, role: Role, dir: &std::path::Path) -> anyhow::Result<()> {
-    let partitioned = !store.partitions().is_empty();
-    let single = store.households().next().is_some() || store.cases().next().is_some();
-    if role == Role::Single && partitioned {
+    let layout = layout(store);
+    if role == Role::Single && layout == Layout::Partitioned {
         anyhow::bail!(
             "{} holds household partition caches of the partitioned roles; `--role single` needs a state directory of its own",
             dir.display()
         );
     }
-    if role != Role::Single && single {
+    if role != Role::Single && layout == Layout::Single {
         anyhow::bail!(
             "{} holds the state of `--role single`; the partitioned roles keep their state in the changelog and need a state directory of their own",
             dir.display()

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use vroeg_core::time::{format_rfc3339, Day, DAY_MS};
 use vroeg_kafka::ContentMode;
@@ -77,6 +78,9 @@ pub(crate) struct Topics {
     pub dlq: String,
     pub feedback: String,
     pub partner: String,
+    /// The internal topics of the partitioned service, which creates them.
+    pub household: String,
+    pub changelog: String,
 }
 
 pub(crate) fn create_topics(name: &str, partitions: i32) -> Topics {
@@ -91,6 +95,8 @@ pub(crate) fn create_topics_on(brokers: &str, name: &str, partitions: i32) -> To
         dlq: format!("{base}.dlq"),
         feedback: format!("{base}.terugkoppeling"),
         partner: format!("{base}.partner"),
+        household: format!("{base}.huishoudens"),
+        changelog: format!("{base}.huishoudens.changelog"),
     };
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -207,6 +213,8 @@ alerts_topic = {alerts:?}
 dlq_topic = {dlq:?}
 feedback_topic = {feedback:?}
 partner_feedback_topic = {partner:?}
+household_topic = {household:?}
+changelog_topic = {changelog:?}
 alerts_content_mode = {alerts_mode:?}
 batch_size = {batch_size}
 batch_time_ms = 20
@@ -239,6 +247,8 @@ listen = "127.0.0.1:{port}"
             dlq = t.dlq,
             feedback = t.feedback,
             partner = t.partner,
+            household = t.household,
+            changelog = t.changelog,
         );
         std::fs::write(&config, toml).unwrap();
         let log = dir.join(format!("run-{}.log", free_port()));
@@ -424,6 +434,7 @@ impl Reader {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", unique("reader"))
+            .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .create()
@@ -669,6 +680,72 @@ fn end_to_end_scenario_gives_exactly_the_expected_case_events() {
 }
 
 #[test]
+fn a_single_node_state_directory_keeps_its_model_and_is_not_mixed() {
+    let topics = create_topics("single", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("g");
+    let start = |role: Option<&str>| {
+        let extra = Extra {
+            env: role
+                .map(|r| ("VROEG_ROLE".to_owned(), r.to_owned()))
+                .into_iter()
+                .collect(),
+            ..Extra::default()
+        };
+        Service::start_extra(
+            broker(),
+            &topics,
+            dir.path(),
+            &group,
+            "structured",
+            50,
+            &extra,
+        )
+    };
+    let mut alerts = Reader::new(&topics.alerts);
+    let service = start(Some("single"));
+    send(
+        &topics.signals,
+        &lines(&[arrears("single-1", "Zorg", 21, 2, 800, "open", false)]),
+        ContentMode::Structured,
+    );
+    alerts.until(1, Duration::ZERO, Duration::from_secs(60));
+    assert_eq!(service.terminate(), 0);
+
+    // Started without a role, the directory keeps the single-node model.
+    let service = start(None);
+    service.wait_ready();
+    send(
+        &topics.signals,
+        &lines(&[arrears("single-2", "Huur", 22, 2, 900, "open", false)]),
+        ContentMode::Structured,
+    );
+    let got = alerts.until(2, Duration::from_secs(2), Duration::from_secs(60));
+    assert_eq!(got.len(), 2, "one case each, nothing twice");
+    let log = std::fs::read_to_string(&service.log).unwrap();
+    assert_eq!(service.terminate(), 0);
+    assert!(log.contains("running as --role single"), "{log}");
+    assert!(
+        !log.contains("created topic"),
+        "the single-node model makes no household topic"
+    );
+
+    // The partitioned model refuses it, saying why.
+    let out = Command::new(env!("CARGO_BIN_EXE_vroeg"))
+        .args(["run", "--role", "all", "--config"])
+        .arg(dir.path().join("vroeg.toml"))
+        .env("VROEG_HOUSEHOLD_SECRET", "integration-test-secret")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("holds the state of `--role single`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_resent_signal_has_one_effect() {
     let topics = create_topics("resend", 3);
     let dir = tempfile::tempdir().unwrap();
@@ -829,18 +906,14 @@ pub(crate) fn generated(households: u64, seed: u64) -> Vec<String> {
     lines
 }
 
-/// Distinct alert ids, and whether every duplicate is an exact re-send.
-fn ids(msgs: &[Msg]) -> (BTreeSet<String>, usize, bool) {
-    let mut by_id: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut identical = true;
-    for m in msgs {
-        let id = m.alert()["id"].as_str().unwrap().to_owned();
-        if let Some(prev) = by_id.insert(id, m.payload.clone()) {
-            identical &= prev == m.payload;
-        }
-    }
-    let dups = msgs.len() - by_id.len();
-    (by_id.into_keys().collect(), dups, identical)
+/// Distinct alert ids, and how many messages repeated one.
+fn ids(msgs: &[Msg]) -> (BTreeSet<String>, usize) {
+    let set: BTreeSet<String> = msgs
+        .iter()
+        .map(|m| m.alert()["id"].as_str().unwrap().to_owned())
+        .collect();
+    let dups = msgs.len() - set.len();
+    (set, dups)
 }
 
 /// Distinct dead-letter positions (offsets in the signal topic).
@@ -863,7 +936,7 @@ fn reference(name: &str, lines: &[String]) -> (BTreeSet<String>, BTreeSet<String
         Duration::from_secs(180),
     );
     assert_eq!(service.terminate(), 0);
-    let (set, dups, _) = ids(&alerts);
+    let (set, dups) = ids(&alerts);
     assert_eq!(dups, 0);
     assert!(
         set.len() > 20,
@@ -934,7 +1007,7 @@ fn interrupted(name: &str, crash: bool) {
         Duration::from_secs(180),
     );
     assert_eq!(last.terminate(), 0);
-    let (got, dups, identical) = ids(&alerts);
+    let (got, dups) = ids(&alerts);
     let missing: Vec<_> = expected.difference(&got).take(5).collect();
     let extra: Vec<_> = got.difference(&expected).take(5).collect();
     assert!(
@@ -952,19 +1025,14 @@ fn interrupted(name: &str, crash: bool) {
         expected_dead,
         "every bad record reached the dead-letter topic"
     );
-    if crash {
-        assert!(
-            identical,
-            "a duplicate after a crash must be an exact re-send"
-        );
-    } else {
-        assert_eq!(dups, 0, "a graceful restart sends nothing twice");
-        assert_eq!(
-            dead.len(),
-            expected_dead.len(),
-            "a graceful restart sends no dead letter twice"
-        );
-    }
+    // Read committed, nothing is seen twice, after a crash as after a
+    // graceful restart.
+    assert_eq!(dups, 0, "a case event was seen twice");
+    assert_eq!(
+        dead.len(),
+        expected_dead.len(),
+        "a dead letter was seen twice"
+    );
 }
 
 #[test]
@@ -973,7 +1041,7 @@ fn graceful_restart_loses_and_doubles_nothing() {
 }
 
 #[test]
-fn crash_and_restart_loses_nothing() {
+fn crash_and_restart_loses_and_doubles_nothing() {
     interrupted("crash", true);
 }
 
@@ -987,6 +1055,8 @@ fn an_unreachable_broker_means_not_ready_but_alive() {
         dlq: "d".into(),
         feedback: "f".into(),
         partner: "p".into(),
+        household: "h".into(),
+        changelog: "c".into(),
     };
     let dir = tempfile::tempdir().unwrap();
     let mut service = Service::start_on(&closed, &topics, dir.path(), "g", "structured", 10);
@@ -1076,4 +1146,110 @@ fn feedback_is_applied_once_closes_the_case_and_tells_partners_only_a_status() {
         BTreeSet::from(["unknown_case".to_string(), "invalid_json".to_string()])
     );
     assert_eq!(service.terminate(), 0);
+}
+
+/// Wait until the partitioned service of `group` has caught up with its
+/// input, and that stays so for a while: intake has committed every record
+/// of the partner and feedback topics, and the state role every record of
+/// the household topic. (Intake announces idle sources a few seconds after
+/// it caught up, and on the event clock those announcements release the
+/// last signals.) Panics with the end of its log if one of `services`
+/// stops answering.
+///
+/// Transactions leave control records (commit and abort markers) that no
+/// consumer receives, so a committed offset can stay short of the log end:
+/// "caught up" means that a `read_committed` read from the committed offset
+/// reaches the end without a record.
+pub(crate) fn settle(t: &Topics, group: &str, services: &[&Service]) {
+    settle_on(broker(), t, group, services)
+}
+
+/// [`settle`] on the broker at `brokers`.
+pub(crate) fn settle_on(brokers: &str, t: &Topics, group: &str, services: &[&Service]) {
+    let client = |group: String, eof: bool| -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", if eof { "true" } else { "false" })
+            .create()
+            .unwrap()
+    };
+    let probe = client(unique("probe"), true);
+    // The partition count of a topic; `None` while it does not exist (the
+    // service creates the household topic).
+    let partitions = |topic: &str| -> Option<i32> {
+        let metadata = probe
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .ok()?;
+        let n = metadata.topics().first()?.partitions().len() as i32;
+        (n > 0).then_some(n)
+    };
+    let groups = [
+        (format!("{group}-intake"), &t.signals),
+        (format!("{group}-intake"), &t.feedback),
+        (format!("{group}-state"), &t.household),
+    ];
+    // Per partition: the committed offset, if nothing can be read after it;
+    // `None` while anything can.
+    let caught_up = || -> Option<Vec<i64>> {
+        let mut out = Vec::new();
+        for (group, topic) in &groups {
+            let partitions = &partitions(topic)?;
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..*partitions {
+                tpl.add_partition(topic, p);
+            }
+            let committed = client(group.clone(), false)
+                .committed_offsets(tpl, Duration::from_secs(10))
+                .ok()?;
+            let mut from = TopicPartitionList::new();
+            for p in 0..*partitions {
+                let at = match committed.find_partition(topic, p)?.offset() {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                };
+                from.add_partition_offset(topic, p, Offset::Offset(at))
+                    .ok()?;
+                out.push(at);
+            }
+            probe.assign(&from).ok()?;
+            let mut open: std::collections::BTreeSet<i32> = (0..*partitions).collect();
+            while !open.is_empty() {
+                match probe.poll(Duration::from_secs(10)) {
+                    Some(Err(KafkaError::PartitionEOF(p))) => {
+                        open.remove(&p);
+                    }
+                    Some(Ok(_)) | None => return None,
+                    Some(Err(_)) => {}
+                }
+            }
+        }
+        Some(out)
+    };
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    let mut answered = Instant::now();
+    let mut last: Option<Vec<i64>> = None;
+    loop {
+        assert!(Instant::now() < deadline, "the run did not settle");
+        if services.iter().all(|s| s.http("/healthz").is_some()) {
+            answered = Instant::now();
+        } else if answered.elapsed() > Duration::from_secs(60) {
+            let logs: Vec<String> = services
+                .iter()
+                .map(|s| {
+                    let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+                    log[log.len().saturating_sub(2000)..].to_owned()
+                })
+                .collect();
+            panic!("a service stopped answering; the ends of the logs:\n{logs:#?}");
+        }
+        let now = caught_up();
+        if now.is_some() && now == last {
+            return;
+        }
+        last = now;
+        std::thread::sleep(Duration::from_secs(4));
+    }
 }

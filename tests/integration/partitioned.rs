@@ -19,32 +19,26 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use vroeg_kafka::ContentMode;
 
-use crate::kafka::{broker, create_topics, send, unique, Extra, Msg, Reader, Service, Topics};
+use crate::kafka::{
+    broker, create_topics, send, settle, unique, Extra, Msg, Reader, Service, Topics,
+};
 use crate::killloop::{dump, input, knob, seed};
 
 /// Household partitions in these tests.
 const PARTITIONS: i32 = 12;
 
-/// The topics of one run, with its own household topic and changelog.
+/// The topics and group of one run.
 struct Run {
     topics: Topics,
-    household: String,
-    changelog: String,
     group: String,
 }
 
 impl Run {
     fn new(name: &str) -> Run {
-        let topics = create_topics(name, 3);
-        let base = topics.signals.trim_end_matches(".signalen").to_owned();
         Run {
-            household: format!("{base}.huishoudens"),
-            changelog: format!("{base}.changelog"),
-            topics,
+            topics: create_topics(name, 3),
             group: unique("g"),
         }
     }
@@ -56,9 +50,6 @@ impl Run {
             engine: "clock = \"event\"".into(),
             sections: "[retention]\npurge_interval_secs = 0".into(),
             env: vec![
-                ("VROEG_ROLE".into(), "all".into()),
-                ("VROEG_KAFKA_HOUSEHOLD_TOPIC".into(), self.household.clone()),
-                ("VROEG_KAFKA_CHANGELOG_TOPIC".into(), self.changelog.clone()),
                 ("VROEG_KAFKA_PARTITIONS".into(), PARTITIONS.to_string()),
                 ("VROEG_KAFKA_INSTANCE_ID".into(), instance.into()),
             ],
@@ -73,88 +64,6 @@ impl Run {
             200,
             &extra,
         )
-    }
-
-    /// Wait until intake has committed every partner record and the state
-    /// roles every household-topic record, and that stays so for a while
-    /// (intake announces idle sources a few seconds after it caught up, and
-    /// those announcements release the last signals).
-    ///
-    /// Transactions leave control records (commit and abort markers) that
-    /// no consumer receives, so a committed offset can stay short of the
-    /// log end: "caught up" means that a `read_committed` read from the
-    /// committed offset reaches the end without a record.
-    fn settle(&self) {
-        let client = |group: String, eof: bool| -> BaseConsumer {
-            ClientConfig::new()
-                .set("bootstrap.servers", broker())
-                .set("group.id", group)
-                .set("enable.auto.commit", "false")
-                .set("isolation.level", "read_committed")
-                .set("enable.partition.eof", if eof { "true" } else { "false" })
-                .create()
-                .unwrap()
-        };
-        let groups = [
-            (
-                format!("{}-intake", self.group),
-                self.topics.signals.clone(),
-                3,
-            ),
-            (
-                format!("{}-state", self.group),
-                self.household.clone(),
-                PARTITIONS,
-            ),
-        ];
-        let probe = client(unique("probe"), true);
-        // Per partition: the committed offset, if nothing can be read after
-        // it; `None` while anything can.
-        let caught_up = || -> Option<Vec<i64>> {
-            let mut out = Vec::new();
-            for (group, topic, partitions) in &groups {
-                let mut tpl = TopicPartitionList::new();
-                for p in 0..*partitions {
-                    tpl.add_partition(topic, p);
-                }
-                let committed = client(group.clone(), false)
-                    .committed_offsets(tpl, Duration::from_secs(10))
-                    .ok()?;
-                let mut from = TopicPartitionList::new();
-                for p in 0..*partitions {
-                    let at = match committed.find_partition(topic, p)?.offset() {
-                        Offset::Offset(o) => o,
-                        _ => 0,
-                    };
-                    from.add_partition_offset(topic, p, Offset::Offset(at))
-                        .ok()?;
-                    out.push(at);
-                }
-                probe.assign(&from).ok()?;
-                let mut open: BTreeSet<i32> = (0..*partitions).collect();
-                while !open.is_empty() {
-                    match probe.poll(Duration::from_secs(10)) {
-                        Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                            open.remove(&p);
-                        }
-                        Some(Ok(_)) | None => return None,
-                        Some(Err(_)) => {}
-                    }
-                }
-            }
-            Some(out)
-        };
-        let deadline = Instant::now() + Duration::from_secs(1800);
-        let mut last: Option<Vec<i64>> = None;
-        loop {
-            assert!(Instant::now() < deadline, "the run did not settle");
-            let now = caught_up();
-            if now.is_some() && now == last {
-                return;
-            }
-            last = now;
-            std::thread::sleep(Duration::from_secs(4));
-        }
     }
 }
 
@@ -288,7 +197,7 @@ fn three_instances_killed_ten_times_publish_each_case_event_exactly_once_and_res
     );
     let ref_dir = tempfile::tempdir().unwrap();
     let service = reference_run.start(ref_dir.path(), "ref-1");
-    reference_run.settle();
+    settle(&reference_run.topics, &reference_run.group, &[&service]);
     assert_eq!(service.terminate(), 0);
     let reference = outcome(&reference_run, &[ref_dir.path()]);
     assert_eq!(
@@ -377,7 +286,11 @@ fn three_instances_killed_ten_times_publish_each_case_event_exactly_once_and_res
         std::thread::sleep(Duration::from_millis(next() % 1500));
         services[victim] = Some(run.start(dirs[victim].path(), &format!("vroeg-{victim}")));
     }
-    run.settle();
+    settle(
+        &run.topics,
+        &run.group,
+        &services.iter().flatten().collect::<Vec<_>>(),
+    );
     for s in &mut services {
         assert_eq!(s.take().unwrap().terminate(), 0);
     }
@@ -406,7 +319,11 @@ fn three_instances_killed_ten_times_publish_each_case_event_exactly_once_and_res
         .map(|i| run.start(dirs[i].path(), &format!("vroeg-{i}")))
         .collect();
     let restarted = Instant::now();
-    run.settle();
+    settle(
+        &run.topics,
+        &run.group,
+        &services.iter().collect::<Vec<_>>(),
+    );
     for s in services.drain(..) {
         assert_eq!(s.terminate(), 0);
     }

@@ -49,6 +49,8 @@ pub enum IntakeError {
     },
     #[error(transparent)]
     Encode(#[from] ForwardedError),
+    #[error(transparent)]
+    Topics(#[from] crate::topics::TopicError),
 }
 
 /// Everything the intake role is made of.
@@ -134,6 +136,9 @@ enum SessionEnd {
 /// Run the intake role until `stop` is set (then commit the batch in
 /// flight and return).
 pub fn run_intake(role: IntakeRole, stop: Arc<AtomicBool>) -> Result<(), IntakeError> {
+    if !crate::topics::await_internal(&role.settings, &stop)? {
+        return Ok(());
+    }
     let mut intake = Intake::new(&role.engine_config);
     let mut generation = 0;
     loop {

@@ -68,6 +68,8 @@ pub enum StateError {
         offset: i64,
         detail: String,
     },
+    #[error(transparent)]
+    Topics(#[from] crate::topics::TopicError),
 }
 
 /// Everything the state role is made of.
@@ -537,6 +539,9 @@ enum SessionEnd {
 /// Run the state role until `stop` is set (then finish the batch in
 /// flight, commit it, and return), or until processing fails.
 pub fn run_state(role: StateRole, stop: Arc<AtomicBool>) -> Result<(), StateError> {
+    if !crate::topics::await_internal(&role.settings, &stop)? {
+        return Ok(());
+    }
     let health = role.health.clone();
     let observer = role.observer.clone();
     let retention_every = role.retention.as_ref().map(|(_, every)| *every);

@@ -6,6 +6,7 @@
 //! partition counts differ from `kafka.partitions` (a changed count would
 //! move households between partitions).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -14,6 +15,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 
 use crate::settings::KafkaSettings;
+use tracing::{info, warn};
 
 /// What a topic is for, which decides its settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,4 +232,40 @@ pub fn ensure_internal(settings: &KafkaSettings) -> Result<Vec<(String, Outcome)
         .filter(|s| matches!(s.role, Role::Household | Role::Changelog))
         .collect();
     create(settings, &specs, None)
+}
+
+/// [`ensure_internal`], retried until it succeeds or `stop` is set: at
+/// start the brokers may not be reachable yet (the service stays alive and
+/// not ready meanwhile). A partition count that differs from
+/// `kafka.partitions` is not retried. Returns `false` when stopped first.
+pub fn await_internal(settings: &KafkaSettings, stop: &AtomicBool) -> Result<bool, TopicError> {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        match ensure_internal(settings) {
+            Ok(outcomes) => {
+                for (topic, outcome) in outcomes {
+                    if let Outcome::Created {
+                        partitions,
+                        replication,
+                    } = outcome
+                    {
+                        info!(topic, partitions, replication, "created topic");
+                    }
+                }
+                return Ok(true);
+            }
+            Err(e @ TopicError::Partitions { .. }) => return Err(e),
+            Err(e) => {
+                warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot make sure the household topic and changelog exist; retrying");
+                let until = std::time::Instant::now() + wait;
+                while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }

@@ -417,6 +417,12 @@ impl Store {
         })
     }
 
+    /// This store, with every commit flushed to disk before it returns
+    /// (`durable`) or not.
+    pub fn with_durability(self, durable: bool) -> Store {
+        Store { durable, ..self }
+    }
+
     /// This store for readers of a whole state directory (the case API,
     /// exports, the state dump): reads of households and case records
     /// cover this tree and the caches of the household partitions this
