@@ -439,7 +439,19 @@ impl Reader {
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
-        consumer.subscribe(&[topic]).unwrap();
+        // Assigned, not subscribed: a group rebalance (after a broker
+        // outage, say) would restart a consumer without committed offsets
+        // from the beginning, and it would read everything twice.
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .expect("topic metadata");
+        let mut tpl = TopicPartitionList::new();
+        for p in metadata.topics()[0].partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .unwrap();
+        }
+        assert!(tpl.count() > 0, "topic {topic} has partitions");
+        consumer.assign(&tpl).unwrap();
         Reader {
             consumer,
             topic: topic.to_owned(),
