@@ -2,12 +2,12 @@
 # The full kill loops, against a real broker.
 #
 #   scripts/kill-loop.sh [SIGNALS] [KILLS] [SEED]
-#       the single-node service (`vroeg run --role single`) on 200k generated
+#       one `vroeg run` (the partitioned default) on 200k generated
 #       signals, SIGKILLed at 20 random points and restarted each time,
 #       compared with an uninterrupted reference run (alert ids, alert and
 #       dead-letter contents, final state dump).
 #   scripts/kill-loop.sh --partitioned [SIGNALS] [KILLS] [SEED]
-#       the partitioned service (`vroeg run --role all`): three instances in
+#       three `vroeg run` instances in
 #       one group, 12 household partitions, a partner topic of 3 partitions
 #       keyed by partner, 100k signals, 10 SIGKILLs of random instances,
 #       against a single-instance reference read with read_committed; then
