@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use vroeg_core::HouseholdKey;
-use vroeg_store::{encode_state, Store, FORMAT_VERSION};
+use vroeg_store::{encode_case, encode_state, stored_body, stored_value, Store};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,12 +26,12 @@ fn main() {
     let store = Store::open(std::path::Path::new(state), false)
         .expect("the state directory opens")
         .spanning();
-    // Every household with its case records, encoded as the store keeps them.
+    // Every household with its case records, encoded (the bodies, before
+    // compression: the keys in them are swapped below).
     let mut cases: std::collections::HashMap<String, Vec<(String, Vec<u8>)>> = Default::default();
     for record in store.cases() {
         let record = record.expect("a case record");
-        let mut value = vec![FORMAT_VERSION];
-        serde_json::to_writer(&mut value, &record).expect("a case encodes");
+        let value = stored_body(&encode_case(&record).expect("a case encodes")).expect("a body");
         cases
             .entry(record.huishouden.clone())
             .or_default()
@@ -41,7 +41,8 @@ fn main() {
     for item in store.households() {
         let (key, state) = item.expect("a household");
         let own = cases.remove(&key.0).unwrap_or_default();
-        samples.push((key, encode_state(&state).expect("a state encodes"), own));
+        let body = stored_body(&encode_state(&state).expect("a state encodes")).expect("a body");
+        samples.push((key, body, own));
     }
     assert!(!samples.is_empty(), "{state} holds no households");
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
@@ -94,11 +95,11 @@ fn main() {
         let partition = new.partition(partitions) as i32;
         let mut key = vec![b'h'];
         key.extend_from_slice(new.0.as_bytes());
-        send(partition, key, swap(value));
+        send(partition, key, stored_value(&swap(value)));
         for (id, case) in own {
             let mut key = vec![b'c'];
             key.extend_from_slice(&swap(id.as_bytes()));
-            send(partition, key, swap(case));
+            send(partition, key, stored_value(&swap(case)));
         }
     }
     producer.flush(Duration::from_secs(300)).expect("delivered");

@@ -88,6 +88,9 @@ pub struct StateRole {
 /// Records per restore write.
 const RESTORE_CHUNK: usize = 10_000;
 
+/// At most this many threads apply restored records.
+const RESTORE_WRITERS: usize = 4;
+
 /// What the consumer thread and the rebalance callback share.
 struct Core {
     role: StateRole,
@@ -275,6 +278,11 @@ impl Ctx {
             info!(partitions = ?assigned, "household partitions assigned to this instance");
         }
         self.health.joined.store(true, Ordering::Relaxed);
+        // The group coordinator just answered, and a restore read the
+        // changelog: a broker is reachable. (Statistics, which say so too,
+        // are served only between polls, and the first batch after a long
+        // restore, with its due timers, can keep the next poll waiting.)
+        self.health.broker_reachable.store(true, Ordering::Relaxed);
     }
 }
 
@@ -421,16 +429,22 @@ enum RestoreError {
 /// Read the changelog partitions of `stores` from the offset each store
 /// reflects to their end (the last stable offset), applying every record.
 /// Returns, per partition, how many records it applied.
+///
+/// This thread polls; writer threads (one per core, at most
+/// [`RESTORE_WRITERS`]) apply the chunks, each writer the partitions `p`
+/// with `p % writers` its number, so that a partition's chunks are applied
+/// in order. sled takes most of the time, and partitions are independent.
 fn restore_partitions(
     restorer: &BaseConsumer<Quiet>,
     changelog: &str,
     stores: &BTreeMap<i32, Store>,
     observer: &dyn BatchObserver,
 ) -> BTreeMap<i32, Result<u64, RestoreError>> {
+    /// A chunk of one partition's records, and the offset after them.
+    type Chunk = (i32, Vec<(i64, ChangelogRecord)>, i64);
     struct Progress {
         chunk: Vec<(i64, ChangelogRecord)>,
         next: i64,
-        total: u64,
     }
     let mut done: BTreeMap<i32, Result<u64, RestoreError>> = BTreeMap::new();
     let mut open: BTreeMap<i32, Progress> = BTreeMap::new();
@@ -451,7 +465,6 @@ fn restore_partitions(
                     Progress {
                         chunk: Vec::with_capacity(RESTORE_CHUNK),
                         next: from.unwrap_or(0),
-                        total: 0,
                     },
                 );
             }
@@ -465,67 +478,106 @@ fn restore_partitions(
             done.insert(p, Err(RestoreError::Kafka(e.clone())));
         }
     }
-    let write = |p: i32, progress: &mut Progress| -> Result<(), RestoreError> {
-        stores[&p].restore(&progress.chunk, progress.next)?;
-        progress.total += progress.chunk.len() as u64;
-        observer.restored(p, progress.chunk.len() as u64);
-        progress.chunk.clear();
-        Ok(())
-    };
-    let mut last_log = Instant::now();
-    let mut failing_since: Option<Instant> = None;
-    while !open.is_empty() {
-        match restorer.poll(Duration::from_millis(500)) {
-            Some(Ok(msg)) => {
-                failing_since = None;
-                let p = msg.partition();
-                let Some(progress) = open.get_mut(&p) else {
-                    continue;
-                };
-                progress.chunk.push((
-                    msg.offset(),
-                    ChangelogRecord {
-                        key: msg.key().unwrap_or_default().to_vec(),
-                        value: msg.payload().map(<[u8]>::to_vec),
-                    },
-                ));
-                progress.next = msg.offset() + 1;
-                if progress.chunk.len() >= RESTORE_CHUNK {
-                    if let Err(e) = write(p, progress) {
-                        open.remove(&p);
-                        done.insert(p, Err(e));
+    let writers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, RESTORE_WRITERS);
+    let applied = std::thread::scope(|scope| {
+        let mut senders = Vec::with_capacity(writers);
+        let mut handles = Vec::with_capacity(writers);
+        for _ in 0..writers {
+            // Two chunks in flight per writer bound the memory.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
+            senders.push(tx);
+            handles.push(scope.spawn(move || {
+                let mut results: BTreeMap<i32, Result<u64, RestoreError>> = BTreeMap::new();
+                for (p, chunk, next) in rx {
+                    let result = results.entry(p).or_insert(Ok(0));
+                    let Ok(total) = result else {
+                        continue; // failed before: the rest is not applied
+                    };
+                    match stores[&p].restore(&chunk, next) {
+                        Ok(()) => {
+                            *total += chunk.len() as u64;
+                            observer.restored(p, chunk.len() as u64);
+                        }
+                        Err(e) => *result = Err(e.into()),
                     }
                 }
-                if last_log.elapsed() > Duration::from_secs(5) {
-                    let records: u64 = open.values().map(|o| o.total).sum();
-                    info!(
-                        partitions = open.len(),
-                        records, "restoring household partitions"
-                    );
-                    last_log = Instant::now();
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                if let Some(mut progress) = open.remove(&p) {
-                    let result = write(p, &mut progress).map(|()| progress.total);
-                    done.insert(p, result);
-                }
-            }
-            Some(Err(e)) => {
-                // Brokers away, leader elections: librdkafka retries. Give
-                // up on what is still open after two minutes of errors.
-                warn!(error = %e, "changelog read failed; retrying");
-                let since = *failing_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_secs(120) {
-                    for p in std::mem::take(&mut open).into_keys() {
-                        done.insert(p, Err(RestoreError::Kafka(e.clone())));
-                    }
-                }
-            }
-            None => {}
+                results
+            }));
         }
-    }
+        let send = |p: i32, progress: &mut Progress| {
+            let chunk = std::mem::replace(&mut progress.chunk, Vec::with_capacity(RESTORE_CHUNK));
+            // A writer ends only when its sender is dropped.
+            let _ = senders[p as usize % writers].send((p, chunk, progress.next));
+        };
+        let mut read = 0u64;
+        let mut last_log = Instant::now();
+        let mut failing_since: Option<Instant> = None;
+        while !open.is_empty() {
+            match restorer.poll(Duration::from_millis(500)) {
+                Some(Ok(msg)) => {
+                    failing_since = None;
+                    let p = msg.partition();
+                    let Some(progress) = open.get_mut(&p) else {
+                        continue;
+                    };
+                    progress.chunk.push((
+                        msg.offset(),
+                        ChangelogRecord {
+                            key: msg.key().unwrap_or_default().to_vec(),
+                            value: msg.payload().map(<[u8]>::to_vec),
+                        },
+                    ));
+                    progress.next = msg.offset() + 1;
+                    read += 1;
+                    if progress.chunk.len() >= RESTORE_CHUNK {
+                        send(p, progress);
+                    }
+                    if last_log.elapsed() > Duration::from_secs(5) {
+                        info!(
+                            partitions = open.len(),
+                            records = read,
+                            "restoring household partitions"
+                        );
+                        last_log = Instant::now();
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    if let Some(mut progress) = open.remove(&p) {
+                        send(p, &mut progress);
+                    }
+                }
+                Some(Err(e)) => {
+                    // Brokers away, leader elections: librdkafka retries.
+                    // Give up on what is still open after two minutes of
+                    // errors.
+                    warn!(error = %e, "changelog read failed; retrying");
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(120) {
+                        for p in std::mem::take(&mut open).into_keys() {
+                            done.insert(p, Err(RestoreError::Kafka(e.clone())));
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        drop(senders);
+        let mut applied = BTreeMap::new();
+        for handle in handles {
+            match handle.join() {
+                Ok(results) => applied.extend(results),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        applied
+    });
     let _ = restorer.unassign();
+    for (p, result) in applied {
+        // A partition given up on above stays given up on.
+        done.entry(p).or_insert(result);
+    }
     done
 }
 

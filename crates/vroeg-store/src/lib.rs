@@ -52,6 +52,19 @@ pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// to `HouseholdState` or `OutboxEntry`.
 pub const FORMAT_VERSION: u8 = 4;
 
+/// The first byte of a stored value whose body is LZ4-compressed (block
+/// format, uncompressed size first): the format version with the high bit
+/// set. Values of [`COMPRESS_FROM`] bytes or more are stored so when that
+/// makes them smaller; both forms are read.
+const COMPRESSED: u8 = FORMAT_VERSION | 0x80;
+
+/// Bodies shorter than this are stored as they are.
+const COMPRESS_FROM: usize = 256;
+
+/// The largest body a compressed value may claim: far above any household
+/// or case record.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
 const P_HOUSEHOLD: u8 = b'h';
 const P_POSITION: u8 = b'p';
 const P_OUTBOX: u8 = b'o';
@@ -185,19 +198,18 @@ fn team_prefix(team: &str) -> Vec<u8> {
 }
 
 fn encode_json<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![FORMAT_VERSION];
-    serde_json::to_writer(&mut out, value).map_err(|e| StoreError::Encode {
+    let body = serde_json::to_vec(value).map_err(|e| StoreError::Encode {
         what,
         detail: e.to_string(),
     })?;
-    Ok(out)
+    Ok(stored(&body))
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(
     what: &'static str,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
-    serde_json::from_slice(versioned(what, bytes)?).map_err(|e| StoreError::Corrupt {
+    serde_json::from_slice(&versioned(what, bytes)?).map_err(|e| StoreError::Corrupt {
         what,
         detail: e.to_string(),
     })
@@ -288,32 +300,86 @@ fn outbox_key(seq: u64) -> [u8; 9] {
 }
 
 fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![FORMAT_VERSION];
     let body = postcard::to_allocvec(value).map_err(|e| StoreError::Encode {
         what,
         detail: e.to_string(),
     })?;
-    out.extend_from_slice(&body);
-    Ok(out)
+    Ok(stored(&body))
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    postcard::from_bytes(versioned(what, bytes)?).map_err(|e| StoreError::Corrupt {
+    postcard::from_bytes(&versioned(what, bytes)?).map_err(|e| StoreError::Corrupt {
         what,
         detail: e.to_string(),
     })
 }
 
-/// The body of a stored value, after checking its format version byte.
-fn versioned<'a>(what: &'static str, bytes: &'a [u8]) -> Result<&'a [u8], StoreError> {
+/// A value as it is stored: the format version byte, then the body, LZ4
+/// compressed when it is long and that makes it shorter ([`COMPRESSED`]).
+/// Case records are JSON of about 2 KiB and shrink to about half: less to
+/// write to sled, to the changelog, and to read back on a restore.
+fn stored(body: &[u8]) -> Vec<u8> {
+    if body.len() >= COMPRESS_FROM {
+        let packed = lz4_flex::block::compress_prepend_size(body);
+        if packed.len() < body.len() {
+            let mut out = Vec::with_capacity(1 + packed.len());
+            out.push(COMPRESSED);
+            out.extend_from_slice(&packed);
+            return out;
+        }
+    }
+    let mut out = Vec::with_capacity(1 + body.len());
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The body of a stored value, after checking its format version byte
+/// (and uncompressed if it was stored compressed).
+fn versioned<'a>(
+    what: &'static str,
+    bytes: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, StoreError> {
     match bytes.split_first() {
         None => Err(StoreError::Corrupt {
             what,
             detail: "empty value".into(),
         }),
-        Some((&FORMAT_VERSION, body)) => Ok(body),
+        Some((&FORMAT_VERSION, body)) => Ok(std::borrow::Cow::Borrowed(body)),
+        Some((&COMPRESSED, packed)) => {
+            let corrupt = |detail: String| StoreError::Corrupt { what, detail };
+            let (size, packed) = packed
+                .split_first_chunk::<4>()
+                .ok_or_else(|| corrupt("a compressed value without its size".into()))?;
+            let size = u32::from_le_bytes(*size) as usize;
+            // A corrupt size must not allocate gigabytes.
+            if size > MAX_BODY {
+                return Err(corrupt(format!(
+                    "a compressed value claims {size} bytes (at most {MAX_BODY})"
+                )));
+            }
+            lz4_flex::block::decompress(packed, size)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| corrupt(format!("does not decompress: {e}")))
+        }
         Some((&v, _)) => Err(StoreError::Version { what, found: v }),
     }
+}
+
+/// Encode a case record as it is stored (for tools that write changelogs).
+pub fn encode_case(record: &CaseRecord) -> Result<Vec<u8>, StoreError> {
+    encode_json("case", record)
+}
+
+/// The encoded body of a stored value (uncompressed), and back: for tools
+/// that rewrite stored values (the restore benchmark's changelog filler).
+pub fn stored_body(value: &[u8]) -> Result<Vec<u8>, StoreError> {
+    versioned("value", value).map(std::borrow::Cow::into_owned)
+}
+
+/// See [`stored_body`].
+pub fn stored_value(body: &[u8]) -> Vec<u8> {
+    stored(body)
 }
 
 /// Encode a household state as it is stored (exposed for round-trip tests).

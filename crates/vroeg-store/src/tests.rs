@@ -292,3 +292,63 @@ fn a_changelog_record_that_does_not_decode_fails_the_restore_and_changes_nothing
     let error = store.restore(&unknown, 6).unwrap_err().to_string();
     assert!(error.contains("unknown key prefix 'z'"), "{error}");
 }
+
+#[test]
+fn long_values_are_stored_compressed_and_read_back_short_ones_plain() {
+    let long: Vec<u8> = br#"{"tijd":"2026-07-28T11:43:14.774Z","soort":"escalatie"},"#.repeat(40);
+    let value = stored(&long);
+    assert_eq!(value[0], COMPRESSED);
+    assert!(value.len() < long.len() / 4, "{} bytes", value.len());
+    assert_eq!(
+        versioned("value", &value).unwrap().as_ref(),
+        long.as_slice()
+    );
+
+    let short = b"{\"id\":1}".to_vec();
+    let value = stored(&short);
+    assert_eq!(value[0], FORMAT_VERSION);
+    assert_eq!(&value[1..], short.as_slice());
+    assert_eq!(
+        versioned("value", &value).unwrap().as_ref(),
+        short.as_slice()
+    );
+
+    // Long but incompressible: plain.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..1000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 56) as u8
+        })
+        .collect();
+    assert_eq!(stored(&noise)[0], FORMAT_VERSION);
+}
+
+#[test]
+fn a_compressed_value_that_lies_about_its_size_or_does_not_decompress_is_corrupt() {
+    let mut huge = vec![COMPRESSED];
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    huge.extend_from_slice(&[0x10, b'a']);
+    let error = versioned("case", &huge).unwrap_err().to_string();
+    assert!(error.contains("claims 4294967295 bytes"), "{error}");
+
+    let mut garbage = vec![COMPRESSED];
+    garbage.extend_from_slice(&100u32.to_le_bytes());
+    garbage.extend_from_slice(&[0xff; 8]);
+    let error = versioned("case", &garbage).unwrap_err().to_string();
+    assert!(error.contains("does not decompress"), "{error}");
+
+    // In a changelog, such a record refuses the restore.
+    let store = Store::temporary().unwrap().partition(0).unwrap();
+    let records = [(
+        7,
+        ChangelogRecord {
+            key: household_key(&key("c")),
+            value: Some(garbage),
+        },
+    )];
+    let error = store.restore(&records, 8).unwrap_err().to_string();
+    assert!(error.contains("at offset 7"), "{error}");
+}
