@@ -29,6 +29,11 @@
 //! no contact details, no case. A household that returns later continues
 //! counting from there, so case and alert ids are never reused.
 //!
+//! A "format version byte" is [`FORMAT_VERSION`] for a body stored as it
+//! is, or the same with the high bit set for a body that is LZ4-compressed
+//! (values of 256 bytes or more, when that makes them shorter). Both are
+//! read; the changelog carries the stored bytes unchanged.
+//!
 //! Case records are JSON rather than postcard: there are few of them, and
 //! they evolve with the API they serve. The API's audit log lives in a tree
 //! of its own (`audit`, keyed by a big-endian sequence number), written
