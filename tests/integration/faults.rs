@@ -399,8 +399,7 @@ fn the_running_service_drops_objectors_and_purges_on_its_own_timer() {
         ..Extra::default()
     };
     let group = unique("g");
-    let start =
-        |e: &Extra| Service::start_extra(broker(), &t, dir.path(), &group, "structured", 50, e);
+    let start = |e: &Extra| Service::start_configured(&t, dir.path(), &group, e);
 
     // Today: house 1 gets a case, which closes on payment; house 3 objected.
     let service = start(&extra(0, 3600));

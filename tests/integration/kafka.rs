@@ -185,6 +185,12 @@ impl Service {
         )
     }
 
+    /// [`Service::start_extra`] on the test broker, structured alerts,
+    /// batches of 50.
+    pub(crate) fn start_configured(t: &Topics, dir: &Path, group: &str, extra: &Extra) -> Service {
+        Self::start_extra(broker(), t, dir, group, "structured", 50, extra)
+    }
+
     /// Start with extra config (engine and api sections) and environment.
     pub(crate) fn start_extra(
         brokers: &str,
@@ -704,15 +710,7 @@ fn a_single_node_state_directory_keeps_its_model_and_is_not_mixed() {
                 .collect(),
             ..Extra::default()
         };
-        Service::start_extra(
-            broker(),
-            &topics,
-            dir.path(),
-            &group,
-            "structured",
-            50,
-            &extra,
-        )
+        Service::start_configured(&topics, dir.path(), &group, &extra)
     };
     let mut alerts = Reader::new(&topics.alerts);
     let service = start(Some("single"));

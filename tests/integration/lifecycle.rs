@@ -11,7 +11,7 @@ use vroeg_core::time::{Day, DAY_MS};
 use vroeg_kafka::ContentMode;
 
 use crate::kafka::{
-    arrears_at, broker, create_topics, lines, now_ms, read, send, unique, Extra, Reader, Service,
+    arrears_at, create_topics, lines, now_ms, read, send, unique, Extra, Reader, Service,
 };
 
 const NOORD: &str = "token-noord-lifecycle";
@@ -78,15 +78,8 @@ fn cases_are_routed_worked_through_the_api_escalated_closed_and_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let group = unique("g");
     let start = |offset_days| {
-        let s = Service::start_extra(
-            broker(),
-            &topics,
-            dir.path(),
-            &group,
-            "structured",
-            50,
-            &extra(dir.path(), offset_days),
-        );
+        let s =
+            Service::start_configured(&topics, dir.path(), &group, &extra(dir.path(), offset_days));
         s.wait_ready();
         s
     };
@@ -351,15 +344,7 @@ fn rules_reload_on_sighup_and_post_and_a_bad_set_keeps_the_old_one() {
     copy_rules(&rules_dir);
     let mut options = extra(dir.path(), 0);
     options.rules = Some(rules_dir.clone());
-    let service = Service::start_extra(
-        broker(),
-        &topics,
-        dir.path(),
-        &unique("g"),
-        "structured",
-        50,
-        &options,
-    );
+    let service = Service::start_configured(&topics, dir.path(), &unique("g"), &options);
     service.wait_ready();
     let mut alerts = Reader::new(&topics.alerts);
     let mut signal_and_version = |id: &str, house: u32, n: usize| -> String {
