@@ -35,7 +35,7 @@ pub struct RunArgs {
     /// What this process does. `all` (the default): intake and state,
     /// partitioned over Kafka; several instances with one group id share
     /// the work. `intake` or `state`: one of the two. `single`: the
-    /// single-node model of Vroeg 0.x, without the household topic
+    /// single-node model of earlier releases, without the household topic
     /// (positions and an outbox in sled). Without this option, a state
     /// directory that holds the single-node model keeps running as
     /// `single`.
