@@ -15,23 +15,10 @@ cd "$(dirname "$0")/.."
 N=${1:-1000000}
 HH=${2:-5000000}
 PARTS=${PARTS:-bare e2e restart latency}
-want() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-work=$(mktemp -d)
-broker_dir="$PWD/.cache/kafka/bench"
-
 cargo build --release -q --bin vroeg
 cargo build --release -q -p vroeg-kafka --examples
-vroeg=target/release/vroeg
-
-scripts/kafka.sh stop --dir "$broker_dir" || true
-BS=$(scripts/kafka.sh start --dir "$broker_dir" | tail -1)
-pids=()
-cleanup() {
-  for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done
-  scripts/kafka.sh stop --dir "$broker_dir"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh bench
 echo "broker $BS, work dir $work"
 
 scripts/kafka.sh create-topics --dir "$broker_dir" --partitions 3 bench.signalen bench.meldingen bench.dlq bench.terugkoppeling bench.partner lat.signalen lat.meldingen lat.dlq lat.terugkoppeling lat.partner

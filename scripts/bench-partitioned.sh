@@ -16,23 +16,10 @@ cd "$(dirname "$0")/.."
 N=${1:-200000}
 HH=${2:-1000000}
 PARTS=${PARTS:-single one two restore}
-want() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-work=$(mktemp -d)
-broker_dir="$PWD/.cache/kafka/bench-partitioned"
-
 cargo build --release -q --bin vroeg
 cargo build --release -q -p vroeg-kafka --example fill_changelog
-vroeg=target/release/vroeg
-
-scripts/kafka.sh stop --dir "$broker_dir" || true
-BS=$(scripts/kafka.sh start --dir "$broker_dir" | tail -1)
-pids=()
-cleanup() {
-  for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done
-  scripts/kafka.sh stop --dir "$broker_dir"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh bench-partitioned
 echo "broker $BS, work dir $work, $(nproc) cores"
 export VROEG_HOUSEHOLD_SECRET=bench-secret
 
