@@ -150,10 +150,6 @@ impl ConsumerContext for Ctx {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 {
@@ -192,14 +188,7 @@ impl ConsumerContext for Ctx {
                         }
                     }
                 }
-                let result = if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                };
-                if let Err(error) = result {
-                    error!(%error, "failed to assign partitions");
-                }
+                take_assignment(consumer, tpl);
                 let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
                 self.health.assigned_partitions.store(n, Ordering::Relaxed);
             }
@@ -209,14 +198,7 @@ impl ConsumerContext for Ctx {
                     "partitions revoked; finishing the batch in flight"
                 );
                 self.finish_in_flight(consumer);
-                let result = if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                };
-                if let Err(error) = result {
-                    error!(%error, "failed to unassign partitions");
-                }
+                give_up_assignment(consumer, tpl);
                 let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
                 self.health.assigned_partitions.store(n, Ordering::Relaxed);
             }
@@ -229,6 +211,46 @@ impl ConsumerContext for Ctx {
             }
         }
     }
+}
+
+/// In a rebalance callback: take on the partitions of `tpl`, incrementally
+/// when the group rebalances cooperatively (`cooperative-sticky`), else as
+/// the whole assignment. A failure is logged.
+pub(crate) fn take_assignment<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+) {
+    let result = if cooperative(consumer) {
+        consumer.incremental_assign(tpl)
+    } else {
+        consumer.assign(tpl)
+    };
+    if let Err(error) = result {
+        error!(%error, "failed to assign partitions");
+    }
+}
+
+/// In a rebalance callback: give up the partitions of `tpl` (all of them,
+/// unless the group rebalances cooperatively). A failure is logged.
+pub(crate) fn give_up_assignment<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+) {
+    let result = if cooperative(consumer) {
+        consumer.incremental_unassign(tpl)
+    } else {
+        consumer.unassign()
+    };
+    if let Err(error) = result {
+        error!(%error, "failed to unassign partitions");
+    }
+}
+
+fn cooperative<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> bool {
+    matches!(
+        consumer.rebalance_protocol(),
+        RebalanceProtocol::Cooperative
+    )
 }
 
 /// Acknowledge durable positions to Kafka (for lag monitoring and for

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
@@ -42,7 +42,10 @@ use vroeg_engine::{
 };
 use vroeg_store::{ChangelogRecord, Commit, Store, StoreError};
 
-use crate::consumer::{consumer_config, observe_stats, role_consumer_config, Health};
+use crate::consumer::{
+    consumer_config, give_up_assignment, observe_stats, role_consumer_config, take_assignment,
+    Health,
+};
 use crate::control::Control;
 use crate::producer::outgoing;
 use crate::settings::KafkaSettings;
@@ -154,10 +157,6 @@ impl ConsumerContext for Ctx {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
@@ -212,14 +211,7 @@ impl ConsumerContext for Ctx {
                         .store(core.refused.len(), Ordering::Relaxed);
                     self.observer.refused(core.refused.len());
                 }
-                let result = if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                };
-                if let Err(error) = result {
-                    error!(%error, "failed to assign household partitions");
-                }
+                take_assignment(consumer, tpl);
                 if paused.count() > 0 {
                     if let Err(error) = consumer.pause(&paused) {
                         error!(%error, "failed to pause refused partitions");
@@ -240,14 +232,7 @@ impl ConsumerContext for Ctx {
                     }
                     info!(partitions = ?revoked, "household partitions revoked");
                 }
-                let result = if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                };
-                if let Err(error) = result {
-                    error!(%error, "failed to unassign household partitions");
-                }
+                give_up_assignment(consumer, tpl);
                 self.after_rebalance(consumer);
             }
             other => {
