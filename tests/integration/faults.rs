@@ -371,7 +371,7 @@ fn walk_size(p: &Path) -> u64 {
 }
 
 /// A counter's value in a Prometheus text exposition (0 when absent).
-fn counter(metrics: &str, series: &str) -> f64 {
+pub(crate) fn counter(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))

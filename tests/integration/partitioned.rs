@@ -2,8 +2,10 @@
 //! three instances in one group share twelve household partitions while
 //! instances are SIGKILLed and restarted, against an uninterrupted
 //! single-instance reference; one instance's state directory is deleted
-//! and rebuilt from the changelog; and the embedded engine (`vroeg replay`)
-//! gives the same case events for the same input.
+//! and rebuilt from the changelog; the embedded engine (`vroeg replay`)
+//! gives the same case events for the same input; and a changelog record
+//! that does not decode refuses its partition, whether the restore reads a
+//! cache's tail or rebuilds it whole.
 //!
 //! The partner topic has three partitions keyed by partner, so a
 //! household's signals arrive through several partitions, interleaved
@@ -345,4 +347,69 @@ fn three_instances_killed_ten_times_publish_each_case_event_exactly_once_and_res
         rebuilt.len(),
         restarted.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn a_changelog_record_that_does_not_decode_refuses_its_partition_in_both_restore_paths() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    const BROKEN: i32 = 5;
+    let run = Run::new("pcorrupt");
+    let dir = tempfile::tempdir().unwrap();
+    // A first start creates the internal topics and an (empty) cache of
+    // every partition.
+    let service = run.start(dir.path(), "vroeg-0");
+    service.wait_ready();
+    assert_eq!(service.terminate(), 0);
+    // A household record whose value does not decode, as a version skew or
+    // a hand-written record would leave it.
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .create()
+        .unwrap();
+    let value = [vroeg_store::FORMAT_VERSION, 0xff, 0xff, 0xff];
+    producer
+        .send(
+            BaseRecord::to(&run.topics.changelog)
+                .partition(BROKEN)
+                .key("hbroken")
+                .payload(&value[..]),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    // The same state directory reads the tail of each partition in atomic
+    // chunks; a new one rebuilds every partition in a bulk restore. Both
+    // refuse the broken partition, say why, count it, and are not ready.
+    for path in ["tail", "bulk"] {
+        if path == "bulk" {
+            std::fs::remove_dir_all(state_dir(dir.path())).unwrap();
+        }
+        let service = run.start(dir.path(), "vroeg-0");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let refused = loop {
+            let metrics = service.http("/metrics").map(|(_, m)| m).unwrap_or_default();
+            let refused = crate::faults::counter(&metrics, "vroeg_changelog_refused_partitions");
+            if refused > 0.0 || Instant::now() > deadline {
+                break refused;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(refused, 1.0, "{path}: one partition refused");
+        assert_eq!(
+            service.http("/readyz").map(|(s, _)| s),
+            Some(503),
+            "{path}: not ready with a refused partition"
+        );
+        let log = std::fs::read_to_string(&service.log).unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.contains("does not decode"))
+            .unwrap_or_else(|| panic!("{path}: no error logged:\n{log}"));
+        assert!(
+            line.contains(&format!("\"partition\":{BROKEN}")) && line.contains("at offset 0"),
+            "{path}: {line}"
+        );
+        assert_eq!(service.terminate(), 0, "{path}");
+    }
 }

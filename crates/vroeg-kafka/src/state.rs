@@ -91,8 +91,12 @@ pub struct StateRole {
 /// Records per restore write.
 const RESTORE_CHUNK: usize = 10_000;
 
-/// At most this many threads apply restored records.
-const RESTORE_WRITERS: usize = 4;
+/// At most this many threads restore partitions.
+const RESTORE_WORKERS: usize = 4;
+
+/// The records a bulk restore gathers before it writes them in key order
+/// (keys and values, in bytes). One such run per worker is in memory.
+const RESTORE_RUN_BYTES: usize = 64 * 1024 * 1024;
 
 /// What the consumer thread and the rebalance callback share.
 struct Core {
@@ -169,36 +173,27 @@ impl ConsumerContext for Ctx {
                     self.observer
                         .restoring(self.health.restoring.load(Ordering::Relaxed));
                     let topic = core.role.settings.household_topic.clone();
-                    match self
-                        .restorer
-                        .create_with_context::<_, BaseConsumer<Quiet>>(Quiet)
-                    {
-                        Err(e) => core.failure = Some(StateError::Create(e)),
-                        Ok(restorer) => {
-                            match core.restore(
-                                &restorer,
-                                consumer,
-                                &partitions,
-                                self.observer.as_ref(),
-                            ) {
-                                Ok(positions) => {
-                                    for p in &partitions {
-                                        match positions.get(p) {
-                                            Some(position) => {
-                                                let _ =
-                                                    tpl.set_partition_offset(&topic, *p, *position);
-                                            }
-                                            None => {
-                                                let _ = paused.add_partition(&topic, *p);
-                                            }
-                                        }
+                    match core.restore(
+                        &self.restorer,
+                        consumer,
+                        &partitions,
+                        self.observer.as_ref(),
+                    ) {
+                        Ok(positions) => {
+                            for p in &partitions {
+                                match positions.get(p) {
+                                    Some(position) => {
+                                        let _ = tpl.set_partition_offset(&topic, *p, *position);
+                                    }
+                                    None => {
+                                        let _ = paused.add_partition(&topic, *p);
                                     }
                                 }
-                                Err(e) => {
-                                    error!(error = %e, "failed to restore household partitions");
-                                    core.failure = Some(e);
-                                }
                             }
+                        }
+                        Err(e) => {
+                            error!(error = %e, "failed to restore household partitions");
+                            core.failure = Some(e);
                         }
                     }
                     self.health
@@ -277,7 +272,7 @@ impl Core {
     /// missing from the result is refused.
     fn restore(
         &mut self,
-        restorer: &BaseConsumer<Quiet>,
+        restorer: &rdkafka::ClientConfig,
         consumer: &BaseConsumer<Ctx>,
         partitions: &[i32],
         observer: &dyn BatchObserver,
@@ -415,155 +410,140 @@ enum RestoreError {
 /// reflects to their end (the last stable offset), applying every record.
 /// Returns, per partition, how many records it applied.
 ///
-/// This thread polls; writer threads (one per core, at most
-/// [`RESTORE_WRITERS`]) apply the chunks, each writer the partitions `p`
-/// with `p % writers` its number, so that a partition's chunks are applied
-/// in order. sled takes most of the time, and partitions are independent.
+/// Worker threads (one per core, at most [`RESTORE_WORKERS`]) each take
+/// the next partition, read it with a consumer of their own (made from
+/// `config`) and write it; sled takes most of the time, and partitions are
+/// independent. A worker that waits for sled holds up no other partition:
+/// its consumer's queue fills while it writes.
 fn restore_partitions(
-    restorer: &BaseConsumer<Quiet>,
+    config: &rdkafka::ClientConfig,
     changelog: &str,
     stores: &BTreeMap<i32, Store>,
     observer: &dyn BatchObserver,
 ) -> BTreeMap<i32, Result<u64, RestoreError>> {
-    /// A chunk of one partition's records, and the offset after them.
-    type Chunk = (i32, Vec<(i64, ChangelogRecord)>, i64);
-    struct Progress {
-        chunk: Vec<(i64, ChangelogRecord)>,
-        next: i64,
-    }
-    let mut done: BTreeMap<i32, Result<u64, RestoreError>> = BTreeMap::new();
-    let mut open: BTreeMap<i32, Progress> = BTreeMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for (p, store) in stores {
-        match store.changelog_offset() {
-            Ok(from) => {
-                if let Err(e) = tpl.add_partition_offset(
-                    changelog,
-                    *p,
-                    from.map_or(Offset::Beginning, Offset::Offset),
-                ) {
-                    done.insert(*p, Err(e.into()));
-                    continue;
-                }
-                open.insert(
-                    *p,
-                    Progress {
-                        chunk: Vec::with_capacity(RESTORE_CHUNK),
-                        next: from.unwrap_or(0),
-                    },
-                );
-            }
-            Err(e) => {
-                done.insert(*p, Err(e.into()));
-            }
-        }
-    }
-    if let Err(e) = restorer.assign(&tpl) {
-        for p in std::mem::take(&mut open).into_keys() {
-            done.insert(p, Err(RestoreError::Kafka(e.clone())));
-        }
-    }
-    let writers = std::thread::available_parallelism()
+    let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .clamp(1, RESTORE_WRITERS);
-    let applied = std::thread::scope(|scope| {
-        let mut senders = Vec::with_capacity(writers);
-        let mut handles = Vec::with_capacity(writers);
-        for _ in 0..writers {
-            // Two chunks in flight per writer bound the memory.
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
-            senders.push(tx);
-            handles.push(scope.spawn(move || {
-                let mut results: BTreeMap<i32, Result<u64, RestoreError>> = BTreeMap::new();
-                for (p, chunk, next) in rx {
-                    let result = results.entry(p).or_insert(Ok(0));
-                    let Ok(total) = result else {
-                        continue; // failed before: the rest is not applied
-                    };
-                    match stores[&p].restore(&chunk, next) {
-                        Ok(()) => {
-                            *total += chunk.len() as u64;
-                            observer.restored(p, chunk.len() as u64);
-                        }
-                        Err(e) => *result = Err(e.into()),
+        .clamp(1, RESTORE_WORKERS)
+        .min(stores.len());
+    // Taken from the back: the lowest partition first.
+    let queue = Mutex::new(stores.keys().rev().copied().collect::<Vec<i32>>());
+    let next_partition = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut results = BTreeMap::new();
+                    let reader = config.create_with_context::<_, BaseConsumer<Quiet>>(Quiet);
+                    while let Some(p) = next_partition() {
+                        let result = match &reader {
+                            Ok(reader) => {
+                                restore_partition(reader, changelog, p, &stores[&p], observer)
+                            }
+                            Err(e) => Err(RestoreError::Kafka(e.clone())),
+                        };
+                        results.insert(p, result);
                     }
-                }
-                results
-            }));
+                    results
+                })
+            })
+            .collect();
+        let mut results = BTreeMap::new();
+        for handle in handles {
+            match handle.join() {
+                Ok(done) => results.extend(done),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         }
-        let send = |p: i32, progress: &mut Progress| {
-            let chunk = std::mem::replace(&mut progress.chunk, Vec::with_capacity(RESTORE_CHUNK));
-            // A writer ends only when its sender is dropped.
-            let _ = senders[p as usize % writers].send((p, chunk, progress.next));
+        results
+    })
+}
+
+/// Read changelog partition `p` into `store` from the offset the store
+/// reflects to the end. A cache that reflects an offset gets the records
+/// since, in atomic chunks ([`Store::restore`]). A cache that reflects
+/// none (a new or lost state directory, or a restore that did not finish)
+/// is rebuilt from the beginning by a bulk restore
+/// ([`Store::bulk_restore`]), which writes in key order and is several
+/// times faster.
+fn restore_partition(
+    reader: &BaseConsumer<Quiet>,
+    changelog: &str,
+    p: i32,
+    store: &Store,
+    observer: &dyn BatchObserver,
+) -> Result<u64, RestoreError> {
+    let from = store.changelog_offset()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(changelog, p, from.map_or(Offset::Beginning, Offset::Offset))?;
+    reader.assign(&tpl)?;
+    let result = (|| {
+        let mut bulk = match from {
+            None => Some(store.bulk_restore(RESTORE_RUN_BYTES)?),
+            Some(_) => None,
         };
-        let mut read = 0u64;
+        let mut chunk: Vec<(i64, ChangelogRecord)> = Vec::new();
+        let mut next = from.unwrap_or(0);
+        let (mut total, mut counted) = (0u64, 0u64);
         let mut last_log = Instant::now();
         let mut failing_since: Option<Instant> = None;
-        while !open.is_empty() {
-            match restorer.poll(Duration::from_millis(500)) {
+        loop {
+            match reader.poll(Duration::from_millis(500)) {
                 Some(Ok(msg)) => {
                     failing_since = None;
-                    let p = msg.partition();
-                    let Some(progress) = open.get_mut(&p) else {
+                    if msg.partition() != p {
                         continue;
+                    }
+                    let record = ChangelogRecord {
+                        key: msg.key().unwrap_or_default().to_vec(),
+                        value: msg.payload().map(<[u8]>::to_vec),
                     };
-                    progress.chunk.push((
-                        msg.offset(),
-                        ChangelogRecord {
-                            key: msg.key().unwrap_or_default().to_vec(),
-                            value: msg.payload().map(<[u8]>::to_vec),
-                        },
-                    ));
-                    progress.next = msg.offset() + 1;
-                    read += 1;
-                    if progress.chunk.len() >= RESTORE_CHUNK {
-                        send(p, progress);
+                    next = msg.offset() + 1;
+                    total += 1;
+                    match &mut bulk {
+                        Some(bulk) => bulk.push(msg.offset(), record)?,
+                        None => {
+                            chunk.push((msg.offset(), record));
+                            if chunk.len() >= RESTORE_CHUNK {
+                                store.restore(&chunk, next)?;
+                                chunk.clear();
+                            }
+                        }
+                    }
+                    if total - counted >= RESTORE_CHUNK as u64 {
+                        observer.restored(p, total - counted);
+                        counted = total;
                     }
                     if last_log.elapsed() > Duration::from_secs(5) {
                         info!(
-                            partitions = open.len(),
-                            records = read,
-                            "restoring household partitions"
+                            partition = p,
+                            records = total,
+                            "restoring a household partition"
                         );
                         last_log = Instant::now();
                     }
                 }
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    if let Some(mut progress) = open.remove(&p) {
-                        send(p, &mut progress);
-                    }
-                }
+                Some(Err(KafkaError::PartitionEOF(q))) if q == p => break,
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
                 Some(Err(e)) => {
                     // Brokers away, leader elections: librdkafka retries.
-                    // Give up on what is still open after two minutes of
-                    // errors.
-                    warn!(error = %e, "changelog read failed; retrying");
+                    // Give up after two minutes of errors.
+                    warn!(error = %e, partition = p, "changelog read failed; retrying");
                     let since = *failing_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > Duration::from_secs(120) {
-                        for p in std::mem::take(&mut open).into_keys() {
-                            done.insert(p, Err(RestoreError::Kafka(e.clone())));
-                        }
+                        return Err(RestoreError::Kafka(e));
                     }
                 }
-                None => {}
             }
         }
-        drop(senders);
-        let mut applied = BTreeMap::new();
-        for handle in handles {
-            match handle.join() {
-                Ok(results) => applied.extend(results),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+        match bulk {
+            Some(bulk) => bulk.finish(next)?,
+            None => store.restore(&chunk, next)?,
         }
-        applied
-    });
-    let _ = restorer.unassign();
-    for (p, result) in applied {
-        // A partition given up on above stays given up on.
-        done.entry(p).or_insert(result);
-    }
-    done
+        observer.restored(p, total - counted);
+        Ok(total)
+    })();
+    let _ = reader.unassign();
+    result
 }
 
 /// How one session ended.
@@ -636,6 +616,11 @@ fn session(
         .set("group.id", format!("{}-restore", role_settings.group_id))
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
+        // A restore reads to the end and stops: no waiting at the end.
+        .set("fetch.wait.max.ms", "10")
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("queued.min.messages", "500000")
+        .set("queued.max.messages.kbytes", "131072")
         .set("statistics.interval.ms", "0");
     let ctx = Ctx {
         core: core.clone(),

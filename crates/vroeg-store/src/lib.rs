@@ -971,7 +971,7 @@ impl Store {
 }
 
 mod changelog;
-pub use changelog::{ChangelogRecord, CHANGELOG_OFFSET};
+pub use changelog::{BulkRestore, ChangelogRecord, CHANGELOG_OFFSET};
 
 #[cfg(test)]
 mod tests;

@@ -212,10 +212,17 @@ fn contents(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
-#[test]
-fn a_partition_restored_from_its_changelog_equals_the_cache_written_live() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), false).unwrap();
+fn case(id: &str, team: &str, status: CaseStatus) -> CaseRecord {
+    let mut r = CaseRecord::new(id, "a", 1_000);
+    r.wijkteam = team.into();
+    r.status = status;
+    r
+}
+
+/// The cache of partition 3 of `store`, written live by a few commits that
+/// move timers, open, change and close cases, and purge a household, with
+/// its changelog (each record with its offset).
+fn live_partition(store: &Store) -> (Store, Vec<(i64, ChangelogRecord)>) {
     let live = store.partition(3).unwrap();
     let with_timer = |due| HouseholdState {
         episodes: 1,
@@ -226,15 +233,31 @@ fn a_partition_restored_from_its_changelog_equals_the_cache_written_live() {
         Commit {
             positions: vec![("vroeg.huishoudens".into(), 3, 10)],
             meta: vec![("watermark".into(), 7i64.to_be_bytes().to_vec())],
+            cases: vec![case("a-1", "noord", CaseStatus::Open)],
             ..write("a", Some(with_timer(5_000)), None)
         },
-        write("b", Some(with_timer(6_000)), None),
-        // The timer moves, then the household goes (retention) and leaves
-        // its case counter.
-        write("a", Some(with_timer(9_000)), Some(5_000)),
+        Commit {
+            cases: vec![case("b-1", "zuid", CaseStatus::Open)],
+            ..write("b", Some(with_timer(6_000)), None)
+        },
+        // The timer moves and the case changes (a case keeps its team);
+        // then the household goes (retention) with its closed case, and
+        // leaves its case counter.
+        Commit {
+            cases: vec![CaseRecord {
+                prioriteit: 9,
+                ..case("a-1", "noord", CaseStatus::Open)
+            }],
+            ..write("a", Some(with_timer(9_000)), Some(5_000))
+        },
         Commit {
             retired: vec![(key("b"), 1)],
+            cases: vec![case("b-1", "zuid", CaseStatus::Gesloten)],
             ..write("b", None, Some(6_000))
+        },
+        Commit {
+            purged_cases: vec![("b-1".into(), "b".into())],
+            ..Commit::default()
         },
     ];
     let mut changelog = Vec::new();
@@ -246,22 +269,104 @@ fn a_partition_restored_from_its_changelog_equals_the_cache_written_live() {
         live.commit_cached(commit, changelog.len() as i64 + i as i64)
             .unwrap();
     }
+    (live, changelog)
+}
+
+/// The cache `restored` answers as `live` does, and reflects offset 99.
+fn assert_restored(restored: &Store, live: &Store) {
+    assert_eq!(restored.changelog_offset().unwrap(), Some(99));
+    assert_eq!(contents(restored), contents(live));
+    assert_eq!(
+        restored.due_timers(i64::MAX, 10).unwrap(),
+        vec![(9_000, key("a"))]
+    );
+    assert_eq!(restored.retired(&key("b")).unwrap(), Some(1));
+    let ids = |team| -> Vec<String> {
+        let cases = restored.open_cases(team).unwrap();
+        cases.into_iter().map(|c| c.id).collect()
+    };
+    assert_eq!(ids("noord"), vec!["a-1".to_owned()]);
+    assert!(ids("zuid").is_empty());
+}
+
+#[test]
+fn a_partition_restored_from_its_changelog_equals_the_cache_written_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), false).unwrap();
+    let (live, changelog) = live_partition(&store);
     // A fresh cache, restored in two pieces, equals the live one.
     let restored = store.partition(4).unwrap();
     assert_eq!(restored.changelog_offset().unwrap(), None);
     let (first, rest) = changelog.split_at(3);
     restored.restore(first, 3).unwrap();
     restored.restore(rest, 99).unwrap();
-    assert_eq!(restored.changelog_offset().unwrap(), Some(99));
-    assert_eq!(contents(&restored), contents(&live));
-    assert_eq!(
-        restored.due_timers(i64::MAX, 10).unwrap(),
-        vec![(9_000, key("a"))]
-    );
-    assert_eq!(restored.retired(&key("b")).unwrap(), Some(1));
+    assert_restored(&restored, &live);
     assert_eq!(store.partitions(), vec![3, 4]);
     store.drop_partition(4).unwrap();
     assert_eq!(store.partitions(), vec![3]);
+}
+
+#[test]
+fn a_bulk_restore_in_runs_of_any_size_equals_the_cache_written_live() {
+    let store = Store::temporary().unwrap();
+    let (live, changelog) = live_partition(&store);
+    // One run; a run per record or two (keys written again in a later run
+    // look up their old value); and a run that holds every record.
+    for (p, run_bytes) in [(4, usize::MAX), (5, 1), (6, 200)] {
+        let restored = store.partition(p).unwrap();
+        let mut bulk = restored.bulk_restore(run_bytes).unwrap();
+        for (offset, record) in changelog.clone() {
+            bulk.push(offset, record).unwrap();
+        }
+        bulk.finish(99).unwrap();
+        assert_restored(&restored, &live);
+    }
+}
+
+#[test]
+fn a_bulk_restore_that_did_not_finish_is_cleared_by_the_next() {
+    let store = Store::temporary().unwrap();
+    let (live, changelog) = live_partition(&store);
+    let restored = store.partition(4).unwrap();
+    // Half the records written, then the restore is abandoned: the cache
+    // reflects no offset, and holds records of households the changelog
+    // later removes.
+    let mut bulk = restored.bulk_restore(1).unwrap();
+    for (offset, record) in changelog.iter().take(changelog.len() / 2).cloned() {
+        bulk.push(offset, record).unwrap();
+    }
+    drop(bulk);
+    assert_eq!(restored.changelog_offset().unwrap(), None);
+    assert!(restored.household(&key("b")).unwrap().is_some());
+    let mut bulk = restored.bulk_restore(usize::MAX).unwrap();
+    for (offset, record) in changelog {
+        bulk.push(offset, record).unwrap();
+    }
+    bulk.finish(99).unwrap();
+    assert_restored(&restored, &live);
+}
+
+#[test]
+fn a_bulk_restore_decodes_every_record_the_superseded_ones_too() {
+    let store = Store::temporary().unwrap().partition(0).unwrap();
+    let mut bulk = store.bulk_restore(usize::MAX).unwrap();
+    bulk.push(
+        0,
+        ChangelogRecord {
+            key: household_key(&key("a")),
+            value: Some(vec![FORMAT_VERSION, 0xff, 0xff, 0xff]),
+        },
+    )
+    .unwrap();
+    let good = write("a", Some(HouseholdState::default()), None)
+        .changelog()
+        .unwrap();
+    let error = good
+        .into_iter()
+        .try_for_each(|record| bulk.push(1, record))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("at offset 0"), "{error}");
 }
 
 #[test]
