@@ -82,13 +82,25 @@
 //! On assignment, before a partition takes input, its changelog partition is
 //! read (`read_committed`) from the offset the cache reflects to its end
 //! ([`vroeg_store::Store::restore`], which rebuilds the time index and team
-//! index from the values). The restore reads on until the cache's stored
+//! index from the values). A cache that reflects no offset (new, deleted,
+//! or a restore that stopped half-way) is cleared and rebuilt from the
+//! beginning ([`vroeg_store::Store::bulk_restore`]); its changelog offset is
+//! written only after all its records are written and flushed, so a crash
+//! during it leaves a cache that reflects no offset, and the next
+//! assignment starts it again. The restore reads on until the cache's stored
 //! input position reaches the group's committed offset, so a transaction
 //! the previous owner was committing as the partition moved is not missed.
-//! A record that does not decode refuses the partition: it is paused,
+//! A record that does not decode (in either path, superseded records
+//! included) refuses the partition: it is paused,
 //! logged, counted (`vroeg_changelog_refused_partitions`), `/readyz` turns
 //! false, and nothing of it is processed or skipped. `/readyz` is false
-//! while any partition restores.
+//! while any partition restores. Tests:
+//! `partitioned::three_instances_killed_ten_times_publish_each_case_event_exactly_once_and_restore_from_the_changelog`
+//! (a deleted state directory, and the restores after SIGKILLs),
+//! `partitioned::a_changelog_record_that_does_not_decode_refuses_its_partition_in_both_restore_paths`,
+//! and the store's `a_bulk_restore_*` (among them a bulk restore that did
+//! not finish) and
+//! `a_partition_restored_from_its_changelog_equals_the_cache_written_live`.
 //!
 //! Not covered: a cache that was away longer than the changelog's
 //! `delete.retention.ms` (a week, as `vroeg topics create` sets it) could

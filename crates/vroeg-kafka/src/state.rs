@@ -96,7 +96,7 @@ const RESTORE_WORKERS: usize = 4;
 
 /// The records a bulk restore gathers before it writes them in key order
 /// (keys and values, in bytes). One such run per worker is in memory.
-const RESTORE_RUN_BYTES: usize = 64 * 1024 * 1024;
+const RESTORE_RUN_BYTES: usize = 32 * 1024 * 1024;
 
 /// What the consumer thread and the rebalance callback share.
 struct Core {

@@ -16,7 +16,8 @@
 //! caller refuses the partition.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
 
 use vroeg_core::archive::CaseStatus;
 use vroeg_core::HouseholdKey;
@@ -194,7 +195,8 @@ impl Store {
             .map_err(sled_err("write the format version"))?;
         Ok(BulkRestore {
             store: self.clone(),
-            empty: true,
+            written: HashSet::new(),
+            hasher: std::hash::RandomState::new(),
             run: BTreeMap::new(),
             run_bytes: 0,
             limit: run_bytes.max(1),
@@ -217,9 +219,10 @@ impl Store {
 /// included: a record that does not decode fails the restore.
 pub struct BulkRestore {
     store: Store,
-    /// Nothing has been written since the cache was cleared, so old values
-    /// need not be looked up.
-    empty: bool,
+    /// Hashes of the keys earlier runs wrote: a key not among them has no
+    /// old value to look up (the cache was cleared first).
+    written: HashSet<u64>,
+    hasher: std::hash::RandomState,
     /// The current run: per key, the offset and value of its latest record.
     run: BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>)>,
     run_bytes: usize,
@@ -275,9 +278,10 @@ impl BulkRestore {
         // Decode everything before writing anything of this run.
         let mut writes: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         for (key, (offset, value)) in &run {
-            let old = match self.empty {
-                true => None,
-                false => tree.get(key).map_err(sled_err("read a cached value"))?,
+            let hash = self.hasher.hash_one(key);
+            let old = match self.written.contains(&hash) {
+                false => None,
+                true => tree.get(key).map_err(sled_err("read a cached value"))?,
             };
             check_record(
                 *offset,
@@ -291,6 +295,7 @@ impl BulkRestore {
         }
         // Index keys and primary keys have different prefixes.
         for (key, (_, value)) in run {
+            self.written.insert(self.hasher.hash_one(&key));
             writes.insert(key, value);
         }
         for (key, value) in writes {
@@ -300,7 +305,6 @@ impl BulkRestore {
             }
             .map_err(sled_err("write a restored value"))?;
         }
-        self.empty = false;
         Ok(())
     }
 }
