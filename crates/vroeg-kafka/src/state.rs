@@ -493,15 +493,16 @@ fn restore_partition(
                     if msg.partition() != p {
                         continue;
                     }
-                    let record = ChangelogRecord {
-                        key: msg.key().unwrap_or_default().to_vec(),
-                        value: msg.payload().map(<[u8]>::to_vec),
-                    };
                     next = msg.offset() + 1;
                     total += 1;
+                    let key = msg.key().unwrap_or_default();
                     match &mut bulk {
-                        Some(bulk) => bulk.push(msg.offset(), record)?,
+                        Some(bulk) => bulk.push(msg.offset(), key, msg.payload())?,
                         None => {
+                            let record = ChangelogRecord {
+                                key: key.to_vec(),
+                                value: msg.payload().map(<[u8]>::to_vec),
+                            };
                             chunk.push((msg.offset(), record));
                             if chunk.len() >= RESTORE_CHUNK {
                                 store.restore(&chunk, next)?;

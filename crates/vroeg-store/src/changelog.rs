@@ -224,22 +224,29 @@ pub struct BulkRestore {
     written: HashSet<u64>,
     hasher: std::hash::RandomState,
     /// The current run: per key, the offset and value of its latest record.
-    run: BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>)>,
+    run: BTreeMap<sled::IVec, (i64, Option<sled::IVec>)>,
     run_bytes: usize,
     limit: usize,
 }
 
 impl BulkRestore {
-    /// Add the record at `offset` (records come in offset order). A full
-    /// run is written out.
-    pub fn push(&mut self, offset: i64, record: ChangelogRecord) -> Result<(), StoreError> {
-        self.run_bytes += record.key.len() + record.value.as_ref().map_or(0, Vec::len);
-        match self.run.entry(record.key) {
+    /// Add the record at `offset` (records come in offset order): `key`
+    /// and `value` (`None` for a tombstone), copied once, into sled's own
+    /// buffers. A full run is written out.
+    pub fn push(
+        &mut self,
+        offset: i64,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        self.run_bytes += key.len() + value.map_or(0, <[u8]>::len);
+        let value = value.map(sled::IVec::from);
+        match self.run.entry(sled::IVec::from(key)) {
             Entry::Vacant(entry) => {
-                entry.insert((offset, record.value));
+                entry.insert((offset, value));
             }
             Entry::Occupied(mut entry) => {
-                let (old_offset, old_value) = entry.insert((offset, record.value));
+                let (old_offset, old_value) = entry.insert((offset, value));
                 // Superseded within the run: decoded all the same.
                 check_record(
                     old_offset,
@@ -276,7 +283,7 @@ impl BulkRestore {
         self.run_bytes = 0;
         let tree = &self.store.tree;
         // Decode everything before writing anything of this run.
-        let mut writes: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let mut writes: BTreeMap<sled::IVec, Option<sled::IVec>> = BTreeMap::new();
         for (key, (offset, value)) in &run {
             let hash = self.hasher.hash_one(key);
             let old = match self.written.contains(&hash) {
@@ -289,7 +296,7 @@ impl BulkRestore {
                 old.as_deref(),
                 value.as_deref(),
                 &mut |k, v| {
-                    writes.insert(k, v.map(<[u8]>::to_vec));
+                    writes.insert(k.into(), v.map(sled::IVec::from));
                 },
             )?;
         }

@@ -315,8 +315,9 @@ fn a_bulk_restore_in_runs_of_any_size_equals_the_cache_written_live() {
     for (p, run_bytes) in [(4, usize::MAX), (5, 1), (6, 200)] {
         let restored = store.partition(p).unwrap();
         let mut bulk = restored.bulk_restore(run_bytes).unwrap();
-        for (offset, record) in changelog.clone() {
-            bulk.push(offset, record).unwrap();
+        for (offset, record) in &changelog {
+            bulk.push(*offset, &record.key, record.value.as_deref())
+                .unwrap();
         }
         bulk.finish(99).unwrap();
         assert_restored(&restored, &live);
@@ -332,15 +333,17 @@ fn a_bulk_restore_that_did_not_finish_is_cleared_by_the_next() {
     // reflects no offset, and holds records of households the changelog
     // later removes.
     let mut bulk = restored.bulk_restore(1).unwrap();
-    for (offset, record) in changelog.iter().take(changelog.len() / 2).cloned() {
-        bulk.push(offset, record).unwrap();
+    for (offset, record) in changelog.iter().take(changelog.len() / 2) {
+        bulk.push(*offset, &record.key, record.value.as_deref())
+            .unwrap();
     }
     drop(bulk);
     assert_eq!(restored.changelog_offset().unwrap(), None);
     assert!(restored.household(&key("b")).unwrap().is_some());
     let mut bulk = restored.bulk_restore(usize::MAX).unwrap();
-    for (offset, record) in changelog {
-        bulk.push(offset, record).unwrap();
+    for (offset, record) in &changelog {
+        bulk.push(*offset, &record.key, record.value.as_deref())
+            .unwrap();
     }
     bulk.finish(99).unwrap();
     assert_restored(&restored, &live);
@@ -352,10 +355,8 @@ fn a_bulk_restore_decodes_every_record_the_superseded_ones_too() {
     let mut bulk = store.bulk_restore(usize::MAX).unwrap();
     bulk.push(
         0,
-        ChangelogRecord {
-            key: household_key(&key("a")),
-            value: Some(vec![FORMAT_VERSION, 0xff, 0xff, 0xff]),
-        },
+        &household_key(&key("a")),
+        Some(&[FORMAT_VERSION, 0xff, 0xff, 0xff]),
     )
     .unwrap();
     let good = write("a", Some(HouseholdState::default()), None)
@@ -363,7 +364,7 @@ fn a_bulk_restore_decodes_every_record_the_superseded_ones_too() {
         .unwrap();
     let error = good
         .into_iter()
-        .try_for_each(|record| bulk.push(1, record))
+        .try_for_each(|record| bulk.push(1, &record.key, record.value.as_deref()))
         .unwrap_err()
         .to_string();
     assert!(error.contains("at offset 0"), "{error}");
