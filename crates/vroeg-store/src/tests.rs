@@ -306,6 +306,13 @@ fn a_partition_restored_from_its_changelog_equals_the_cache_written_live() {
     assert_eq!(store.partitions(), vec![3]);
 }
 
+fn push_all(bulk: &mut BulkRestore, records: &[(i64, ChangelogRecord)]) {
+    for (offset, record) in records {
+        bulk.push(*offset, &record.key, record.value.as_deref())
+            .unwrap();
+    }
+}
+
 #[test]
 fn a_bulk_restore_in_runs_of_any_size_equals_the_cache_written_live() {
     let store = Store::temporary().unwrap();
@@ -315,10 +322,7 @@ fn a_bulk_restore_in_runs_of_any_size_equals_the_cache_written_live() {
     for (p, run_bytes) in [(4, usize::MAX), (5, 1), (6, 200)] {
         let restored = store.partition(p).unwrap();
         let mut bulk = restored.bulk_restore(run_bytes).unwrap();
-        for (offset, record) in &changelog {
-            bulk.push(*offset, &record.key, record.value.as_deref())
-                .unwrap();
-        }
+        push_all(&mut bulk, &changelog);
         bulk.finish(99).unwrap();
         assert_restored(&restored, &live);
     }
@@ -333,18 +337,12 @@ fn a_bulk_restore_that_did_not_finish_is_cleared_by_the_next() {
     // reflects no offset, and holds records of households the changelog
     // later removes.
     let mut bulk = restored.bulk_restore(1).unwrap();
-    for (offset, record) in changelog.iter().take(changelog.len() / 2) {
-        bulk.push(*offset, &record.key, record.value.as_deref())
-            .unwrap();
-    }
+    push_all(&mut bulk, &changelog[..changelog.len() / 2]);
     drop(bulk);
     assert_eq!(restored.changelog_offset().unwrap(), None);
     assert!(restored.household(&key("b")).unwrap().is_some());
     let mut bulk = restored.bulk_restore(usize::MAX).unwrap();
-    for (offset, record) in &changelog {
-        bulk.push(*offset, &record.key, record.value.as_deref())
-            .unwrap();
-    }
+    push_all(&mut bulk, &changelog);
     bulk.finish(99).unwrap();
     assert_restored(&restored, &live);
 }
