@@ -285,10 +285,10 @@ impl BulkRestore {
         // Decode everything before writing anything of this run.
         let mut writes: BTreeMap<sled::IVec, Option<sled::IVec>> = BTreeMap::new();
         for (key, (offset, value)) in &run {
-            let hash = self.hasher.hash_one(key);
-            let old = match self.written.contains(&hash) {
-                false => None,
-                true => tree.get(key).map_err(sled_err("read a cached value"))?,
+            // Present already: an earlier run wrote it.
+            let old = match self.written.insert(self.hasher.hash_one(key)) {
+                true => None,
+                false => tree.get(key).map_err(sled_err("read a cached value"))?,
             };
             check_record(
                 *offset,
@@ -302,7 +302,6 @@ impl BulkRestore {
         }
         // Index keys and primary keys have different prefixes.
         for (key, (_, value)) in run {
-            self.written.insert(self.hasher.hash_one(&key));
             writes.insert(key, value);
         }
         for (key, value) in writes {
