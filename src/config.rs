@@ -91,7 +91,7 @@ impl Default for RawEngine {
     fn default() -> Self {
         RawEngine {
             state_dir: PathBuf::from("state"),
-            cache_mb: 128,
+            cache_mb: vroeg_store::DEFAULT_CACHE_BYTES >> 20,
             rules: vec![PathBuf::from("rules")],
             routing: None,
             school_purpose: false,

@@ -98,6 +98,11 @@ const RESTORE_WORKERS: usize = 4;
 /// (keys and values, in bytes). One such run per worker is in memory.
 const RESTORE_RUN_BYTES: usize = 32 * 1024 * 1024;
 
+/// What each restore worker's consumer may prefetch, in KiB. A worker reads
+/// far faster than it writes, so a little prefetch keeps it fed; more only
+/// costs memory (128 MiB measured no faster, BENCHMARKS.md).
+const RESTORE_PREFETCH_KIB: usize = 32 * 1024;
+
 /// What the consumer thread and the rebalance callback share.
 struct Core {
     role: StateRole,
@@ -621,7 +626,10 @@ fn session(
         .set("fetch.wait.max.ms", "10")
         .set("max.partition.fetch.bytes", "16777216")
         .set("queued.min.messages", "500000")
-        .set("queued.max.messages.kbytes", "131072")
+        .set(
+            "queued.max.messages.kbytes",
+            RESTORE_PREFETCH_KIB.to_string(),
+        )
         .set("statistics.interval.ms", "0");
     let ctx = Ctx {
         core: core.clone(),

@@ -50,8 +50,11 @@ use vroeg_core::state::HouseholdState;
 use vroeg_core::time::Millis;
 use vroeg_core::HouseholdKey;
 
-/// sled's page cache unless configured otherwise: 128 MiB.
-pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+/// sled's page cache unless configured otherwise: 256 MiB. Restoring a
+/// household partition touches every page of its tree once per run; with
+/// two partitions restored at once, 128 MiB did not hold them and the
+/// restore of 1M households took about a quarter longer (BENCHMARKS.md).
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Version of the encoding of stored values. Bump on any incompatible change
 /// to `HouseholdState` or `OutboxEntry`.
