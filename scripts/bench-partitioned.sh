@@ -12,13 +12,13 @@
 #
 #   scripts/bench-partitioned.sh [SIGNALS] [HOUSEHOLDS]     (default 200000 1000000)
 #   PARTS="restore" scripts/bench-partitioned.sh            only some parts: single one two restore
-#   RESTORE_RUNS=5 scripts/bench-partitioned.sh             restores to take the median of (default 3)
+#   RESTORE_RUNS=3 scripts/bench-partitioned.sh             restores to take the median of (default 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}
 HH=${2:-1000000}
 PARTS=${PARTS:-single one two restore}
-RESTORE_RUNS=${RESTORE_RUNS:-3}
+RESTORE_RUNS=${RESTORE_RUNS:-5}
 cargo build --release -q --bin vroeg
 cargo build --release -q -p vroeg-kafka --example fill_changelog --example bare_consume
 # shellcheck source=scripts/bench-common.sh
