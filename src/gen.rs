@@ -33,6 +33,11 @@ pub struct GenArgs {
     /// First day of the first month.
     #[arg(long, default_value = "2026-01-01")]
     pub start: String,
+    /// Last day a message may be dated (YYYY-MM-DD). Messages that would
+    /// fall after it are left out; without it, messages after this moment
+    /// are, so that sending the file gives no `future_date` dead letters.
+    #[arg(long)]
+    pub now: Option<String>,
     /// Share of signalled households per month (0-1).
     #[arg(long, default_value_t = 0.05)]
     pub rate: f64,
@@ -157,7 +162,11 @@ impl Generator {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let households = (0..n)
             .map(|i| {
-                let pc = 1000 + (i / 400) % 9000;
+                // Spread over every 4-digit area (1000-9999) whatever the
+                // number of households, so that a routing file that splits
+                // the areas gives every team its share; neighbours share an
+                // area, and the letters keep up to 400 per area apart.
+                let pc = 1000 + (u64::from(i) * 9000 / u64::from(n.max(1))) as u32;
                 let letters = [b'A' + (i % 20) as u8, b'A' + ((i / 20) % 20) as u8 + 2];
                 let postcode = format!("{pc}{}", String::from_utf8_lossy(&letters));
                 let toevoeging = match rng.random_range(0..10) {
@@ -308,7 +317,10 @@ impl Generator {
                 v.to_string()
             }
             3 => {
-                v["data"]["signaaldatum"] = json!("2099-01-01");
+                // A Dutch date (dd-mm-jjjj) where ISO 8601 is required.
+                let day = v["data"]["signaaldatum"].as_str().unwrap_or("2026-01-31");
+                let dutch: Vec<&str> = day.rsplit('-').collect();
+                v["data"]["signaaldatum"] = json!(dutch.join("-"));
                 v.to_string()
             }
             4 => {
@@ -434,7 +446,27 @@ impl Generator {
     }
 }
 
+/// The lines `vroeg gen` writes: none dated after `--now`, or after this
+/// moment when it is not given.
 pub fn generate(args: &GenArgs) -> anyhow::Result<Vec<Line>> {
+    let end = match &args.now {
+        Some(now) => Day::parse(now)
+            .with_context(|| format!("--now {now:?} is not a date (YYYY-MM-DD)"))?
+            .plus_days(1)
+            .start_millis(),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64 + 1)
+            .unwrap_or(i64::MAX),
+    };
+    let mut lines = generate_all(args)?;
+    lines.retain(|l| l.time < end);
+    Ok(lines)
+}
+
+/// Every line of the period and the status updates after it, whatever
+/// today is (the demo, which replays on the event clock).
+pub fn generate_all(args: &GenArgs) -> anyhow::Result<Vec<Line>> {
     let start = Day::parse(&args.start)
         .with_context(|| format!("--start {:?} is not a date (YYYY-MM-DD)", args.start))?;
     anyhow::ensure!(args.households > 0, "--households must be at least 1");
@@ -471,4 +503,75 @@ pub fn run(args: &GenArgs) -> anyhow::Result<()> {
         None => write(&lines, &mut std::io::stdout().lock())?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use vroeg_core::signal::{decode_structured, DecodeContext, ErrorCode};
+
+    fn args(households: u32, start: Day, now: Option<Day>) -> GenArgs {
+        GenArgs {
+            households,
+            months: 4,
+            seed: 7,
+            start: start.to_string(),
+            now: now.map(|d| d.to_string()),
+            rate: 0.08,
+            invalid: 0.02,
+            out: None,
+        }
+    }
+
+    /// The README's recipe: four months from 130 days ago, whose status
+    /// updates would run up to a month past today.
+    #[test]
+    fn no_message_is_dated_after_now_so_none_is_refused_as_future() {
+        let now = Day::parse("2026-11-26").unwrap();
+        let a = args(2_000, now.plus_days(-130), Some(now));
+        let end = now.plus_days(1).start_millis();
+        let all = generate_all(&a).unwrap();
+        let after = all.iter().filter(|l| l.time >= end).count();
+        assert!(after > 0, "the period itself runs past now");
+        let lines = generate(&a).unwrap();
+        assert_eq!(lines.len(), all.len() - after);
+        let ctx = DecodeContext::at(now.start_millis());
+        let mut refused = BTreeMap::new();
+        for l in &lines {
+            if let Err(e) = decode_structured(l.text.as_bytes(), &ctx) {
+                *refused.entry(format!("{:?}", e.code)).or_insert(0) += 1;
+                assert_ne!(e.code, ErrorCode::FutureDate, "{}", l.text);
+            }
+        }
+        // The deliberately invalid share is still there, of several kinds.
+        assert!(refused.len() >= 4, "{refused:?}");
+    }
+
+    #[test]
+    fn households_spread_over_every_postcode_area() {
+        let g = Generator::new(5_000, 1);
+        let areas: Vec<u32> = g
+            .households
+            .iter()
+            .map(|h| h.postcode[..4].parse().unwrap())
+            .collect();
+        assert_eq!(areas.iter().min(), Some(&1000));
+        assert_eq!(areas.iter().max(), Some(&9998));
+        // Every hundred of areas gets about 5000 / 90 households: a routing
+        // file that gives a team "1100-1199" gives it cases.
+        for hundred in 10..100 {
+            let n = areas.iter().filter(|a| **a / 100 == hundred).count();
+            assert!((50..=60).contains(&n), "{hundred}xx: {n}");
+        }
+        let g = Generator::new(100_000, 1);
+        let mut addresses: Vec<_> = g
+            .households
+            .iter()
+            .map(|h| (&h.postcode, h.huisnummer, h.toevoeging))
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        assert_eq!(addresses.len(), 100_000, "every household its own address");
+    }
 }
