@@ -185,9 +185,27 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `vroeg state dump | head`: the reader had enough.
+        Err(error) if closed_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether writing stopped because the reader of standard output went away.
+fn closed_pipe(error: &anyhow::Error) -> bool {
+    let broken = |kind: Option<std::io::ErrorKind>| kind == Some(std::io::ErrorKind::BrokenPipe);
+    error.chain().any(|cause| {
+        broken(
+            cause
+                .downcast_ref::<std::io::Error>()
+                .map(std::io::Error::kind),
+        ) || broken(
+            cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind),
+        )
+    })
 }

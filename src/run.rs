@@ -205,11 +205,13 @@ pub fn state_stats(args: &StateArgs) -> anyhow::Result<ExitCode> {
         open_cases += u64::from(state.case.is_some());
         with_timer += u64::from(state.timer_due.is_some());
     }
-    println!("households      {households}");
-    println!("open cases      {open_cases}");
-    println!("with a timer    {with_timer}");
-    println!("outbox entries  {}", store.outbox_len()?);
-    println!("purged (counter kept) {}", store.retired_len());
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "households      {households}")?;
+    writeln!(out, "open cases      {open_cases}")?;
+    writeln!(out, "with a timer    {with_timer}")?;
+    writeln!(out, "outbox entries  {}", store.outbox_len()?)?;
+    writeln!(out, "purged (counter kept) {}", store.retired_len())?;
     Ok(ExitCode::SUCCESS)
 }
 
