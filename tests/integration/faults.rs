@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sha2::Digest as _;
 use vroeg_kafka::ContentMode;
 
 use crate::kafka::{
@@ -287,6 +288,89 @@ fn a_30_second_broker_outage_leaves_the_service_up_not_ready_and_losing_nothing(
     let mut run = outcome(&b.plain, &t, dir.path(), &mut alerts, 0);
     (run.alerts, run.alert_count) = (got, count);
     assert_same(&run, &reference, "broker outage");
+}
+
+/// `/readyz` turns true again on its own after an outage: nothing needs to
+/// be produced or consumed for the service to see the broker back. A 12 s
+/// outage before any traffic and a 60 s one after some, with the case API
+/// and `/metrics` in use throughout; the partitioned service and the
+/// single-node model.
+#[test]
+fn readiness_returns_after_an_outage_with_no_traffic_to_wake_the_clients() {
+    readiness_after_outages(None);
+}
+
+#[test]
+fn readiness_of_the_single_node_model_returns_after_an_outage_with_no_traffic() {
+    readiness_after_outages(Some("single"));
+}
+
+fn readiness_after_outages(role: Option<&str>) {
+    const TOKEN: &str = "token-readiness";
+    let b = OwnBroker::start();
+    let t = create_topics_on(&b.plain, "ready", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = Extra {
+        api: format!(
+            "[[api.tokens]]\nname = \"coordinator\"\nsha256 = \"{}\"\nteam = \"standaard\"\n",
+            hex::encode(sha2::Sha256::digest(TOKEN.as_bytes()))
+        ),
+        env: role
+            .map(|r| ("VROEG_ROLE".to_owned(), r.to_owned()))
+            .into_iter()
+            .collect(),
+        ..event_clock()
+    };
+    let service = Service::start_extra(
+        &b.plain,
+        &t,
+        dir.path(),
+        &unique("g"),
+        "structured",
+        50,
+        &extra,
+    );
+    service.wait_ready();
+    let outage = |secs: u64, what: &str| {
+        b.stop();
+        let down = Instant::now();
+        wait_for(
+            "/readyz to report the outage",
+            Duration::from_secs(25),
+            || matches!(service.http("/readyz"), Some((503, _))),
+        );
+        let (mut asked, mut answered) = (0, 0);
+        while down.elapsed() < Duration::from_secs(secs) {
+            assert!(matches!(service.http("/healthz"), Some((200, _))));
+            assert!(matches!(service.http("/metrics"), Some((200, _))));
+            asked += 1;
+            let cases = service.request("GET", "/api/v1/cases", Some(TOKEN), None);
+            answered += usize::from(matches!(cases, Some((200, _))));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        assert!(answered > 0, "the case API answers from the state");
+        b.resume();
+        let back = Instant::now();
+        // Stuck, it stayed false until something was produced (minutes on
+        // a quiet service); the bound only tells that from a recovery.
+        wait_for(
+            &format!("/readyz after the broker's return ({what})"),
+            Duration::from_secs(30),
+            || matches!(service.http("/readyz"), Some((200, _))),
+        );
+        println!(
+            "{what} ({}): ready {:.1} s after the broker's return; the case API answered {answered} of {asked} requests during the outage",
+            role.unwrap_or("all"),
+            back.elapsed().as_secs_f64()
+        );
+    };
+    outage(12, "12 s outage before any traffic");
+    // Traffic, then quiet before the next outage.
+    let lines = input();
+    send_on(&b.plain, &t.signals, &lines[..300], ContentMode::Structured);
+    Reader::on(&b.plain, &t.alerts).until(20, Duration::from_secs(3), Duration::from_secs(60));
+    outage(60, "60 s outage after traffic");
+    stop_cleanly(service);
 }
 
 /// `vroeg run` under a file-size limit: sled's writes fail once its files

@@ -27,6 +27,16 @@ use crate::txn::Outgoing;
 /// delivery timeout.
 pub(crate) fn idempotent_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
+    // Defaults `[kafka.client]` may override. Keep a connection to every
+    // broker, idle or not: with sparse connections (librdkafka's default)
+    // an idle producer does not reconnect after an outage until it has
+    // something to send, and `/readyz`, which waits for the producer to see
+    // a broker again, stayed false through quiet periods. And try again at
+    // least every 2 s (librdkafka backs off up to 10 s), so that readiness
+    // returns within seconds of the broker.
+    config
+        .set("enable.sparse.connections", "false")
+        .set("reconnect.backoff.max.ms", "2000");
     for (k, v) in &settings.client {
         config.set(k, v);
     }
