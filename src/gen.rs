@@ -454,10 +454,7 @@ pub fn generate(args: &GenArgs) -> anyhow::Result<Vec<Line>> {
             .with_context(|| format!("--now {now:?} is not a date (YYYY-MM-DD)"))?
             .plus_days(1)
             .start_millis(),
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64 + 1)
-            .unwrap_or(i64::MAX),
+        None => vroeg_kafka::wall_now() + 1,
     };
     let mut lines = generate_all(args)?;
     lines.retain(|l| l.time < end);
