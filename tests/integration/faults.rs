@@ -60,6 +60,19 @@ impl OwnBroker {
     fn resume(&self) {
         self.kafka_sh("resume");
     }
+
+    /// Stop the broker and wait until `service` reports the outage on
+    /// `/readyz`; returns when the broker went down.
+    fn stop_until_not_ready(&self, service: &Service) -> Instant {
+        self.stop();
+        let down = Instant::now();
+        wait_for(
+            "/readyz to report the outage",
+            Duration::from_secs(25),
+            || matches!(service.http("/readyz"), Some((503, _))),
+        );
+        down
+    }
 }
 
 impl Drop for OwnBroker {
@@ -245,13 +258,7 @@ fn a_30_second_broker_outage_leaves_the_service_up_not_ready_and_losing_nothing(
     let mut alerts = Reader::on(&b.plain, &t.alerts);
     alerts.until(20, Duration::ZERO, Duration::from_secs(60));
 
-    b.stop();
-    let down = Instant::now();
-    wait_for(
-        "/readyz to report the outage",
-        Duration::from_secs(25),
-        || matches!(service.http("/readyz"), Some((503, _))),
-    );
+    let down = b.stop_until_not_ready(&service);
     while down.elapsed() < Duration::from_secs(30) {
         assert!(
             matches!(service.http("/healthz"), Some((200, _))),
@@ -332,13 +339,7 @@ fn readiness_after_outages(role: Option<&str>) {
     );
     service.wait_ready();
     let outage = |secs: u64, what: &str| {
-        b.stop();
-        let down = Instant::now();
-        wait_for(
-            "/readyz to report the outage",
-            Duration::from_secs(25),
-            || matches!(service.http("/readyz"), Some((503, _))),
-        );
+        let down = b.stop_until_not_ready(&service);
         let (mut asked, mut answered) = (0, 0);
         while down.elapsed() < Duration::from_secs(secs) {
             assert!(matches!(service.http("/healthz"), Some((200, _))));
