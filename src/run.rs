@@ -269,7 +269,7 @@ type Apply = Box<dyn Fn(Arc<RuleSet>, Arc<vroeg_core::optout::OptOut>) -> String
 /// `apply`. A rule set that does not load is refused with every error
 /// logged; the previous one stays in force. The swap waits for the batch in
 /// flight.
-fn reloader(config: &Config, apply: Apply) -> vroeg_api::Reload {
+fn reloader(config: &Config, metrics: Arc<Metrics>, apply: Apply) -> vroeg_api::Reload {
     let paths = config.engine.rules.clone();
     let options = LoadOptions {
         school_purpose: config.engine.school_purpose,
@@ -288,6 +288,7 @@ fn reloader(config: &Config, apply: Apply) -> vroeg_api::Reload {
                 Err(e) => {
                     let errors: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
                     error!(error = %e, "objection list refused; the previous rules and list stay in force");
+                    metrics.reload_failed();
                     return Err(errors);
                 }
             };
@@ -295,6 +296,7 @@ fn reloader(config: &Config, apply: Apply) -> vroeg_api::Reload {
             let entries = opt_out.len();
             let old = apply(Arc::new(rules), Arc::new(opt_out));
             info!(from = %old, to = %version, opt_out_entries = entries, "rule set reloaded");
+            metrics.rule_set(&version);
             Ok(version)
         }
         Err(diags) => {
@@ -306,6 +308,7 @@ fn reloader(config: &Config, apply: Apply) -> vroeg_api::Reload {
                 errors = errors.len(),
                 "the new rule set does not load; the previous one stays in force"
             );
+            metrics.reload_failed();
             Err(errors)
         }
     })
@@ -504,6 +507,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     let health = Arc::new(Health::default());
     let metrics = Arc::new(Metrics::new());
+    metrics.rule_set(&rules.version);
+    metrics.known_teams(engine_config.routing.teams());
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Duration::from_secs(config.engine.shutdown_deadline_secs);
     let retention = (config.retention.purge_interval_secs > 0).then(|| {
@@ -549,6 +554,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         )?);
         reloader(
             &config,
+            metrics.clone(),
             Box::new(move |rules, opt_out| {
                 let mut pipeline = pipeline.lock().unwrap_or_else(|p| p.into_inner());
                 let old = pipeline.engine_mut().rules().version.clone();
@@ -591,6 +597,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         reloader(
             &config,
+            metrics.clone(),
             Box::new(move |rules, opt_out| {
                 let old = control.get().0.version.clone();
                 control.set(rules, opt_out);

@@ -298,10 +298,15 @@ fn a_30_second_broker_outage_leaves_the_service_up_not_ready_and_losing_nothing(
 }
 
 /// `/readyz` turns true again on its own after an outage: nothing needs to
-/// be produced or consumed for the service to see the broker back. A 12 s
-/// outage before any traffic and a 60 s one after some, with the case API
-/// and `/metrics` in use throughout; the partitioned service and the
-/// single-node model.
+/// be produced or consumed for the service to see the broker back. A short
+/// outage before any traffic (15 s for the partitioned service, 12 s for
+/// the single-node model) and a 60 s one after some, with the case API and
+/// `/metrics` in use throughout.
+///
+/// Each outage also checks the log: fewer than 10 lines from the Kafka
+/// client from the broker's stop until the service is ready again (it was
+/// about 80 for 12 s, one per retry of each client), and no source paths
+/// of the build anywhere in the log.
 #[test]
 fn readiness_returns_after_an_outage_with_no_traffic_to_wake_the_clients() {
     readiness_after_outages(None);
@@ -339,6 +344,7 @@ fn readiness_after_outages(role: Option<&str>) {
     );
     service.wait_ready();
     let outage = |secs: u64, what: &str| {
+        let log_before = log_lines(&service).len();
         let down = b.stop_until_not_ready(&service);
         let (mut asked, mut answered) = (0, 0);
         while down.elapsed() < Duration::from_secs(secs) {
@@ -359,19 +365,61 @@ fn readiness_after_outages(role: Option<&str>) {
             Duration::from_secs(30),
             || matches!(service.http("/readyz"), Some((200, _))),
         );
+        let ready_after = back.elapsed();
+        // Give the clients that reconnect last time to say so.
+        std::thread::sleep(Duration::from_secs(3));
+        let lines = log_lines(&service);
+        let client: Vec<&String> = lines[log_before..]
+            .iter()
+            .filter(|l| from_kafka_client(l))
+            .collect();
         println!(
-            "{what} ({}): ready {:.1} s after the broker's return; the case API answered {answered} of {asked} requests during the outage",
+            "{what} ({}): ready {:.1} s after the broker's return; the case API answered {answered} of {asked} requests during the outage; {} lines from the Kafka client",
             role.unwrap_or("all"),
-            back.elapsed().as_secs_f64()
+            ready_after.as_secs_f64(),
+            client.len()
         );
+        assert!(
+            client.len() < 10,
+            "{what}: {} lines from the Kafka client:\n{client:#?}",
+            client.len()
+        );
+        let paths: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("/.cargo/") || l.contains("/registry/src/") || l.contains("/rustc/"))
+            .collect();
+        assert!(paths.is_empty(), "build paths in the log: {paths:#?}");
     };
-    outage(12, "12 s outage before any traffic");
+    if role == Some("single") {
+        outage(12, "12 s outage before any traffic");
+    } else {
+        outage(15, "15 s outage before any traffic");
+    }
     // Traffic, then quiet before the next outage.
     let lines = input();
     send_on(&b.plain, &t.signals, &lines[..300], ContentMode::Structured);
     Reader::on(&b.plain, &t.alerts).until(20, Duration::from_secs(3), Duration::from_secs(60));
     outage(60, "60 s outage after traffic");
     stop_cleanly(service);
+}
+
+fn log_lines(service: &Service) -> Vec<String> {
+    std::fs::read_to_string(&service.log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A log line that reports what the Kafka client (librdkafka) said: its
+/// log target, or a message about a client error.
+fn from_kafka_client(line: &str) -> bool {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+    v["target"] == "librdkafka"
+        || line.contains("rdkafka")
+        || v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("kafka client") || m.contains("kafka producer"))
 }
 
 /// `vroeg run` under a file-size limit: sled's writes fail once its files

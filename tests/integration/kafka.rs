@@ -283,10 +283,31 @@ listen = "127.0.0.1:{port}"
         token: Option<&str>,
         body: Option<&str>,
     ) -> Option<(u16, String)> {
+        self.request_with(method, path, token, body, &[])
+            .map(|(status, _, body)| (status, body))
+    }
+
+    /// A GET with an `Accept` header: the status, the content type and the
+    /// body.
+    pub(crate) fn get_accepting(&self, path: &str, accept: &str) -> Option<(u16, String, String)> {
+        self.request_with("GET", path, None, None, &[("Accept", accept)])
+    }
+
+    fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Option<(u16, String, String)> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let mut auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        for (name, value) in headers {
+            auth.push_str(&format!("{name}: {value}\r\n"));
+        }
         let body = body.unwrap_or("");
         write!(
             s,
@@ -297,8 +318,16 @@ listen = "127.0.0.1:{port}"
         let mut buf = String::new();
         s.read_to_string(&mut buf).ok()?;
         let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-        let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-        Some((status, body))
+        let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+        let content_type = head
+            .lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        Some((status, content_type, body.to_owned()))
     }
 
     pub(crate) fn wait_ready(&self) {

@@ -1,7 +1,8 @@
 //! Vroeg's integration tests, one binary: the command line without Kafka
 //! (`cli`), and `vroeg run` against a real Apache Kafka broker: the
 //! single-node service (`kafka`, `lifecycle`, `faults`, `killloop`,
-//! `privacy`) and the partitioned service (`partitioned`).
+//! `privacy`), the partitioned service (`partitioned`), and what an
+//! operator sees of it: metrics and logs (`operations`, `faults`).
 //!
 //! The Kafka tests use the broker at `VROEG_TEST_BROKERS` if set (CI starts
 //! one with `scripts/kafka.sh start`); otherwise they start one themselves
@@ -12,5 +13,6 @@ mod faults;
 mod kafka;
 mod killloop;
 mod lifecycle;
+mod operations;
 mod partitioned;
 mod privacy;

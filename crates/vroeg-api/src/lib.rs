@@ -17,14 +17,15 @@ mod metrics;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
 pub use cases::{CaseApi, Clock, FeedbackSink, Reload};
-pub use metrics::Metrics;
+pub use metrics::{Format, Metrics};
 
 /// Whether the service is ready (broker reachable, partitions assigned,
 /// store open).
@@ -52,18 +53,26 @@ pub const CASE_ROUTES: &[(&str, &str)] = &[
 struct AppState {
     metrics: Arc<Metrics>,
     ready: Readiness,
+    /// Where the open and overdue case gauges are counted, when this
+    /// process serves cases.
+    cases: Option<CaseApi>,
 }
 
 /// The router, for serving and for tests. Without `cases` only health,
-/// readiness and metrics are served.
+/// readiness and metrics are served. Every request is counted in
+/// `vroeg_api_requests_total` and timed, by route pattern.
 pub fn router(metrics: Arc<Metrics>, ready: Readiness, cases: Option<CaseApi>) -> Router {
     let base = Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(AppState { metrics, ready });
+        .with_state(AppState {
+            metrics: metrics.clone(),
+            ready,
+            cases: cases.clone(),
+        });
     let Some(cases) = cases else {
-        return base;
+        return base.layer(middleware::from_fn_with_state(metrics, count_request));
     };
     let api = Router::new()
         .route("/api/v1/cases", get(cases::list_cases))
@@ -82,6 +91,25 @@ pub fn router(metrics: Arc<Metrics>, ready: Readiness, cases: Option<CaseApi>) -
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(cases);
     base.merge(api)
+        .layer(middleware::from_fn_with_state(metrics, count_request))
+}
+
+/// Count and time one request under its route pattern; a path that matches
+/// no route counts as `unmatched`, so a client cannot create label values.
+async fn count_request(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics.request(&route, &method, response.status().as_u16(), started.elapsed());
+    response
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -92,13 +120,31 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+/// `/metrics`: Prometheus text 0.0.4, or OpenMetrics when the `Accept`
+/// header prefers it. The case gauges are counted afresh for each scrape.
+async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    if let Some(api) = state.cases.clone() {
+        let metrics = state.metrics.clone();
+        let counted = tokio::task::spawn_blocking(move || {
+            api.store
+                .open_case_counts((api.clock)())
+                .map(|counts| metrics.case_counts(&counts))
+        })
+        .await;
+        match counted {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot count open cases for /metrics"),
+            Err(_) => tracing::warn!("counting open cases for /metrics failed"),
+        }
+    }
+    let format = Format::negotiate(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        state.metrics.encode(format),
     )
 }
 
@@ -127,15 +173,69 @@ mod tests {
     use vroeg_engine::{BatchObserver, Stats};
 
     async fn get(router: Router, path: &str) -> (StatusCode, String) {
+        get_accepting(router, path, None).await.0
+    }
+
+    async fn get_accepting(
+        router: Router,
+        path: &str,
+        accept: Option<&str>,
+    ) -> ((StatusCode, String), String) {
+        let mut request = Request::get(path);
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
         let resp = router
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .oneshot(request.body(Body::empty()).unwrap())
             .await
             .unwrap();
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
         let status = resp.status();
         let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
             .await
             .unwrap();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        (
+            (status, String::from_utf8_lossy(&body).into_owned()),
+            content_type,
+        )
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text_unless_openmetrics_is_preferred() {
+        let router = router(Arc::new(Metrics::new()), Arc::new(|| true), None);
+        let cases = [
+            (None, "text/plain; version=0.0.4"),
+            (Some("text/plain;version=0.0.4"), "text/plain; version=0.0.4"),
+            (Some("*/*"), "text/plain; version=0.0.4"),
+            (
+                Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+                "application/openmetrics-text; version=1.0.0",
+            ),
+            (
+                Some("application/openmetrics-text; version=1.0.0"),
+                "application/openmetrics-text; version=1.0.0",
+            ),
+            (
+                Some("application/openmetrics-text;q=0.2,text/plain;q=0.9"),
+                "text/plain; version=0.0.4",
+            ),
+        ];
+        for (accept, expected) in cases {
+            let ((status, text), content_type) =
+                get_accepting(router.clone(), "/metrics", accept).await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(
+                content_type.starts_with(expected),
+                "Accept {accept:?} gave {content_type}"
+            );
+            let openmetrics = expected.starts_with("application/openmetrics-text");
+            assert_eq!(text.ends_with("# EOF\n"), openmetrics, "{text}");
+            assert!(text.contains("vroeg_build_info{version="), "{text}");
+        }
     }
 
     #[tokio::test]
@@ -146,7 +246,10 @@ mod tests {
             applied: 2,
             ..Stats::default()
         };
-        stats.rejected.insert("invalid_json".into(), 1);
+        stats.reject_signal("invalid_json", "onbekend");
+        stats.reject_signal("invalid_postcode", "zorg");
+        stats.reject_feedback("unknown_case");
+        stats.escalations.insert("noord".into(), 2);
         stats.alerts.insert("geopend".into(), 1);
         metrics.batch(&stats, std::time::Duration::from_millis(3));
         metrics.lag("vroeg.signalen", 0, 7);
@@ -171,7 +274,26 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("vroeg_signals_rejected_messages_total{code=\"invalid_json\"} 1"),
+            text.contains("vroeg_signals_rejected_messages_total{code=\"invalid_postcode\",partner_type=\"zorg\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vroeg_feedback_rejected_messages_total{code=\"unknown_case\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vroeg_case_escalations_total{team=\"noord\"} 2"),
+            "{text}"
+        );
+        // Prometheus text 0.0.4: a counter is declared under its sample name.
+        assert!(
+            text.contains("# TYPE vroeg_signals_consumed_messages_total counter\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        // The requests before this one were counted, by route pattern.
+        assert!(
+            text.contains("vroeg_api_requests_total{route=\"/readyz\",method=\"GET\",status=\"503\"} 1"),
             "{text}"
         );
         assert!(

@@ -347,6 +347,41 @@ pub fn decode_binary(
     decode_event(attrs, &data, ctx)
 }
 
+/// The partner type a message claims, as a bounded metrics label: the
+/// `signaalpartner` of an arrears signal in its variable-name form (for
+/// example `zorg`, `huur`), `school` for an absence signal, and `onbekend`
+/// where the message does not say or cannot be read. For a rejected
+/// message, so that a municipality can tell a partner how many of its
+/// messages failed. Never returns anything from the message but a known
+/// name.
+pub fn partner_label(headers: &[(&str, &[u8])], body: &[u8], max_bytes: usize) -> &'static str {
+    const UNKNOWN: &str = "onbekend";
+    if body.len() > max_bytes {
+        return UNKNOWN;
+    }
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return UNKNOWN;
+    };
+    let binary_type = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("ce_type"))
+        .map(|(_, v)| *v);
+    let (event_type, data) = match binary_type {
+        Some(t) => (std::str::from_utf8(t).ok(), Some(&value)),
+        None => (
+            value.get("type").and_then(Value::as_str),
+            value.get("data"),
+        ),
+    };
+    if event_type == Some(TYPE_ABSENCE) {
+        return "school";
+    }
+    data.and_then(|d| d.get("signaalpartner"))
+        .and_then(Value::as_str)
+        .and_then(PartnerType::parse)
+        .map_or(UNKNOWN, PartnerType::var_prefix)
+}
+
 /// Check the size, then parse UTF-8 JSON. serde_json limits nesting to
 /// 128 levels, so deep nesting is an error, not a stack overflow.
 pub(crate) fn parse_json(bytes: &[u8], ctx: &DecodeContext) -> Result<Value, DecodeError> {

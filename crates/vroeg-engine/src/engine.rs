@@ -643,7 +643,7 @@ impl Engine {
             }
             batch.stats.records += 1;
             match item.classified(&self.intake, wall_now) {
-                Classified::Rejected(error) => reject(&mut batch, &item.original(), &error),
+                Classified::Rejected(error) => reject(&mut batch, &self.intake, &item.original(), &error),
                 // An objection: dropped before it touches any state (not
                 // even the event-time clock), and counted.
                 Classified::OptedOut => batch.stats.opted_out += 1,
@@ -657,7 +657,7 @@ impl Engine {
                     if let Err(error) =
                         self.feedback(&processor, &mut batch, &key, &feedback, now)?
                     {
-                        reject(&mut batch, &item.original(), &error);
+                        reject(&mut batch, &self.intake, &item.original(), &error);
                     }
                 }
                 Classified::Signal { signal, .. } if merge && signal.time >= low_before => {
@@ -996,13 +996,9 @@ impl Engine {
 }
 
 /// Count a rejected record and send it to the dead-letter outbox.
-fn reject(batch: &mut Batch, record: &Record, error: &DecodeError) {
+fn reject(batch: &mut Batch, intake: &Intake, record: &Record, error: &DecodeError) {
     debug!(code = %error.code, stream = %record.stream, partition = record.partition, offset = record.offset, "rejected record");
-    *batch
-        .stats
-        .rejected
-        .entry(error.code.as_str().to_owned())
-        .or_default() += 1;
+    intake.count_rejection(&mut batch.stats, record, error);
     batch.commit.outbox.push(dead_letter(record, error));
 }
 
@@ -1025,6 +1021,9 @@ fn count_alert(stats: &mut Stats, alert: &Alert) {
         .alerts
         .entry(alert.kind.as_str().to_owned())
         .or_default() += 1;
+    if alert.kind == AlertKind::Escalatie {
+        *stats.escalations.entry(alert.wijkteam.clone()).or_default() += 1;
+    }
     if alert.kind == AlertKind::Geopend {
         *stats
             .opened_by_category

@@ -76,6 +76,22 @@ impl Intake {
         self.feedback_streams.iter().any(|f| f == stream)
     }
 
+    /// Count a rejected record in `stats`: as feedback when it came from a
+    /// feedback stream, else as a signal of the partner type it names.
+    pub fn count_rejection(&self, stats: &mut crate::Stats, record: &Record, error: &DecodeError) {
+        if self.is_feedback(&record.stream) {
+            stats.reject_feedback(error.code.as_str());
+        } else {
+            let headers: Vec<(&str, &[u8])> = record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect();
+            let partner = vroeg_core::signal::partner_label(&headers, &record.payload, self.max_bytes);
+            stats.reject_signal(error.code.as_str(), partner);
+        }
+    }
+
     /// Classify one record. `wall_now` bounds how far in the future a
     /// signal's time may lie.
     pub fn classify(&self, record: &Record, wall_now: Millis) -> Classified {

@@ -19,8 +19,18 @@ pub struct Stats {
     pub outside_window: u64,
     /// Signals dropped at intake because their address or person objected.
     pub opted_out: u64,
-    /// Rejected records by error code.
+    /// Rejected records by error code (signals and feedback).
     pub rejected: BTreeMap<String, u64>,
+    /// Rejected signals by error code and partner type (`school` for
+    /// absence, `onbekend` where the message does not say).
+    #[serde(skip)]
+    pub rejected_signals: BTreeMap<(String, &'static str), u64>,
+    /// Rejected feedback (contact attempts, outcomes) by error code.
+    #[serde(skip)]
+    pub rejected_feedback: BTreeMap<String, u64>,
+    /// Escalations sent, by wijkteam.
+    #[serde(skip)]
+    pub escalations: BTreeMap<String, u64>,
     /// Alert events by kind.
     pub alerts: BTreeMap<String, u64>,
     /// Opened cases by main category.
@@ -46,6 +56,22 @@ impl Stats {
         self.rejected.values().sum()
     }
 
+    /// Count a rejected signal of `partner_type` (see
+    /// [`vroeg_core::signal::partner_label`]).
+    pub fn reject_signal(&mut self, code: &str, partner_type: &'static str) {
+        *self.rejected.entry(code.to_owned()).or_default() += 1;
+        *self
+            .rejected_signals
+            .entry((code.to_owned(), partner_type))
+            .or_default() += 1;
+    }
+
+    /// Count a rejected feedback message.
+    pub fn reject_feedback(&mut self, code: &str) {
+        *self.rejected.entry(code.to_owned()).or_default() += 1;
+        *self.rejected_feedback.entry(code.to_owned()).or_default() += 1;
+    }
+
     pub fn merge(&mut self, other: &Stats) {
         self.records += other.records;
         self.applied += other.applied;
@@ -55,6 +81,15 @@ impl Stats {
         self.opted_out += other.opted_out;
         for (k, v) in &other.rejected {
             *self.rejected.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.rejected_signals {
+            *self.rejected_signals.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.rejected_feedback {
+            *self.rejected_feedback.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.escalations {
+            *self.escalations.entry(k.clone()).or_default() += v;
         }
         for (k, v) in &other.alerts {
             *self.alerts.entry(k.clone()).or_default() += v;

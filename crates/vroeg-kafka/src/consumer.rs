@@ -99,10 +99,21 @@ pub(crate) fn observe_stats(
         .values()
         .any(|b| b.nodeid >= 0 && b.state == "UP");
     health.broker_reachable.store(up, Ordering::Relaxed);
+    crate::client_log::observe(stats);
     for (name, topic) in &stats.topics {
         for (id, p) in &topic.partitions {
-            if *id >= 0 && p.consumer_lag >= 0 {
+            if *id < 0 {
+                continue;
+            }
+            if p.consumer_lag >= 0 {
                 observer.lag(name, *id, p.consumer_lag);
+            } else if p.next_offset >= 0 && p.ls_offset >= 0 {
+                // The partitioned roles commit offsets inside transactions,
+                // which librdkafka's lag (against its own commits) does not
+                // see: count what is not yet fetched plus what waits in the
+                // fetch queue, against the last stable offset.
+                let lag = (p.ls_offset - p.next_offset).max(0) + p.fetchq_cnt;
+                observer.lag(name, *id, lag);
             }
         }
     }
@@ -118,6 +129,10 @@ impl ClientContext for Ctx {
         observe_stats(&stats, &self.health, observer.as_ref());
     }
 
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::client_log::log("consumer", level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(
             error.rdkafka_error_code(),
@@ -125,7 +140,7 @@ impl ClientContext for Ctx {
         ) {
             self.health.broker_reachable.store(false, Ordering::Relaxed);
         }
-        warn!(%error, reason, "kafka client error");
+        crate::client_log::error("consumer", &error, reason);
     }
 }
 
@@ -299,6 +314,9 @@ pub(crate) fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
     // Bound librdkafka's prefetch queue (default 64 MiB); `[kafka.client]`
     // may raise it.
     config.set("queued.max.messages.kbytes", "16384");
+    // Try a lost broker again at least every 2 s (librdkafka backs off up
+    // to 10 s), so that `/readyz` returns within seconds of the broker.
+    config.set("reconnect.backoff.max.ms", "2000");
     for (k, v) in &settings.client {
         config.set(k, v);
     }

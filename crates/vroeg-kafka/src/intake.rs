@@ -97,7 +97,11 @@ impl ClientContext for Ctx {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!(%error, reason, "kafka client error (intake)");
+        crate::client_log::error("intake", &error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::client_log::log("intake", level, fac, message);
     }
 }
 
@@ -378,10 +382,7 @@ fn forward(
         let classified = intake.classify(r, now);
         match &classified {
             Classified::Rejected(error) => {
-                *stats
-                    .rejected
-                    .entry(error.code.as_str().to_owned())
-                    .or_default() += 1;
+                intake.count_rejection(&mut stats, r, error);
                 let entry = dead_letter(r, error);
                 messages.push(crate::producer::outgoing(settings, &entry));
                 continue;

@@ -64,6 +64,7 @@ impl ProducerHealth {
 
 impl ClientContext for ProducerHealth {
     fn stats(&self, stats: Statistics) {
+        crate::client_log::observe(&stats);
         if stats
             .brokers
             .values()
@@ -80,7 +81,11 @@ impl ClientContext for ProducerHealth {
         ) {
             self.0.producer_down.store(true, Ordering::Relaxed);
         }
-        warn!(%error, reason, "kafka producer error");
+        crate::client_log::error("producer", &error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::client_log::log("producer", level, fac, message);
     }
 }
 
@@ -204,7 +209,7 @@ impl Sink for KafkaSink {
 /// where the engine applies it. Idempotent, `acks=all`.
 #[derive(Clone)]
 pub struct FeedbackProducer {
-    producer: FutureProducer,
+    producer: FutureProducer<crate::client_log::Logged>,
     topic: String,
     timeout: Duration,
 }
@@ -212,7 +217,9 @@ pub struct FeedbackProducer {
 impl FeedbackProducer {
     pub fn new(settings: &KafkaSettings) -> Result<FeedbackProducer, rdkafka::error::KafkaError> {
         Ok(FeedbackProducer {
-            producer: idempotent_config(settings).create()?,
+            producer: idempotent_config(settings)
+                .set("statistics.interval.ms", "2000")
+                .create_with_context(crate::client_log::Logged("feedback"))?,
             topic: settings.feedback_topic.clone(),
             timeout: settings.delivery_timeout,
         })

@@ -8,11 +8,47 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::util::Timeout;
 use serde_json::Value;
 
 use crate::settings::ContentMode;
+
+/// Counts the messages the broker did not take, and logs the client's
+/// reports like the service does.
+#[derive(Default)]
+struct Deliveries {
+    failed: std::sync::atomic::AtomicU64,
+    first: std::sync::Mutex<Option<KafkaError>>,
+}
+
+impl ClientContext for Deliveries {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::client_log::log("send", level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::client_log::error("send", &error, reason);
+    }
+}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            self.failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.first
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(|| error.clone());
+        }
+    }
+}
 
 /// Publish JSON-lines signals to `topic`, one message per line, keyed by
 /// the CloudEvent `source` (so a partner's signals share a partition). In binary mode the CloudEvents attributes go to
@@ -29,7 +65,7 @@ pub fn send_lines(
     for (k, v) in client {
         config.set(k, v);
     }
-    let producer: ThreadedProducer<DefaultProducerContext> = config
+    let producer: ThreadedProducer<Deliveries> = config
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -41,7 +77,7 @@ pub fn send_lines(
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "500000")
         .set("message.max.bytes", "2097152")
-        .create()
+        .create_with_context(Deliveries::default())
         .map_err(SendError::Kafka)?;
     let mut sent = 0u64;
     for line in lines.split(b'\n') {
@@ -101,6 +137,21 @@ pub fn send_lines(
     producer
         .flush(Timeout::After(Duration::from_secs(60)))
         .map_err(SendError::Kafka)?;
+    // A message the broker refused is not sent: say so, never count it.
+    let context = producer.context();
+    let failed = context.failed.load(std::sync::atomic::Ordering::Relaxed);
+    if failed > 0 {
+        let first = context
+            .first
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        return Err(SendError::Refused {
+            failed,
+            of: sent,
+            first: first.map_or_else(String::new, |e| e.to_string()),
+        });
+    }
     Ok(sent)
 }
 
@@ -108,6 +159,8 @@ pub fn send_lines(
 pub enum SendError {
     #[error("kafka: {0}")]
     Kafka(#[source] KafkaError),
+    #[error("the broker refused {failed} of {of} messages (the first: {first}); the others were sent")]
+    Refused { failed: u64, of: u64, first: String },
     #[error("reading signals: {0}")]
     Io(#[source] std::io::Error),
 }

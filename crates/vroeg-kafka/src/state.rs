@@ -139,11 +139,13 @@ struct Quiet;
 
 impl ClientContext for Quiet {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_))
-            && error.rdkafka_error_code() != Some(rdkafka::error::RDKafkaErrorCode::PartitionEOF)
-        {
-            warn!(%error, reason, "kafka client error (restore)");
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            crate::client_log::error("restore", &error, reason);
         }
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::client_log::log("restore", level, fac, message);
     }
 }
 
@@ -155,7 +157,11 @@ impl ClientContext for Ctx {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!(%error, reason, "kafka client error (state)");
+        crate::client_log::error("state", &error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::client_log::log("state", level, fac, message);
     }
 }
 

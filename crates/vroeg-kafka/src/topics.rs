@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use crate::client_log::Logged;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 
@@ -116,20 +116,20 @@ pub enum Outcome {
     Exists { partitions: i32 },
 }
 
-fn admin(settings: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, TopicError> {
+fn admin(settings: &KafkaSettings) -> Result<AdminClient<Logged>, TopicError> {
     let mut config = ClientConfig::new();
     for (k, v) in &settings.client {
         config.set(k, v);
     }
     config
         .set("bootstrap.servers", &settings.brokers)
-        .create()
+        .create_with_context(Logged("admin"))
         .map_err(TopicError::Client)
 }
 
 /// Partition counts of existing topics (absent: not there).
 fn partition_counts(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &AdminClient<Logged>,
 ) -> Result<(std::collections::BTreeMap<String, i32>, usize), TopicError> {
     let metadata = admin
         .inner()

@@ -233,6 +233,19 @@ impl Routing {
     pub fn default_team(&self) -> &str {
         &self.default
     }
+
+    /// Every team the table can route to: the default team and each team
+    /// that claims a postcode, sorted.
+    pub fn teams(&self) -> Vec<&str> {
+        let mut teams: Vec<&str> = std::iter::once(self.default.as_str())
+            .chain(self.areas.values().map(String::as_str))
+            .chain(self.exact.values().map(String::as_str))
+            .chain(self.names.keys().map(String::as_str))
+            .collect();
+        teams.sort_unstable();
+        teams.dedup();
+        teams
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,182 @@
+//! What municipal IT sees of the running service: `/metrics` parsed with
+//! Prometheus's own parser against the documented families, content
+//! negotiation, and the new families counting real events.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use vroeg_kafka::ContentMode;
+
+use crate::faults::counter;
+use crate::kafka::{
+    arrears, create_topics, lines, read, root, send, unique, Extra, Reader, Service,
+};
+
+const TEAM: &str = "token-operations-team";
+const ADMIN: &str = "token-operations-admin";
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn metrics_parse_with_prometheus_parser_and_count_what_happened() {
+    let topics = create_topics("ops", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    copy_dir(&root().join("rules"), &rules);
+    let routing = dir.path().join("wijkteams.yaml");
+    std::fs::write(
+        &routing,
+        "standaard: centrum\nteams:\n  - id: centrum\n    postcodes: [\"1000-8999\"]\n  - id: oost\n    postcodes: [\"9000-9999\"]\n",
+    )
+    .unwrap();
+    let token = |name: &str, token: &str, role: &str| {
+        format!(
+            "[[api.tokens]]\nname = {name:?}\nsha256 = \"{}\"\n{role}\n",
+            hex::encode(Sha256::digest(token.as_bytes()))
+        )
+    };
+    let extra = Extra {
+        engine: format!("routing = {:?}", routing.to_str().unwrap()),
+        api: [
+            token("coordinator-oost", TEAM, "team = \"oost\""),
+            token("beheer", ADMIN, "admin = true"),
+        ]
+        .concat(),
+        rules: Some(rules.clone()),
+        ..Extra::default()
+    };
+    let service = Service::start_configured(&topics, dir.path(), &unique("g"), &extra);
+    service.wait_ready();
+
+    // A case for team oost (postcode 9999 ZZ), a zorg signal with a broken
+    // postcode, and feedback that is not JSON.
+    let mut broken = arrears("ops-bad", "Zorg", 2, 3, 900, "open", false);
+    broken["data"]["client"]["postcode"] = Value::from("ZZ 9999");
+    send(
+        &topics.signals,
+        &lines(&[arrears("ops-1", "Huur", 1, 3, 2400, "open", true), broken]),
+        ContentMode::Structured,
+    );
+    send(&topics.feedback, &["{not json".to_owned()], ContentMode::Structured);
+    Reader::new(&topics.alerts).until(1, Duration::ZERO, Duration::from_secs(60));
+    let dead = read(
+        &topics.dlq,
+        2,
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    );
+    assert_eq!(dead.len(), 2);
+
+    // The API in use, and a reload that must fail.
+    let wait_listed = std::time::Instant::now();
+    loop {
+        let (status, body) = service
+            .request("GET", "/api/v1/cases", Some(TEAM), None)
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        if body.contains("\"wijkteam\":\"oost\"") {
+            break;
+        }
+        assert!(wait_listed.elapsed() < Duration::from_secs(30), "{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        service.request("GET", "/api/v1/cases", None, None).unwrap().0,
+        401
+    );
+    std::fs::write(rules.join("kapot.yaml"), "regels:\n  - naam: [\n").unwrap();
+    let (status, body) = service
+        .request("POST", "/admin/reload", Some(ADMIN), None)
+        .unwrap();
+    assert_ne!(status, 200, "a broken rule file is refused: {body}");
+
+    // Consumer lag comes with the Kafka client's statistics (every 2 s).
+    let waited = std::time::Instant::now();
+    while !service
+        .http("/metrics")
+        .is_some_and(|(_, m)| m.contains("vroeg_consumer_lag_messages{"))
+    {
+        assert!(waited.elapsed() < Duration::from_secs(30), "no consumer lag reported");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Both expositions, parsed by Prometheus's own parser against the docs.
+    let (status, text_type, text) = service
+        .get_accepting("/metrics", "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(text_type.starts_with("text/plain; version=0.0.4"), "{text_type}");
+    let (status, om_type, om) = service
+        .get_accepting(
+            "/metrics",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        om_type.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{om_type}"
+    );
+    let (prom_file, om_file) = (dir.path().join("metrics.txt"), dir.path().join("metrics.om"));
+    std::fs::write(&prom_file, &text).unwrap();
+    std::fs::write(&om_file, &om).unwrap();
+    let checked = Command::new("python3")
+        .arg(root().join("tests/tooling/check_metrics.py"))
+        .arg(root().join("docs/operations.md"))
+        .args([&prom_file, &om_file])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        checked.status.success(),
+        "{}{}\n{text}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // The families count what happened.
+    for (series, expected) in [
+        (
+            "vroeg_signals_rejected_messages_total{code=\"invalid_postcode\",partner_type=\"zorg\"}",
+            1.0,
+        ),
+        (
+            "vroeg_feedback_rejected_messages_total{code=\"invalid_json\"}",
+            1.0,
+        ),
+        ("vroeg_rules_reload_failures_total", 1.0),
+        ("vroeg_open_cases{team=\"oost\"}", 1.0),
+        // A team from the routing table with no cases reads 0.
+        ("vroeg_open_cases{team=\"centrum\"}", 0.0),
+        ("vroeg_overdue_cases{team=\"oost\"}", 0.0),
+        (
+            "vroeg_api_requests_total{route=\"/api/v1/cases\",method=\"GET\",status=\"401\"}",
+            1.0,
+        ),
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(series)),
+            "{series} is not served\n{text}"
+        );
+        assert_eq!(counter(&text, series), expected, "{series}\n{text}");
+    }
+    assert!(
+        counter(
+            &text,
+            "vroeg_api_requests_total{route=\"/api/v1/cases\",method=\"GET\",status=\"200\"}"
+        ) >= 1.0
+    );
+    assert!(text.contains("vroeg_build_info{version="), "{text}");
+    assert!(text.contains("vroeg_rules_info{version="), "{text}");
+    assert!(crate::privacy::personal_data(&text).is_empty());
+    assert_eq!(service.terminate(), 0);
+}
