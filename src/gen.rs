@@ -47,6 +47,21 @@ pub struct GenArgs {
     /// Output file (default: standard output).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
+    /// Also write wijkteam feedback to this file: contact attempts for
+    /// about 95% of the cases the signals open, and outcomes for part of
+    /// them, as a wijkteam would record them. To learn which cases open,
+    /// the signals are first replayed with `--rules` and the household
+    /// secret, so use the same secret where the feedback is applied
+    /// (`replay --feedback`, or `send` to the feedback topic).
+    #[arg(long)]
+    pub feedback: Option<PathBuf>,
+    /// Rule files or directories, for `--feedback`.
+    #[arg(long, default_value = "rules")]
+    pub rules: Vec<PathBuf>,
+    /// Secret of the household pseudonym, for `--feedback` (case ids
+    /// contain the household key).
+    #[arg(long, env = "VROEG_HOUSEHOLD_SECRET", hide_env_values = true)]
+    pub household_secret: Option<String>,
 }
 
 const SURNAMES: &[(&str, Option<&str>)] = &[
@@ -499,7 +514,204 @@ pub fn run(args: &GenArgs) -> anyhow::Result<()> {
         }
         None => write(&lines, &mut std::io::stdout().lock())?,
     }
+    if let Some(path) = &args.feedback {
+        let mut feedback = feedback_for(&lines, &args.rules, &args.household_secret, args.seed)?;
+        // The same bound as the signals: nothing dated after `--now`.
+        let end = cutoff(args)?;
+        feedback.retain(|l| l.time < end);
+        let mut f = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        write(&feedback, &mut f)?;
+        eprintln!(
+            "wrote {} feedback messages (contact attempts and outcomes) to {}",
+            feedback.len(),
+            path.display()
+        );
+    }
     Ok(())
+}
+
+/// The end of what `gen` may date: the day after `--now`, or this moment.
+fn cutoff(args: &GenArgs) -> anyhow::Result<i64> {
+    Ok(match &args.now {
+        Some(now) => Day::parse(now)
+            .with_context(|| format!("--now {now:?} is not a date (YYYY-MM-DD)"))?
+            .plus_days(1)
+            .start_millis(),
+        None => vroeg_kafka::wall_now() + 1,
+    })
+}
+
+/// When a feedback message dated `day` takes effect, for ordering it among
+/// the signals (`replay --feedback` does the same): noon of that day.
+pub fn feedback_time(day: Day) -> i64 {
+    day.start_millis() + 12 * 3_600_000
+}
+
+/// What one case did in a replay without feedback.
+struct SeenCase {
+    household: String,
+    opened: i64,
+    closed: Option<i64>,
+    crisis: bool,
+}
+
+/// Wijkteam feedback for the cases `lines` open: replay them once with
+/// `rules` to learn which cases open and when, then record what a wijkteam
+/// would: a first contact attempt within the deadline for about 95% of the
+/// cases (crisis within two days), a second attempt for part of those not
+/// reached, and an outcome for part of them. An outcome closes its case,
+/// so one is only given where the household sends no signal after it:
+/// otherwise the outcome would change which cases the later signals open,
+/// and the feedback would no longer fit them. Contact attempts change no
+/// case's course but its escalation. Sorted by the time they take effect.
+pub fn feedback_for(
+    lines: &[Line],
+    rules: &[PathBuf],
+    secret: &Option<String>,
+    seed: u64,
+) -> anyhow::Result<Vec<Line>> {
+    use vroeg_core::signal::{decode_structured, DecodeContext};
+    let secret_bytes = crate::replay::secret(secret);
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let signals = dir.path().join("signalen.jsonl");
+    write(lines, &mut std::fs::File::create(&signals)?)?;
+    let last = lines.last().map_or(0, |l| l.time);
+    let replay_args = crate::replay::ReplayArgs {
+        rules: rules.to_vec(),
+        signals: signals.clone(),
+        out: None,
+        rejects: None,
+        state: None,
+        batch_size: 5000,
+        no_fsync: true,
+        school_purpose: false,
+        routing: None,
+        no_escalation: true,
+        household_secret: Some(String::from_utf8_lossy(&secret_bytes).into_owned()),
+        now: Some(format_rfc3339(last + 86_400_000)),
+        summary_json: None,
+        quiet: true,
+        feedback: None,
+    };
+    let outcome = crate::replay::replay(&replay_args, false)
+        .context("replaying the signals to learn which cases open")?;
+    let mut cases: std::collections::BTreeMap<String, SeenCase> = Default::default();
+    let alerts = std::io::BufReader::new(std::fs::File::open(&outcome.alerts_file)?);
+    for line in std::io::BufRead::lines(alerts) {
+        let v: Value = serde_json::from_str(&line?)?;
+        let (Some(id), Some(tijd)) = (v["zaak_id"].as_str(), v["tijd"].as_str()) else {
+            continue;
+        };
+        let time = vroeg_core::time::parse_rfc3339(tijd)
+            .with_context(|| format!("alert time {tijd:?} is not RFC 3339"))?;
+        match v["type"].as_str() {
+            Some("geopend") => {
+                cases.insert(
+                    id.to_owned(),
+                    SeenCase {
+                        household: v["huishouden"].as_str().unwrap_or_default().to_owned(),
+                        opened: time,
+                        closed: None,
+                        crisis: v["categorie"] == "crisis",
+                    },
+                );
+            }
+            Some("gesloten") => {
+                if let Some(c) = cases.get_mut(id) {
+                    c.closed = Some(time);
+                }
+            }
+            _ => {}
+        }
+    }
+    // The last signal of each household, by its key.
+    let keyer = vroeg_core::HouseholdKeyer::new(&secret_bytes);
+    let mut last_signal: std::collections::HashMap<String, i64> = Default::default();
+    for l in lines {
+        let ctx = DecodeContext::at(l.time + 86_400_000);
+        if let Ok(signal) = decode_structured(l.text.as_bytes(), &ctx) {
+            let key = keyer.key(signal.address()).to_string();
+            let e = last_signal.entry(key).or_insert(l.time);
+            *e = (*e).max(l.time);
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7769_6a6b);
+    let mut out = Vec::new();
+    let mut n = 0u64;
+    let mut next_id = || {
+        n += 1;
+        format!("wt-{n:08}")
+    };
+    let open_at = |c: &SeenCase, t: i64| t > c.opened && c.closed.is_none_or(|closed| t < closed);
+    for (id, case) in &cases {
+        if rng.random::<f64>() >= 0.95 {
+            continue;
+        }
+        let opened = Day::of_millis(case.opened);
+        let first_day = if case.crisis {
+            opened.plus_days(rng.random_range(1..=2))
+        } else {
+            opened.plus_days(rng.random_range(1..=9))
+        };
+        let mut attempts = vec![(first_day, rng.random::<f64>() < 0.6)];
+        if !attempts[0].1 && rng.random::<f64>() < 0.6 {
+            attempts.push((
+                first_day.plus_days(rng.random_range(2..=7)),
+                rng.random::<f64>() < 0.5,
+            ));
+        }
+        let mut last_day = first_day;
+        let mut reached = false;
+        for (day, bereikt) in &attempts {
+            if !open_at(case, feedback_time(*day)) {
+                break;
+            }
+            let soort = match rng.random_range(0..20) {
+                0..=8 => "Telefoon",
+                9..=12 => "Brief",
+                13..=15 => "Huisbezoek",
+                16..=17 => "Mail",
+                _ => "SMS/Whatsapp",
+            };
+            let dagdeel = ["Ochtend", "Middag", "Avond"][rng.random_range(0..3)];
+            out.push(Line {
+                time: feedback_time(*day),
+                text: json!({"id": next_id(), "zaak_id": id, "type": "contactpoging",
+                    "contactsoort": soort, "bereikt": bereikt, "datum": day.to_string(),
+                    "dagdeel": dagdeel})
+                .to_string(),
+            });
+            last_day = *day;
+            reached |= bereikt;
+        }
+        let day = last_day.plus_days(rng.random_range(3..=20));
+        let quiet_after = last_signal
+            .get(&case.household)
+            .is_none_or(|t| *t < feedback_time(day));
+        if !quiet_after || !open_at(case, feedback_time(day)) || rng.random::<f64>() >= 0.7 {
+            continue;
+        }
+        let resultaat = if reached {
+            match rng.random_range(0..20) {
+                0..=6 => "(Budget)advies en/of quick fix",
+                7..=12 => "Vervolghulp en/of verwijzing financieel",
+                13..=15 => "Inwoner hoeft geen hulp vanuit vroegsignalering",
+                16..=17 => "Inwoner heeft zelf al betaald/betalingsregeling getroffen",
+                _ => "Inwoner al bekend bij schuldhulpverlening",
+            }
+        } else {
+            "Definitief geen contact kunnen krijgen"
+        };
+        out.push(Line {
+            time: feedback_time(day),
+            text: json!({"id": next_id(), "zaak_id": id, "type": "resultaat",
+                "resultaat": resultaat, "datum": day.to_string()})
+            .to_string(),
+        });
+    }
+    out.sort_by_key(|l| l.time);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -518,6 +730,9 @@ mod tests {
             rate: 0.08,
             invalid: 0.02,
             out: None,
+            feedback: None,
+            rules: vec![],
+            household_secret: None,
         }
     }
 

@@ -65,6 +65,11 @@ pub struct ReplayArgs {
     /// Treat this RFC 3339 time as "now" for the future-date check (default: the wall clock).
     #[arg(long)]
     pub now: Option<String>,
+    /// Wijkteam feedback (contact attempts and outcomes) as JSON lines, as
+    /// `gen --feedback` writes it: applied among the signals at noon of its
+    /// `datum`, as if from the feedback topic.
+    #[arg(long)]
+    pub feedback: Option<PathBuf>,
     /// Write the summary as JSON to this file too.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
@@ -112,6 +117,7 @@ impl FileSink {
                         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
                 };
                 let line = json!({
+                    "file": header("vroeg_source_topic").and_then(|t| t.split_once(':').map(|(_, f)| f.to_owned())),
                     "line": header("vroeg_source_offset").and_then(|o| o.parse::<i64>().ok()).map(|o| o + 1),
                     "code": header("vroeg_error_code"),
                     "field": header("vroeg_error_field"),
@@ -229,6 +235,13 @@ pub fn replay(args: &ReplayArgs, show_progress: bool) -> anyhow::Result<ReplayOu
         .with_context(|| format!("cannot open the state store in {}", state_dir.display()))?;
     let mut config = EngineConfig::new(secret(&args.household_secret), ClockMode::EventTime);
     config.routing = Arc::new(crate::run::load_routing(args.routing.as_deref())?);
+    let mut feedback = match &args.feedback {
+        Some(path) => read_feedback(path)?,
+        None => FeedbackFile::default(),
+    };
+    if args.feedback.is_some() {
+        config.feedback_streams = vec![feedback.stream.to_string()];
+    }
     let rules_version = rules.version.clone();
     let mut engine = Engine::new(store, Arc::new(rules), config)?;
     let mut sink = FileSink {
@@ -278,6 +291,12 @@ pub fn replay(args: &ReplayArgs, show_progress: bool) -> anyhow::Result<ReplayOu
             if buf.last() == Some(&b'\r') {
                 buf.pop();
             }
+            // Feedback that took effect before this signal goes first.
+            if feedback.next_time().is_some() {
+                if let Some(time) = signal_time(&buf) {
+                    feedback.take_until(Some(time), &mut batch);
+                }
+            }
             batch.push(Record {
                 stream: stream.clone(),
                 partition: 0,
@@ -289,6 +308,10 @@ pub fn replay(args: &ReplayArgs, show_progress: bool) -> anyhow::Result<ReplayOu
             if let Some(bar) = &progress {
                 bar.inc(n as u64);
             }
+        }
+        if n == 0 {
+            // The feedback after the last signal.
+            feedback.take_until(None, &mut batch);
         }
         if batch.len() >= args.batch_size || (n == 0 && !batch.is_empty()) {
             engine.process_batch(&batch, now)?;
@@ -320,11 +343,95 @@ pub fn replay(args: &ReplayArgs, show_progress: bool) -> anyhow::Result<ReplayOu
     })
 }
 
+/// A feedback file, read whole (it is small beside the signals), in the
+/// order its messages take effect.
+#[derive(Default)]
+struct FeedbackFile {
+    stream: Arc<str>,
+    /// (takes effect, offset in the file, line), by time.
+    lines: std::collections::VecDeque<(i64, i64, Vec<u8>)>,
+}
+
+impl FeedbackFile {
+    fn next_time(&self) -> Option<i64> {
+        self.lines.front().map(|(t, _, _)| *t)
+    }
+
+    /// Move every message that takes effect before `time` (all, without
+    /// one) into `batch`.
+    fn take_until(&mut self, time: Option<i64>, batch: &mut Vec<Record>) {
+        while let Some((t, _, _)) = self.lines.front() {
+            if time.is_some_and(|time| *t > time) {
+                break;
+            }
+            let Some((_, offset, payload)) = self.lines.pop_front() else {
+                break;
+            };
+            batch.push(Record {
+                stream: self.stream.clone(),
+                partition: 0,
+                offset,
+                payload,
+                headers: Vec::new(),
+            });
+        }
+    }
+}
+
+fn read_feedback(path: &Path) -> anyhow::Result<FeedbackFile> {
+    let text = std::fs::read(path)
+        .with_context(|| format!("cannot read the feedback file {}", path.display()))?;
+    let mut lines = Vec::new();
+    for (offset, line) in text.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        // A line without a readable date still goes through the decoder,
+        // first, so that it is rejected with its reason.
+        let time = serde_json::from_slice::<Value>(line)
+            .ok()
+            .and_then(|v| {
+                v["datum"]
+                    .as_str()
+                    .and_then(|d| vroeg_core::time::Day::parse(d))
+            })
+            .map_or(i64::MIN, crate::gen::feedback_time);
+        lines.push((time, offset as i64, line.to_vec()));
+    }
+    // Stable: messages of one day keep their order in the file.
+    lines.sort_by_key(|(t, _, _)| *t);
+    Ok(FeedbackFile {
+        stream: format!(
+            "feedback:{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        )
+        .into(),
+        lines: lines.into(),
+    })
+}
+
+/// The `time` of a signal line, where it has a readable one.
+fn signal_time(line: &[u8]) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Time<'a> {
+        #[serde(borrow)]
+        time: Option<std::borrow::Cow<'a, str>>,
+    }
+    let t: Time<'_> = serde_json::from_slice(line).ok()?;
+    vroeg_core::time::parse_rfc3339(&t.time?)
+}
+
 pub fn print_summary(o: &ReplayOutcome) {
     let s = &o.stats;
     println!("replay summary (rule set {})", o.rules_version);
     println!("  records read         {:>10}", s.records);
     println!("  signals applied      {:>10}", s.applied);
+    if s.feedback > 0 {
+        println!("  feedback applied     {:>10}", s.feedback);
+    }
     println!("  duplicates           {:>10}", s.duplicates);
     if s.purpose_disabled > 0 {
         println!(
@@ -410,16 +517,25 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         rate: 0.05,
         invalid: 0.02,
         out: Some(signals.clone()),
+        feedback: None,
+        rules: rules.clone(),
+        household_secret: Some(DEVELOPMENT_SECRET.into()),
     };
     // The demo replays on the event clock: its history may run past today.
     let lines = crate::gen::generate_all(&gen_args)?;
     crate::gen::write(&lines, &mut File::create(&signals)?)?;
+    // What the wijkteams did: contact attempts and outcomes for the cases.
+    let feedback_file = dir.path().join("terugkoppeling.jsonl");
+    let feedback =
+        crate::gen::feedback_for(&lines, &rules, &Some(DEVELOPMENT_SECRET.into()), args.seed)?;
+    crate::gen::write(&feedback, &mut File::create(&feedback_file)?)?;
     println!(
-        "generated {} signals for {} households over {} months (seed {})\n",
+        "generated {} signals for {} households over {} months (seed {}), and {} wijkteam feedback messages\n",
         lines.len(),
         args.households,
         args.months,
-        args.seed
+        args.seed,
+        feedback.len()
     );
     let replay_args = ReplayArgs {
         rules: rules.clone(),
@@ -436,6 +552,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         now: Some("2026-11-01T00:00:00Z".into()),
         summary_json: None,
         quiet: false,
+        feedback: Some(feedback_file),
     };
     let outcome = replay(&replay_args, true)?;
     print_summary(&outcome);

@@ -281,6 +281,83 @@ fn demo_shows_cases_with_explanations() {
         text.contains("because") && text.contains("on the values"),
         "{text}"
     );
+    // The wijkteams' feedback is applied, none of it refused, and
+    // escalation is the exception: fewer escalations than cases.
+    let count = |label: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let (opened, escalations, feedback) = (
+        count("geopend"),
+        count("escalatie"),
+        count("feedback applied"),
+    );
+    assert!(opened > 100, "{text}");
+    assert!(feedback > opened, "{text}");
+    assert!(
+        escalations < opened,
+        "{escalations} escalations for {opened} cases\n{text}"
+    );
+    assert!(!text.contains("unknown_case"), "{text}");
+}
+
+#[test]
+fn replay_applies_generated_feedback_and_rejects_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = tmp.path().join("s.jsonl");
+    let feedback = tmp.path().join("f.jsonl");
+    let out = vroeg(&[
+        "gen",
+        "--households",
+        "2000",
+        "--months",
+        "4",
+        "--seed",
+        "3",
+        "--start",
+        "2026-01-01",
+        "--now",
+        "2026-06-30",
+        "--out",
+        signals.to_str().unwrap(),
+        "--feedback",
+        feedback.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = std::fs::read_to_string(&feedback).unwrap();
+    assert!(lines.lines().count() > 100, "{lines}");
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["datum"].as_str().unwrap() <= "2026-06-30", "{line}");
+    }
+    let out = vroeg(&[
+        "replay",
+        "--signals",
+        signals.to_str().unwrap(),
+        "--feedback",
+        feedback.to_str().unwrap(),
+        "--now",
+        "2026-07-01T00:00:00Z",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("feedback applied"), "{text}");
+    // Every feedback message found its case: no rejected line is from the
+    // feedback file.
+    let rejects = std::fs::read_to_string(tmp.path().join("s.jsonl.rejects.jsonl")).unwrap();
+    assert!(!rejects.contains("\"file\":\"f.jsonl\""), "{rejects}");
+    let alerts = std::fs::read_to_string(tmp.path().join("s.jsonl.alerts.jsonl")).unwrap();
+    assert!(alerts.contains("\"resultaat\":"), "outcomes close cases");
 }
 
 #[test]

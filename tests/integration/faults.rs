@@ -386,7 +386,9 @@ fn readiness_after_outages(role: Option<&str>) {
         );
         let paths: Vec<&String> = lines
             .iter()
-            .filter(|l| l.contains("/.cargo/") || l.contains("/registry/src/") || l.contains("/rustc/"))
+            .filter(|l| {
+                l.contains("/.cargo/") || l.contains("/registry/src/") || l.contains("/rustc/")
+            })
             .collect();
         assert!(paths.is_empty(), "build paths in the log: {paths:#?}");
     };

@@ -67,7 +67,11 @@ fn metrics_parse_with_prometheus_parser_and_count_what_happened() {
         &lines(&[arrears("ops-1", "Huur", 1, 3, 2400, "open", true), broken]),
         ContentMode::Structured,
     );
-    send(&topics.feedback, &["{not json".to_owned()], ContentMode::Structured);
+    send(
+        &topics.feedback,
+        &["{not json".to_owned()],
+        ContentMode::Structured,
+    );
     Reader::new(&topics.alerts).until(1, Duration::ZERO, Duration::from_secs(60));
     let dead = read(
         &topics.dlq,
@@ -91,7 +95,10 @@ fn metrics_parse_with_prometheus_parser_and_count_what_happened() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(
-        service.request("GET", "/api/v1/cases", None, None).unwrap().0,
+        service
+            .request("GET", "/api/v1/cases", None, None)
+            .unwrap()
+            .0,
         401
     );
     std::fs::write(rules.join("kapot.yaml"), "regels:\n  - naam: [\n").unwrap();
@@ -106,7 +113,10 @@ fn metrics_parse_with_prometheus_parser_and_count_what_happened() {
         .http("/metrics")
         .is_some_and(|(_, m)| m.contains("vroeg_consumer_lag_messages{"))
     {
-        assert!(waited.elapsed() < Duration::from_secs(30), "no consumer lag reported");
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "no consumer lag reported"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -115,7 +125,10 @@ fn metrics_parse_with_prometheus_parser_and_count_what_happened() {
         .get_accepting("/metrics", "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
         .unwrap();
     assert_eq!(status, 200);
-    assert!(text_type.starts_with("text/plain; version=0.0.4"), "{text_type}");
+    assert!(
+        text_type.starts_with("text/plain; version=0.0.4"),
+        "{text_type}"
+    );
     let (status, om_type, om) = service
         .get_accepting(
             "/metrics",
@@ -127,7 +140,10 @@ fn metrics_parse_with_prometheus_parser_and_count_what_happened() {
         om_type.starts_with("application/openmetrics-text; version=1.0.0"),
         "{om_type}"
     );
-    let (prom_file, om_file) = (dir.path().join("metrics.txt"), dir.path().join("metrics.om"));
+    let (prom_file, om_file) = (
+        dir.path().join("metrics.txt"),
+        dir.path().join("metrics.om"),
+    );
     std::fs::write(&prom_file, &text).unwrap();
     std::fs::write(&om_file, &om).unwrap();
     let checked = Command::new("python3")

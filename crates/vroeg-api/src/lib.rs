@@ -108,7 +108,12 @@ async fn count_request(
     let method = request.method().clone();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    metrics.request(&route, &method, response.status().as_u16(), started.elapsed());
+    metrics.request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -137,11 +142,7 @@ async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> impl
             Err(_) => tracing::warn!("counting open cases for /metrics failed"),
         }
     }
-    let format = Format::negotiate(
-        headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     (
         [(header::CONTENT_TYPE, format.content_type())],
         state.metrics.encode(format),
@@ -293,7 +294,9 @@ mod tests {
         assert!(!text.contains("# EOF"), "{text}");
         // The requests before this one were counted, by route pattern.
         assert!(
-            text.contains("vroeg_api_requests_total{route=\"/readyz\",method=\"GET\",status=\"503\"} 1"),
+            text.contains(
+                "vroeg_api_requests_total{route=\"/readyz\",method=\"GET\",status=\"503\"} 1"
+            ),
             "{text}"
         );
         assert!(

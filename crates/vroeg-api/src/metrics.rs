@@ -388,7 +388,13 @@ impl Metrics {
 
     /// One HTTP request answered. `route` is the route's pattern (bounded
     /// by the router), never the path a client sent.
-    pub fn request(&self, route: &str, method: &axum::http::Method, status: u16, elapsed: Duration) {
+    pub fn request(
+        &self,
+        route: &str,
+        method: &axum::http::Method,
+        status: u16,
+        elapsed: Duration,
+    ) {
         let method = match *method {
             axum::http::Method::GET => "GET",
             axum::http::Method::POST => "POST",
@@ -442,7 +448,10 @@ impl Format {
             let media = parts.next().unwrap_or("").to_ascii_lowercase();
             let mut q = 1.0f32;
             for param in parts {
-                if let Some(v) = param.strip_prefix("q=").or_else(|| param.strip_prefix("Q=")) {
+                if let Some(v) = param
+                    .strip_prefix("q=")
+                    .or_else(|| param.strip_prefix("Q="))
+                {
                     q = v.trim().parse().unwrap_or(0.0);
                 }
             }

@@ -368,10 +368,7 @@ pub fn partner_label(headers: &[(&str, &[u8])], body: &[u8], max_bytes: usize) -
         .map(|(_, v)| *v);
     let (event_type, data) = match binary_type {
         Some(t) => (std::str::from_utf8(t).ok(), Some(&value)),
-        None => (
-            value.get("type").and_then(Value::as_str),
-            value.get("data"),
-        ),
+        None => (value.get("type").and_then(Value::as_str), value.get("data")),
     };
     if event_type == Some(TYPE_ABSENCE) {
         return "school";

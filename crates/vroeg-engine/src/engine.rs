@@ -643,7 +643,9 @@ impl Engine {
             }
             batch.stats.records += 1;
             match item.classified(&self.intake, wall_now) {
-                Classified::Rejected(error) => reject(&mut batch, &self.intake, &item.original(), &error),
+                Classified::Rejected(error) => {
+                    reject(&mut batch, &self.intake, &item.original(), &error)
+                }
                 // An objection: dropped before it touches any state (not
                 // even the event-time clock), and counted.
                 Classified::OptedOut => batch.stats.opted_out += 1,

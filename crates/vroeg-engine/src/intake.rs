@@ -87,7 +87,8 @@ impl Intake {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_slice()))
                 .collect();
-            let partner = vroeg_core::signal::partner_label(&headers, &record.payload, self.max_bytes);
+            let partner =
+                vroeg_core::signal::partner_label(&headers, &record.payload, self.max_bytes);
             stats.reject_signal(error.code.as_str(), partner);
         }
     }

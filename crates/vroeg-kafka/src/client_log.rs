@@ -226,6 +226,9 @@ mod tests {
             "client",
             "127.0.0.1:9092/1: Connect to ipv4#127.0.0.1:9092 failed: Connection refused"
         ));
-        assert!(!is_connectivity("GETPID", "Failed to acquire idempotence PID"));
+        assert!(!is_connectivity(
+            "GETPID",
+            "Failed to acquire idempotence PID"
+        ));
     }
 }

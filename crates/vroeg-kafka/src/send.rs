@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::util::Timeout;
 use serde_json::Value;
@@ -159,7 +159,9 @@ pub fn send_lines(
 pub enum SendError {
     #[error("kafka: {0}")]
     Kafka(#[source] KafkaError),
-    #[error("the broker refused {failed} of {of} messages (the first: {first}); the others were sent")]
+    #[error(
+        "the broker refused {failed} of {of} messages (the first: {first}); the others were sent"
+    )]
     Refused { failed: u64, of: u64, first: String },
     #[error("reading signals: {0}")]
     Io(#[source] std::io::Error),

@@ -954,8 +954,8 @@ impl Store {
                 .iter()
                 .position(|b| *b == 0)
                 .ok_or_else(|| corrupt("a key without a team"))?;
-            let team = std::str::from_utf8(&rest[..split])
-                .map_err(|_| corrupt("team is not UTF-8"))?;
+            let team =
+                std::str::from_utf8(&rest[..split]).map_err(|_| corrupt("team is not UTF-8"))?;
             let id = std::str::from_utf8(&rest[split + 1..])
                 .map_err(|_| corrupt("case id is not UTF-8"))?;
             let Some(case) = self.case(id)? else {
