@@ -11,6 +11,7 @@ mod gen;
 mod replay;
 mod rules_cmd;
 mod run;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,6 +75,10 @@ enum Command {
     Export(ExportCommand),
     /// Print the Divosa monitor indicators for a period (table or JSON).
     Report(export::ReportArgs),
+    /// Check a partner's file (or a topic) with the engine's own decoder
+    /// before it is sent: every message it would dead-letter, with its line,
+    /// error code, field and reason. Exits 1 on any problem.
+    Validate(validate::ValidateArgs),
     /// Manage case API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -182,6 +187,7 @@ fn main() -> ExitCode {
         Command::Export(ExportCommand::Audit(args)) => export::audit_export(&args),
         Command::Report(args) => export::report(&args),
         Command::Token(TokenCommand::New(args)) => export::token_new(&args),
+        Command::Validate(args) => validate::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -391,11 +391,7 @@ fn read_feedback(path: &Path) -> anyhow::Result<FeedbackFile> {
         // first, so that it is rejected with its reason.
         let time = serde_json::from_slice::<Value>(line)
             .ok()
-            .and_then(|v| {
-                v["datum"]
-                    .as_str()
-                    .and_then(|d| vroeg_core::time::Day::parse(d))
-            })
+            .and_then(|v| v["datum"].as_str().and_then(vroeg_core::time::Day::parse))
             .map_or(i64::MIN, crate::gen::feedback_time);
         lines.push((time, offset as i64, line.to_vec()));
     }

@@ -612,3 +612,97 @@ fn state_purge_deletes_what_is_past_retention_as_the_state_dump_shows() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a date"));
 }
+
+#[test]
+fn validate_reports_every_corpus_message_with_its_code_and_passes_a_clean_file() {
+    let corpus = root().join("tests/corpus");
+    let expected: Vec<(String, String)> = std::fs::read_to_string(corpus.join("expected.tsv"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (file, code) = l.split_once('\t').unwrap();
+            (format!("tests/corpus/{file}"), code.to_owned())
+        })
+        .collect();
+    assert_eq!(expected.len(), 61);
+    let mut args = vec!["validate", "--message"];
+    args.extend(expected.iter().map(|(f, _)| f.as_str()));
+    let out = vroeg(&args);
+    assert_eq!(out.status.code(), Some(1), "any problem fails the check");
+    let text = stdout(&out);
+    for (file, code) in &expected {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{file}: ")))
+            .unwrap_or_else(|| panic!("{file} is not reported:\n{text}"));
+        assert!(
+            line.starts_with(&format!("{file}: {code}")),
+            "{file}: expected {code}, got {line}"
+        );
+    }
+    assert!(
+        text.contains("61 files: 61 messages, 0 valid, 61 with problems"),
+        "{text}"
+    );
+    assert!(crate::privacy::personal_data(&text).is_empty(), "{text}");
+
+    // JSON lines: the line number of each problem; blank lines skipped.
+    let tmp = tempfile::tempdir().unwrap();
+    let clean = tmp.path().join("clean.jsonl");
+    let out = vroeg(&[
+        "gen",
+        "--households",
+        "800",
+        "--months",
+        "3",
+        "--invalid",
+        "0",
+        "--start",
+        "2026-01-01",
+        "--now",
+        "2026-04-30",
+        "--out",
+        clean.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let out = vroeg(&[
+        "validate",
+        "--now",
+        "2026-05-01T00:00:00Z",
+        clean.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(" 0 with problems"), "{text}");
+    let lines = std::fs::read_to_string(&clean).unwrap();
+    let first = lines.lines().next().unwrap();
+    let broken = std::fs::read_to_string(corpus.join("45-postcode-letters-first.bin")).unwrap();
+    let mixed = tmp.path().join("mixed.jsonl");
+    std::fs::write(&mixed, format!("{first}\n{broken}\n\n{first}\n")).unwrap();
+    let out = vroeg(&[
+        "validate",
+        "--now",
+        "2026-05-01T00:00:00Z",
+        mixed.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{}:2: invalid_postcode at `data.client.postcode`",
+            mixed.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 messages, 2 valid, 1 with problems"),
+        "{text}"
+    );
+    // An empty file is not a pass.
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let out = vroeg(&["validate", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("no messages"));
+}

@@ -196,3 +196,42 @@ fn metrics_parse_with_prometheus_parser_and_count_what_happened() {
     assert!(crate::privacy::personal_data(&text).is_empty());
     assert_eq!(service.terminate(), 0);
 }
+
+/// `vroeg validate --topic`: what a partner's topic holds, checked with the
+/// engine's decoder, each problem by partition and offset.
+#[test]
+fn validate_checks_every_message_on_a_topic() {
+    let topics = create_topics("validate", 2);
+    let mut broken = arrears("val-bad", "Zorg", 2, 3, 900, "open", false);
+    broken["data"]["client"]["bsn"] = Value::from("123456789");
+    let good: Vec<Value> = (0..20)
+        .map(|i| arrears(&format!("val-{i}"), "Huur", i + 1, 3, 900, "open", false))
+        .collect();
+    let mut all = good.clone();
+    all.push(broken);
+    send(&topics.signals, &lines(&all), ContentMode::Structured);
+    send(&topics.signals, &lines(&good[..2]), ContentMode::Binary);
+    let out = Command::new(env!("CARGO_BIN_EXE_vroeg"))
+        .args([
+            "validate",
+            "--topic",
+            &topics.signals,
+            "--brokers",
+            crate::kafka::broker(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("22 valid, 1 with problems (invalid_bsn 1)"),
+        "{text}"
+    );
+    let problem = text.lines().next().unwrap();
+    assert!(
+        problem.starts_with(&format!("{}/", topics.signals))
+            && problem.contains("invalid_bsn at `data.client.bsn`"),
+        "{text}"
+    );
+    assert!(crate::privacy::personal_data(&text).is_empty(), "{text}");
+}

@@ -166,3 +166,92 @@ pub enum SendError {
     #[error("reading signals: {0}")]
     Io(#[source] std::io::Error),
 }
+
+/// Read every committed message of `topic` from the beginning until each
+/// partition is read to its end, and hand each to `visit` as a record of
+/// that topic (for `vroeg validate --topic`). Returns how many were read.
+pub fn read_topic(
+    brokers: &str,
+    topic: &str,
+    mut visit: impl FnMut(vroeg_engine::Record),
+) -> Result<u64, ReadError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer<crate::client_log::Logged> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "vroeg-validate")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create_with_context(crate::client_log::Logged("validate"))
+        .map_err(ReadError::Kafka)?;
+    let timeout = Duration::from_secs(30);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(ReadError::Kafka)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(ReadError::NoTopic(topic.to_owned()));
+    }
+    let mut assignment = TopicPartitionList::new();
+    for p in &partitions {
+        assignment
+            .add_partition_offset(topic, *p, Offset::Beginning)
+            .map_err(ReadError::Kafka)?;
+    }
+    consumer.assign(&assignment).map_err(ReadError::Kafka)?;
+    let stream: std::sync::Arc<str> = topic.into();
+    let mut open: std::collections::BTreeSet<i32> = partitions.into_iter().collect();
+    let mut read = 0u64;
+    let mut quiet = std::time::Instant::now();
+    while !open.is_empty() {
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {
+                if quiet.elapsed() > timeout {
+                    return Err(ReadError::Stalled(topic.to_owned()));
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+                quiet = std::time::Instant::now();
+            }
+            Some(Err(e)) => return Err(ReadError::Kafka(e)),
+            Some(Ok(m)) => {
+                quiet = std::time::Instant::now();
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                visit(vroeg_engine::Record {
+                    stream: stream.clone(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+                read += 1;
+            }
+        }
+    }
+    Ok(read)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("kafka: {0}")]
+    Kafka(#[source] KafkaError),
+    #[error("topic {0:?} does not exist (or has no partitions)")]
+    NoTopic(String),
+    #[error("reading {0:?} stalled: no message and no end of a partition for 30 s")]
+    Stalled(String),
+}
