@@ -175,6 +175,19 @@ pub struct RawApi {
     pub listen: String,
     /// Bearer tokens of the case API, stored as SHA-256 hashes.
     pub tokens: Vec<RawToken>,
+    /// A file of more `[[tokens]]` entries (the same fields), for example a
+    /// mounted Kubernetes or Docker secret, so that tokens need no edit of
+    /// this file. `VROEG_API_TOKENS_FILE` sets it; `VROEG_API_TOKENS` can
+    /// also give the entries themselves, as a TOML array of inline tables.
+    pub tokens_file: Option<std::path::PathBuf>,
+}
+
+/// A tokens file: `[[tokens]]` entries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokensFile {
+    #[serde(default)]
+    tokens: Vec<RawToken>,
 }
 
 impl Default for RawApi {
@@ -183,6 +196,7 @@ impl Default for RawApi {
             enabled: true,
             listen: "127.0.0.1:8080".into(),
             tokens: Vec::new(),
+            tokens_file: None,
         }
     }
 }
@@ -511,9 +525,21 @@ impl Config {
         let mut doc: toml::Table =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let mut problems = apply_env(&mut doc, std::env::vars());
-        let raw: RawConfig = toml::Value::Table(doc)
+        let mut raw: RawConfig = toml::Value::Table(doc)
             .try_into()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if let Some(file) = raw.api.tokens_file.clone() {
+            match std::fs::read_to_string(&file) {
+                Err(e) => problems.push(format!(
+                    "api.tokens_file: cannot read {}: {e}",
+                    file.display()
+                )),
+                Ok(text) => match toml::from_str::<RawTokensFile>(&text) {
+                    Err(e) => problems.push(format!("api.tokens_file: {}: {e}", file.display())),
+                    Ok(more) => raw.api.tokens.extend(more.tokens),
+                },
+            }
+        }
         problems.extend(raw.validate());
         if !problems.is_empty() {
             anyhow::bail!(
@@ -583,6 +609,58 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_come_from_a_secrets_file_and_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = |c: char| c.to_string().repeat(64);
+        let tokens = dir.path().join("tokens.toml");
+        std::fs::write(
+            &tokens,
+            format!(
+                "[[tokens]]\nname = \"noord\"\nsha256 = \"{}\"\nteam = \"noord\"\n",
+                hash('a')
+            ),
+        )
+        .unwrap();
+        let config = dir.path().join("vroeg.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[engine]\nhousehold_secret = \"s\"\n[api]\ntokens_file = {:?}\n[[api.tokens]]\nname = \"beheer\"\nsha256 = \"{}\"\nadmin = true\n",
+                tokens.to_str().unwrap(),
+                hash('b')
+            ),
+        )
+        .unwrap();
+        let loaded = Config::load(&config).unwrap();
+        let names: Vec<&str> = loaded.api_tokens.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["beheer", "noord"]);
+        // A broken file is a problem of the configuration, with its path.
+        std::fs::write(&tokens, "[[tokens]]\nname = \"x\"\nkleur = 1\n").unwrap();
+        let error = Config::load(&config).err().unwrap().to_string();
+        assert!(
+            error.contains("api.tokens_file") && error.contains("tokens.toml"),
+            "{error}"
+        );
+        // The environment form: a TOML array of inline tables.
+        let mut doc: toml::Table = toml::from_str("").unwrap();
+        let problems = apply_env(
+            &mut doc,
+            [(
+                "VROEG_API_TOKENS".to_string(),
+                format!(
+                    "[{{ name = \"zuid\", sha256 = \"{}\", team = \"zuid\" }}]",
+                    hash('c')
+                ),
+            )]
+            .into_iter(),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let raw: RawConfig = toml::Value::Table(doc).try_into().unwrap();
+        assert_eq!(raw.api.tokens.len(), 1);
+        assert_eq!(raw.api.tokens[0].team.as_deref(), Some("zuid"));
+    }
 
     #[test]
     fn every_problem_is_reported() {

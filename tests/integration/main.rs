@@ -9,6 +9,7 @@
 //! with that script, which needs Java 17 and Maven.
 
 mod cli;
+mod deploy;
 mod faults;
 mod kafka;
 mod killloop;
