@@ -1,9 +1,9 @@
 //! What the Kafka client (librdkafka) reports, logged so that an operator
 //! can read it: every client of the process reports into one view.
 //!
-//! - A lost broker is one `warn` line ("kafka broker lost"), and its return
-//!   one `info` line ("kafka broker back") with the count of reports in
-//!   between, however many clients retry however often.
+//! - A lost broker is one warning ("kafka broker lost"), and its return
+//!   one more ("kafka broker back") with the outage's length and the count
+//!   of reports in between, however many clients retry however often.
 //! - Any other report is logged the first time; repeats of the same kind
 //!   (facility or error code) within [`WINDOW`] are counted and logged as
 //!   one line with `repeated`, the count, when the window has passed.
@@ -159,7 +159,7 @@ pub(crate) fn observe(stats: &Statistics) {
     }
     if let Some((since, count)) = inner.outage.take() {
         let secs = now.duration_since(since).as_secs();
-        info!(target: "librdkafka", outage_secs = secs, reports = count, "kafka broker back");
+        warn!(target: "librdkafka", outage_secs = secs, reports = count, "kafka broker back");
         inner.back_at = Some(now);
     }
 }
