@@ -67,19 +67,24 @@ fn metrics_parse_with_prometheus_parser_and_count_what_happened() {
         &lines(&[arrears("ops-1", "Huur", 1, 3, 2400, "open", true), broken]),
         ContentMode::Structured,
     );
+    // Feedback that is not JSON (refused by intake), and a contact attempt
+    // for a case that does not exist (refused by the state role).
+    let today = vroeg_core::time::Day::of_millis(crate::kafka::now_ms()).to_string();
+    let no_case = serde_json::json!({"id": "ops-fb", "zaak_id": format!("{}-1", "0".repeat(32)),
+        "type": "contactpoging", "contactsoort": "Telefoon", "bereikt": true, "datum": today});
     send(
         &topics.feedback,
-        &["{not json".to_owned()],
+        &["{not json".to_owned(), no_case.to_string()],
         ContentMode::Structured,
     );
     Reader::new(&topics.alerts).until(1, Duration::ZERO, Duration::from_secs(60));
     let dead = read(
         &topics.dlq,
-        2,
+        3,
         Duration::from_secs(1),
         Duration::from_secs(30),
     );
-    assert_eq!(dead.len(), 2);
+    assert_eq!(dead.len(), 3);
 
     // The API in use, and a reload that must fail.
     let wait_listed = std::time::Instant::now();
@@ -167,6 +172,10 @@ fn metrics_parse_with_prometheus_parser_and_count_what_happened() {
         ),
         (
             "vroeg_feedback_rejected_messages_total{code=\"invalid_json\"}",
+            1.0,
+        ),
+        (
+            "vroeg_feedback_rejected_messages_total{code=\"unknown_case\"}",
             1.0,
         ),
         ("vroeg_rules_reload_failures_total", 1.0),
