@@ -176,7 +176,6 @@ pub fn read_topic(
     mut visit: impl FnMut(vroeg_engine::Record),
 ) -> Result<u64, ReadError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Headers, Message};
     use rdkafka::{Offset, TopicPartitionList};
     let consumer: BaseConsumer<crate::client_log::Logged> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -206,7 +205,6 @@ pub fn read_topic(
             .map_err(ReadError::Kafka)?;
     }
     consumer.assign(&assignment).map_err(ReadError::Kafka)?;
-    let stream: std::sync::Arc<str> = topic.into();
     let mut open: std::collections::BTreeSet<i32> = partitions.into_iter().collect();
     let mut read = 0u64;
     let mut quiet = std::time::Instant::now();
@@ -224,21 +222,7 @@ pub fn read_topic(
             Some(Err(e)) => return Err(ReadError::Kafka(e)),
             Some(Ok(m)) => {
                 quiet = std::time::Instant::now();
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                visit(vroeg_engine::Record {
-                    stream: stream.clone(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    payload: m.payload().unwrap_or_default().to_vec(),
-                    headers,
-                });
+                visit(crate::consumer::record(&m));
                 read += 1;
             }
         }
