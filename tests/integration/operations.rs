@@ -244,3 +244,48 @@ fn validate_checks_every_message_on_a_topic() {
     );
     assert!(crate::privacy::personal_data(&text).is_empty(), "{text}");
 }
+
+/// `vroeg send` fails when the broker refuses a message, and says how many:
+/// a message over the topic's size limit was once counted as sent.
+#[test]
+fn send_fails_when_the_broker_refuses_a_message() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let topic = crate::kafka::unique("refused");
+    // A topic that takes messages of at most 10 kB.
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", crate::kafka::broker())
+        .create()
+        .unwrap();
+    let created = futures::executor::block_on(admin.create_topics(
+        &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "10000")],
+        &AdminOptions::new(),
+    ))
+    .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signalen.jsonl");
+    let small = arrears("send-1", "Zorg", 1, 3, 900, "open", false).to_string();
+    let huge = format!("{{\"padding\":\"{}\"}}", "x".repeat(20_000));
+    std::fs::write(&file, format!("{small}\n{huge}\n{small}\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vroeg"))
+        .args([
+            "send",
+            "--brokers",
+            crate::kafka::broker(),
+            "--topic",
+            &topic,
+        ])
+        .arg("--signals")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The refused message's batch goes with it: librdkafka sends the small
+    // ones in the same request, which the broker refuses whole.
+    assert!(
+        stderr.contains("the broker refused") && stderr.contains(" of 3 messages"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("MessageSizeTooLarge"), "{stderr}");
+}

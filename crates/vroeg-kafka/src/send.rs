@@ -160,7 +160,8 @@ pub enum SendError {
     #[error("kafka: {0}")]
     Kafka(#[source] KafkaError),
     #[error(
-        "the broker refused {failed} of {of} messages (the first: {first}); the others were sent"
+        "the broker refused {failed} of {of} messages (the first: {first}); {} were delivered",
+        of - failed
     )]
     Refused { failed: u64, of: u64, first: String },
     #[error("reading signals: {0}")]
