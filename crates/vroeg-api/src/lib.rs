@@ -125,10 +125,15 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// How often the open and overdue case gauges are counted at most.
+pub const CASE_COUNT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `/metrics`: Prometheus text 0.0.4, or OpenMetrics when the `Accept`
-/// header prefers it. The case gauges are counted afresh for each scrape.
+/// header prefers it. The case gauges are counted by the scrape, at most
+/// once per [`CASE_COUNT_INTERVAL`].
 async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
-    if let Some(api) = state.cases.clone() {
+    let due = state.metrics.case_counts_due(CASE_COUNT_INTERVAL);
+    if let Some(api) = state.cases.clone().filter(|_| due) {
         let metrics = state.metrics.clone();
         let counted = tokio::task::spawn_blocking(move || {
             api.store

@@ -78,6 +78,8 @@ pub struct Metrics {
     /// Every team the case gauges have named, so that a team whose last
     /// case closed reads 0 rather than vanishing.
     teams: Mutex<BTreeSet<String>>,
+    /// When the case gauges were last counted.
+    counted_at: Mutex<Option<std::time::Instant>>,
     api_requests: Family<RequestLabels, Counter>,
     api_duration: Family<RouteLabel, Histogram>,
     reload_failures: Counter,
@@ -314,6 +316,7 @@ impl Metrics {
             open_cases,
             overdue_cases,
             teams: Mutex::new(BTreeSet::new()),
+            counted_at: Mutex::new(None),
             api_requests,
             api_duration,
             reload_failures,
@@ -371,6 +374,18 @@ impl Metrics {
             });
             known.insert(team.to_owned());
         }
+    }
+
+    /// Whether the case gauges are due for a count: at most once per
+    /// `every`, however many scrapers ask (a count reads every open case).
+    pub fn case_counts_due(&self, every: Duration) -> bool {
+        let mut at = self.counted_at.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if at.is_some_and(|t| now.duration_since(t) < every) {
+            return false;
+        }
+        *at = Some(now);
+        true
     }
 
     /// Open and overdue cases per team, as counted now. A team that was
