@@ -706,3 +706,43 @@ fn validate_reports_every_corpus_message_with_its_code_and_passes_a_clean_file()
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("no messages"));
 }
+
+/// The README's recipe (5,000 households over four months) with the shipped
+/// routing table gives every team cases: `gen` spreads households over every
+/// postcode area, and each shipped team claims a hundred of them.
+#[test]
+fn the_readme_recipe_gives_every_shipped_team_cases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = tmp.path().join("signalen.jsonl");
+    let out = vroeg(&[
+        "gen",
+        "--households",
+        "5000",
+        "--months",
+        "4",
+        "--start",
+        "2026-01-01",
+        "--now",
+        "2026-05-10",
+        "--out",
+        signals.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let alerts = tmp.path().join("alerts.jsonl");
+    replay_with(&signals, &alerts, &["--routing", "config/wijkteams.yaml"]);
+    let mut opened = std::collections::BTreeMap::<String, usize>::new();
+    for line in std::fs::read_to_string(&alerts).unwrap().lines() {
+        let a: serde_json::Value = serde_json::from_str(line).unwrap();
+        if a["type"] == "geopend" {
+            *opened
+                .entry(a["wijkteam"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    for team in ["centrum", "noord", "zuid"] {
+        assert!(
+            opened.get(team).is_some_and(|n| *n > 0),
+            "{team}: {opened:?}"
+        );
+    }
+}
