@@ -83,10 +83,12 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     // The secret only keys households; validation never shows a key.
     let mut config = EngineConfig::new(b"validate".to_vec(), ClockMode::Wall);
     config.max_bytes = args.max_message_bytes;
-    let stream: Arc<str> = if args.feedback {
-        "feedback".into()
-    } else {
-        "signals".into()
+    // The stream the records come from: the topic, or a name for files.
+    // Feedback is told from signals by its stream, as in the service.
+    let stream: Arc<str> = match (&args.topic, args.feedback) {
+        (Some(topic), _) => topic.as_str().into(),
+        (None, true) => "feedback".into(),
+        (None, false) => "signals".into(),
     };
     if args.feedback {
         config.feedback_streams = vec![stream.to_string()];
@@ -94,13 +96,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let intake = Intake::new(&config);
     let mut tally = Tally::default();
     if let Some(topic) = &args.topic {
-        let stream: Arc<str> = topic.as_str().into();
-        if args.feedback {
-            config.feedback_streams = vec![topic.clone()];
-        }
-        let intake = Intake::new(&config);
-        vroeg_kafka::send::read_topic(&args.brokers, topic, |mut record| {
-            record.stream = stream.clone();
+        vroeg_kafka::send::read_topic(&args.brokers, topic, |record| {
             let at = format!("{topic}/{}@{}", record.partition, record.offset);
             tally.check(&intake, &record, now, &at, args.max_problems);
         })?;
