@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sha2::Digest as _;
 use vroeg_kafka::ContentMode;
 
 use crate::kafka::{
@@ -323,10 +322,7 @@ fn readiness_after_outages(role: Option<&str>) {
     let t = create_topics_on(&b.plain, "ready", 1);
     let dir = tempfile::tempdir().unwrap();
     let extra = Extra {
-        api: format!(
-            "[[api.tokens]]\nname = \"coordinator\"\nsha256 = \"{}\"\nteam = \"standaard\"\n",
-            hex::encode(sha2::Sha256::digest(TOKEN.as_bytes()))
-        ),
+        api: crate::kafka::token_entry("coordinator", TOKEN, "team = \"standaard\""),
         env: role
             .map(|r| ("VROEG_ROLE".to_owned(), r.to_owned()))
             .into_iter()

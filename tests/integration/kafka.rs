@@ -144,6 +144,17 @@ pub(crate) struct Extra {
     pub sections: String,
 }
 
+/// A `[[api.tokens]]` entry for `Extra::api`: the token's holder, the token
+/// (configured by its SHA-256), and its role line (`team = "noord"` or
+/// `admin = true`).
+pub(crate) fn token_entry(name: &str, token: &str, role: &str) -> String {
+    use sha2::Digest as _;
+    format!(
+        "[[api.tokens]]\nname = {name:?}\nsha256 = \"{}\"\n{role}\n",
+        hex::encode(sha2::Sha256::digest(token.as_bytes()))
+    )
+}
+
 /// A `vroeg run` process with its config and state.
 pub(crate) struct Service {
     child: Child,

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use vroeg_core::time::{Day, DAY_MS};
 use vroeg_kafka::ContentMode;
 
@@ -25,12 +24,7 @@ fn extra(dir: &std::path::Path, offset_days: i64) -> Extra {
         "standaard: centrum\nteams:\n  - id: centrum\n    postcodes: [\"1000-1099\"]\n  - id: noord\n    postcodes: [\"1100-1199\", \"1000 AA\"]\n  - id: zuid\n    postcodes: [\"1200-1299\"]\n",
     )
     .unwrap();
-    let token = |name: &str, token: &str, role: &str| {
-        format!(
-            "[[api.tokens]]\nname = {name:?}\nsha256 = \"{}\"\n{role}\n",
-            hex::encode(Sha256::digest(token.as_bytes()))
-        )
-    };
+    let token = crate::kafka::token_entry;
     Extra {
         engine: format!("routing = {:?}", routing.to_str().unwrap()),
         api: [

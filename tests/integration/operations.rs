@@ -6,7 +6,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use vroeg_kafka::ContentMode;
 
 use crate::faults::counter;
@@ -39,12 +38,7 @@ fn metrics_parse_with_prometheus_parser_and_count_what_happened() {
         "standaard: centrum\nteams:\n  - id: centrum\n    postcodes: [\"1000-8999\"]\n  - id: oost\n    postcodes: [\"9000-9999\"]\n",
     )
     .unwrap();
-    let token = |name: &str, token: &str, role: &str| {
-        format!(
-            "[[api.tokens]]\nname = {name:?}\nsha256 = \"{}\"\n{role}\n",
-            hex::encode(Sha256::digest(token.as_bytes()))
-        )
-    };
+    let token = crate::kafka::token_entry;
     let extra = Extra {
         engine: format!("routing = {:?}", routing.to_str().unwrap()),
         api: [
