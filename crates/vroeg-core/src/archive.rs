@@ -57,6 +57,38 @@ pub struct CaseRecord {
     pub tijdlijn: Vec<TimelineEntry>,
     /// Contact details (name, address) from the case's latest event.
     pub contact: Option<Contact>,
+    /// What became of each feedback message for this case, oldest first:
+    /// applied, or refused with its reason. A client that got `202` for
+    /// its feedback finds it here once the engine has decided.
+    #[serde(default)]
+    pub terugkoppeling: Vec<FeedbackTrace>,
+}
+
+/// What the engine did with one feedback message for a case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedbackTrace {
+    /// The feedback message's id.
+    pub id: String,
+    /// `contactpoging` or `resultaat`.
+    #[serde(rename = "type")]
+    pub soort: String,
+    #[serde(with = "millis_text")]
+    pub tijd: Millis,
+    pub status: FeedbackStatus,
+    /// The dead-letter error code, for refused feedback.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedbackStatus {
+    /// Applied to the case.
+    Verwerkt,
+    /// Refused (and dead-lettered with the same reason).
+    Geweigerd,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,7 +251,33 @@ impl CaseRecord {
             contactpogingen: Vec::new(),
             tijdlijn: Vec::new(),
             contact: None,
+            terugkoppeling: Vec::new(),
         }
+    }
+
+    /// Note what became of a feedback message for this case.
+    pub fn trace_feedback(
+        &mut self,
+        feedback: &crate::feedback::Feedback,
+        now: Millis,
+        refused: Option<&crate::signal::DecodeError>,
+    ) {
+        let soort = match feedback.kind {
+            crate::feedback::FeedbackKind::Contactpoging(_) => "contactpoging",
+            crate::feedback::FeedbackKind::Resultaat { .. } => "resultaat",
+        };
+        self.terugkoppeling.push(FeedbackTrace {
+            id: feedback.id.clone(),
+            soort: soort.to_owned(),
+            tijd: now,
+            status: if refused.is_some() {
+                FeedbackStatus::Geweigerd
+            } else {
+                FeedbackStatus::Verwerkt
+            },
+            code: refused.map(|e| e.code.as_str().to_owned()),
+            detail: refused.map(|e| e.detail.clone()),
+        });
     }
 
     /// Bring the record of case `id` up to date after one step of its
@@ -362,7 +420,7 @@ impl CaseRecord {
     /// was later or is missing with the deadline past at `now`, `None`
     /// while it is not yet due.
     pub fn deadline_met(&self, now: Millis) -> Option<bool> {
-        let deadline = Day::of_millis(self.contact_deadline);
+        let deadline = crate::state::ContactPolicy::last_day(self.contact_deadline);
         match self.first_attempt() {
             Some(first) => Some(first <= deadline),
             None if now > self.contact_deadline => Some(false),

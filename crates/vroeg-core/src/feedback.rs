@@ -80,6 +80,19 @@ string_enum! {
 }
 
 impl Eindresultaat {
+    /// Whether this outcome says the resident was reached: help, advice,
+    /// a referral, "needs no help" and "no reply after earlier contact"
+    /// all presuppose a conversation. Such an outcome needs a contact
+    /// attempt with `bereikt: true` first (docs/ddas.md, consistency
+    /// rules).
+    pub fn needs_contact(self) -> bool {
+        use Eindresultaat::*;
+        matches!(
+            self,
+            Advies | VervolgFinancieel | VervolgNietFinancieel | GeenHulpNodig | GeenReactie
+        )
+    }
+
     /// The restricted status partners get for this outcome. `None` where
     /// none of the four applies (the resident was reached but needs no
     /// help, or paid already): then partners hear nothing.
@@ -125,6 +138,14 @@ pub struct Feedback {
 }
 
 impl Feedback {
+    /// The date the feedback gives: of the attempt, or of the outcome.
+    pub fn datum(&self) -> Day {
+        match &self.kind {
+            FeedbackKind::Contactpoging(a) => a.datum,
+            FeedbackKind::Resultaat { datum, .. } => *datum,
+        }
+    }
+
     /// The household and episode the case id names.
     pub fn household(&self) -> Option<(HouseholdKey, u32)> {
         let (key, episode) = self.zaak_id.rsplit_once('-')?;
@@ -270,10 +291,16 @@ pub fn apply_feedback(
         .filter(|c| c.id == feedback.zaak_id)
         .ok_or_else(unknown)?;
     let mut outcome = FeedbackOutcome::default();
-    if !case.feedback_ids.insert(feedback.id.clone()) {
+    if case.feedback_ids.contains(&feedback.id) {
         outcome.duplicate = true;
         return Ok(outcome);
     }
+    check_consistent(
+        case.opened_at,
+        case.attempts.iter().any(|a| a.bereikt),
+        feedback,
+    )?;
+    case.feedback_ids.insert(feedback.id.clone());
     match &feedback.kind {
         FeedbackKind::Contactpoging(attempt) => {
             case.attempts.push(attempt.clone());
@@ -295,6 +322,42 @@ pub fn apply_feedback(
     }
     state.timer_due = state.next_due(now, settings);
     Ok(outcome)
+}
+
+/// The consistency rules of docs/ddas.md: nothing dated before the
+/// (Europe/Amsterdam) day the case opened, so that `datum_opgepakt` never
+/// lies before `matchingsdatum`; and an outcome that presupposes contact
+/// only after a contact attempt that reached the resident.
+///
+/// `opened_at` is when the case opened, `reached` whether a recorded
+/// attempt reached the resident. The engine applies these rules, and the
+/// case API checks them before it accepts feedback.
+pub fn check_consistent(
+    opened_at: Millis,
+    reached: bool,
+    feedback: &Feedback,
+) -> Result<(), DecodeError> {
+    let opened = Day::local_of(opened_at);
+    if feedback.datum() < opened {
+        return Err(DecodeError::new(
+            ErrorCode::BeforeCase,
+            "feedback.datum",
+            format!("lies before {opened}, the day the case opened"),
+        ));
+    }
+    if let FeedbackKind::Resultaat { resultaat, .. } = &feedback.kind {
+        if resultaat.needs_contact() && !reached {
+            return Err(DecodeError::new(
+                ErrorCode::ContactRequired,
+                "feedback.resultaat",
+                format!(
+                    "{:?} says the resident was reached; record a contact attempt with bereikt: true first",
+                    resultaat.as_str()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

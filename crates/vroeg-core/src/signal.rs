@@ -201,6 +201,8 @@ string_enum! {
         FutureDate => "future_date",
         InvalidBsn => "invalid_bsn",
         UnknownCase => "unknown_case",
+        BeforeCase => "before_case",
+        ContactRequired => "contact_required",
     }
 }
 

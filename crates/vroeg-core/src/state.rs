@@ -88,13 +88,16 @@ impl ContactPolicy {
     }
 
     /// The moment a first contact attempt for a case opened at `opened` is
-    /// overdue: after `deadline_days` days, or for a crisis case at the end
-    /// of the `crisis_working_days`-th working day after the opening day.
+    /// overdue: `deadline_days` calendar days later at the same local time,
+    /// or for a crisis case at the end of the `crisis_working_days`-th
+    /// working day after the opening day. Days are Europe/Amsterdam days,
+    /// daylight saving included: a case opened at 00:47 Dutch time opened
+    /// on that day, not on the UTC day before.
     pub fn deadline(&self, opened: Millis, crisis: bool) -> Millis {
         if !crisis {
-            return opened + self.deadline_days as Millis * crate::time::DAY_MS;
+            return crate::time::plus_local_days(opened, self.deadline_days as i32);
         }
-        let mut day = Day::of_millis(opened);
+        let mut day = Day::local_of(opened);
         let mut counted = 0;
         while counted < self.crisis_working_days {
             day = day.plus_days(1);
@@ -102,7 +105,13 @@ impl ContactPolicy {
                 counted += 1;
             }
         }
-        day.plus_days(1).start_millis()
+        day.plus_days(1).local_start()
+    }
+
+    /// The last (Europe/Amsterdam) day on which a first contact attempt
+    /// meets `deadline`.
+    pub fn last_day(deadline: Millis) -> Day {
+        Day::local_of(deadline - 1)
     }
 }
 
@@ -451,6 +460,64 @@ impl HouseholdState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::{format_rfc3339, parse_rfc3339};
+
+    fn deadline(policy: &ContactPolicy, opened: &str, crisis: bool) -> String {
+        format_rfc3339(policy.deadline(parse_rfc3339(opened).unwrap(), crisis))
+    }
+
+    #[test]
+    fn a_crisis_case_opened_just_after_midnight_counts_from_that_dutch_day() {
+        let policy = ContactPolicy::default();
+        // Thursday 26 November, 00:47 in Amsterdam (Wednesday in UTC).
+        // Working days after it: Friday 27, Monday 30, Tuesday 1 December;
+        // overdue from Wednesday 00:00 Dutch time.
+        assert_eq!(
+            deadline(&policy, "2026-11-26T00:47:00+01:00", true),
+            "2026-12-01T23:00:00.000Z"
+        );
+        assert_eq!(
+            ContactPolicy::last_day(
+                policy.deadline(parse_rfc3339("2026-11-26T00:47:00+01:00").unwrap(), true)
+            )
+            .to_string(),
+            "2026-12-01"
+        );
+    }
+
+    #[test]
+    fn deadlines_across_the_daylight_saving_weekend() {
+        let policy = ContactPolicy::default();
+        // Summer time starts on Sunday 29 March 2026. A crisis case of
+        // Friday 27 March: Monday 30, Tuesday 31, Wednesday 1 April;
+        // overdue from Thursday 00:00, which is 22:00 UTC in summer time.
+        assert_eq!(
+            deadline(&policy, "2026-03-27T10:00:00+01:00", true),
+            "2026-04-01T22:00:00.000Z"
+        );
+        // Fourteen days keep the Dutch clock time: 09:00 before and after.
+        assert_eq!(
+            deadline(&policy, "2026-03-20T09:00:00+01:00", false),
+            "2026-04-03T07:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn a_holiday_is_not_a_working_day() {
+        let mut policy = ContactPolicy::default();
+        // Koningsdag, Monday 27 April 2026.
+        policy.holidays.insert(Day::parse("2026-04-27").unwrap());
+        // Friday 24 April: Tuesday 28, Wednesday 29, Thursday 30.
+        assert_eq!(
+            deadline(&policy, "2026-04-24T15:00:00+02:00", true),
+            "2026-04-30T22:00:00.000Z"
+        );
+        policy.holidays.clear();
+        assert_eq!(
+            deadline(&policy, "2026-04-24T15:00:00+02:00", true),
+            "2026-04-29T22:00:00.000Z"
+        );
+    }
 
     #[test]
     fn ages_out_never_returns_a_day_still_inside_the_window() {

@@ -80,6 +80,60 @@ impl Day {
     }
 }
 
+/// The municipality's time zone. Contact deadlines, working days and the
+/// days feedback is checked against are Dutch calendar days, daylight
+/// saving included, not UTC days.
+fn amsterdam() -> &'static jiff::tz::TimeZone {
+    static TZ: std::sync::OnceLock<jiff::tz::TimeZone> = std::sync::OnceLock::new();
+    TZ.get_or_init(|| {
+        // The zone comes from the time zone database compiled into the
+        // binary (`tzdb-bundle-always`), so this reads no file; a test
+        // checks that it is there.
+        jiff::tz::TimeZone::get("Europe/Amsterdam")
+            .unwrap_or_else(|_| jiff::tz::TimeZone::fixed(jiff::tz::offset(1)))
+    })
+}
+
+fn zoned(ms: Millis) -> jiff::ZonedDateTime {
+    jiff::Timestamp::from_millisecond(ms)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_zoned_datetime(amsterdam().clone())
+}
+
+impl Day {
+    /// The day a timestamp falls on in Europe/Amsterdam.
+    pub fn local_of(ms: Millis) -> Day {
+        let d = zoned(ms).date();
+        Date::from_calendar_date(
+            d.year() as i32,
+            Month::try_from(d.month() as u8).unwrap_or(Month::January),
+            d.day() as u8,
+        )
+        .map(Day::from_date)
+        .unwrap_or_else(|_| Day::of_millis(ms))
+    }
+
+    /// The moment this day begins in Europe/Amsterdam (local midnight).
+    pub fn local_start(self) -> Millis {
+        let date = self.to_date();
+        jiff::civil::Date::new(date.year() as i16, date.month() as i8, date.day() as i8)
+            .ok()
+            .and_then(|d| d.to_zoned_datetime(amsterdam().clone()).ok())
+            .map(|z| z.timestamp().as_millisecond())
+            .unwrap_or_else(|| self.start_millis())
+    }
+}
+
+/// The same local (Europe/Amsterdam) wall-clock time `days` calendar days
+/// after `ms`: across a change to or from daylight saving time, 14 days is
+/// not 14 × 24 hours.
+pub fn plus_local_days(ms: Millis, days: i32) -> Millis {
+    zoned(ms)
+        .checked_add(jiff::Span::new().days(days as i64))
+        .map(|z| z.timestamp().as_millisecond())
+        .unwrap_or(ms + days as Millis * DAY_MS)
+}
+
 impl std::fmt::Display for Day {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let d = self.to_date();
@@ -122,6 +176,33 @@ mod tests {
         assert_eq!(Day(0).weekday(), 3, "1970-01-01 was a Thursday");
         assert_eq!(Day::parse("2026-11-23").unwrap().weekday(), 0, "a Monday");
         assert_eq!(Day::parse("2026-11-29").unwrap().weekday(), 6, "a Sunday");
+    }
+
+    #[test]
+    fn local_days_follow_amsterdam_time() {
+        assert_ne!(
+            amsterdam().iana_name(),
+            None,
+            "the bundled time zone database has Europe/Amsterdam"
+        );
+        // 00:47 on Thursday 2026-11-26 in Amsterdam is still Wednesday in UTC.
+        let ms = parse_rfc3339("2026-11-26T00:47:00+01:00").unwrap();
+        assert_eq!(Day::of_millis(ms).to_string(), "2026-11-25");
+        assert_eq!(Day::local_of(ms).to_string(), "2026-11-26");
+        // Summer time: midnight is 22:00 UTC the day before.
+        let day = Day::parse("2026-07-01").unwrap();
+        assert_eq!(
+            format_rfc3339(day.local_start()),
+            "2026-06-30T22:00:00.000Z"
+        );
+        assert_eq!(Day::local_of(day.local_start()), day);
+        assert_eq!(Day::local_of(day.local_start() - 1), day.plus_days(-1));
+        // Across the end of summer time (2026-10-25), 14 days keep the
+        // local hour: one hour more than 14 × 24 hours.
+        let before = parse_rfc3339("2026-10-20T09:00:00+02:00").unwrap();
+        let after = plus_local_days(before, 14);
+        assert_eq!(format_rfc3339(after), "2026-11-03T08:00:00.000Z");
+        assert_eq!(after - before, 14 * DAY_MS + 3_600_000);
     }
 
     #[test]

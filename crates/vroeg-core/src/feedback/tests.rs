@@ -307,3 +307,75 @@ fn the_case_record_follows_the_case_from_opening_to_outcome() {
     assert_eq!(rec.contactpogingen.len(), 1);
     assert_eq!(rec.tijdlijn.last().unwrap().gebeurtenis, "gesloten");
 }
+
+#[test]
+fn feedback_dated_before_the_case_opened_is_refused() {
+    // Opened at 00:30 UTC on 1 May: 02:30 on 1 May in Amsterdam.
+    let now = Day::parse("2026-05-01").unwrap().start_millis() + 30 * 60_000;
+    let (key, mut state, settings) = with_case(now);
+    let attempt = |id: &str, datum: &str| {
+        decode(
+            json!({"id": id, "zaak_id": format!("{KEY}-1"), "type": "contactpoging",
+            "contactsoort": "Telefoon", "bereikt": true, "datum": datum}),
+        )
+        .unwrap()
+    };
+    let err = apply_feedback(
+        &key,
+        &mut state,
+        &attempt("a", "2026-04-30"),
+        "v",
+        now,
+        &settings,
+    )
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::BeforeCase);
+    assert_eq!(err.field.as_deref(), Some("feedback.datum"));
+    assert!(err.detail.contains("2026-05-01"), "{}", err.detail);
+    assert!(state.case.as_ref().unwrap().attempts.is_empty());
+    // The same id may come again with a correct date: a refusal is no use.
+    apply_feedback(
+        &key,
+        &mut state,
+        &attempt("a", "2026-05-01"),
+        "v",
+        now,
+        &settings,
+    )
+    .unwrap();
+    assert_eq!(state.case.as_ref().unwrap().attempts.len(), 1);
+}
+
+#[test]
+fn an_outcome_that_presupposes_contact_needs_a_reached_attempt() {
+    let now = Day::parse("2026-05-01").unwrap().start_millis();
+    let (key, mut state, settings) = with_case(now);
+    let advies = decode(
+        json!({"id": "r1", "zaak_id": format!("{KEY}-1"), "type": "resultaat",
+        "resultaat": "(Budget)advies en/of quick fix", "datum": "2026-05-02"}),
+    )
+    .unwrap();
+    let err = apply_feedback(&key, &mut state, &advies, "v", now, &settings).unwrap_err();
+    assert_eq!(err.code, ErrorCode::ContactRequired);
+    assert!(state.case.is_some(), "the case stays open");
+    // An attempt that did not reach the resident is not enough.
+    let missed = decode(
+        json!({"id": "a1", "zaak_id": format!("{KEY}-1"), "type": "contactpoging",
+        "contactsoort": "Brief", "bereikt": false, "datum": "2026-05-01"}),
+    )
+    .unwrap();
+    apply_feedback(&key, &mut state, &missed, "v", now, &settings).unwrap();
+    let err = apply_feedback(&key, &mut state, &advies, "v", now, &settings).unwrap_err();
+    assert_eq!(err.code, ErrorCode::ContactRequired);
+    // "Definitief geen contact" needs none.
+    assert!(!Eindresultaat::GeenContact.needs_contact());
+    assert!(!Eindresultaat::VerwijzingZonderContact.needs_contact());
+    let reached = decode(
+        json!({"id": "a2", "zaak_id": format!("{KEY}-1"), "type": "contactpoging",
+        "contactsoort": "Huisbezoek", "bereikt": true, "datum": "2026-05-02"}),
+    )
+    .unwrap();
+    apply_feedback(&key, &mut state, &reached, "v", now, &settings).unwrap();
+    let out = apply_feedback(&key, &mut state, &advies, "v", now, &settings).unwrap();
+    assert_eq!(out.alerts[0].resultaat, Some(Eindresultaat::Advies));
+}
