@@ -133,6 +133,8 @@ pub struct RawKafka {
     pub household_topic: String,
     /// The compacted changelog of the household state (partitioned roles).
     pub changelog_topic: String,
+    /// The compacted case topic that feeds the read models.
+    pub cases_topic: String,
     /// Partitions of the household topic and the changelog; fixed once the
     /// topics exist.
     pub partitions: u32,
@@ -161,6 +163,7 @@ impl Default for RawKafka {
             event_source: "urn:vroeg".into(),
             household_topic: "vroeg.huishoudens".into(),
             changelog_topic: "vroeg.huishoudens.changelog".into(),
+            cases_topic: "vroeg.zaken".into(),
             partitions: 12,
             transaction_timeout_ms: 60_000,
             client: BTreeMap::new(),
@@ -288,6 +291,7 @@ impl RawConfig {
             &k.partner_feedback_topic,
             &k.household_topic,
             &k.changelog_topic,
+            &k.cases_topic,
         ];
         for t in k
             .signal_topics
@@ -313,7 +317,7 @@ impl RawConfig {
         let distinct: std::collections::BTreeSet<&String> = outputs.iter().copied().collect();
         if distinct.len() != outputs.len() {
             problems.push(
-                "kafka: alerts_topic, dlq_topic, partner_feedback_topic, household_topic and changelog_topic must differ".into(),
+                "kafka: alerts_topic, dlq_topic, partner_feedback_topic, household_topic, changelog_topic and cases_topic must differ".into(),
             );
         }
         if !(1..=1000).contains(&k.partitions) {
@@ -586,6 +590,7 @@ impl Config {
             event_source: k.event_source.clone(),
             household_topic: k.household_topic.clone(),
             changelog_topic: k.changelog_topic.clone(),
+            cases_topic: k.cases_topic.clone(),
             partitions: k.partitions,
             transaction_timeout: Duration::from_millis(k.transaction_timeout_ms),
         };

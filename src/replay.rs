@@ -109,6 +109,8 @@ impl FileSink {
                 self.alerts.write_all(&e.payload)?;
                 self.alerts.write_all(b"\n")
             }
+            // Replay does not publish case records (`publish_cases` is off).
+            Destination::Cases => Ok(()),
             Destination::DeadLetter => {
                 let header = |name: &str| {
                     e.headers

@@ -443,6 +443,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     engine_config.max_future = config.engine.max_future_secs as i64 * 1000;
     engine_config.routing = Arc::new(load_routing(config.engine.routing.as_deref())?);
     engine_config.feedback_streams = vec![config.kafka.feedback_topic.clone()];
+    // Every changed case record goes to the case topic, for the read models.
+    engine_config.publish_cases = true;
     let opt_out = load_opt_out(config.engine.opt_out.as_deref(), &config.household_secret)?;
     if !opt_out.is_empty() {
         info!(entries = opt_out.len(), "objection list loaded");

@@ -81,6 +81,7 @@ pub(crate) struct Topics {
     /// The internal topics of the partitioned service, which creates them.
     pub household: String,
     pub changelog: String,
+    pub cases: String,
 }
 
 pub(crate) fn create_topics(name: &str, partitions: i32) -> Topics {
@@ -97,6 +98,7 @@ pub(crate) fn create_topics_on(brokers: &str, name: &str, partitions: i32) -> To
         partner: format!("{base}.partner"),
         household: format!("{base}.huishoudens"),
         changelog: format!("{base}.huishoudens.changelog"),
+        cases: format!("{base}.zaken"),
     };
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -232,6 +234,7 @@ feedback_topic = {feedback:?}
 partner_feedback_topic = {partner:?}
 household_topic = {household:?}
 changelog_topic = {changelog:?}
+cases_topic = {cases:?}
 alerts_content_mode = {alerts_mode:?}
 batch_size = {batch_size}
 batch_time_ms = 20
@@ -266,6 +269,7 @@ listen = "127.0.0.1:{port}"
             partner = t.partner,
             household = t.household,
             changelog = t.changelog,
+            cases = t.cases,
         );
         std::fs::write(&config, toml).unwrap();
         let log = dir.join(format!("run-{}.log", free_port()));
@@ -1107,6 +1111,7 @@ fn an_unreachable_broker_means_not_ready_but_alive() {
         partner: "p".into(),
         household: "h".into(),
         changelog: "c".into(),
+        cases: "z".into(),
     };
     let dir = tempfile::tempdir().unwrap();
     let mut service = Service::start_on(&closed, &topics, dir.path(), "g", "structured", 10);

@@ -47,6 +47,9 @@ pub struct EngineConfig {
     pub routing: Arc<Routing>,
     /// Addresses and persons who object: their signals are dropped.
     pub opt_out: Arc<OptOut>,
+    /// Publish every changed case record (`Destination::Cases`) for the
+    /// read models: on in `vroeg run`, off in replay and the rule tests.
+    pub publish_cases: bool,
 }
 
 impl EngineConfig {
@@ -59,6 +62,7 @@ impl EngineConfig {
             feedback_streams: Vec::new(),
             routing: Arc::new(Routing::single(DEFAULT_TEAM)),
             opt_out: Arc::new(OptOut::default()),
+            publish_cases: false,
         }
     }
 }
@@ -221,7 +225,7 @@ const WATERMARK: &str = "watermark";
 pub struct Engine {
     store: Store,
     rules: Arc<RuleSet>,
-    config: EngineConfig,
+    pub(crate) config: EngineConfig,
     intake: Intake,
     /// Event-time clock: the maximum signal time seen (persisted).
     watermark: Millis,
@@ -696,6 +700,11 @@ impl Engine {
         } = batch;
         commit.cases = cases.into_values().collect();
         commit.cases.sort_by(|a, b| a.id.cmp(&b.id));
+        if self.config.publish_cases {
+            for case in &commit.cases {
+                commit.outbox.push(case_entry(&case.id, Some(case))?);
+            }
+        }
         for (key, loaded) in households {
             if !loaded.dirty {
                 continue;
@@ -948,7 +957,11 @@ impl Engine {
             &processor.settings,
         ) {
             Ok(o) => o,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => {
+                // A case that exists (closed meanwhile) shows the refusal.
+                self.trace_feedback(batch, feedback, now, Some(&e))?;
+                return Ok(Err(e));
+            }
         };
         if outcome.duplicate {
             batch.stats.duplicates += 1;
@@ -974,7 +987,30 @@ impl Engine {
             ..StepResult::default()
         };
         self.emit(batch, &key, result, now)?;
+        self.trace_feedback(batch, feedback, now, None)?;
         Ok(Ok(()))
+    }
+
+    /// Note on the case record what became of a feedback message, if the
+    /// case has a record (feedback for a case that never existed has
+    /// none: it is dead-lettered only).
+    fn trace_feedback(
+        &self,
+        batch: &mut Batch,
+        feedback: &Feedback,
+        now: Millis,
+        refused: Option<&DecodeError>,
+    ) -> Result<(), EngineError> {
+        let id = feedback.zaak_id.as_str();
+        let record = match batch.cases.remove(id) {
+            Some(r) => Some(r),
+            None => self.store.case(id)?,
+        };
+        if let Some(mut record) = record {
+            record.trace_feedback(feedback, now, refused);
+            batch.cases.insert(id.to_owned(), record);
+        }
+        Ok(())
     }
 
     /// Hand outbox entries to `sink`, oldest first, removing each batch of
@@ -995,6 +1031,21 @@ impl Engine {
         }
         Ok(sent)
     }
+}
+
+/// The outbox entry that publishes a case record as it now is, or its
+/// deletion (`None`: an empty payload, a tombstone on the case topic).
+pub fn case_entry(id: &str, record: Option<&CaseRecord>) -> Result<OutboxEntry, EngineError> {
+    let payload = match record {
+        Some(r) => serde_json::to_vec(r).map_err(|e| EngineError::Encode(e.to_string()))?,
+        None => Vec::new(),
+    };
+    Ok(OutboxEntry {
+        destination: Destination::Cases,
+        key: Some(id.to_owned()),
+        payload,
+        headers: Vec::new(),
+    })
 }
 
 /// Count a rejected record and send it to the dead-letter outbox.

@@ -20,7 +20,8 @@
 //! The purge runs in the engine, the store's only writer, between batches,
 //! and commits in chunks. It is idempotent: a purge cut short by a crash is
 //! finished by the next one. "Now" follows the engine's clock mode, like
-//! timers do. It never touches input positions or the outbox.
+//! timers do. It never touches input positions, and the outbox only to
+//! publish the deletion of a purged case record (`publish_cases`).
 
 use std::collections::HashSet;
 
@@ -115,9 +116,19 @@ impl Engine {
                 kept.insert(record.huishouden);
             }
         }
+        let publish = self.config.publish_cases;
         for chunk in purged.chunks(CHUNK) {
+            let outbox = if publish {
+                chunk
+                    .iter()
+                    .map(|(id, _)| crate::engine::case_entry(id, None))
+                    .collect::<Result<_, _>>()?
+            } else {
+                Vec::new()
+            };
             write(Commit {
                 purged_cases: chunk.to_vec(),
+                outbox,
                 ..Commit::default()
             })?;
         }

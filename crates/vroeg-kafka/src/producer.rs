@@ -145,12 +145,19 @@ pub fn outgoing(settings: &KafkaSettings, entry: &OutboxEntry) -> Outgoing {
             entry.headers.clone(),
             entry.payload.clone(),
         ),
+        Destination::Cases => (
+            &settings.cases_topic,
+            entry.headers.clone(),
+            entry.payload.clone(),
+        ),
     };
+    // An empty case record is a deletion: a tombstone.
+    let tombstone = entry.destination == Destination::Cases && payload.is_empty();
     Outgoing {
         topic: topic.clone(),
         partition: None,
         key: entry.key.as_ref().map(|k| k.as_bytes().to_vec()),
-        payload: Some(payload),
+        payload: (!tombstone).then_some(payload),
         headers,
     }
 }
@@ -168,8 +175,10 @@ impl Sink for KafkaSink {
                 });
             }
             let topic = &m.topic;
-            let payload = m.payload.unwrap_or_default();
-            let mut record = FutureRecord::to(topic).payload(&payload).headers(owned);
+            let mut record = FutureRecord::to(topic).headers(owned);
+            if let Some(payload) = &m.payload {
+                record = record.payload(payload);
+            }
             if let Some(key) = &m.key {
                 record = record.key(key);
             }

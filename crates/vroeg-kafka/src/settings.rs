@@ -45,6 +45,9 @@ pub struct KafkaSettings {
     /// The compacted changelog of the state, one partition per household
     /// partition.
     pub changelog_topic: String,
+    /// The compacted case topic: every case record as it now is, keyed by
+    /// case id, for the read models.
+    pub cases_topic: String,
     /// Partitions of the household and changelog topics.
     pub partitions: u32,
     /// `transaction.timeout.ms`: longer than the longest batch.

@@ -882,15 +882,19 @@ fn purge_if_due(
     c.next_purge = Some(Instant::now() + every);
     let started = Instant::now();
     let changelog = c.role.settings.changelog_topic.clone();
+    let settings = c.role.settings.clone();
     let mut total = vroeg_engine::PurgeStats::default();
     let mut fatal = None;
     for (p, engine) in c.engines.iter_mut() {
         let store = engine.store().clone();
         let mut write = |commit: Commit| -> Result<(), EngineError> {
-            let messages = changelog_messages(&changelog, *p, &commit).map_err(|e| match e {
-                StateError::Engine(e) => e,
-                other => EngineError::Encode(other.to_string()),
-            })?;
+            let mut messages =
+                changelog_messages(&changelog, *p, &commit).map_err(|e| match e {
+                    StateError::Engine(e) => e,
+                    other => EngineError::Encode(other.to_string()),
+                })?;
+            // The deletions of purged case records, for the read models.
+            messages.extend(commit.outbox.iter().map(|e| outgoing(&settings, e)));
             match producer.commit(&messages, &TopicPartitionList::new(), None) {
                 Ok(landed) => {
                     observer.transaction(true);

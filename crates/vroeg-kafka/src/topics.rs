@@ -26,6 +26,9 @@ pub enum Role {
     Household,
     /// Vroeg's compacted changelog.
     Changelog,
+    /// Vroeg's compacted case topic (any partition count: read models
+    /// read every partition).
+    Cases,
     /// Case events, dead letters, partner feedback.
     Output,
 }
@@ -71,6 +74,18 @@ pub fn plan(settings: &KafkaSettings, input_partitions: i32) -> Vec<TopicSpec> {
             ("segment.ms", (3600 * 1000u64).to_string()),
             // Tombstones (retention) stay a week: a cache that was away for
             // less still sees every deletion.
+            ("delete.retention.ms", (7 * 24 * 3600 * 1000u64).to_string()),
+        ],
+    ));
+    out.push(spec(
+        &settings.cases_topic,
+        Role::Cases,
+        n,
+        vec![
+            ("cleanup.policy", "compact".into()),
+            ("segment.ms", (3600 * 1000u64).to_string()),
+            // A read model that was away for less than a week still sees
+            // every purged case disappear.
             ("delete.retention.ms", (7 * 24 * 3600 * 1000u64).to_string()),
         ],
     ));
@@ -223,13 +238,23 @@ fn check_count(spec: &TopicSpec, found: i32) -> Result<(), TopicError> {
     Ok(())
 }
 
-/// Make sure Vroeg's own topics (household topic and changelog) exist with
-/// `kafka.partitions` partitions: create them if missing, refuse if their
-/// counts differ.
+/// Make sure Vroeg's own topics (household topic, changelog and case
+/// topic) exist, the first two with `kafka.partitions` partitions: create
+/// them if missing, refuse if their counts differ.
 pub fn ensure_internal(settings: &KafkaSettings) -> Result<Vec<(String, Outcome)>, TopicError> {
     let specs: Vec<TopicSpec> = plan(settings, 1)
         .into_iter()
-        .filter(|s| matches!(s.role, Role::Household | Role::Changelog))
+        .filter(|s| matches!(s.role, Role::Household | Role::Changelog | Role::Cases))
+        .collect();
+    create(settings, &specs, None)
+}
+
+/// Make sure the case topic exists (the single-node model and `vroeg
+/// serve`, which do not create the household topics).
+pub fn ensure_cases(settings: &KafkaSettings) -> Result<Vec<(String, Outcome)>, TopicError> {
+    let specs: Vec<TopicSpec> = plan(settings, 1)
+        .into_iter()
+        .filter(|s| s.role == Role::Cases)
         .collect();
     create(settings, &specs, None)
 }

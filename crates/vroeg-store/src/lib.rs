@@ -112,6 +112,10 @@ pub enum Destination {
     DeadLetter,
     /// The restricted status of a signal, for its partner.
     PartnerFeedback,
+    /// A case record as it now is, for the read models (key: the case id;
+    /// an empty payload is a deletion, a tombstone on the compacted case
+    /// topic).
+    Cases,
 }
 
 /// A message waiting to be published. It is removed only once the sink has
