@@ -183,6 +183,9 @@ pub struct RawApi {
     /// this file. `VROEG_API_TOKENS_FILE` sets it; `VROEG_API_TOKENS` can
     /// also give the entries themselves, as a TOML array of inline tables.
     pub tokens_file: Option<std::path::PathBuf>,
+    /// The case read model's sled directory: the API answers from it. It is
+    /// rebuilt from the case topic when deleted.
+    pub read_model_dir: PathBuf,
 }
 
 /// A tokens file: `[[tokens]]` entries.
@@ -200,6 +203,7 @@ impl Default for RawApi {
             listen: "127.0.0.1:8080".into(),
             tokens: Vec::new(),
             tokens_file: None,
+            read_model_dir: PathBuf::from("leesmodel"),
         }
     }
 }
@@ -262,6 +266,7 @@ pub struct Config {
     pub kafka: KafkaSettings,
     pub api: Option<SocketAddr>,
     pub api_tokens: Vec<vroeg_api::auth::TokenEntry>,
+    pub read_model_dir: PathBuf,
     pub household_secret: Vec<u8>,
 }
 
@@ -606,6 +611,7 @@ impl Config {
             kafka,
             api,
             api_tokens,
+            read_model_dir: raw.api.read_model_dir.clone(),
             household_secret: secret,
         })
     }

@@ -59,6 +59,10 @@ enum Command {
     Demo(replay::DemoArgs),
     /// Run the streaming service: Kafka in, Kafka out, with the HTTP API.
     Run(run::RunArgs),
+    /// Serve the case API alone, from a read model that follows the case
+    /// topic (`vroeg.zaken`). Run any number beside `vroeg run`; delete
+    /// `api.read_model_dir` to rebuild one from the topic.
+    Serve(run::ServeArgs),
     /// Publish a JSON-lines file of signals to a Kafka topic.
     Send(run::SendArgs),
     /// Check a configuration file.
@@ -177,6 +181,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&args),
         Command::Demo(args) => replay::demo(&args),
         Command::Run(args) => run::run(&args),
+        Command::Serve(args) => run::serve(&args),
         Command::Send(args) => run::send(&args),
         Command::Config(ConfigCommand::Check(args)) => run::config_check(&args),
         Command::Topics(TopicsCommand::Create(args)) => run::topics_create(&args),

@@ -416,6 +416,112 @@ impl vroeg_api::FeedbackSink for KafkaFeedback {
     }
 }
 
+/// Open the read model the config names.
+fn open_read_model(
+    config: &Config,
+) -> anyhow::Result<(vroeg_readmodel::ReadModel, Arc<vroeg_readmodel::Progress>)> {
+    let model = vroeg_readmodel::ReadModel::open(&config.read_model_dir).with_context(|| {
+        format!(
+            "cannot open the read model in {} (api.read_model_dir)",
+            config.read_model_dir.display()
+        )
+    })?;
+    Ok((model, Arc::new(vroeg_readmodel::Progress::default())))
+}
+
+/// The case API over a read model: tokens and the feedback producer.
+fn case_api(
+    config: &Config,
+    model: &vroeg_readmodel::ReadModel,
+    progress: &Arc<vroeg_readmodel::Progress>,
+) -> anyhow::Result<vroeg_api::CaseApi> {
+    if config.api_tokens.is_empty() {
+        warn!("no api tokens configured: every case API request will be refused (401)");
+    }
+    let tokens = vroeg_api::auth::Tokens::new(&config.api_tokens).map_err(|errors| {
+        anyhow::anyhow!(
+            "api.tokens: {}",
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    let producer = vroeg_kafka::FeedbackProducer::new(&config.kafka)
+        .context("cannot create the feedback producer")?;
+    Ok(vroeg_api::CaseApi {
+        cases: model.clone(),
+        progress: progress.clone(),
+        tokens: Arc::new(tokens),
+        feedback: Arc::new(KafkaFeedback(producer)),
+        clock: Arc::new(vroeg_kafka::wall_now),
+        reload: None, // set by `run`, once the workers exist
+    })
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The configuration file (`[kafka]` brokers and topics, `[api]`).
+    #[arg(long, default_value = "config/vroeg.toml")]
+    pub config: PathBuf,
+}
+
+/// `vroeg serve`: the case API alone, from a read model of its own that
+/// follows the case topic. Any number can run beside the engine.
+pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let addr = config
+        .api
+        .context("vroeg serve needs the API: set [api] enabled = true and listen")?;
+    let (model, progress) = open_read_model(&config)?;
+    let api = case_api(&config, &model, &progress)?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.known_teams(load_routing(config.engine.routing.as_deref())?.teams());
+    let stop = Arc::new(AtomicBool::new(false));
+    let follower = {
+        let (settings, model, progress, stop) = (
+            config.kafka.clone(),
+            model.clone(),
+            progress.clone(),
+            stop.clone(),
+        );
+        std::thread::Builder::new()
+            .name("vroeg-readmodel".into())
+            .spawn(move || vroeg_kafka::cases::follow(&settings, model, progress, stop))?
+    };
+    info!(read_model = %config.read_model_dir.display(), topic = %config.kafka.cases_topic, "serving the case API from the read model");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    // Ready while the follower measures its lag (it reaches the brokers).
+    let ready_progress = progress.clone();
+    let ready: vroeg_api::Readiness = Arc::new(move || {
+        ready_progress
+            .measured()
+            .is_some_and(|t| vroeg_kafka::wall_now() - t < 10_000)
+    });
+    let router = vroeg_api::router(metrics, ready, Some(api));
+    let served = runtime.block_on(async {
+        vroeg_api::serve(addr, router, async {
+            shutdown_signal().await;
+            info!("shutdown requested");
+        })
+        .await
+    });
+    stop.store(true, Ordering::Relaxed);
+    let followed = follower
+        .join()
+        .map_err(|_| anyhow::anyhow!("the read model thread panicked"))?;
+    served.with_context(|| format!("the http api on {addr} failed"))?;
+    followed?;
+    model.flush()?;
+    info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// A worker thread of the service: the single-node consumer, or a role.
 type Worker = std::thread::JoinHandle<Result<(), String>>;
 
@@ -479,34 +585,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         (role, Some(store))
     };
     info!(rules = %rules.version, active = rules.active_rules().count(), state_dir = %config.engine.state_dir.display(), role = ?role, "starting");
-    let case_api = match (&config.api, &store) {
-        (Some(_), Some(store)) => {
-            if config.api_tokens.is_empty() {
-                warn!("no api tokens configured: every case API request will be refused (401)");
-            }
-            let tokens = vroeg_api::auth::Tokens::new(&config.api_tokens).map_err(|errors| {
-                anyhow::anyhow!(
-                    "api.tokens: {}",
-                    errors
-                        .iter()
-                        .map(|e| e.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
-            })?;
-            let producer = vroeg_kafka::FeedbackProducer::new(&config.kafka)
-                .context("cannot create the feedback producer")?;
-            Some(vroeg_api::CaseApi {
-                // The partitioned roles keep cases in partition caches.
-                store: store.spanning(),
-                tokens: Arc::new(tokens),
-                feedback: Arc::new(KafkaFeedback(producer)),
-                clock: Arc::new(vroeg_kafka::wall_now),
-                reload: None, // set below, once the workers exist
-            })
-        }
+    // The case API answers from the read model, which follows the case
+    // topic; a process without state (intake alone) serves no cases.
+    let read_model = match (&config.api, &store) {
+        (Some(_), Some(_)) => Some(open_read_model(&config)?),
         _ => None,
     };
+    let case_api = read_model
+        .as_ref()
+        .map(|(model, progress)| case_api(&config, model, progress))
+        .transpose()?;
     let health = Arc::new(Health::default());
     let metrics = Arc::new(Metrics::new());
     metrics.rule_set(&rules.version);
@@ -534,6 +622,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             })
     };
     let mut workers: Vec<Worker> = Vec::new();
+    if let Some((model, progress)) = read_model {
+        let (settings, s) = (config.kafka.clone(), stop.clone());
+        workers.push(spawn(
+            "vroeg-readmodel",
+            Box::new(move || {
+                vroeg_kafka::cases::follow(&settings, model, progress, s).map_err(|e| e.to_string())
+            }),
+        )?);
+    }
     let reload = if role == Role::Single {
         let store = store.clone().expect("single keeps state");
         let engine = Engine::new(store, rules, engine_config)?;

@@ -246,6 +246,7 @@ event_source = "urn:vroeg:test"
 
 [api]
 listen = "127.0.0.1:{port}"
+read_model_dir = {read_model:?}
 {api_extra}
 
 {sections}
@@ -255,6 +256,7 @@ listen = "127.0.0.1:{port}"
             client_extra = extra.client,
             sections = extra.sections,
             state = dir.join("state").to_str().unwrap(),
+            read_model = dir.join("leesmodel").to_str().unwrap(),
             rules = extra
                 .rules
                 .clone()
@@ -283,6 +285,40 @@ listen = "127.0.0.1:{port}"
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("vroeg run starts");
+        Service { child, port, log }
+    }
+
+    /// A `vroeg serve` beside the service started in `dir`: the same
+    /// config, with its own port and its own read model in `dir/<name>`.
+    pub(crate) fn serve_beside(dir: &Path, name: &str) -> Service {
+        let text = std::fs::read_to_string(dir.join("vroeg.toml")).unwrap();
+        let port = free_port();
+        let read_model = dir.join(name);
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("listen = ") {
+                    format!("listen = \"127.0.0.1:{port}\"")
+                } else if l.starts_with("read_model_dir = ") {
+                    format!("read_model_dir = {:?}", read_model.to_str().unwrap())
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let log = dir.join(format!("{name}-{}.log", free_port()));
+        let child = Command::new(env!("CARGO_BIN_EXE_vroeg"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("VROEG_HOUSEHOLD_SECRET", "integration-test-secret")
+            .env("VROEG_LOG", "info")
+            .env("VROEG_LOG_JSON", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("vroeg serve starts");
         Service { child, port, log }
     }
 

@@ -17,3 +17,4 @@ mod lifecycle;
 mod operations;
 mod partitioned;
 mod privacy;
+mod readmodel;

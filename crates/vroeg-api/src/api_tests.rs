@@ -13,25 +13,25 @@ use vroeg_core::archive::{CaseRecord, CaseStatus};
 use vroeg_core::feedback::decode_feedback;
 use vroeg_core::signal::DecodeContext;
 use vroeg_core::time::{parse_rfc3339, Millis};
-use vroeg_engine::Store;
-use vroeg_store_commit::commit_cases;
+use vroeg_readmodel::{Incoming, Progress, ReadModel};
 
 use crate::auth::{hash_token, Role, TokenEntry, Tokens};
 use crate::cases::{BoxFuture, CaseApi, FeedbackSink};
 use crate::{router, Metrics, CASE_ROUTES, OPENAPI};
 
-mod vroeg_store_commit {
-    use vroeg_core::archive::CaseRecord;
-    use vroeg_engine::Store;
-
-    pub fn commit_cases(store: &Store, cases: Vec<CaseRecord>) {
-        store
-            .commit(&vroeg_engine::Commit {
-                cases,
-                ..Default::default()
-            })
-            .unwrap();
-    }
+/// Put case records in the read model, as the case topic would.
+fn commit_cases(model: &ReadModel, cases: Vec<CaseRecord>) {
+    let records: Vec<Incoming> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Incoming {
+            partition: 0,
+            offset: i as i64,
+            key: r.id.as_bytes().to_vec(),
+            value: Some(serde_json::to_vec(r).unwrap()),
+        })
+        .collect();
+    model.apply(&records).unwrap();
 }
 
 const NOORD: &str = "token-noord";
@@ -69,7 +69,12 @@ impl FeedbackSink for CollectSink {
 }
 
 fn record(id: &str, team: &str, status: CaseStatus) -> CaseRecord {
-    let mut r = CaseRecord::new(id, id.split('-').next().unwrap(), now());
+    // Opened a week before now.
+    let mut r = CaseRecord::new(
+        id,
+        id.split('-').next().unwrap(),
+        now() - 7 * vroeg_core::time::DAY_MS,
+    );
     r.wijkteam = team.into();
     r.werkbak = "regulier".into();
     r.episode = 1;
@@ -79,12 +84,12 @@ fn record(id: &str, team: &str, status: CaseStatus) -> CaseRecord {
 
 struct Fixture {
     router: Router,
-    store: Store,
+    store: ReadModel,
     sent: Arc<Sent>,
 }
 
 fn fixture_with(sink_ok: bool) -> Fixture {
-    let store = Store::temporary().unwrap();
+    let store = ReadModel::temporary().unwrap();
     commit_cases(
         &store,
         vec![
@@ -106,7 +111,8 @@ fn fixture_with(sink_ok: bool) -> Fixture {
     .unwrap();
     let sent = Arc::new(Sent::default());
     let api = CaseApi {
-        store: store.clone(),
+        cases: store.clone(),
+        progress: Arc::new(Progress::default()),
         tokens: Arc::new(tokens),
         feedback: Arc::new(CollectSink(sent.clone(), sink_ok)),
         clock: Arc::new(now),
@@ -167,7 +173,7 @@ fn attempt() -> Vec<u8> {
 }
 
 fn outcome() -> Vec<u8> {
-    json!({"resultaat": "Inwoner hoeft geen hulp vanuit vroegsignalering", "datum": "2026-03-09"})
+    json!({"resultaat": "Inwoner heeft zelf al betaald/betalingsregeling getroffen", "datum": "2026-03-09"})
         .to_string()
         .into_bytes()
 }

@@ -1,7 +1,9 @@
-//! The wijkteam case API: list and read a team's cases, record contact
-//! attempts and outcomes, export the audit log.
+//! The wijkteam case API: list, search, count and read a team's cases,
+//! record contact attempts and outcomes, export the audit log.
 //!
-//! Reads come from the case archive in the store. Every read and every
+//! Reads come from the case read model (`vroeg-readmodel`), which follows
+//! the case topic; `GET /api/v1/leesmodel` says how far behind it is.
+//! Every read and every
 //! recorded action is appended to the audit log before it is answered; if
 //! the audit entry cannot be written, the caller gets 500 and no data.
 //!
@@ -24,13 +26,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
 use serde_json::{json, Value};
 use vroeg_core::archive::{AuditEntry, CaseRecord, CaseStatus};
-use vroeg_core::feedback::decode_feedback;
+use vroeg_core::feedback::{check_consistent, decode_feedback};
 use vroeg_core::signal::DecodeContext;
 use vroeg_core::time::{format_rfc3339, Millis};
-use vroeg_engine::Store;
+use vroeg_readmodel::view::{detail, Row};
+use vroeg_readmodel::{normal_postcode, Order, Progress, Query as ListQuery, ReadModel, Scope};
 
 use crate::auth::{bearer, Caller, Role, Tokens};
 
@@ -55,7 +57,10 @@ pub type Reload = Arc<dyn Fn() -> Result<String, Vec<String>> + Send + Sync>;
 /// What the case API needs.
 #[derive(Clone)]
 pub struct CaseApi {
-    pub store: Store,
+    /// The read model the API answers from.
+    pub cases: ReadModel,
+    /// How far the read model is behind the case topic.
+    pub progress: Arc<Progress>,
     pub tokens: Arc<Tokens>,
     pub feedback: Arc<dyn FeedbackSink>,
     pub clock: Clock,
@@ -178,7 +183,7 @@ fn audit(
         zaak_id: zaak_id.map(str::to_owned),
         status,
     };
-    api.store.append_audit(&entry).map_err(|error| {
+    api.cases.append_audit(&entry).map_err(|error| {
         tracing::error!(%error, "failed to write the audit log; request refused");
         ApiError::Internal
     })
@@ -200,7 +205,7 @@ fn audited<T>(
 
 /// A case the caller may see, or 404.
 fn visible_case(api: &CaseApi, caller: &Caller, id: &str) -> Result<CaseRecord, ApiError> {
-    let record = api.store.case(id).map_err(|error| {
+    let record = api.cases.case(id).map_err(|error| {
         tracing::error!(%error, "failed to read a case");
         ApiError::Internal
     })?;
@@ -210,43 +215,47 @@ fn visible_case(api: &CaseApi, caller: &Caller, id: &str) -> Result<CaseRecord, 
     }
 }
 
-/// One line of a case list.
-#[derive(Serialize)]
-struct CaseSummary<'a> {
-    id: &'a str,
-    wijkteam: &'a str,
-    werkbak: &'a str,
-    status: CaseStatus,
-    geopend: String,
-    gesloten: Option<String>,
-    prioriteit: u8,
-    categorie: &'a str,
-    contact_deadline: String,
-    escalaties: u32,
-    contactpogingen: usize,
-    signalen: usize,
+fn read_error(error: vroeg_readmodel::ReadModelError) -> ApiError {
+    tracing::error!(%error, "failed to read the read model");
+    ApiError::Internal
 }
 
-impl<'a> CaseSummary<'a> {
-    fn of(r: &'a CaseRecord) -> Self {
-        CaseSummary {
-            id: &r.id,
-            wijkteam: &r.wijkteam,
-            werkbak: &r.werkbak,
-            status: r.status,
-            geopend: format_rfc3339(r.geopend),
-            gesloten: r.gesloten.map(format_rfc3339),
-            prioriteit: r.prioriteit,
-            categorie: &r.categorie,
-            contact_deadline: format_rfc3339(r.contact_deadline),
-            escalaties: r.escalaties,
-            contactpogingen: r.contactpogingen.len(),
-            signalen: r.signalen.len(),
-        }
+/// The largest page.
+pub const MAX_PAGE: usize = 500;
+/// The page size when none is asked for.
+pub const DEFAULT_PAGE: usize = 50;
+
+/// The read model's lag, for list answers.
+fn lag_json(api: &CaseApi) -> Value {
+    json!({"achterstand": api.progress.lag()})
+}
+
+/// The scope a caller asks for: its own team; the admin any team or all.
+/// A team asking for another team's cases is not an error, it finds
+/// nothing (`None`).
+fn scope(caller: &Caller, asked: Option<&String>) -> Option<Scope> {
+    match (&caller.role, asked) {
+        (Role::Team(t), Some(asked)) if asked != t => None,
+        (Role::Team(t), _) => Some(Scope::Team(t.clone())),
+        (_, Some(asked)) => Some(Scope::Team(asked.clone())),
+        (_, None) => Some(Scope::All),
     }
 }
 
-/// `GET /api/v1/cases?status=open|gesloten|alle&werkbak=...&wijkteam=...`
+fn unknown_params(query: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    for key in query.keys() {
+        if !known.contains(&key.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "unknown query parameter {key:?}; expected one of: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/cases`: a page of cases, with filters, an order and a
+/// cursor (see the OpenAPI document).
 pub(crate) async fn list_cases(
     State(api): State<CaseApi>,
     headers: HeaderMap,
@@ -260,18 +269,24 @@ pub(crate) async fn list_cases(
     .await
 }
 
+const LIST_PARAMS: &[&str] = &[
+    "status",
+    "werkbak",
+    "wijkteam",
+    "categorie",
+    "postcode",
+    "te_laat",
+    "sorteer",
+    "na",
+    "aantal",
+];
+
 fn list(
     api: &CaseApi,
     caller: &Caller,
     query: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    for key in query.keys() {
-        if !["status", "werkbak", "wijkteam"].contains(&key.as_str()) {
-            return Err(ApiError::BadRequest(format!(
-                "unknown query parameter {key:?}; expected status, werkbak or wijkteam"
-            )));
-        }
-    }
+    unknown_params(query, LIST_PARAMS)?;
     let status = match query.get("status").map(String::as_str) {
         None | Some("open") => Some(CaseStatus::Open),
         Some("gesloten") => Some(CaseStatus::Gesloten),
@@ -282,48 +297,200 @@ fn list(
             )))
         }
     };
-    // A team sees its own cases; asking for another team's is not an error,
-    // it just finds nothing.
-    let team = match (&caller.role, query.get("wijkteam")) {
-        (Role::Team(t), Some(asked)) if asked != t => {
-            return Ok(Json(json!({"zaken": []})).into_response())
+    let (order, descending) = match query.get("sorteer").map(String::as_str) {
+        None => (Order::Prioriteit, false),
+        Some(s) => {
+            let (name, descending) = match s.strip_prefix('-') {
+                Some(name) => (name, true),
+                None => (s, false),
+            };
+            let order = Order::parse(name).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "sorteer {s:?}: expected prioriteit, deadline or geopend, with - before it for the reverse order"
+                ))
+            })?;
+            (order, descending)
         }
-        (Role::Team(t), _) => Some(t.clone()),
-        (Role::Admin, asked) => asked.cloned(),
     };
-    let store_error = |error: vroeg_engine::StoreError| {
-        tracing::error!(%error, "failed to list cases");
-        ApiError::Internal
+    let overdue = match query.get("te_laat").map(String::as_str) {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "te_laat {other:?}: expected true or false"
+            )))
+        }
     };
-    let records: Vec<CaseRecord> = match (&team, status) {
-        (Some(team), Some(CaseStatus::Open)) => api.store.open_cases(team).map_err(store_error)?,
-        _ => api
-            .store
-            .cases()
-            .filter(|r| match r {
-                Ok(r) => {
-                    team.as_ref().is_none_or(|t| *t == r.wijkteam)
-                        && status.is_none_or(|s| s == r.status)
-                }
-                Err(_) => true,
-            })
-            .collect::<Result<_, _>>()
-            .map_err(store_error)?,
+    let limit = match query.get("aantal") {
+        None => DEFAULT_PAGE,
+        Some(n) => match n.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "aantal {n:?}: expected a number from 1 to {MAX_PAGE}"
+                )))
+            }
+        },
     };
-    let werkbak = query.get("werkbak");
-    let mut summaries: Vec<CaseSummary> = records
+    let after = match query.get("na") {
+        None => None,
+        Some(c) => Some(hex::decode(c).map_err(|_| {
+            ApiError::BadRequest("na: not a cursor from a previous page (volgende)".into())
+        })?),
+    };
+    let Some(scope) = scope(caller, query.get("wijkteam")) else {
+        return Ok(
+            Json(json!({"zaken": [], "volgende": null, "leesmodel": lag_json(api)}))
+                .into_response(),
+        );
+    };
+    let now = (api.clock)();
+    let page = api
+        .cases
+        .list(&ListQuery {
+            scope,
+            status,
+            order,
+            descending,
+            werkbak: query.get("werkbak").cloned(),
+            categorie: query.get("categorie").cloned(),
+            postcode: query.get("postcode").map(|p| normal_postcode(p)),
+            overdue,
+            after,
+            limit,
+            now,
+        })
+        .map_err(read_error)?;
+    let rows: Vec<Row> = page.records.iter().map(|r| Row::of(r, now)).collect();
+    Ok(Json(json!({
+        "zaken": rows,
+        "volgende": page.next.map(hex::encode),
+        "leesmodel": lag_json(api),
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/werkbakken`: per work queue, the open, overdue and crisis
+/// cases of the caller's team (the admin: `wijkteam`, or every team).
+pub(crate) async fn queue_counts(
+    State(api): State<CaseApi>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&api, &headers)?;
+    blocking(move || {
+        let result = (|| {
+            unknown_params(&query, &["wijkteam"])?;
+            let counts = match scope(&caller, query.get("wijkteam")) {
+                None => Default::default(),
+                Some(scope) => api
+                    .cases
+                    .counts(&scope, (api.clock)())
+                    .map_err(read_error)?,
+            };
+            let werkbakken: Vec<Value> = counts
+                .into_iter()
+                .map(|(werkbak, c)| {
+                    json!({"werkbak": werkbak, "open": c.open, "te_laat": c.te_laat, "crisis": c.crisis})
+                })
+                .collect();
+            Ok(Json(json!({"werkbakken": werkbakken, "leesmodel": lag_json(&api)})).into_response())
+        })();
+        audited(&api, &caller, "werkbakken", None, result)
+    })
+    .await
+}
+
+/// `GET /api/v1/zoeken?postcode=&huisnummer=` or `?achternaam=`: the
+/// caller's cases at an address or with a surname. The audit log records
+/// the kind of search (`zoeken_adres`, `zoeken_naam`), never the terms.
+pub(crate) async fn search(
+    State(api): State<CaseApi>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&api, &headers)?;
+    blocking(move || {
+        let kind = if query.contains_key("achternaam") {
+            "zoeken_naam"
+        } else {
+            "zoeken_adres"
+        };
+        let result = search_cases(&api, &caller, &query);
+        audited(&api, &caller, kind, None, result)
+    })
+    .await
+}
+
+fn search_cases(
+    api: &CaseApi,
+    caller: &Caller,
+    query: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    unknown_params(query, &["postcode", "huisnummer", "achternaam"])?;
+    let found = match (
+        query.get("postcode"),
+        query.get("huisnummer"),
+        query.get("achternaam"),
+    ) {
+        (Some(postcode), Some(number), None) => {
+            let postcode = normal_postcode(postcode);
+            let valid = postcode.len() == 6
+                && postcode[..4].bytes().all(|b| b.is_ascii_digit())
+                && postcode[4..].bytes().all(|b| b.is_ascii_uppercase());
+            if !valid {
+                return Err(ApiError::Unprocessable {
+                    field: Some("postcode".into()),
+                    detail: "expected a Dutch postcode, such as 1234 AB".into(),
+                });
+            }
+            let number: u32 = number.trim().parse().map_err(|_| ApiError::Unprocessable {
+                field: Some("huisnummer".into()),
+                detail: "expected a house number without its suffix, such as 12".into(),
+            })?;
+            api.cases
+                .by_address(&postcode, number)
+                .map_err(read_error)?
+        }
+        (None, None, Some(name)) => {
+            if name.trim().chars().count() < 2 {
+                return Err(ApiError::Unprocessable {
+                    field: Some("achternaam".into()),
+                    detail: "give at least the first two letters of the surname".into(),
+                });
+            }
+            api.cases.by_surname(name, MAX_PAGE).map_err(read_error)?
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "search by postcode and huisnummer, or by achternaam".into(),
+            ))
+        }
+    };
+    let now = (api.clock)();
+    let rows: Vec<Row> = found
         .iter()
-        .filter(|r| werkbak.is_none_or(|w| *w == r.werkbak))
-        .map(CaseSummary::of)
+        .filter(|r| caller.role.sees(&r.wijkteam))
+        .map(|r| Row::of(r, now))
         .collect();
-    // Most urgent first: priority, then the earliest deadline.
-    summaries.sort_by(|a, b| {
-        b.prioriteit
-            .cmp(&a.prioriteit)
-            .then_with(|| a.contact_deadline.cmp(&b.contact_deadline))
-            .then_with(|| a.id.cmp(b.id))
-    });
-    Ok(Json(json!({ "zaken": summaries })).into_response())
+    Ok(Json(json!({"zaken": rows, "leesmodel": lag_json(api)})).into_response())
+}
+
+/// `GET /api/v1/leesmodel`: how far the read model is behind the case
+/// topic. A client that posted feedback can wait for `achterstand` 0 and
+/// then find its feedback id in the case's `terugkoppeling`.
+pub(crate) async fn read_model_status(
+    State(api): State<CaseApi>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&api, &headers)?;
+    Ok(Json(json!({
+        "achterstand": api.progress.lag(),
+        "gemeten": api.progress.measured().map(format_rfc3339),
+        "partities": api.progress.partitions(),
+    }))
+    .into_response())
 }
 
 /// `GET /api/v1/cases/{id}`
@@ -335,8 +502,9 @@ pub(crate) async fn get_case(
     let caller = authenticate(&api, &headers)?;
     blocking(move || {
         let result = visible_case(&api, &caller, &id);
+        let now = (api.clock)();
         audited(&api, &caller, "zaak_lezen", Some(&id), result)
-            .map(|record| Json(record).into_response())
+            .map(|record| Json(detail(&record, now)).into_response())
     })
     .await
 }
@@ -462,15 +630,23 @@ fn prepare_feedback(
     message.insert("zaak_id".into(), Value::String(id.to_owned()));
     message.insert("type".into(), Value::String(kind.to_owned()));
     let payload = serde_json::to_vec(&message).map_err(|_| ApiError::Internal)?;
-    // The same decoder the engine uses, so what is accepted here applies.
-    decode_feedback(&payload, &DecodeContext::at((api.clock)())).map_err(|e| {
-        ApiError::Unprocessable {
-            field: e
-                .field
-                .map(|f| f.trim_start_matches("feedback.").to_owned()),
-            detail: e.detail,
-        }
-    })?;
+    let unprocessable = |e: vroeg_core::signal::DecodeError| ApiError::Unprocessable {
+        field: e
+            .field
+            .map(|f| f.trim_start_matches("feedback.").to_owned()),
+        detail: e.detail,
+    };
+    // The same decoder and consistency rules the engine uses, so what is
+    // accepted here applies (unless the case changes meanwhile: then the
+    // case's `terugkoppeling` shows the refusal).
+    let feedback =
+        decode_feedback(&payload, &DecodeContext::at((api.clock)())).map_err(unprocessable)?;
+    check_consistent(
+        record.geopend,
+        record.contactpogingen.iter().any(|a| a.bereikt),
+        &feedback,
+    )
+    .map_err(unprocessable)?;
     Ok((feedback_id, payload))
 }
 
@@ -485,7 +661,7 @@ pub(crate) async fn audit_export(
     }
     blocking(move || {
         let mut out = Vec::new();
-        for entry in api.store.audit_log() {
+        for entry in api.cases.audit_log() {
             let entry = entry.map_err(|error| {
                 tracing::error!(%error, "failed to read the audit log");
                 ApiError::Internal

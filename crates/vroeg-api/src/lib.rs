@@ -6,8 +6,9 @@
 //! pipeline reports into it. Labels are bounded: error codes, event kinds,
 //! topics and partitions; never a household.
 //!
-//! This crate reads case records and appends to the audit log; it must
-//! never write household state, case records or offsets. Feedback it takes
+//! This crate reads case records from the read model and appends to the
+//! audit log; it must never write household state, case records or
+//! offsets. Feedback it takes
 //! goes to the feedback topic, and the engine applies it.
 
 pub mod auth;
@@ -44,6 +45,9 @@ pub const CASE_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/cases/{id}"),
     ("post", "/api/v1/cases/{id}/contactpogingen"),
     ("post", "/api/v1/cases/{id}/resultaat"),
+    ("get", "/api/v1/werkbakken"),
+    ("get", "/api/v1/zoeken"),
+    ("get", "/api/v1/leesmodel"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/openapi.json"),
     ("post", "/admin/reload"),
@@ -82,6 +86,9 @@ pub fn router(metrics: Arc<Metrics>, ready: Readiness, cases: Option<CaseApi>) -
             post(cases::post_attempt),
         )
         .route("/api/v1/cases/{id}/resultaat", post(cases::post_result))
+        .route("/api/v1/werkbakken", get(cases::queue_counts))
+        .route("/api/v1/zoeken", get(cases::search))
+        .route("/api/v1/leesmodel", get(cases::read_model_status))
         .route("/api/v1/audit", get(cases::audit_export))
         .route("/admin/reload", post(cases::reload_rules))
         .route(
@@ -136,8 +143,8 @@ async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> impl
     if let Some(api) = state.cases.clone().filter(|_| due) {
         let metrics = state.metrics.clone();
         let counted = tokio::task::spawn_blocking(move || {
-            api.store
-                .open_case_counts((api.clock)())
+            api.cases
+                .open_counts_by_team((api.clock)())
                 .map(|counts| metrics.case_counts(&counts))
         })
         .await;

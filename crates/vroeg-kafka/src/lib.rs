@@ -11,6 +11,7 @@
 //! This crate must not hold domain logic: decoding, state and rules belong
 //! to the engine.
 
+pub mod cases;
 pub mod client_log;
 pub mod cloudevents;
 pub mod consumer;

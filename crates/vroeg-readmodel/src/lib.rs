@@ -24,6 +24,7 @@
 //! Personal data: records hold names and addresses, and the name and
 //! address indexes hold them too. Nothing here logs.
 
+mod progress;
 mod query;
 pub mod view;
 
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use vroeg_core::archive::{AuditEntry, CaseRecord, CaseStatus, SignalDetail};
 use vroeg_core::time::Millis;
 
+pub use progress::{PartitionProgress, Progress};
 pub use query::{Order, Page, Query, QueueCounts, Scope};
 
 /// Prefixes of the keys in the read model's tree.
@@ -86,6 +88,7 @@ pub struct Incoming {
 /// without reading the record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Facets {
+    pub wijkteam: String,
     pub werkbak: String,
     pub categorie: String,
     pub crisis: bool,
@@ -97,6 +100,7 @@ pub(crate) struct Facets {
 impl Facets {
     fn of(r: &CaseRecord) -> Facets {
         Facets {
+            wijkteam: r.wijkteam.clone(),
             werkbak: r.werkbak.clone(),
             categorie: r.categorie.clone(),
             crisis: is_crisis(r),

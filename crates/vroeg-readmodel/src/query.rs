@@ -206,25 +206,30 @@ impl ReadModel {
         })
     }
 
+    /// Per team: its open cases, and how many of them are overdue at
+    /// `now`. For the `vroeg_open_cases` and `vroeg_overdue_cases` gauges.
+    pub fn open_counts_by_team(
+        &self,
+        now: Millis,
+    ) -> Result<BTreeMap<String, (u64, u64)>, ReadModelError> {
+        let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let query = open_query(Scope::All, now);
+        for entry in self.walk(&query, CaseStatus::Open) {
+            let (_, status, f) = entry?;
+            let c = out.entry(f.wijkteam.clone()).or_default();
+            c.0 += 1;
+            c.1 += u64::from(f.overdue(status, now));
+        }
+        Ok(out)
+    }
+
     /// Open, overdue and crisis cases per work queue of a scope.
     pub fn counts(
         &self,
         scope: &Scope,
         now: Millis,
     ) -> Result<BTreeMap<String, QueueCounts>, ReadModelError> {
-        let query = Query {
-            scope: scope.clone(),
-            status: Some(CaseStatus::Open),
-            order: Order::Prioriteit,
-            descending: false,
-            werkbak: None,
-            categorie: None,
-            postcode: None,
-            overdue: None,
-            after: None,
-            limit: 0,
-            now,
-        };
+        let query = open_query(scope.clone(), now);
         let mut out: BTreeMap<String, QueueCounts> = BTreeMap::new();
         for entry in self.walk(&query, CaseStatus::Open) {
             let (_, status, f) = entry?;
@@ -234,6 +239,22 @@ impl ReadModel {
             c.crisis += u64::from(f.crisis);
         }
         Ok(out)
+    }
+}
+
+fn open_query(scope: Scope, now: Millis) -> Query {
+    Query {
+        scope,
+        status: Some(CaseStatus::Open),
+        order: Order::Prioriteit,
+        descending: false,
+        werkbak: None,
+        categorie: None,
+        postcode: None,
+        overdue: None,
+        after: None,
+        limit: 0,
+        now,
     }
 }
 

@@ -1,0 +1,194 @@
+//! The case read model against a real broker: it follows the engine
+//! through the case topic, a second instance (`vroeg serve`) gives the
+//! same answers, and one deleted and started again is rebuilt from the
+//! topic with the same answers.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vroeg_kafka::ContentMode;
+
+use crate::kafka::{arrears_at, create_topics, lines, send, token_entry, Extra, Service};
+
+const ADMIN: &str = "readmodel-admin-token";
+const TEAM: &str = "readmodel-team-token";
+
+fn get(service: &Service, path: &str, token: &str) -> Value {
+    let (status, body) = service
+        .request("GET", path, Some(token), None)
+        .unwrap_or_else(|| panic!("{path}: no answer"));
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Wait until the read model has applied everything on the case topic and
+/// holds `cases` cases.
+fn wait_for(service: &Service, cases: usize) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ok = service
+            .request("GET", "/api/v1/leesmodel", Some(ADMIN), None)
+            .filter(|(s, _)| *s == 200)
+            .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+            .is_some_and(|v| v["achterstand"] == 0)
+            && every_page(service, "status=alle&sorteer=geopend", ADMIN).len() == cases;
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the read model reached {cases} cases"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Every case id of a list, following the cursors with small pages.
+fn every_page(service: &Service, query: &str, token: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/cases?{query}&aantal=7");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&na={c}"));
+        }
+        let page = get(service, &path, token);
+        for z in page["zaken"].as_array().unwrap() {
+            out.push(z["id"].as_str().unwrap().to_owned());
+        }
+        match page["volgende"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+/// What a coordinator and the admin see: lists in every order, counts,
+/// searches, and every case in full.
+fn answers(service: &Service) -> Vec<Value> {
+    let mut out = Vec::new();
+    for order in ["prioriteit", "-deadline", "geopend"] {
+        for token in [ADMIN, TEAM] {
+            let ids = every_page(service, &format!("status=alle&sorteer={order}"), token);
+            out.push(Value::from(ids));
+        }
+    }
+    out.push(get(service, "/api/v1/werkbakken", ADMIN)["werkbakken"].clone());
+    out.push(get(service, "/api/v1/zoeken?postcode=3511AA&huisnummer=4", TEAM)["zaken"].clone());
+    out.push(get(service, "/api/v1/zoeken?achternaam=zwart", TEAM)["zaken"].clone());
+    for id in every_page(service, "status=alle", ADMIN) {
+        let mut case = get(service, &format!("/api/v1/cases/{id}"), ADMIN);
+        // Computed at the time of asking.
+        case.as_object_mut().unwrap().remove("te_laat");
+        out.push(case);
+    }
+    out
+}
+
+#[test]
+fn the_read_model_follows_the_engine_and_rebuilds_from_the_case_topic() {
+    let topics = create_topics("readmodel", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = Extra {
+        api: format!(
+            "{}{}",
+            token_entry("beheer", ADMIN, "admin = true"),
+            token_entry("standaard", TEAM, "team = \"standaard\"")
+        ),
+        ..Extra::default()
+    };
+    let service = Service::start_configured(&topics, dir.path(), "readmodel", &extra);
+    service.wait_ready();
+    // Twelve households, one case each; the first two at 3511 AA.
+    let signals: Vec<Value> = (0..12u32)
+        .map(|i| {
+            let postcode = if i < 2 { "3511 AA" } else { "3512 BB" };
+            arrears_at(
+                postcode,
+                &format!("rm-{i}"),
+                "Huur",
+                4 + i,
+                3,
+                900 + u64::from(i),
+                "open",
+                i % 4 == 0,
+            )
+        })
+        .collect();
+    send(&topics.signals, &lines(&signals), ContentMode::Structured);
+    wait_for(&service, 12);
+
+    // Feedback through a second instance shows on both, applied.
+    let second = Service::serve_beside(dir.path(), "leesmodel-2");
+    second.wait_ready();
+    wait_for(&second, 12);
+    let first_case = every_page(&second, "status=open", TEAM)[0].clone();
+    let (status, body) = second
+        .request(
+            "POST",
+            &format!("/api/v1/cases/{first_case}/contactpogingen"),
+            Some(TEAM),
+            Some(r#"{"id": "rm-fb-1", "contactsoort": "Telefoon", "bereikt": true, "datum": "TODAY"}"#
+                .replace("TODAY", &vroeg_core::time::Day::local_of(vroeg_kafka::wall_now()).to_string())
+                .as_str()),
+        )
+        .unwrap();
+    assert_eq!(status, 202, "{body}");
+    for s in [&service, &second] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let case = get(s, &format!("/api/v1/cases/{first_case}"), TEAM);
+            let trace = case["terugkoppeling"].as_array().unwrap();
+            if let Some(t) = trace.iter().find(|t| t["id"] == "rm-fb-1") {
+                assert_eq!(t["status"], "verwerkt", "{case}");
+                assert_eq!(case["contactpogingen"].as_array().unwrap().len(), 1);
+                break;
+            }
+            assert!(Instant::now() < deadline, "the feedback showed: {case}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    wait_for(&service, 12);
+    wait_for(&second, 12);
+    let want = answers(&service);
+    assert_eq!(answers(&second), want, "two read models, the same answers");
+    assert_eq!(
+        want[0].as_array().unwrap().len(),
+        12,
+        "the admin sees every case"
+    );
+
+    // Delete the second read model and start it again: rebuilt from the
+    // topic, the same answers.
+    assert_eq!(second.terminate(), 0);
+    std::fs::remove_dir_all(dir.path().join("leesmodel-2")).unwrap();
+    let rebuilt = Service::serve_beside(dir.path(), "leesmodel-2");
+    rebuilt.wait_ready();
+    wait_for(&rebuilt, 12);
+    assert_eq!(
+        answers(&rebuilt),
+        want,
+        "a rebuilt read model, the same answers"
+    );
+    let log = std::fs::read_to_string(&rebuilt.log).unwrap();
+    assert!(
+        log.contains("read model caught up with the case topic"),
+        "{log}"
+    );
+
+    // A search is audited by its kind, never its terms.
+    let audit = service
+        .request("GET", "/api/v1/audit", Some(ADMIN), None)
+        .unwrap()
+        .1;
+    assert!(
+        audit.contains("\"zoeken_adres\"") && audit.contains("\"zoeken_naam\""),
+        "{audit}"
+    );
+    assert!(
+        !audit.contains("3511") && !audit.to_lowercase().contains("zwart"),
+        "{audit}"
+    );
+    assert_eq!(rebuilt.terminate(), 0);
+    assert_eq!(service.terminate(), 0);
+}
