@@ -292,8 +292,10 @@ fn cases_are_routed_worked_through_the_api_escalated_closed_and_reopened() {
         statuses,
         vec![json!({"source": "urn:test:zorg", "id": "n1", "status": "wil_hulp"})]
     );
-    let (_, closed_list) =
-        json_of(service.request("GET", "/api/v1/cases?status=gesloten", Some(NOORD), None));
+    // The read model follows the case topic: wait until it has the close.
+    let closed_list = wait_for(&service, "/api/v1/cases?status=gesloten", NOORD, |v| {
+        !v["zaken"].as_array().unwrap().is_empty()
+    });
     assert_eq!(
         closed_list["zaken"][0]["id"].as_str(),
         Some(case("n1").as_str()),

@@ -206,8 +206,11 @@ fn name_prefix(name: &str) -> Vec<u8> {
     k
 }
 
+/// An index key and its value.
+type IndexEntry = (Vec<u8>, Vec<u8>);
+
 /// Every index key of a record, with its value.
-fn index_entries(r: &CaseRecord) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadModelError> {
+fn index_entries(r: &CaseRecord) -> Result<Vec<IndexEntry>, ReadModelError> {
     let facets = serde_json::to_vec(&Facets::of(r)).map_err(|e| ReadModelError::Stored {
         id: r.id.clone(),
         detail: e.to_string(),
