@@ -601,12 +601,30 @@ pub fn token_new(args: &TokenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// The read model directory (`api.read_model_dir`), where the case API
+    /// keeps its audit log. The service must not be running.
+    #[arg(long, default_value = "leesmodel")]
+    pub read_model: std::path::PathBuf,
+}
+
 /// Print the audit log as JSON lines.
-pub fn audit_export(args: &StateArgs) -> anyhow::Result<ExitCode> {
+pub fn audit_export(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
-    let store = open_state(args)?;
+    anyhow::ensure!(
+        args.read_model.join("conf").exists(),
+        "{} is not a Vroeg read model directory (api.read_model_dir)",
+        args.read_model.display()
+    );
+    let model = vroeg_readmodel::ReadModel::open(&args.read_model).with_context(|| {
+        format!(
+            "cannot open {} (is the service still running? then use GET /api/v1/audit)",
+            args.read_model.display()
+        )
+    })?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for entry in store.audit_log() {
+    for entry in model.audit_log() {
         serde_json::to_writer(&mut out, &entry?)?;
         out.write_all(b"\n")?;
     }

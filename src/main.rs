@@ -93,7 +93,7 @@ enum ExportCommand {
     /// Write the DDAS vroegsignalering delivery (v0.9) for a period.
     Ddas(export::DdasArgs),
     /// Print the case API's audit log as JSON lines (who read which case, when).
-    Audit(run::StateArgs),
+    Audit(export::AuditArgs),
 }
 
 #[derive(Subcommand)]
