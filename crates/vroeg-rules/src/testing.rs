@@ -21,7 +21,7 @@ use vroeg_core::signal::{
     Verzuimsoort,
 };
 use vroeg_core::state::HouseholdState;
-use vroeg_core::time::{parse_rfc3339, Day, Millis, DAY_MS};
+use vroeg_core::time::{parse_rfc3339, Day, Millis};
 use vroeg_core::{Alert, HouseholdKey};
 
 use crate::diag::Diagnostics;
@@ -154,14 +154,15 @@ pub enum TestFileError {
     },
 }
 
-/// Parse a time: a date (`2026-03-01`) means 09:00 UTC that day for a
-/// signal, and the end of that day for an evaluation point.
+/// Parse a time: a date (`2026-03-01`) is a Dutch calendar day, as
+/// deadlines count them: 09:00 Dutch time that day for a signal, and the
+/// end of that day for an evaluation point.
 fn parse_time(s: &str, end_of_day: bool) -> Option<Millis> {
     if let Some(day) = Day::parse(s) {
         return Some(if end_of_day {
-            day.start_millis() + DAY_MS - 1
+            day.plus_days(1).local_start() - 1
         } else {
-            day.start_millis() + 9 * 3_600_000
+            day.local_start() + 9 * 3_600_000
         });
     }
     parse_rfc3339(s)
