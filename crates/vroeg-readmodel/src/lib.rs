@@ -114,10 +114,16 @@ impl Facets {
         }
     }
 
-    /// Open, no contact attempt, and the deadline passed at `now`.
     pub(crate) fn overdue(&self, status: CaseStatus, now: Millis) -> bool {
-        status == CaseStatus::Open && !self.contacted && self.deadline < now
+        overdue(status, self.contacted, self.deadline, now)
     }
+}
+
+/// Overdue: open, no contact attempt, and the contact deadline passed at
+/// `now`. The one definition behind the `te_laat` filter, the counts, the
+/// views and the overdue gauge.
+pub fn overdue(status: CaseStatus, contacted: bool, deadline: Millis, now: Millis) -> bool {
+    status == CaseStatus::Open && !contacted && deadline < now
 }
 
 /// A crisis case: a crisis category, or a crisis signal.

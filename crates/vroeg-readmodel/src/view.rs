@@ -48,7 +48,12 @@ pub struct Row {
 
 /// Whether a case is overdue at `now`.
 pub fn overdue(r: &CaseRecord, now: Millis) -> bool {
-    r.status == CaseStatus::Open && r.contactpogingen.is_empty() && r.contact_deadline < now
+    crate::overdue(
+        r.status,
+        !r.contactpogingen.is_empty(),
+        r.contact_deadline,
+        now,
+    )
 }
 
 impl Row {

@@ -939,41 +939,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Per team: its open cases, and how many of them are past their
-    /// contact deadline at `now` with no contact attempt (through the team
-    /// index). For the `vroeg_open_cases` and `vroeg_overdue_cases` gauges.
-    pub fn open_case_counts(
-        &self,
-        now: Millis,
-    ) -> Result<std::collections::BTreeMap<String, (u64, u64)>, StoreError> {
-        let mut counts = std::collections::BTreeMap::<String, (u64, u64)>::new();
-        for item in self.scan(vec![P_TEAM_OPEN], "scan the team index") {
-            let (k, _) = item?;
-            let corrupt = |detail: &str| StoreError::Corrupt {
-                what: "team index",
-                detail: detail.into(),
-            };
-            let rest = &k[1..];
-            let split = rest
-                .iter()
-                .position(|b| *b == 0)
-                .ok_or_else(|| corrupt("a key without a team"))?;
-            let team =
-                std::str::from_utf8(&rest[..split]).map_err(|_| corrupt("team is not UTF-8"))?;
-            let id = std::str::from_utf8(&rest[split + 1..])
-                .map_err(|_| corrupt("case id is not UTF-8"))?;
-            let Some(case) = self.case(id)? else {
-                return Err(corrupt(&format!("names case {id}, which has no record")));
-            };
-            let entry = counts.entry(team.to_owned()).or_default();
-            entry.0 += 1;
-            if case.contactpogingen.is_empty() && case.contact_deadline < now {
-                entry.1 += 1;
-            }
-        }
-        Ok(counts)
-    }
-
     /// Every case record, open and closed, by case id.
     pub fn cases(&self) -> impl Iterator<Item = Result<CaseRecord, StoreError>> + '_ {
         self.scan(vec![P_CASE], "scan cases").map(|item| {
@@ -982,23 +947,8 @@ impl Store {
         })
     }
 
-    /// Append an entry to the audit log and flush it: a read is only
-    /// answered once its audit entry is durable.
-    pub fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        let seq = self
-            .db
-            .generate_id()
-            .map_err(sled_err("number an audit entry"))?;
-        self.audit
-            .insert(seq.to_be_bytes(), encode_json("audit entry", entry)?)
-            .map_err(sled_err("append to the audit log"))?;
-        self.audit
-            .flush()
-            .map_err(sled_err("flush the audit log"))?;
-        Ok(())
-    }
-
-    /// The audit log, oldest first.
+    /// The audit log the case API kept here before it moved to the read
+    /// model (`vroeg-readmodel`), oldest first.
     pub fn audit_log(&self) -> impl Iterator<Item = Result<AuditEntry, StoreError>> + '_ {
         self.audit.iter().map(|item| {
             let (_, v) = item.map_err(sled_err("read the audit log"))?;
