@@ -74,7 +74,8 @@ enum Command {
     /// Inspect a state directory (the service must not be running).
     #[command(subcommand)]
     State(StateCommand),
-    /// Export from a state directory (the service must not be running).
+    /// Export the DDAS delivery (from a stopped state directory, or from a
+    /// running service with --service) or the audit log.
     #[command(subcommand)]
     Export(ExportCommand),
     /// Print the Divosa monitor indicators for a period (table or JSON).
@@ -88,6 +89,8 @@ enum Command {
     Token(TokenCommand),
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum ExportCommand {
     /// Write the DDAS vroegsignalering delivery (v0.9) for a period.

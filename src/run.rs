@@ -20,7 +20,7 @@ use vroeg_api::Metrics;
 use vroeg_engine::{ClockMode, Engine, EngineConfig};
 use vroeg_kafka::control::Control;
 use vroeg_kafka::intake::{run_intake, IntakeRole};
-use vroeg_kafka::state::{run_state, StateRole};
+use vroeg_kafka::state::{hold, run_state, ReadGate, StateRole};
 use vroeg_kafka::{run_consumer, Health, KafkaSink, Pipeline};
 use vroeg_rules::{LoadOptions, RuleSet};
 use vroeg_store::Store;
@@ -125,7 +125,7 @@ pub fn open_state(args: &StateArgs) -> anyhow::Result<Store> {
     );
     let store = Store::open(&args.state, false).with_context(|| {
         format!(
-            "cannot open {} (is the service still running?)",
+            "cannot open {} (is the service still running? or is the directory damaged, e.g. copied while it ran?)",
             args.state.display()
         )
     })?;
@@ -416,6 +416,31 @@ impl vroeg_api::FeedbackSink for KafkaFeedback {
     }
 }
 
+/// The engine's state, for the admin exports: read between two batches,
+/// under the lock the batch loop holds while it writes.
+enum EngineState {
+    /// The single-node model: its pipeline's lock.
+    Single(Arc<Mutex<Pipeline>>),
+    /// The state role: its gate, and the state directory's caches.
+    Partitioned { gate: ReadGate, root: Store },
+}
+
+impl vroeg_api::Exports for EngineState {
+    fn snapshot(&self) -> Result<vroeg_export::Snapshot, vroeg_export::ExportError> {
+        match self {
+            EngineState::Single(pipeline) => {
+                let mut pipeline = pipeline.lock().unwrap_or_else(|p| p.into_inner());
+                let store = pipeline.engine_mut().store().spanning();
+                vroeg_export::Snapshot::read(&store)
+            }
+            EngineState::Partitioned { gate, root } => {
+                let _gate = hold(gate);
+                vroeg_export::Snapshot::read(&root.spanning())
+            }
+        }
+    }
+}
+
 /// Open the read model the config names.
 fn open_read_model(
     config: &Config,
@@ -456,7 +481,8 @@ fn case_api(
         tokens: Arc::new(tokens),
         feedback: Arc::new(KafkaFeedback(producer)),
         clock: Arc::new(vroeg_kafka::wall_now),
-        reload: None, // set by `run`, once the workers exist
+        reload: None,  // set by `run`, once the workers exist
+        exports: None, // likewise
     })
 }
 
@@ -631,6 +657,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             }),
         )?);
     }
+    let mut exports: Option<Arc<dyn vroeg_api::Exports>> = None;
     let reload = if role == Role::Single {
         let store = store.clone().expect("single keeps state");
         let engine = Engine::new(store, rules, engine_config)?;
@@ -641,6 +668,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             pipeline.set_retention(policy, every);
         }
         let pipeline = Arc::new(Mutex::new(pipeline));
+        exports = Some(Arc::new(EngineState::Single(pipeline.clone())));
         let (settings, p, h, s) = (
             config.kafka.clone(),
             pipeline.clone(),
@@ -679,14 +707,21 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             )?);
         }
         if role.state() {
+            let gate = ReadGate::default();
+            let root = store.clone().expect("the state role keeps state");
+            exports = Some(Arc::new(EngineState::Partitioned {
+                gate: gate.clone(),
+                root: root.clone(),
+            }));
             let state = StateRole {
                 settings: config.kafka.clone(),
-                root: store.clone().expect("the state role keeps state"),
+                root,
                 engine_config,
                 control: control.clone(),
                 observer: metrics.clone(),
                 health: health.clone(),
                 retention,
+                gate,
             };
             let s = stop.clone();
             workers.push(spawn(
@@ -707,6 +742,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     drop(done_tx);
     let case_api = case_api.map(|api| vroeg_api::CaseApi {
         reload: Some(reload.clone()),
+        exports,
         ..api
     });
 

@@ -746,3 +746,99 @@ fn the_readme_recipe_gives_every_shipped_team_cases() {
         );
     }
 }
+
+/// The offline exports refuse, non-zero and without writing a file, an
+/// empty state, a period without signals or cases, and a damaged state.
+#[test]
+fn exports_refuse_an_empty_or_damaged_state_and_never_write_an_empty_delivery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let export = |state: &Path, from: &str, to: &str, out: &Path| {
+        vroeg(&[
+            "export",
+            "ddas",
+            "--state",
+            state.to_str().unwrap(),
+            "--gemeentecode",
+            "0363",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let refused = |o: &Output, out: &Path, why: &str| {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(why), "expected {why:?} in: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "nothing is written");
+    };
+    let out = tmp.path().join("ddas.json");
+
+    // An empty state: a replay of no signals.
+    let empty_signals = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty_signals, "").unwrap();
+    let empty = tmp.path().join("empty");
+    replay(&empty_signals, &tmp.path().join("e.jsonl"), Some(&empty));
+    refused(
+        &export(&empty, "2026-02-01", "2026-02-28", &out),
+        &out,
+        "no households and no cases",
+    );
+    let o = vroeg(&[
+        "report",
+        "--state",
+        empty.to_str().unwrap(),
+        "--from",
+        "2026-02-01",
+        "--to",
+        "2026-02-28",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+
+    // A state with cases: February exports; a month before the first
+    // signal does not.
+    let signals = tmp.path().join("s.jsonl");
+    let o = vroeg(&[
+        "gen",
+        "--households",
+        "500",
+        "--months",
+        "2",
+        "--start",
+        "2026-01-01",
+        "--out",
+        signals.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let state = tmp.path().join("state");
+    replay(&signals, &tmp.path().join("a.jsonl"), Some(&state));
+    let o = export(&state, "2026-02-01", "2026-02-28", &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_file(&out).unwrap();
+    refused(
+        &export(&state, "2025-01-01", "2025-01-31", &out),
+        &out,
+        "an empty delivery is never written",
+    );
+    refused(
+        &export(&state, "2026-02-28", "2026-02-01", &out),
+        &out,
+        "lies after its last day",
+    );
+
+    // Damaged: the store's log overwritten past its first page.
+    let db = state.join("db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in bytes.iter_mut().skip(4096) {
+        *b = 0x5a;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    refused(
+        &export(&state, "2026-02-01", "2026-02-28", &out),
+        &out,
+        "or is the directory damaged",
+    );
+}

@@ -322,6 +322,11 @@ read_model_dir = {read_model:?}
         Service { child, port, log }
     }
 
+    /// The API's base address, e.g. `http://127.0.0.1:41234`.
+    pub(crate) fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     pub(crate) fn http(&self, path: &str) -> Option<(u16, String)> {
         self.request("GET", path, None, None)
     }

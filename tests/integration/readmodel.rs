@@ -189,6 +189,126 @@ fn the_read_model_follows_the_engine_and_rebuilds_from_the_case_topic() {
         !audit.contains("3511") && !audit.to_lowercase().contains("zwart"),
         "{audit}"
     );
+    // A read model alone holds no engine state to export.
+    let (status, body) = rebuilt
+        .request(
+            "GET",
+            "/admin/export/rapport?van=2026-01-01&tot=2026-01-31",
+            Some(ADMIN),
+            None,
+        )
+        .unwrap();
+    assert_eq!(status, 503, "{body}");
     assert_eq!(rebuilt.terminate(), 0);
+
+    // The exports of the running service equal the offline exports of the
+    // same state once it stopped.
+    let today = vroeg_core::time::Day::local_of(vroeg_kafka::wall_now());
+    let (from, to) = (
+        vroeg_core::time::Day(today.0 - 365).to_string(),
+        today.to_string(),
+    );
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, format!("{ADMIN}\n")).unwrap();
+    let ddas = |source: &[&str], out: &std::path::Path| {
+        let mut args = vec![
+            "export",
+            "ddas",
+            "--gemeentecode",
+            "0363",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--now",
+            "2026-11-26T10:00:00Z",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(source);
+        vroeg(&args)
+    };
+    let report = |source: &[&str]| {
+        let mut args = vec![
+            "report",
+            "--json",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--now",
+            "2026-11-26T10:00:00Z",
+        ];
+        args.extend_from_slice(source);
+        vroeg(&args)
+    };
+    let url = service.url();
+    let live = [
+        "--service",
+        url.as_str(),
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ];
+    let live_ddas = dir.path().join("live.json");
+    let out = ddas(&live, &live_ddas);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("12 cases"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let live_report = report(&live);
+    assert!(
+        live_report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live_report.stderr)
+    );
+    // A team token may not export; a period without signals is refused.
+    std::fs::write(&token_file, TEAM).unwrap();
+    let out = report(&live);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(service.terminate(), 0);
+
+    let state = dir.path().join("state");
+    let offline = ["--state", state.to_str().unwrap()];
+    let offline_ddas = dir.path().join("offline.json");
+    let out = ddas(&offline, &offline_ddas);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let live_text = std::fs::read_to_string(&live_ddas).unwrap();
+    assert_eq!(
+        live_text,
+        std::fs::read_to_string(&offline_ddas).unwrap(),
+        "the running service's delivery equals the offline one"
+    );
+    let delivery: Value = serde_json::from_str(&live_text).unwrap();
+    assert_eq!(
+        delivery["leveringen"][0]["vroegsignaalzaken"]
+            .as_array()
+            .unwrap()
+            .len(),
+        12
+    );
+    let offline_report = report(&offline);
+    assert!(offline_report.status.success());
+    assert_eq!(live_report.stdout, offline_report.stdout, "the same report");
+}
+
+fn vroeg(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vroeg"))
+        .args(args)
+        .output()
+        .expect("vroeg runs")
 }

@@ -82,6 +82,48 @@ fn record(id: &str, team: &str, status: CaseStatus) -> CaseRecord {
     r
 }
 
+/// The engine's state for the admin exports: one closed case of February
+/// with an arrears signal.
+struct StoreExports(vroeg_store::Store);
+
+impl crate::Exports for StoreExports {
+    fn snapshot(&self) -> Result<vroeg_export::Snapshot, vroeg_export::ExportError> {
+        vroeg_export::Snapshot::read(&self.0)
+    }
+}
+
+fn export_store() -> vroeg_store::Store {
+    use vroeg_core::archive::{ArchivedSignal, SignalDetail};
+    let day = |s| vroeg_core::time::Day::parse(s).unwrap();
+    let mut case = record(CLOSED_CASE, "noord", CaseStatus::Gesloten);
+    case.geopend = day("2026-02-10").start_millis();
+    case.gesloten = Some(day("2026-02-20").start_millis());
+    case.reden = Some(vroeg_core::case::CloseReason::Betaald);
+    case.signalen.push(ArchivedSignal {
+        source: "woningcorporatie-x".into(),
+        id: "s-1".into(),
+        tijd: 0,
+        detail: SignalDetail::Betalingsachterstand {
+            partner: vroeg_core::signal::PartnerType::Huur,
+            status: vroeg_core::signal::ArrearsStatus::Open,
+            bedrag_cent: 85_000,
+            ontstaansdatum: day("2026-01-01"),
+            signaaldatum: day("2026-02-09"),
+            crisis: false,
+            eindelevering: false,
+            client: Default::default(),
+        },
+    });
+    let store = vroeg_store::Store::temporary().unwrap();
+    store
+        .commit(&vroeg_store::Commit {
+            cases: vec![case],
+            ..Default::default()
+        })
+        .unwrap();
+    store
+}
+
 struct Fixture {
     router: Router,
     store: ReadModel,
@@ -123,6 +165,7 @@ fn fixture_with(sink_ok: bool) -> Fixture {
                 Ok("abcdef0123456789".to_owned())
             }
         })),
+        exports: Some(Arc::new(StoreExports(export_store()))),
     };
     Fixture {
         router: router(Arc::new(Metrics::new()), Arc::new(|| true), Some(api)),
@@ -665,4 +708,118 @@ async fn rules_reload_is_for_the_admin_and_reports_every_error() {
             ("herladen".to_owned(), 422)
         ]
     );
+}
+
+#[tokio::test]
+async fn admin_exports_answer_for_the_period_and_are_audited() {
+    let f = fixture();
+    let ddas = "/admin/export/ddas?gemeentecode=0363&nu=2026-03-05T10:00:00Z";
+    // (token, path, status, audited action)
+    let table: Vec<(&str, String, StatusCode, Option<&str>)> = vec![
+        (
+            ADMIN,
+            format!("{ddas}&van=2026-02-01&tot=2026-02-28"),
+            StatusCode::OK,
+            Some("export_ddas"),
+        ),
+        // A period without signals or cases: never an empty delivery.
+        (
+            ADMIN,
+            format!("{ddas}&van=2026-04-01&tot=2026-04-30"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("export_ddas"),
+        ),
+        (
+            ADMIN,
+            format!("{ddas}&van=2026-02-28&tot=2026-02-01"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("export_ddas"),
+        ),
+        (
+            ADMIN,
+            "/admin/export/ddas?gemeentecode=363&van=2026-02-01&tot=2026-02-28".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("export_ddas"),
+        ),
+        (
+            ADMIN,
+            format!("{ddas}&van=2026-02-01"),
+            StatusCode::BAD_REQUEST,
+            Some("export_ddas"),
+        ),
+        (
+            ADMIN,
+            format!("{ddas}&van=2026-02-01&tot=2026-02-28&extra=1"),
+            StatusCode::BAD_REQUEST,
+            Some("export_ddas"),
+        ),
+        (
+            NOORD,
+            format!("{ddas}&van=2026-02-01&tot=2026-02-28"),
+            StatusCode::FORBIDDEN,
+            Some("export_ddas"),
+        ),
+        (
+            ADMIN,
+            "/admin/export/rapport?van=2026-02-01&tot=2026-02-28".into(),
+            StatusCode::OK,
+            Some("export_rapport"),
+        ),
+        (
+            NOORD,
+            "/admin/export/rapport?van=2026-02-01&tot=2026-02-28".into(),
+            StatusCode::FORBIDDEN,
+            Some("export_rapport"),
+        ),
+        (
+            "nobody",
+            "/admin/export/rapport?van=2026-02-01&tot=2026-02-28".into(),
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+    ];
+    for (token, path, expected, action) in table {
+        let before = f.store.audit_log().count();
+        let (status, body) = call(&f.router, "GET", &path, Some(&bearer(token)), None).await;
+        assert_eq!(status, expected, "{path}: {body}");
+        let log: Vec<_> = f.store.audit_log().map(Result::unwrap).collect();
+        match action {
+            Some(action) => {
+                let last = log.last().expect("audited");
+                assert_eq!(log.len(), before + 1, "{path}");
+                assert_eq!(
+                    (last.actie.as_str(), last.status),
+                    (action, expected.as_u16())
+                );
+            }
+            None => assert_eq!(log.len(), before, "{path}"),
+        }
+    }
+    let path = format!("{ddas}&van=2026-02-01&tot=2026-02-28&contactpersoon=Beheer,beheer@example.org&contactpersoon=Tweede,twee@example.org,020");
+    let (status, body) = call(&f.router, "GET", &path, Some(&bearer(ADMIN)), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["zaken"].clone(), body["vroegsignalen"].clone()),
+        (json!(1), json!(1))
+    );
+    let levering = &body["levering"]["leveringen"][0];
+    assert_eq!(levering["gemeentecode"], "0363");
+    assert_eq!(
+        levering["aanleverende_organisatie"]["contactpersoonen"][1]["telefoonnummer"],
+        "020"
+    );
+    assert_eq!(
+        body["levering"]["aanleverdatumEnTijd"],
+        "2026-03-05T10:00:00Z"
+    );
+    let (_, report) = call(
+        &f.router,
+        "GET",
+        "/admin/export/rapport?van=2026-02-01&tot=2026-02-28",
+        Some(&bearer(ADMIN)),
+        None,
+    )
+    .await;
+    assert_eq!(report["signalen"], 1);
+    assert_eq!(report["signalen_per_bron"]["Huur"], 1);
 }

@@ -66,10 +66,13 @@ pub struct CaseApi {
     pub clock: Clock,
     /// Hot reload of the rules (`POST /admin/reload`), where supported.
     pub reload: Option<Reload>,
+    /// The engine's state for the admin exports, where this process runs
+    /// the engine (`vroeg run`; not `vroeg serve`).
+    pub exports: Option<Arc<dyn crate::exports::Exports>>,
 }
 
 #[derive(Debug)]
-pub(crate) enum ApiError {
+pub enum ApiError {
     Unauthorized,
     Forbidden,
     NotFound,
@@ -132,7 +135,7 @@ impl IntoResponse for ApiError {
 }
 
 impl ApiError {
-    fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             ApiError::Unauthorized => 401,
             ApiError::Forbidden => 403,
@@ -146,7 +149,7 @@ impl ApiError {
     }
 }
 
-fn authenticate(api: &CaseApi, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub(crate) fn authenticate(api: &CaseApi, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -159,7 +162,7 @@ fn authenticate(api: &CaseApi, headers: &HeaderMap) -> Result<Caller, ApiError> 
 }
 
 /// Run blocking store work off the async runtime.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -168,7 +171,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Append an audit entry; a failure fails the request.
-fn audit(
+pub(crate) fn audit(
     api: &CaseApi,
     caller: &Caller,
     actie: &str,

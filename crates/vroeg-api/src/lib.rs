@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod cases;
+pub mod exports;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use cases::{CaseApi, Clock, FeedbackSink, Reload};
+pub use exports::Exports;
 pub use metrics::{Format, Metrics};
 
 /// Whether the service is ready (broker reachable, partitions assigned,
@@ -51,6 +53,8 @@ pub const CASE_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/openapi.json"),
     ("post", "/admin/reload"),
+    ("get", "/admin/export/ddas"),
+    ("get", "/admin/export/rapport"),
 ];
 
 #[derive(Clone)]
@@ -91,6 +95,8 @@ pub fn router(metrics: Arc<Metrics>, ready: Readiness, cases: Option<CaseApi>) -
         .route("/api/v1/leesmodel", get(cases::read_model_status))
         .route("/api/v1/audit", get(cases::audit_export))
         .route("/admin/reload", post(cases::reload_rules))
+        .route("/admin/export/ddas", get(exports::ddas))
+        .route("/admin/export/rapport", get(exports::report))
         .route(
             "/api/v1/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),

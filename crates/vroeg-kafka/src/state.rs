@@ -86,6 +86,18 @@ pub struct StateRole {
     pub health: Arc<Health>,
     /// The retention purge and how often it runs.
     pub retention: Option<(Retention, Duration)>,
+    /// Held while a batch, a purge or a rebalance writes the partition
+    /// caches. A reader that holds it (the admin exports) sees the state
+    /// between two batches.
+    pub gate: ReadGate,
+}
+
+/// See [`StateRole::gate`].
+pub type ReadGate = Arc<Mutex<()>>;
+
+/// Hold `gate`, whatever a panic elsewhere left behind.
+pub fn hold(gate: &Mutex<()>) -> MutexGuard<'_, ()> {
+    gate.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Records per restore write.
@@ -125,6 +137,7 @@ fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
 
 struct Ctx {
     core: Arc<Mutex<Core>>,
+    gate: ReadGate,
     health: Arc<Health>,
     observer: Arc<dyn BatchObserver>,
     /// The configuration of the consumer that reads the changelog while
@@ -177,6 +190,7 @@ impl ConsumerContext for Ctx {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 let mut paused = TopicPartitionList::new();
                 {
+                    let _gate = hold(&self.gate);
                     let mut core = lock(&self.core);
                     self.health
                         .restoring
@@ -228,6 +242,7 @@ impl ConsumerContext for Ctx {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let revoked: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 {
+                    let _gate = hold(&self.gate);
                     let mut core = lock(&self.core);
                     // Nothing of a revoked partition is in a transaction
                     // between polls: drop what waits, and the engine.
@@ -639,6 +654,7 @@ fn session(
         .set("statistics.interval.ms", "0");
     let ctx = Ctx {
         core: core.clone(),
+        gate: lock(core).role.gate.clone(),
         health: health.clone(),
         observer: observer.clone(),
         restorer: restorer_config,
@@ -736,6 +752,8 @@ fn flush(
     observer: &Arc<dyn BatchObserver>,
 ) -> Result<Option<SessionEnd>, StateError> {
     let started = Instant::now();
+    let gate = lock(core).role.gate.clone();
+    let _gate = hold(&gate);
     let mut c = lock(core);
     let c = &mut *c;
     c.reload_if_changed();
@@ -871,6 +889,8 @@ fn purge_if_due(
     producer: &TxnProducer,
     observer: &Arc<dyn BatchObserver>,
 ) -> Result<Option<SessionEnd>, StateError> {
+    let gate = lock(core).role.gate.clone();
+    let _gate = hold(&gate);
     let mut c = lock(core);
     let c = &mut *c;
     let Some((retention, every)) = c.role.retention.clone() else {
