@@ -208,7 +208,8 @@ impl Default for RawApi {
     }
 }
 
-/// One `[[api.tokens]]` entry: a wijkteam's token or an admin token.
+/// One `[[api.tokens]]` entry: a wijkteam's token, an admin token or a
+/// read-only token.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawToken {
@@ -216,23 +217,39 @@ pub struct RawToken {
     pub name: String,
     /// SHA-256 of the token, hex (`vroeg token new` prints both).
     pub sha256: String,
-    /// The wijkteam whose cases the token may see.
+    /// The wijkteam whose cases the token may see: a team of the routing
+    /// file.
     #[serde(default)]
     pub team: Option<String>,
-    /// An admin token sees every case and the audit log.
+    /// An admin token sees every case and the audit log, exports and
+    /// reloads.
     #[serde(default)]
     pub admin: bool,
+    /// A read-only token sees every case and the audit log and changes
+    /// nothing: for auditors and API tests.
+    #[serde(default)]
+    pub read_only: bool,
+    /// The last day the token works (YYYY-MM-DD, Dutch time); none: no
+    /// expiry.
+    #[serde(default)]
+    pub expires: Option<String>,
 }
 
 impl RawToken {
     fn role(&self) -> Option<vroeg_api::auth::Role> {
-        match (&self.team, self.admin) {
-            (Some(t), false) if !t.trim().is_empty() => {
-                Some(vroeg_api::auth::Role::Team(t.clone()))
-            }
-            (None, true) => Some(vroeg_api::auth::Role::Admin),
+        use vroeg_api::auth::Role;
+        match (&self.team, self.admin, self.read_only) {
+            (Some(t), false, false) if !t.trim().is_empty() => Some(Role::Team(t.clone())),
+            (None, true, false) => Some(Role::Admin),
+            (None, false, true) => Some(Role::ReadOnly),
             _ => None,
         }
+    }
+
+    fn expires(&self) -> Option<vroeg_core::time::Day> {
+        self.expires
+            .as_deref()
+            .and_then(vroeg_core::time::Day::parse)
     }
 }
 
@@ -413,9 +430,17 @@ impl RawConfig {
             }
             if t.role().is_none() {
                 problems.push(format!(
-                    "api.tokens[{i}] ({:?}): set either `team = \"<wijkteam>\"` or `admin = true`",
+                    "api.tokens[{i}] ({:?}): set exactly one of `team = \"<wijkteam>\"`, `admin = true` or `read_only = true`",
                     t.name
                 ));
+            }
+            if let Some(e) = &t.expires {
+                if t.expires().is_none() {
+                    problems.push(format!(
+                        "api.tokens[{i}].expires ({:?}): {e:?} is not a date (YYYY-MM-DD)",
+                        t.name
+                    ));
+                }
             }
         }
         if let Err(errors) = vroeg_api::auth::Tokens::new(&self.token_entries()) {
@@ -428,6 +453,40 @@ impl RawConfig {
     }
 }
 
+/// A team token must name a team of the routing file: a token for a team
+/// that does not exist would see an empty inbox without a word.
+fn token_teams(raw: &RawConfig) -> Vec<String> {
+    let teams: Vec<(usize, &str, &str)> = raw
+        .api
+        .tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| Some((i, t.name.as_str(), t.team.as_deref()?)))
+        .collect();
+    if teams.is_empty() {
+        return Vec::new();
+    }
+    // A routing file that does not load is reported where it is used.
+    let Ok(routing) = crate::run::load_routing(raw.engine.routing.as_deref()) else {
+        return Vec::new();
+    };
+    let known = routing.teams();
+    teams
+        .into_iter()
+        .filter(|(_, _, team)| !known.contains(team))
+        .map(|(i, name, team)| {
+            format!(
+                "api.tokens[{i}] ({name:?}): team {team:?} is not a team of the routing ({}); known teams: {}",
+                raw.engine
+                    .routing
+                    .as_deref()
+                    .map_or("no engine.routing: every case goes to the default team".into(), |p| p.display().to_string()),
+                known.join(", ")
+            )
+        })
+        .collect()
+}
+
 impl RawConfig {
     fn token_entries(&self) -> Vec<vroeg_api::auth::TokenEntry> {
         self.api
@@ -438,6 +497,7 @@ impl RawConfig {
                     name: t.name.clone(),
                     sha256: t.sha256.to_ascii_lowercase(),
                     role: t.role()?,
+                    expires: t.expires(),
                 })
             })
             .collect()
@@ -550,6 +610,7 @@ impl Config {
             }
         }
         problems.extend(raw.validate());
+        problems.extend(token_teams(&raw));
         if !problems.is_empty() {
             anyhow::bail!(
                 "{} has {} problem(s):\n  - {}",
@@ -638,7 +699,8 @@ mod tests {
         std::fs::write(
             &config,
             format!(
-                "[engine]\nhousehold_secret = \"s\"\n[api]\ntokens_file = {:?}\n[[api.tokens]]\nname = \"beheer\"\nsha256 = \"{}\"\nadmin = true\n",
+                "[engine]\nhousehold_secret = \"s\"\nrouting = {:?}\n[api]\ntokens_file = {:?}\n[[api.tokens]]\nname = \"beheer\"\nsha256 = \"{}\"\nadmin = true\n",
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wijkteams.yaml").to_str().unwrap(),
                 tokens.to_str().unwrap(),
                 hash('b')
             ),
@@ -709,7 +771,7 @@ mod tests {
             "\"group.id\"",
             "api.listen",
             "64 hexadecimal digits",
-            "either `team",
+            "exactly one of `team",
         ] {
             assert!(problems.contains(needle), "missing {needle} in\n{problems}");
         }
@@ -738,5 +800,72 @@ mod tests {
         assert_eq!(raw.kafka.batch_size, 7);
         assert_eq!(raw.kafka.signal_topics, vec!["x", "y"]);
         assert_eq!(problems.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    /// A config with these `[[api.tokens]]` lines and no routing file
+    /// (every case to the default team, `standaard`).
+    fn load_with(tokens: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("vroeg.toml");
+        std::fs::write(
+            &config,
+            format!("[engine]\nhousehold_secret = \"s\"\n[api]\n{tokens}"),
+        )
+        .unwrap();
+        Config::load(&config).map_err(|e| format!("{e:#}"))
+    }
+
+    fn entry(name: &str, fill: char, role: &str) -> String {
+        format!(
+            "[[api.tokens]]\nname = {name:?}\nsha256 = \"{}\"\n{role}\n",
+            fill.to_string().repeat(64)
+        )
+    }
+
+    #[test]
+    fn roles_expiry_and_teams_are_checked_and_every_problem_reported() {
+        let ok = load_with(
+            &[
+                entry("team", 'a', "team = \"standaard\""),
+                entry("beheer", 'b', "admin = true\nexpires = \"2027-01-31\""),
+                entry("accountant", 'c', "read_only = true"),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let roles: Vec<_> = ok.api_tokens.iter().map(|t| t.role.clone()).collect();
+        use vroeg_api::auth::Role;
+        assert_eq!(
+            roles,
+            [Role::Team("standaard".into()), Role::Admin, Role::ReadOnly]
+        );
+        assert_eq!(
+            ok.api_tokens[1].expires,
+            vroeg_core::time::Day::parse("2027-01-31")
+        );
+
+        let error = load_with(
+            &[
+                entry("west", 'a', "team = \"west\""),
+                entry("beide", 'b', "admin = true\nread_only = true"),
+                entry("datum", 'c', "read_only = true\nexpires = \"31-01-2027\""),
+            ]
+            .concat(),
+        )
+        .err()
+        .expect("refused");
+        assert!(error.contains("3 problem(s)"), "{error}");
+        assert!(
+            error.contains("team \"west\" is not a team of the routing")
+                && error.contains("known teams: standaard"),
+            "{error}"
+        );
+        assert!(error.contains("set exactly one of"), "{error}");
+        assert!(error.contains("\"31-01-2027\" is not a date"), "{error}");
     }
 }

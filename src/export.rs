@@ -338,12 +338,19 @@ pub struct TokenArgs {
     /// Who will hold the token (the audit log shows this name).
     #[arg(long)]
     pub name: String,
-    /// The wijkteam whose cases the token may see.
-    #[arg(long, conflicts_with = "admin", required_unless_present = "admin")]
+    /// The wijkteam whose cases the token may see (a team of the routing).
+    #[arg(long, conflicts_with_all = ["admin", "read_only"], required_unless_present_any = ["admin", "read_only"])]
     pub team: Option<String>,
-    /// An admin token: every case and the audit log.
-    #[arg(long)]
+    /// An admin token: every case, the audit log, exports and reload.
+    #[arg(long, conflicts_with = "read_only")]
     pub admin: bool,
+    /// A read-only token: every case and the audit log, no changes (for
+    /// auditors and API tests).
+    #[arg(long)]
+    pub read_only: bool,
+    /// The last day the token works (YYYY-MM-DD, Dutch time).
+    #[arg(long, value_parser = parse_day)]
+    pub expires: Option<Day>,
 }
 
 /// Print a new token once, and the config entry that stores its hash.
@@ -361,8 +368,13 @@ pub fn token_new(args: &TokenArgs) -> anyhow::Result<ExitCode> {
     );
     match &args.team {
         Some(team) => eprintln!("team = {team:?}"),
-        None => eprintln!("admin = true"),
+        None if args.admin => eprintln!("admin = true"),
+        None => eprintln!("read_only = true"),
     }
+    if let Some(day) = args.expires {
+        eprintln!("expires = \"{day}\"");
+    }
+    eprintln!("\nthen reload: SIGHUP, or POST /admin/reload");
     Ok(ExitCode::SUCCESS)
 }
 

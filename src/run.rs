@@ -265,11 +265,49 @@ pub fn load_opt_out(
 /// returns the version of the rule set it replaces.
 type Apply = Box<dyn Fn(Arc<RuleSet>, Arc<vroeg_core::optout::OptOut>) -> String + Send + Sync>;
 
-/// Reload the configured rule files and objection list, and hand them to
-/// `apply`. A rule set that does not load is refused with every error
-/// logged; the previous one stays in force. The swap waits for the batch in
-/// flight.
-fn reloader(config: &Config, metrics: Arc<Metrics>, apply: Apply) -> vroeg_api::Reload {
+/// The case API's tokens of a checked configuration.
+fn tokens_of(config: &Config) -> Result<vroeg_api::auth::Tokens, Vec<String>> {
+    let tokens = vroeg_api::auth::Tokens::new(&config.api_tokens).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| format!("api.tokens: {e}"))
+            .collect::<Vec<_>>()
+    })?;
+    let expired = tokens.expired(vroeg_kafka::wall_now());
+    if expired > 0 {
+        warn!(
+            expired,
+            "api tokens past their expiry day are refused (401); remove them from the config"
+        );
+    }
+    Ok(tokens)
+}
+
+/// Read the configuration file again for its tokens, with every check of
+/// a start (a team token must name a team of the routing).
+fn reload_tokens(path: &std::path::Path) -> Result<vroeg_api::auth::Tokens, Vec<String>> {
+    let config = Config::load(path).map_err(|e| {
+        format!("{e:#}")
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    })?;
+    tokens_of(&config)
+}
+
+/// What a reload reloads: the tokens (where this process serves the case
+/// API) and the rules (where it runs the engine).
+struct Reloads {
+    config_path: PathBuf,
+    tokens: Option<Arc<vroeg_api::auth::TokenSet>>,
+    rules: Option<Apply>,
+}
+
+/// Reload the configuration's tokens, and the configured rule files and
+/// objection list, which go to `apply`. Everything is loaded first; if any
+/// part is refused, every error is logged and nothing changes. The rule
+/// swap waits for the batch in flight.
+fn reloader(config: &Config, metrics: Arc<Metrics>, reloads: Reloads) -> vroeg_api::Reload {
     let paths = config.engine.rules.clone();
     let options = LoadOptions {
         school_purpose: config.engine.school_purpose,
@@ -279,39 +317,83 @@ fn reloader(config: &Config, metrics: Arc<Metrics>, apply: Apply) -> vroeg_api::
         config.engine.opt_out.clone(),
         config.household_secret.clone(),
     );
-    Arc::new(move || match RuleSet::load(&paths, &options) {
-        Ok((rules, _)) => {
-            // The objection list is read again too; a broken list is
-            // refused like a broken rule set, and nothing changes.
-            let opt_out = match load_opt_out(opt_out_path.as_deref(), &secret) {
-                Ok(list) => list,
-                Err(e) => {
-                    let errors: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
-                    error!(error = %e, "objection list refused; the previous rules and list stay in force");
-                    metrics.reload_failed();
-                    return Err(errors);
-                }
-            };
+    let refused = move |metrics: &Metrics, what: &str, errors: Vec<String>| {
+        for error in &errors {
+            error!(%error, "{what} refused");
+        }
+        warn!(
+            errors = errors.len(),
+            "the reload is refused; the previous rules and tokens stay in force"
+        );
+        metrics.reload_failed();
+        errors
+    };
+    Arc::new(move || {
+        let tokens = match &reloads.tokens {
+            None => None,
+            Some(_) => Some(
+                reload_tokens(&reloads.config_path)
+                    .map_err(|e| refused(&metrics, "configuration", e))?,
+            ),
+        };
+        let rules = match &reloads.rules {
+            None => None,
+            Some(_) => {
+                let (rules, _) = RuleSet::load(&paths, &options).map_err(|diags| {
+                    refused(
+                        &metrics,
+                        "rule set",
+                        diags.errors().map(|d| d.to_string()).collect(),
+                    )
+                })?;
+                // The objection list is read again too; a broken list is
+                // refused like a broken rule set.
+                let opt_out = load_opt_out(opt_out_path.as_deref(), &secret).map_err(|e| {
+                    refused(
+                        &metrics,
+                        "objection list",
+                        e.to_string().lines().map(str::to_owned).collect(),
+                    )
+                })?;
+                Some((rules, opt_out))
+            }
+        };
+        let mut done = vroeg_api::Reloaded {
+            regelset: None,
+            tokens: 0,
+        };
+        if let (Some(set), Some(tokens)) = (&reloads.tokens, tokens) {
+            done.tokens = tokens.len();
+            set.set(tokens);
+            info!(tokens = done.tokens, "api tokens reloaded");
+        }
+        if let (Some(apply), Some((rules, opt_out))) = (&reloads.rules, rules) {
             let version = rules.version.clone();
             let entries = opt_out.len();
             let old = apply(Arc::new(rules), Arc::new(opt_out));
             info!(from = %old, to = %version, opt_out_entries = entries, "rule set reloaded");
             metrics.rule_set(&version);
-            Ok(version)
+            done.regelset = Some(version);
         }
-        Err(diags) => {
-            let errors: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
-            for error in &errors {
-                error!(%error, "rule set refused");
-            }
-            warn!(
-                errors = errors.len(),
-                "the new rule set does not load; the previous one stays in force"
-            );
-            metrics.reload_failed();
-            Err(errors)
-        }
+        Ok(done)
     })
+}
+
+/// Reload on every SIGHUP, until the runtime stops.
+fn reload_on_hangup(reload: vroeg_api::Reload) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            warn!("cannot listen for SIGHUP; reload with POST /admin/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            info!("SIGHUP: reloading the rule files and the api tokens");
+            let reload = reload.clone();
+            let _ = tokio::task::spawn_blocking(move || reload()).await;
+        }
+    });
 }
 
 /// The routing table a config names, or everything to the default team.
@@ -463,22 +545,13 @@ fn case_api(
     if config.api_tokens.is_empty() {
         warn!("no api tokens configured: every case API request will be refused (401)");
     }
-    let tokens = vroeg_api::auth::Tokens::new(&config.api_tokens).map_err(|errors| {
-        anyhow::anyhow!(
-            "api.tokens: {}",
-            errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
+    let tokens = tokens_of(config).map_err(|errors| anyhow::anyhow!(errors.join("; ")))?;
     let producer = vroeg_kafka::FeedbackProducer::new(&config.kafka)
         .context("cannot create the feedback producer")?;
     Ok(vroeg_api::CaseApi {
         cases: model.clone(),
         progress: progress.clone(),
-        tokens: Arc::new(tokens),
+        tokens: Arc::new(vroeg_api::auth::TokenSet::new(tokens)),
         feedback: Arc::new(KafkaFeedback(producer)),
         clock: Arc::new(vroeg_kafka::wall_now),
         reload: None,  // set by `run`, once the workers exist
@@ -503,6 +576,20 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let (model, progress) = open_read_model(&config)?;
     let api = case_api(&config, &model, &progress)?;
     let metrics = Arc::new(Metrics::new());
+    // `vroeg serve` runs no engine: a reload reloads its tokens.
+    let reload = reloader(
+        &config,
+        metrics.clone(),
+        Reloads {
+            config_path: args.config.clone(),
+            tokens: Some(api.tokens.clone()),
+            rules: None,
+        },
+    );
+    let api = vroeg_api::CaseApi {
+        reload: Some(reload.clone()),
+        ..api
+    };
     metrics.known_teams(load_routing(config.engine.routing.as_deref())?.teams());
     let stop = Arc::new(AtomicBool::new(false));
     let follower = {
@@ -531,6 +618,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     });
     let router = vroeg_api::router(metrics, ready, Some(api));
     let served = runtime.block_on(async {
+        reload_on_hangup(reload);
         vroeg_api::serve(addr, router, async {
             shutdown_signal().await;
             info!("shutdown requested");
@@ -658,6 +746,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         )?);
     }
     let mut exports: Option<Arc<dyn vroeg_api::Exports>> = None;
+    let tokens = case_api.as_ref().map(|api| api.tokens.clone());
     let reload = if role == Role::Single {
         let store = store.clone().expect("single keeps state");
         let engine = Engine::new(store, rules, engine_config)?;
@@ -682,13 +771,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         reloader(
             &config,
             metrics.clone(),
-            Box::new(move |rules, opt_out| {
-                let mut pipeline = pipeline.lock().unwrap_or_else(|p| p.into_inner());
-                let old = pipeline.engine_mut().rules().version.clone();
-                pipeline.engine_mut().set_rules(rules);
-                pipeline.engine_mut().set_opt_out(opt_out);
-                old
-            }),
+            Reloads {
+                config_path: args.config.clone(),
+                tokens: tokens.clone(),
+                rules: Some(Box::new(move |rules, opt_out| {
+                    let mut pipeline = pipeline.lock().unwrap_or_else(|p| p.into_inner());
+                    let old = pipeline.engine_mut().rules().version.clone();
+                    pipeline.engine_mut().set_rules(rules);
+                    pipeline.engine_mut().set_opt_out(opt_out);
+                    old
+                })),
+            },
         )
     } else {
         let control = Arc::new(Control::new(rules, engine_config.opt_out.clone()));
@@ -732,11 +825,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         reloader(
             &config,
             metrics.clone(),
-            Box::new(move |rules, opt_out| {
-                let old = control.get().0.version.clone();
-                control.set(rules, opt_out);
-                old
-            }),
+            Reloads {
+                config_path: args.config.clone(),
+                tokens: tokens.clone(),
+                rules: Some(Box::new(move |rules, opt_out| {
+                    let old = control.get().0.version.clone();
+                    control.set(rules, opt_out);
+                    old
+                })),
+            },
         )
     };
     drop(done_tx);
@@ -767,22 +864,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 }
             });
         }
-        #[cfg(unix)]
-        {
-            let reload = reload.clone();
-            tokio::spawn(async move {
-                use tokio::signal::unix::{signal, SignalKind};
-                let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                    warn!("cannot listen for SIGHUP; reload rules with POST /admin/reload");
-                    return;
-                };
-                while hup.recv().await.is_some() {
-                    info!("SIGHUP: reloading the rule files");
-                    let reload = reload.clone();
-                    let _ = tokio::task::spawn_blocking(move || reload()).await;
-                }
-            });
-        }
+        reload_on_hangup(reload.clone());
         let mut done_rx = done_rx;
         // Stop on a signal, or as soon as one worker ends (an error).
         let stopped_by_signal = tokio::select! {

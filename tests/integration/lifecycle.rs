@@ -333,7 +333,8 @@ fn copy_rules(dir: &std::path::Path) {
 }
 
 #[test]
-fn rules_reload_on_sighup_and_post_and_a_bad_set_keeps_the_old_one() {
+fn rules_and_tokens_reload_on_sighup_and_post_and_a_bad_set_keeps_the_old_one() {
+    let token = crate::kafka::token_entry;
     let topics = create_topics("reload", 1);
     let dir = tempfile::tempdir().unwrap();
     let rules_dir = dir.path().join("rules");
@@ -367,8 +368,24 @@ fn rules_reload_on_sighup_and_post_and_a_bad_set_keeps_the_old_one() {
     );
     assert_ne!(revised, text);
     std::fs::write(&file, revised).unwrap();
+    // ... and a revoked token: zuid's entry leaves the configuration.
+    assert_eq!(
+        json_of(service.request("GET", "/api/v1/cases", Some(ZUID), None)).0,
+        200
+    );
+    let config_file = dir.path().join("vroeg.toml");
+    let config = std::fs::read_to_string(&config_file).unwrap();
+    let zuid_entry = token("coordinator-zuid", ZUID, "team = \"zuid\"");
+    assert!(config.contains(&zuid_entry));
+    std::fs::write(&config_file, config.replace(&zuid_entry, "")).unwrap();
     let (status, body) = json_of(service.request("POST", "/admin/reload", Some(ADMIN), None));
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tokens"], 2, "{body}");
+    assert_eq!(
+        json_of(service.request("GET", "/api/v1/cases", Some(ZUID), None)).0,
+        401,
+        "a revoked token stops working at the reload"
+    );
     let v2 = body["regelset"].as_str().unwrap().to_owned();
     assert_ne!(v1, v2);
     assert_eq!(
@@ -418,5 +435,31 @@ fn rules_reload_on_sighup_and_post_and_a_bad_set_keeps_the_old_one() {
     // Only the admin may reload.
     let (status, _) = json_of(service.request("POST", "/admin/reload", Some(NOORD), None));
     assert_eq!(status, 403);
+
+    // A token for a team the routing does not know is a configuration
+    // error: the reload is refused and the tokens in force stay.
+    std::fs::write(&file, &text).unwrap();
+    let config = std::fs::read_to_string(&config_file).unwrap();
+    std::fs::write(
+        &config_file,
+        format!(
+            "{config}\n{}",
+            token("coordinator-west", "west-token", "team = \"west\"")
+        ),
+    )
+    .unwrap();
+    let (status, body) = json_of(service.request("POST", "/admin/reload", Some(ADMIN), None));
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["fouten"].as_array().unwrap().iter().any(|e| e
+            .as_str()
+            .unwrap()
+            .contains("\"west\" is not a team of the routing")),
+        "{body}"
+    );
+    assert_eq!(
+        json_of(service.request("GET", "/api/v1/cases", Some(NOORD), None)).0,
+        200
+    );
     assert_eq!(service.terminate(), 0);
 }

@@ -15,7 +15,7 @@ use vroeg_core::signal::DecodeContext;
 use vroeg_core::time::{parse_rfc3339, Millis};
 use vroeg_readmodel::{Incoming, Progress, ReadModel};
 
-use crate::auth::{hash_token, Role, TokenEntry, Tokens};
+use crate::auth::{hash_token, Role, TokenEntry, TokenSet, Tokens};
 use crate::cases::{BoxFuture, CaseApi, FeedbackSink};
 use crate::{router, Metrics, CASE_ROUTES, OPENAPI};
 
@@ -37,6 +37,8 @@ fn commit_cases(model: &ReadModel, cases: Vec<CaseRecord>) {
 const NOORD: &str = "token-noord";
 const ZUID: &str = "token-zuid";
 const ADMIN: &str = "token-admin";
+const AUDITOR: &str = "token-auditor";
+const EXPIRED: &str = "token-expired";
 const NOORD_CASE: &str = "0123456789abcdef0123456789abcdef-1";
 const ZUID_CASE: &str = "fedcba9876543210fedcba9876543210-1";
 const CLOSED_CASE: &str = "0123456789abcdef0123456789abcdef-2";
@@ -144,25 +146,36 @@ fn fixture_with(sink_ok: bool) -> Fixture {
         name: name.into(),
         sha256: hex::encode(hash_token(token)),
         role,
+        expires: None,
+    };
+    let expired = TokenEntry {
+        // The fixture's clock is 2026-03-10.
+        expires: vroeg_core::time::Day::parse("2026-03-09"),
+        ..entry("oud", EXPIRED, Role::Admin)
     };
     let tokens = Tokens::new(&[
         entry("coordinator-noord", NOORD, Role::Team("noord".into())),
         entry("coordinator-zuid", ZUID, Role::Team("zuid".into())),
         entry("beheer", ADMIN, Role::Admin),
+        entry("accountant", AUDITOR, Role::ReadOnly),
+        expired,
     ])
     .unwrap();
     let sent = Arc::new(Sent::default());
     let api = CaseApi {
         cases: store.clone(),
         progress: Arc::new(Progress::default()),
-        tokens: Arc::new(tokens),
+        tokens: Arc::new(TokenSet::new(tokens)),
         feedback: Arc::new(CollectSink(sent.clone(), sink_ok)),
         clock: Arc::new(now),
         reload: Some(Arc::new(|| {
             if RELOAD_FAILS.load(std::sync::atomic::Ordering::SeqCst) {
                 Err(vec!["rules/regels.yaml:3:5: unknown field `wen`".to_owned()])
             } else {
-                Ok("abcdef0123456789".to_owned())
+                Ok(crate::Reloaded {
+                    regelset: Some("abcdef0123456789".to_owned()),
+                    tokens: 5,
+                })
             }
         })),
         exports: Some(Arc::new(StoreExports(export_store()))),
@@ -245,6 +258,7 @@ async fn missing_or_invalid_tokens_get_401_on_every_route() {
         Some(format!("Basic {NOORD}")),
         Some(format!("Bearer {hashed}")), // the stored hash is not a token
         Some(format!("Bearer {NOORD}x")),
+        Some(format!("Bearer {EXPIRED}")), // past its last day
     ];
     for (method, template) in CASE_ROUTES {
         if *template == "/api/v1/openapi.json" {
@@ -822,4 +836,100 @@ async fn admin_exports_answer_for_the_period_and_are_audited() {
     .await;
     assert_eq!(report["signalen"], 1);
     assert_eq!(report["signalen_per_bron"]["Huur"], 1);
+}
+
+#[tokio::test]
+async fn the_read_only_role_reads_everything_and_changes_nothing() {
+    let f = fixture();
+    let auditor = bearer(AUDITOR);
+    // (method, path, body, status, audited action)
+    let table: Vec<(&str, String, Option<Vec<u8>>, StatusCode, &str)> = vec![
+        (
+            "GET",
+            "/api/v1/cases?status=alle".into(),
+            None,
+            StatusCode::OK,
+            "zaken_lijst",
+        ),
+        (
+            "GET",
+            format!("/api/v1/cases/{ZUID_CASE}"),
+            None,
+            StatusCode::OK,
+            "zaak_lezen",
+        ),
+        (
+            "GET",
+            format!("/api/v1/cases/{NOORD_CASE}"),
+            None,
+            StatusCode::OK,
+            "zaak_lezen",
+        ),
+        (
+            "GET",
+            "/api/v1/werkbakken".into(),
+            None,
+            StatusCode::OK,
+            "werkbakken",
+        ),
+        (
+            "GET",
+            "/api/v1/audit".into(),
+            None,
+            StatusCode::OK,
+            "audit_export",
+        ),
+        (
+            "POST",
+            format!("/api/v1/cases/{NOORD_CASE}/contactpogingen"),
+            Some(attempt()),
+            StatusCode::FORBIDDEN,
+            "contactpoging",
+        ),
+        (
+            "POST",
+            format!("/api/v1/cases/{NOORD_CASE}/resultaat"),
+            Some(outcome()),
+            StatusCode::FORBIDDEN,
+            "resultaat",
+        ),
+        (
+            "POST",
+            "/admin/reload".into(),
+            None,
+            StatusCode::FORBIDDEN,
+            "herladen",
+        ),
+        (
+            "GET",
+            "/admin/export/rapport?van=2026-02-01&tot=2026-02-28".into(),
+            None,
+            StatusCode::FORBIDDEN,
+            "export_rapport",
+        ),
+    ];
+    for (method, path, body, expected, action) in table {
+        let (status, value) = call(&f.router, method, &path, Some(&auditor), body).await;
+        assert_eq!(status, expected, "{method} {path}: {value}");
+        let last = f.store.audit_log().last().unwrap().unwrap();
+        assert_eq!(
+            (last.actie.as_str(), last.status, last.rol.as_str()),
+            (action, expected.as_u16(), "alleen_lezen"),
+            "{method} {path}"
+        );
+    }
+    let (_, list) = call(
+        &f.router,
+        "GET",
+        "/api/v1/cases?status=alle",
+        Some(&auditor),
+        None,
+    )
+    .await;
+    assert_eq!(
+        list["zaken"].as_array().unwrap().len(),
+        3,
+        "every team's cases"
+    );
+    assert!(f.sent.0.lock().unwrap().is_empty(), "nothing was published");
 }

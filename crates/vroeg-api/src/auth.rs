@@ -1,23 +1,31 @@
 //! Bearer-token authentication for the case API.
 //!
 //! Tokens are configured by their SHA-256 hash, never in clear, and each
-//! belongs to one wijkteam or to the admin role. A request presents the
-//! token; the API hashes it and looks the hash up. A missing, malformed or
-//! unknown token is answered 401, with nothing about why.
+//! belongs to one wijkteam, to the admin role, or to the read-only role. A
+//! token may have an expiry day (the last Dutch day it works). A request
+//! presents the token; the API hashes it and looks the hash up. A missing,
+//! malformed, unknown or expired token is answered 401, with nothing about
+//! why. The tokens are reloaded with the rules (SIGHUP, `POST
+//! /admin/reload`): a revoked token stops working at once.
 //!
 //! This module must not log tokens or their hashes.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
+use vroeg_core::time::{Day, Millis};
 
 /// What a token may see.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     /// One wijkteam: only its own cases.
     Team(String),
-    /// Every case, and the audit log.
+    /// Every case, the audit log, the exports and the reload.
     Admin,
+    /// Every case and the audit log, and nothing that changes anything:
+    /// for auditors, and for testing the API against a live service.
+    ReadOnly,
 }
 
 impl Role {
@@ -26,14 +34,20 @@ impl Role {
         match self {
             Role::Team(t) => t,
             Role::Admin => "admin",
+            Role::ReadOnly => "alleen_lezen",
         }
+    }
+
+    /// Whether this role may record feedback (on the cases it sees).
+    pub fn writes(&self) -> bool {
+        !matches!(self, Role::ReadOnly)
     }
 
     /// Whether this role may see a case of `team`.
     pub fn sees(&self, team: &str) -> bool {
         match self {
             Role::Team(t) => t == team,
-            Role::Admin => true,
+            Role::Admin | Role::ReadOnly => true,
         }
     }
 }
@@ -53,6 +67,8 @@ pub struct TokenEntry {
     /// SHA-256 of the token, lowercase hex.
     pub sha256: String,
     pub role: Role,
+    /// The last (Europe/Amsterdam) day the token works, if it expires.
+    pub expires: Option<Day>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -68,7 +84,7 @@ pub enum TokenError {
 /// The configured tokens, by hash.
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
-    by_hash: HashMap<[u8; 32], Caller>,
+    by_hash: HashMap<[u8; 32], (Caller, Option<Day>)>,
 }
 
 impl Tokens {
@@ -94,7 +110,7 @@ impl Tokens {
                 name: e.name.clone(),
                 role: e.role.clone(),
             };
-            if let Some(other) = by_hash.insert(hash, caller) {
+            if let Some((other, _)) = by_hash.insert(hash, (caller, e.expires)) {
                 errors.push(TokenError::DuplicateHash {
                     name: e.name.clone(),
                     other: other.name,
@@ -108,13 +124,51 @@ impl Tokens {
         }
     }
 
-    /// The caller a presented token belongs to, if any.
-    pub fn caller(&self, token: &str) -> Option<&Caller> {
-        self.by_hash.get(&hash_token(token))
+    /// The caller a presented token belongs to at `now`, if any: not when
+    /// the token expired (after the end of its last day, Dutch time).
+    pub fn caller(&self, token: &str, now: Millis) -> Option<&Caller> {
+        let (caller, expires) = self.by_hash.get(&hash_token(token))?;
+        match expires {
+            Some(last) if Day::local_of(now) > *last => None,
+            _ => Some(caller),
+        }
+    }
+
+    /// How many tokens there are.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty()
+    }
+
+    /// How many tokens have expired at `now`.
+    pub fn expired(&self, now: Millis) -> usize {
+        let today = Day::local_of(now);
+        self.by_hash
+            .values()
+            .filter(|(_, e)| e.is_some_and(|last| today > last))
+            .count()
+    }
+}
+
+/// The tokens in force, replaced whole on a reload.
+#[derive(Debug, Default)]
+pub struct TokenSet(RwLock<Arc<Tokens>>);
+
+impl TokenSet {
+    pub fn new(tokens: Tokens) -> TokenSet {
+        TokenSet(RwLock::new(Arc::new(tokens)))
+    }
+
+    pub fn get(&self) -> Arc<Tokens> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// From the next request on, only `tokens` work.
+    pub fn set(&self, tokens: Tokens) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tokens);
     }
 }
 
@@ -148,6 +202,7 @@ mod tests {
             name: name.into(),
             sha256: hex::encode(hash_token(token)),
             role,
+            expires: None,
         }
     }
 
@@ -159,12 +214,31 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            tokens.caller("t-noord").unwrap().role,
+            tokens.caller("t-noord", 0).unwrap().role,
             Role::Team("noord".into())
         );
-        assert_eq!(tokens.caller("t-admin").unwrap().role, Role::Admin);
-        assert!(tokens.caller("t-zuid").is_none());
-        assert!(tokens.caller(&hex::encode(hash_token("t-noord"))).is_none());
+        assert_eq!(tokens.caller("t-admin", 0).unwrap().role, Role::Admin);
+        assert!(tokens.caller("t-zuid", 0).is_none());
+        assert!(tokens
+            .caller(&hex::encode(hash_token("t-noord")), 0)
+            .is_none());
+    }
+
+    #[test]
+    fn a_token_works_through_the_end_of_its_last_dutch_day() {
+        let mut e = entry("tijdelijk", "t-tijd", Role::ReadOnly);
+        e.expires = Day::parse("2026-11-30");
+        let tokens = Tokens::new(&[e]).unwrap();
+        let at = |t| vroeg_core::time::parse_rfc3339(t).unwrap();
+        // 23:30 Dutch time on the last day (UTC+1 in winter).
+        assert!(tokens
+            .caller("t-tijd", at("2026-11-30T22:30:00Z"))
+            .is_some());
+        // 00:30 Dutch time the next day.
+        assert!(tokens
+            .caller("t-tijd", at("2026-11-30T23:30:00Z"))
+            .is_none());
+        assert_eq!(tokens.expired(at("2026-12-01T12:00:00Z")), 1);
     }
 
     #[test]

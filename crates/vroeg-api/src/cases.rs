@@ -34,7 +34,7 @@ use vroeg_core::time::{format_rfc3339, Millis};
 use vroeg_readmodel::view::{detail, Row};
 use vroeg_readmodel::{normal_postcode, Order, Progress, Query as ListQuery, ReadModel, Scope};
 
-use crate::auth::{bearer, Caller, Role, Tokens};
+use crate::auth::{bearer, Caller, Role, TokenSet};
 
 /// A boxed future, for the object-safe [`FeedbackSink`].
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -49,10 +49,19 @@ pub trait FeedbackSink: Send + Sync {
 /// The wall clock, injected so tests control it.
 pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
 
-/// Reload the rule files: the new rule set's version, or every error (the
-/// previous rule set stays in force). Blocking: it waits for the batch in
+/// Reload the rule files and the tokens: what is in force now, or every
+/// error (then nothing changed). Blocking: it waits for the batch in
 /// flight.
-pub type Reload = Arc<dyn Fn() -> Result<String, Vec<String>> + Send + Sync>;
+pub type Reload = Arc<dyn Fn() -> Result<Reloaded, Vec<String>> + Send + Sync>;
+
+/// What a reload put in force.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The rule set's version, where this process runs the engine.
+    pub regelset: Option<String>,
+    /// How many API tokens are configured now.
+    pub tokens: usize,
+}
 
 /// What the case API needs.
 #[derive(Clone)]
@@ -61,7 +70,8 @@ pub struct CaseApi {
     pub cases: ReadModel,
     /// How far the read model is behind the case topic.
     pub progress: Arc<Progress>,
-    pub tokens: Arc<Tokens>,
+    /// The tokens in force; a reload replaces them.
+    pub tokens: Arc<TokenSet>,
     pub feedback: Arc<dyn FeedbackSink>,
     pub clock: Clock,
     /// Hot reload of the rules (`POST /admin/reload`), where supported.
@@ -103,7 +113,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::Forbidden => (
                 StatusCode::FORBIDDEN,
-                json!({"fout": "verboden", "detail": "this needs the admin role"}),
+                json!({"fout": "verboden", "detail": "this token's role may not do this (the admin role, or a role that may write)"}),
             ),
             ApiError::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -156,7 +166,8 @@ pub(crate) fn authenticate(api: &CaseApi, headers: &HeaderMap) -> Result<Caller,
         .and_then(bearer)
         .ok_or(ApiError::Unauthorized)?;
     api.tokens
-        .caller(token)
+        .get()
+        .caller(token, (api.clock)())
         .cloned()
         .ok_or(ApiError::Unauthorized)
 }
@@ -592,6 +603,9 @@ fn prepare_feedback(
     kind: &str,
 ) -> Result<(String, Vec<u8>), ApiError> {
     let record = visible_case(api, caller, id)?;
+    if !caller.role.writes() {
+        return Err(ApiError::Forbidden);
+    }
     let mut message = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => map,
         Ok(_) => {
@@ -659,7 +673,7 @@ pub(crate) async fn audit_export(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = authenticate(&api, &headers)?;
-    if caller.role != Role::Admin {
+    if !matches!(caller.role, Role::Admin | Role::ReadOnly) {
         return Err(ApiError::Forbidden);
     }
     blocking(move || {
@@ -691,16 +705,16 @@ pub(crate) async fn reload_rules(
         return Err(ApiError::Forbidden);
     }
     let Some(reload) = api.reload.clone() else {
-        return Err(ApiError::Unavailable(
-            "this service cannot reload rules".into(),
-        ));
+        return Err(ApiError::Unavailable("this service cannot reload".into()));
     };
     blocking(move || {
         let result = reload();
         let status = if result.is_ok() { 200 } else { 422 };
         audit(&api, &caller, "herladen", None, status)?;
         Ok(match result {
-            Ok(version) => Json(json!({"regelset": version})).into_response(),
+            Ok(done) => {
+                Json(json!({"regelset": done.regelset, "tokens": done.tokens})).into_response()
+            }
             Err(errors) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(json!({"fout": "ongeldige_regels", "detail": "the rule set does not load; the previous one stays in force", "fouten": errors})),

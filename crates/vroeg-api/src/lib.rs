@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use cases::{CaseApi, Clock, FeedbackSink, Reload};
+pub use cases::{CaseApi, Clock, FeedbackSink, Reload, Reloaded};
 pub use exports::Exports;
 pub use metrics::{Format, Metrics};
 
