@@ -148,6 +148,58 @@ fn the_read_model_follows_the_engine_and_rebuilds_from_the_case_topic() {
             std::thread::sleep(Duration::from_millis(300));
         }
     }
+    // A note and an assignment, through the second instance: on the case
+    // record, in both read models; the note never in the DDAS delivery.
+    for (path, body) in [
+        (
+            "notities",
+            r#"{"id": "rm-note-1", "tekst": "Buurvrouw: na achttien uur thuis."}"#,
+        ),
+        (
+            "toewijzing",
+            r#"{"id": "rm-assign-1", "medewerker": "Fatima"}"#,
+        ),
+    ] {
+        let (status, answer) = second
+            .request(
+                "POST",
+                &format!("/api/v1/cases/{first_case}/{path}"),
+                Some(TEAM),
+                Some(body),
+            )
+            .unwrap();
+        assert_eq!(status, 202, "{answer}");
+    }
+    for s in [&service, &second] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let case = get(s, &format!("/api/v1/cases/{first_case}"), TEAM);
+            if case["medewerker"] == "Fatima" && case["notities"].as_array().unwrap().len() == 1 {
+                assert_eq!(case["notities"][0]["auteur"], "standaard");
+                let traced: Vec<&str> = case["terugkoppeling"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["status"].as_str().unwrap())
+                    .collect();
+                assert_eq!(traced, ["verwerkt"; 3], "{case}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the note and assignment showed: {case}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    let row = get(&service, "/api/v1/cases?status=open&aantal=500", TEAM)["zaken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|z| z["id"] == first_case.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(row["medewerker"], "Fatima", "{row}");
     wait_for(&service, 12);
     wait_for(&second, 12);
     let want = answers(&service);
@@ -288,6 +340,7 @@ fn the_read_model_follows_the_engine_and_rebuilds_from_the_case_topic() {
         String::from_utf8_lossy(&out.stderr)
     );
     let live_text = std::fs::read_to_string(&live_ddas).unwrap();
+    assert!(!live_text.contains("Buurvrouw"), "notes never go into DDAS");
     assert_eq!(
         live_text,
         std::fs::read_to_string(&offline_ddas).unwrap(),

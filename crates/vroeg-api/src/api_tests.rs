@@ -933,3 +933,108 @@ async fn the_read_only_role_reads_everything_and_changes_nothing() {
     );
     assert!(f.sent.0.lock().unwrap().is_empty(), "nothing was published");
 }
+
+#[tokio::test]
+async fn notes_and_assignments_are_published_checked_and_audited() {
+    let f = fixture();
+    let note = |v: Value| Some(v.to_string().into_bytes());
+    // (token, path, body, status, audited action)
+    let table: Vec<(&str, String, Option<Vec<u8>>, StatusCode, &str)> = vec![
+        (
+            NOORD,
+            format!("/api/v1/cases/{NOORD_CASE}/notities"),
+            note(json!({"tekst": "Buurvrouw zegt: na 18 uur thuis."})),
+            StatusCode::ACCEPTED,
+            "notitie",
+        ),
+        // A note on a closed case is fine; an assignment is not.
+        (
+            NOORD,
+            format!("/api/v1/cases/{CLOSED_CASE}/notities"),
+            note(json!({"tekst": "Nazorg afgesproken."})),
+            StatusCode::ACCEPTED,
+            "notitie",
+        ),
+        (
+            NOORD,
+            format!("/api/v1/cases/{CLOSED_CASE}/toewijzing"),
+            note(json!({"medewerker": "Fatima"})),
+            StatusCode::CONFLICT,
+            "toewijzing",
+        ),
+        (
+            NOORD,
+            format!("/api/v1/cases/{NOORD_CASE}/toewijzing"),
+            note(json!({"medewerker": "Fatima"})),
+            StatusCode::ACCEPTED,
+            "toewijzing",
+        ),
+        (
+            NOORD,
+            format!("/api/v1/cases/{NOORD_CASE}/toewijzing"),
+            note(json!({"medewerker": null})),
+            StatusCode::ACCEPTED,
+            "toewijzing",
+        ),
+        (
+            NOORD,
+            format!("/api/v1/cases/{NOORD_CASE}/toewijzing"),
+            note(json!({})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "toewijzing",
+        ),
+        (
+            NOORD,
+            format!("/api/v1/cases/{NOORD_CASE}/notities"),
+            note(json!({"tekst": "x", "auteur": "iemand anders"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "notitie",
+        ),
+        (
+            NOORD,
+            format!("/api/v1/cases/{NOORD_CASE}/notities"),
+            note(json!({"tekst": ""})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "notitie",
+        ),
+        (
+            ZUID,
+            format!("/api/v1/cases/{NOORD_CASE}/notities"),
+            note(json!({"tekst": "x"})),
+            StatusCode::NOT_FOUND,
+            "notitie",
+        ),
+        (
+            AUDITOR,
+            format!("/api/v1/cases/{NOORD_CASE}/toewijzing"),
+            note(json!({"medewerker": "x"})),
+            StatusCode::FORBIDDEN,
+            "toewijzing",
+        ),
+    ];
+    for (token, path, body, expected, action) in table {
+        let (status, value) = call(&f.router, "POST", &path, Some(&bearer(token)), body).await;
+        assert_eq!(status, expected, "{path}: {value}");
+        let last = f.store.audit_log().last().unwrap().unwrap();
+        assert_eq!(
+            (last.actie.as_str(), last.status),
+            (action, expected.as_u16()),
+            "{path}"
+        );
+    }
+    let sent = f.sent.0.lock().unwrap();
+    assert_eq!(sent.len(), 4, "only the accepted ones are published");
+    let first: Value = serde_json::from_slice(&sent[0].1).unwrap();
+    assert_eq!(first["type"], "notitie");
+    assert_eq!(
+        first["auteur"], "coordinator-noord",
+        "the author is the token's name"
+    );
+    // What was published decodes with the engine's own decoder.
+    for (_, payload) in sent.iter() {
+        decode_feedback(payload, &DecodeContext::at(now())).unwrap();
+    }
+    // The note text never reaches the audit log.
+    let log: Vec<_> = f.store.audit_log().map(Result::unwrap).collect();
+    assert!(!serde_json::to_string(&log).unwrap().contains("Buurvrouw"));
+}

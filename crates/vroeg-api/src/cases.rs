@@ -543,6 +543,28 @@ pub(crate) async fn post_result(
     record_feedback(api, headers, id, body, "resultaat").await
 }
 
+/// `POST /api/v1/cases/{id}/notities`: a note for the team (`tekst`); the
+/// author is the token's name. Never to partners, never in DDAS.
+pub(crate) async fn post_note(
+    State(api): State<CaseApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    record_feedback(api, headers, id, body, "notitie").await
+}
+
+/// `POST /api/v1/cases/{id}/toewijzing`: assign the case to a colleague
+/// (`medewerker`), or unassign it (`null`).
+pub(crate) async fn post_assignment(
+    State(api): State<CaseApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    record_feedback(api, headers, id, body, "toewijzing").await
+}
+
 static FEEDBACK_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A feedback id that no other submission of this process or another will
@@ -629,7 +651,17 @@ fn prepare_feedback(
             });
         }
     }
-    if record.status == CaseStatus::Gesloten {
+    if kind == "notitie" {
+        if message.contains_key("auteur") {
+            return Err(ApiError::Unprocessable {
+                field: Some("auteur".into()),
+                detail: "is the token's name; it is not sent".into(),
+            });
+        }
+        message.insert("auteur".into(), Value::String(caller.name.clone()));
+    }
+    // A note may go on a closed case; everything else needs an open one.
+    if record.status == CaseStatus::Gesloten && kind != "notitie" {
         return Err(ApiError::Conflict("the case is closed".into()));
     }
     // A caller-chosen id makes a retry safe: the engine applies an id once.

@@ -47,6 +47,8 @@ pub const CASE_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/cases/{id}"),
     ("post", "/api/v1/cases/{id}/contactpogingen"),
     ("post", "/api/v1/cases/{id}/resultaat"),
+    ("post", "/api/v1/cases/{id}/notities"),
+    ("post", "/api/v1/cases/{id}/toewijzing"),
     ("get", "/api/v1/werkbakken"),
     ("get", "/api/v1/zoeken"),
     ("get", "/api/v1/leesmodel"),
@@ -90,6 +92,11 @@ pub fn router(metrics: Arc<Metrics>, ready: Readiness, cases: Option<CaseApi>) -
             post(cases::post_attempt),
         )
         .route("/api/v1/cases/{id}/resultaat", post(cases::post_result))
+        .route("/api/v1/cases/{id}/notities", post(cases::post_note))
+        .route(
+            "/api/v1/cases/{id}/toewijzing",
+            post(cases::post_assignment),
+        )
         .route("/api/v1/werkbakken", get(cases::queue_counts))
         .route("/api/v1/zoeken", get(cases::search))
         .route("/api/v1/leesmodel", get(cases::read_model_status))

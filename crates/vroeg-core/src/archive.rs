@@ -62,6 +62,22 @@ pub struct CaseRecord {
     /// its feedback finds it here once the engine has decided.
     #[serde(default)]
     pub terugkoppeling: Vec<FeedbackTrace>,
+    /// The team's notes, oldest first. Never sent to partners, never in
+    /// the DDAS export.
+    #[serde(default)]
+    pub notities: Vec<Note>,
+    /// The colleague who works the case, if it is assigned.
+    #[serde(default)]
+    pub medewerker: Option<String>,
+}
+
+/// A note on a case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    #[serde(with = "millis_text")]
+    pub tijd: Millis,
+    pub auteur: String,
+    pub tekst: String,
 }
 
 /// What the engine did with one feedback message for a case.
@@ -69,7 +85,7 @@ pub struct CaseRecord {
 pub struct FeedbackTrace {
     /// The feedback message's id.
     pub id: String,
-    /// `contactpoging` or `resultaat`.
+    /// `contactpoging`, `resultaat`, `notitie` or `toewijzing`.
     #[serde(rename = "type")]
     pub soort: String,
     #[serde(with = "millis_text")]
@@ -252,7 +268,67 @@ impl CaseRecord {
             tijdlijn: Vec::new(),
             contact: None,
             terugkoppeling: Vec::new(),
+            notities: Vec::new(),
+            medewerker: None,
         }
+    }
+
+    /// Apply a note or an assignment (the feedback kinds that only
+    /// annotate the record), as of `now`. A note may go on an open or a
+    /// closed case, an assignment only on an open one. `Ok(false)` when the
+    /// same feedback id was applied before.
+    pub fn annotate(
+        &mut self,
+        feedback: &crate::feedback::Feedback,
+        now: Millis,
+    ) -> Result<bool, crate::signal::DecodeError> {
+        use crate::feedback::FeedbackKind;
+        if self
+            .terugkoppeling
+            .iter()
+            .any(|t| t.id == feedback.id && t.status == FeedbackStatus::Verwerkt)
+        {
+            return Ok(false);
+        }
+        match &feedback.kind {
+            FeedbackKind::Notitie { tekst, auteur } => {
+                self.notities.push(Note {
+                    tijd: now,
+                    auteur: auteur.clone(),
+                    tekst: tekst.clone(),
+                });
+                // The timeline says that a note was added, not what it says.
+                self.timeline(now, "notitie", None);
+            }
+            FeedbackKind::Toewijzing { medewerker } => {
+                if self.status != CaseStatus::Open {
+                    return Err(crate::signal::DecodeError::new(
+                        crate::signal::ErrorCode::UnknownCase,
+                        "feedback.zaak_id",
+                        "not an open case (closed, or never opened)",
+                    ));
+                }
+                self.medewerker.clone_from(medewerker);
+                let what = if medewerker.is_some() {
+                    "toegewezen"
+                } else {
+                    "toewijzing_ingetrokken"
+                };
+                self.timeline(now, what, medewerker.clone());
+            }
+            FeedbackKind::Contactpoging(_) | FeedbackKind::Resultaat { .. } => {}
+        }
+        Ok(true)
+    }
+
+    fn timeline(&mut self, now: Millis, gebeurtenis: &str, detail: Option<String>) {
+        self.tijdlijn.push(TimelineEntry {
+            tijd: now,
+            gebeurtenis: gebeurtenis.to_owned(),
+            alert_id: None,
+            prioriteit: None,
+            detail,
+        });
     }
 
     /// Note what became of a feedback message for this case.
@@ -262,13 +338,9 @@ impl CaseRecord {
         now: Millis,
         refused: Option<&crate::signal::DecodeError>,
     ) {
-        let soort = match feedback.kind {
-            crate::feedback::FeedbackKind::Contactpoging(_) => "contactpoging",
-            crate::feedback::FeedbackKind::Resultaat { .. } => "resultaat",
-        };
         self.terugkoppeling.push(FeedbackTrace {
             id: feedback.id.clone(),
-            soort: soort.to_owned(),
+            soort: feedback.kind.name().to_owned(),
             tijd: now,
             status: if refused.is_some() {
                 FeedbackStatus::Geweigerd

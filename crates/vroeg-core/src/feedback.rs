@@ -14,7 +14,14 @@
 //! The enums are DDAS's (`EnumContactsoort`, `EnumDagdeel`,
 //! `EnumEindresultaat`). A contact attempt stops escalation; an outcome
 //! closes the case and tells each partner of its signals one of four
-//! statuses, never more. Pure: no IO, no clock.
+//! statuses, never more.
+//!
+//! Two kinds only annotate the case record, for the wijkteam itself: a note
+//! (`notitie`: `tekst` and `auteur`), on an open or a closed case, and an
+//! assignment to a colleague (`toewijzing`: `medewerker`, or `null` to
+//! unassign), on an open case. They carry no date (the engine records when
+//! it applied them), never reach partners or the DDAS export, and change
+//! nothing the rules see. Pure: no IO, no clock.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -126,6 +133,41 @@ pub enum FeedbackKind {
         resultaat: Eindresultaat,
         datum: Day,
     },
+    /// A note for the team: never to partners, never in DDAS.
+    Notitie {
+        tekst: String,
+        auteur: String,
+    },
+    /// The colleague who works the case; `None` unassigns it.
+    Toewijzing {
+        medewerker: Option<String>,
+    },
+}
+
+/// The longest note, in characters.
+pub const MAX_NOTE_CHARS: usize = 2000;
+/// The longest name of an author or a colleague, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+impl FeedbackKind {
+    /// The wire name of the kind (`type`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            FeedbackKind::Contactpoging(_) => "contactpoging",
+            FeedbackKind::Resultaat { .. } => "resultaat",
+            FeedbackKind::Notitie { .. } => "notitie",
+            FeedbackKind::Toewijzing { .. } => "toewijzing",
+        }
+    }
+
+    /// Whether this kind only annotates the case record (a note, an
+    /// assignment) and leaves the household's state alone.
+    pub fn annotates(&self) -> bool {
+        matches!(
+            self,
+            FeedbackKind::Notitie { .. } | FeedbackKind::Toewijzing { .. }
+        )
+    }
 }
 
 /// A decoded feedback message.
@@ -139,10 +181,12 @@ pub struct Feedback {
 
 impl Feedback {
     /// The date the feedback gives: of the attempt, or of the outcome.
-    pub fn datum(&self) -> Day {
+    /// Notes and assignments carry none.
+    pub fn datum(&self) -> Option<Day> {
         match &self.kind {
-            FeedbackKind::Contactpoging(a) => a.datum,
-            FeedbackKind::Resultaat { datum, .. } => *datum,
+            FeedbackKind::Contactpoging(a) => Some(a.datum),
+            FeedbackKind::Resultaat { datum, .. } => Some(*datum),
+            FeedbackKind::Notitie { .. } | FeedbackKind::Toewijzing { .. } => None,
         }
     }
 
@@ -171,14 +215,28 @@ pub fn decode_feedback(bytes: &[u8], ctx: &DecodeContext) -> Result<Feedback, De
     };
     let id = obj.string("id")?.to_owned();
     let zaak_id = obj.string("zaak_id")?.to_owned();
-    let datum = obj.date("datum")?;
-    if datum > Day::of_millis(ctx.now + ctx.max_future) {
-        return Err(DecodeError::new(
-            ErrorCode::FutureDate,
-            obj.field("datum"),
-            "lies in the future",
-        ));
-    }
+    let datum = || -> Result<Day, DecodeError> {
+        let datum = obj.date("datum")?;
+        if datum > Day::of_millis(ctx.now + ctx.max_future) {
+            return Err(DecodeError::new(
+                ErrorCode::FutureDate,
+                obj.field("datum"),
+                "lies in the future",
+            ));
+        }
+        Ok(datum)
+    };
+    let text = |name: &str, max: usize| -> Result<String, DecodeError> {
+        let value = obj.string(name)?.trim();
+        if value.is_empty() || value.chars().count() > max {
+            return Err(DecodeError::new(
+                ErrorCode::InvalidValue,
+                obj.field(name),
+                format!("must be 1 to {max} characters"),
+            ));
+        }
+        Ok(value.to_owned())
+    };
     let kind = match obj.string("type")? {
         "contactpoging" => {
             obj.deny_unknown(&[
@@ -190,6 +248,7 @@ pub fn decode_feedback(bytes: &[u8], ctx: &DecodeContext) -> Result<Feedback, De
                 "datum",
                 "dagdeel",
             ])?;
+            let datum = datum()?;
             let soort = obj.string("contactsoort")?;
             let soort = Contactsoort::parse(soort).ok_or_else(|| {
                 DecodeError::new(
@@ -220,6 +279,7 @@ pub fn decode_feedback(bytes: &[u8], ctx: &DecodeContext) -> Result<Feedback, De
         }
         "resultaat" => {
             obj.deny_unknown(&["id", "zaak_id", "type", "resultaat", "datum"])?;
+            let datum = datum()?;
             let r = obj.string("resultaat")?;
             let resultaat = Eindresultaat::parse(r).ok_or_else(|| {
                 DecodeError::new(
@@ -233,11 +293,33 @@ pub fn decode_feedback(bytes: &[u8], ctx: &DecodeContext) -> Result<Feedback, De
             })?;
             FeedbackKind::Resultaat { resultaat, datum }
         }
+        "notitie" => {
+            obj.deny_unknown(&["id", "zaak_id", "type", "tekst", "auteur"])?;
+            FeedbackKind::Notitie {
+                tekst: text("tekst", MAX_NOTE_CHARS)?,
+                auteur: text("auteur", MAX_NAME_CHARS)?,
+            }
+        }
+        "toewijzing" => {
+            obj.deny_unknown(&["id", "zaak_id", "type", "medewerker"])?;
+            let medewerker = match obj.map.get("medewerker") {
+                None => {
+                    return Err(DecodeError::new(
+                        ErrorCode::MissingField,
+                        obj.field("medewerker"),
+                        "required: a colleague's name, or null to unassign",
+                    ))
+                }
+                Some(Value::Null) => None,
+                Some(_) => Some(text("medewerker", MAX_NAME_CHARS)?),
+            };
+            FeedbackKind::Toewijzing { medewerker }
+        }
         _ => {
             return Err(DecodeError::new(
                 ErrorCode::UnknownType,
                 obj.field("type"),
-                "expected contactpoging or resultaat",
+                "expected contactpoging, resultaat, notitie or toewijzing",
             ))
         }
     };
@@ -254,6 +336,11 @@ pub fn decode_feedback(bytes: &[u8], ctx: &DecodeContext) -> Result<Feedback, De
 
 fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
     it.collect::<Vec<_>>().join(", ")
+}
+
+/// The refusal of feedback for a case that does not exist here.
+pub fn unknown_case(detail: &str) -> DecodeError {
+    DecodeError::new(ErrorCode::UnknownCase, "feedback.zaak_id", detail)
 }
 
 /// What applying feedback did.
@@ -291,6 +378,11 @@ pub fn apply_feedback(
         .filter(|c| c.id == feedback.zaak_id)
         .ok_or_else(unknown)?;
     let mut outcome = FeedbackOutcome::default();
+    if feedback.kind.annotates() {
+        // Notes and assignments change the case record only
+        // (`CaseRecord::annotate`), never the household.
+        return Ok(outcome);
+    }
     if case.feedback_ids.contains(&feedback.id) {
         outcome.duplicate = true;
         return Ok(outcome);
@@ -306,6 +398,7 @@ pub fn apply_feedback(
             case.attempts.push(attempt.clone());
             case.contacted = true;
         }
+        FeedbackKind::Notitie { .. } | FeedbackKind::Toewijzing { .. } => {}
         FeedbackKind::Resultaat { resultaat, .. } => {
             let signals = case.signals.clone();
             if let Some(mut closing) = close(key, state, CloseReason::Resultaat, ruleset, now) {
@@ -338,7 +431,7 @@ pub fn check_consistent(
     feedback: &Feedback,
 ) -> Result<(), DecodeError> {
     let opened = Day::local_of(opened_at);
-    if feedback.datum() < opened {
+    if feedback.datum().is_some_and(|d| d < opened) {
         return Err(DecodeError::new(
             ErrorCode::BeforeCase,
             "feedback.datum",

@@ -945,6 +945,9 @@ impl Engine {
         feedback: &Feedback,
         now: Millis,
     ) -> Result<Result<(), DecodeError>, EngineError> {
+        if feedback.kind.annotates() {
+            return self.annotate(batch, feedback, now);
+        }
         let key = key.clone();
         let loaded = self.load(batch, &key)?;
         let before = loaded.state.timer_due;
@@ -989,6 +992,41 @@ impl Engine {
         self.emit(batch, &key, result, now)?;
         self.trace_feedback(batch, feedback, now, None)?;
         Ok(Ok(()))
+    }
+
+    /// Apply a note or an assignment to its case record: the record alone
+    /// changes (and goes to the case topic); the household does not.
+    fn annotate(
+        &self,
+        batch: &mut Batch,
+        feedback: &Feedback,
+        now: Millis,
+    ) -> Result<Result<(), DecodeError>, EngineError> {
+        let id = feedback.zaak_id.as_str();
+        let record = match batch.cases.remove(id) {
+            Some(r) => Some(r),
+            None => self.store.case(id)?,
+        };
+        let Some(mut record) = record else {
+            return Ok(Err(vroeg_core::feedback::unknown_case("no such case")));
+        };
+        let result = match record.annotate(feedback, now) {
+            Ok(true) => {
+                record.trace_feedback(feedback, now, None);
+                batch.stats.feedback += 1;
+                Ok(())
+            }
+            Ok(false) => {
+                batch.stats.duplicates += 1;
+                Ok(())
+            }
+            Err(e) => {
+                record.trace_feedback(feedback, now, Some(&e));
+                Err(e)
+            }
+        };
+        batch.cases.insert(id.to_owned(), record);
+        Ok(result)
     }
 
     /// Note on the case record what became of a feedback message, if the

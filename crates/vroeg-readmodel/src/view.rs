@@ -44,6 +44,8 @@ pub struct Row {
     pub partners: Vec<String>,
     /// The sum of the case's payment arrears, in euros.
     pub bedrag_euro: f64,
+    /// The colleague the case is assigned to.
+    pub medewerker: Option<String>,
 }
 
 /// Whether a case is overdue at `now`.
@@ -111,6 +113,7 @@ impl Row {
             }),
             partners,
             bedrag_euro: euros(cents),
+            medewerker: r.medewerker.clone(),
         }
     }
 }

@@ -379,3 +379,119 @@ fn an_outcome_that_presupposes_contact_needs_a_reached_attempt() {
     let out = apply_feedback(&key, &mut state, &advies, "v", now, &settings).unwrap();
     assert_eq!(out.alerts[0].resultaat, Some(Eindresultaat::Advies));
 }
+
+#[test]
+fn notes_and_assignments_decode_without_a_date_and_with_every_check() {
+    let zaak = format!("{KEY}-1");
+    let note = decode(json!({"id": "n1", "zaak_id": zaak, "type": "notitie", "tekst": " Gebeld met de buurvrouw. ", "auteur": "coordinator-noord"})).unwrap();
+    assert_eq!(
+        note.kind,
+        FeedbackKind::Notitie {
+            tekst: "Gebeld met de buurvrouw.".into(),
+            auteur: "coordinator-noord".into()
+        }
+    );
+    assert_eq!(note.datum(), None);
+    assert!(note.kind.annotates());
+    let assign =
+        decode(json!({"id": "t1", "zaak_id": zaak, "type": "toewijzing", "medewerker": "Fatima"}))
+            .unwrap();
+    assert_eq!(
+        assign.kind,
+        FeedbackKind::Toewijzing {
+            medewerker: Some("Fatima".into())
+        }
+    );
+    let unassign =
+        decode(json!({"id": "t2", "zaak_id": zaak, "type": "toewijzing", "medewerker": null}))
+            .unwrap();
+    assert_eq!(unassign.kind, FeedbackKind::Toewijzing { medewerker: None });
+    // (message, error code, field)
+    let bad = [
+        (
+            json!({"id": "n", "zaak_id": zaak, "type": "notitie", "tekst": "  ", "auteur": "a"}),
+            ErrorCode::InvalidValue,
+            "feedback.tekst",
+        ),
+        (
+            json!({"id": "n", "zaak_id": zaak, "type": "notitie", "tekst": "x".repeat(MAX_NOTE_CHARS + 1), "auteur": "a"}),
+            ErrorCode::InvalidValue,
+            "feedback.tekst",
+        ),
+        (
+            json!({"id": "n", "zaak_id": zaak, "type": "notitie", "tekst": "x"}),
+            ErrorCode::MissingField,
+            "feedback.auteur",
+        ),
+        (
+            json!({"id": "n", "zaak_id": zaak, "type": "notitie", "tekst": "x", "auteur": "a", "datum": "2026-05-01"}),
+            ErrorCode::UnknownField,
+            "feedback.datum",
+        ),
+        (
+            json!({"id": "t", "zaak_id": zaak, "type": "toewijzing"}),
+            ErrorCode::MissingField,
+            "feedback.medewerker",
+        ),
+        (
+            json!({"id": "t", "zaak_id": zaak, "type": "toewijzing", "medewerker": ""}),
+            ErrorCode::InvalidValue,
+            "feedback.medewerker",
+        ),
+        // A contact attempt still needs its date.
+        (
+            json!({"id": "c", "zaak_id": zaak, "type": "contactpoging", "contactsoort": "Brief", "bereikt": false}),
+            ErrorCode::MissingField,
+            "feedback.datum",
+        ),
+    ];
+    for (message, code, field) in bad {
+        let e = decode(message.clone()).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            (code, Some(field)),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn a_note_goes_on_any_case_and_an_assignment_on_an_open_one_once() {
+    use crate::archive::{CaseRecord, CaseStatus, FeedbackStatus};
+    let zaak = format!("{KEY}-1");
+    let mut record = CaseRecord::new(&zaak, KEY, 0);
+    let assign =
+        decode(json!({"id": "t1", "zaak_id": zaak, "type": "toewijzing", "medewerker": "Fatima"}))
+            .unwrap();
+    assert_eq!(record.annotate(&assign, 10), Ok(true));
+    assert_eq!(record.annotate(&assign, 11), Ok(true), "not traced yet");
+    record.trace_feedback(&assign, 11, None);
+    assert_eq!(
+        record.annotate(&assign, 12),
+        Ok(false),
+        "a re-send has no effect"
+    );
+    assert_eq!(record.medewerker.as_deref(), Some("Fatima"));
+    record.status = CaseStatus::Gesloten;
+    let note = decode(json!({"id": "n1", "zaak_id": zaak, "type": "notitie", "tekst": "Nagebeld.", "auteur": "coordinator"})).unwrap();
+    assert_eq!(record.annotate(&note, 20), Ok(true));
+    assert_eq!(record.notities.len(), 1);
+    assert_eq!(record.notities[0].tijd, 20);
+    let late =
+        decode(json!({"id": "t3", "zaak_id": zaak, "type": "toewijzing", "medewerker": null}))
+            .unwrap();
+    let refused = record.annotate(&late, 30).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::UnknownCase);
+    record.trace_feedback(&late, 30, Some(&refused));
+    assert_eq!(
+        record.terugkoppeling.last().unwrap().status,
+        FeedbackStatus::Geweigerd
+    );
+    assert_eq!(record.medewerker.as_deref(), Some("Fatima"), "unchanged");
+    // The timeline says a note was added, never what it says.
+    let text = serde_json::to_string(&record.tijdlijn).unwrap();
+    assert!(
+        text.contains("notitie") && !text.contains("Nagebeld"),
+        "{text}"
+    );
+}
