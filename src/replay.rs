@@ -67,7 +67,8 @@ pub struct ReplayArgs {
     pub now: Option<String>,
     /// Wijkteam feedback (contact attempts and outcomes) as JSON lines, as
     /// `gen --feedback` writes it: applied among the signals at noon of its
-    /// `datum`, as if from the feedback topic.
+    /// `datum` (notes, assignments and corrections, which have none, right
+    /// after the line before them), as if from the feedback topic.
     #[arg(long)]
     pub feedback: Option<PathBuf>,
     /// Write the summary as JSON to this file too.
@@ -384,17 +385,33 @@ fn read_feedback(path: &Path) -> anyhow::Result<FeedbackFile> {
     let text = std::fs::read(path)
         .with_context(|| format!("cannot read the feedback file {}", path.display()))?;
     let mut lines = Vec::new();
+    let mut previous = i64::MIN;
     for (offset, line) in text.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             continue;
         }
-        // A line without a readable date still goes through the decoder,
-        // first, so that it is rejected with its reason.
-        let time = serde_json::from_slice::<Value>(line)
-            .ok()
+        let value = serde_json::from_slice::<Value>(line).ok();
+        let dated = value
+            .as_ref()
             .and_then(|v| v["datum"].as_str().and_then(vroeg_core::time::Day::parse))
-            .map_or(i64::MIN, crate::gen::feedback_time);
+            .map(crate::gen::feedback_time);
+        // Notes, assignments and corrections carry no date: they apply
+        // right after the line before them. Any other line without a
+        // readable date still goes through the decoder, first, so that it
+        // is rejected with its reason.
+        let undated = value.as_ref().is_some_and(|v| {
+            matches!(
+                v["type"].as_str(),
+                Some("notitie" | "toewijzing" | "correctie")
+            )
+        });
+        let time = match dated {
+            Some(t) => t,
+            None if undated => previous,
+            None => i64::MIN,
+        };
+        previous = time;
         lines.push((time, offset as i64, line.to_vec()));
     }
     // Stable: messages of one day keep their order in the file.

@@ -842,3 +842,132 @@ fn exports_refuse_an_empty_or_damaged_state_and_never_write_an_empty_delivery() 
         "or is the directory damaged",
     );
 }
+
+/// A recorded outcome corrected through the feedback file: the case
+/// reopens with the reason, closes again with the right outcome, and the
+/// DDAS export shows the corrected outcome; a note rides along and stays
+/// out of the export.
+#[test]
+fn a_corrected_outcome_reopens_the_case_and_the_export_shows_the_correction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = tmp.path().join("s.jsonl");
+    let o = vroeg(&[
+        "gen",
+        "--households",
+        "400",
+        "--months",
+        "2",
+        "--start",
+        "2026-01-01",
+        "--now",
+        "2026-03-01",
+        "--out",
+        signals.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let first = tmp.path().join("first.jsonl");
+    replay(&signals, &first, Some(&tmp.path().join("probe")));
+    // The first case that opened, and the day after it opened.
+    let opened: serde_json::Value = std::fs::read_to_string(&first)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|a| a["type"] == "geopend")
+        .unwrap();
+    let zaak = opened["zaak_id"].as_str().unwrap().to_owned();
+    let day = vroeg_core::time::Day::parse(&opened["tijd"].as_str().unwrap()[..10]).unwrap();
+    let next = vroeg_core::time::Day(day.0 + 1).to_string();
+    let feedback = tmp.path().join("feedback.jsonl");
+    let lines = [
+        serde_json::json!({"id": "f1", "zaak_id": zaak, "type": "contactpoging", "contactsoort": "Telefoon", "bereikt": true, "datum": next}),
+        serde_json::json!({"id": "f2", "zaak_id": zaak, "type": "resultaat", "resultaat": "(Budget)advies en/of quick fix", "datum": next}),
+        serde_json::json!({"id": "f3", "zaak_id": zaak, "type": "correctie", "reden": "Verkeerd resultaat gekozen: het is een verwijzing."}),
+        serde_json::json!({"id": "f4", "zaak_id": zaak, "type": "notitie", "tekst": "Doorverwezen naar schuldhulp.", "auteur": "coordinator"}),
+        serde_json::json!({"id": "f5", "zaak_id": zaak, "type": "resultaat", "resultaat": "Vervolghulp en/of verwijzing financieel", "datum": next}),
+        // A second correction of the same outcome id is a re-send: no effect.
+        serde_json::json!({"id": "f3", "zaak_id": zaak, "type": "correctie", "reden": "Verkeerd resultaat gekozen: het is een verwijzing."}),
+    ];
+    std::fs::write(
+        &feedback,
+        lines
+            .iter()
+            .map(|l| l.to_string() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    let state = tmp.path().join("state");
+    let (o, summary) = replay_with(
+        &signals,
+        &tmp.path().join("second.jsonl"),
+        &[
+            "--state",
+            state.to_str().unwrap(),
+            "--feedback",
+            feedback.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let alerts: Vec<serde_json::Value> = std::fs::read_to_string(tmp.path().join("second.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|a: &serde_json::Value| a["zaak_id"] == zaak.as_str())
+        .collect();
+    let closes: Vec<&serde_json::Value> =
+        alerts.iter().filter(|a| a["type"] == "gesloten").collect();
+    assert_eq!(
+        closes.len(),
+        2,
+        "closed, reopened, closed again: {alerts:?}"
+    );
+    assert_eq!(
+        closes[1]["resultaat"],
+        "Vervolghulp en/of verwijzing financieel"
+    );
+    assert_eq!(summary["stats"]["duplicates"], 1, "{summary}");
+    assert_eq!(summary["stats"]["feedback"], 5, "{summary}");
+    // The record: the correction, the note, the corrected outcome.
+    let dump = vroeg(&["state", "dump", "--state", state.to_str().unwrap()]);
+    let record: serde_json::Value = String::from_utf8_lossy(&dump.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["case"] == zaak.as_str())
+        .unwrap()["record"]
+        .clone();
+    assert_eq!(record["status"], "gesloten");
+    assert_eq!(
+        record["resultaat"],
+        "Vervolghulp en/of verwijzing financieel"
+    );
+    assert_eq!(
+        record["correcties"][0]["vorig_resultaat"],
+        "(Budget)advies en/of quick fix"
+    );
+    assert_eq!(
+        record["notities"][0]["tekst"],
+        "Doorverwezen naar schuldhulp."
+    );
+    let out = tmp.path().join("ddas.json");
+    let o = vroeg(&[
+        "export",
+        "ddas",
+        "--state",
+        state.to_str().unwrap(),
+        "--gemeentecode",
+        "0363",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-02-28",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("Vervolghulp en/of verwijzing financieel"));
+    assert!(!text.contains("Doorverwezen"), "notes stay out of DDAS");
+    assert!(
+        !text.contains("Verkeerd resultaat"),
+        "so do correction reasons"
+    );
+}

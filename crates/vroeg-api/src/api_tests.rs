@@ -1038,3 +1038,52 @@ async fn notes_and_assignments_are_published_checked_and_audited() {
     let log: Vec<_> = f.store.audit_log().map(Result::unwrap).collect();
     assert!(!serde_json::to_string(&log).unwrap().contains("Buurvrouw"));
 }
+
+#[tokio::test]
+async fn a_correction_needs_a_case_closed_with_an_outcome_and_is_audited() {
+    let f = fixture();
+    const DECIDED: &str = "0123456789abcdef0123456789abcdef-3";
+    let mut decided = record(DECIDED, "noord", CaseStatus::Gesloten);
+    decided.reden = Some(vroeg_core::case::CloseReason::Resultaat);
+    decided.resultaat = Some(vroeg_core::feedback::Eindresultaat::Advies);
+    commit_cases(&f.store, vec![decided]);
+    let body = |v: Value| Some(v.to_string().into_bytes());
+    let why = json!({"reden": "Verkeerd resultaat gekozen."});
+    // (token, case, body, status)
+    let table = [
+        (NOORD, DECIDED, body(why.clone()), StatusCode::ACCEPTED),
+        (NOORD, NOORD_CASE, body(why.clone()), StatusCode::CONFLICT),
+        (NOORD, CLOSED_CASE, body(why.clone()), StatusCode::CONFLICT),
+        (
+            NOORD,
+            DECIDED,
+            body(json!({"reden": ""})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            NOORD,
+            DECIDED,
+            body(json!({"reden": "x", "resultaat": "Overleden"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (ZUID, DECIDED, body(why.clone()), StatusCode::NOT_FOUND),
+        (AUDITOR, DECIDED, body(why), StatusCode::FORBIDDEN),
+    ];
+    for (token, case, body, expected) in table {
+        let path = format!("/api/v1/cases/{case}/correctie");
+        let (status, value) = call(&f.router, "POST", &path, Some(&bearer(token)), body).await;
+        assert_eq!(status, expected, "{token} {case}: {value}");
+        let last = f.store.audit_log().last().unwrap().unwrap();
+        assert_eq!(
+            (last.actie.as_str(), last.status, last.zaak_id.as_deref()),
+            ("correctie", expected.as_u16(), Some(case))
+        );
+    }
+    let sent = f.sent.0.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    let message: Value = serde_json::from_slice(&sent[0].1).unwrap();
+    assert_eq!(
+        (message["type"].as_str(), message["zaak_id"].as_str()),
+        (Some("correctie"), Some(DECIDED))
+    );
+}

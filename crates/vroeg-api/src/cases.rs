@@ -565,6 +565,17 @@ pub(crate) async fn post_assignment(
     record_feedback(api, headers, id, body, "toewijzing").await
 }
 
+/// `POST /api/v1/cases/{id}/correctie`: the recorded outcome was wrong;
+/// reopen the case with a reason (`reden`), then record the right outcome.
+pub(crate) async fn post_correction(
+    State(api): State<CaseApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    record_feedback(api, headers, id, body, "correctie").await
+}
+
 static FEEDBACK_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A feedback id that no other submission of this process or another will
@@ -660,9 +671,25 @@ fn prepare_feedback(
         }
         message.insert("auteur".into(), Value::String(caller.name.clone()));
     }
-    // A note may go on a closed case; everything else needs an open one.
-    if record.status == CaseStatus::Gesloten && kind != "notitie" {
-        return Err(ApiError::Conflict("the case is closed".into()));
+    // A note may go on any case, a correction only on a case closed with
+    // an outcome; everything else needs an open one.
+    match (kind, record.status) {
+        ("notitie", _) => {}
+        ("correctie", CaseStatus::Open) => {
+            return Err(ApiError::Conflict(
+                "the case is open: record its outcome; a correction reopens a closed case".into(),
+            ))
+        }
+        ("correctie", CaseStatus::Gesloten)
+            if record.reden != Some(vroeg_core::case::CloseReason::Resultaat) =>
+        {
+            return Err(ApiError::Conflict(
+                "the case closed without a recorded outcome: there is nothing to correct".into(),
+            ))
+        }
+        ("correctie", _) => {}
+        (_, CaseStatus::Gesloten) => return Err(ApiError::Conflict("the case is closed".into())),
+        _ => {}
     }
     // A caller-chosen id makes a retry safe: the engine applies an id once.
     let feedback_id = match message.get("id") {

@@ -49,6 +49,7 @@ pub const CASE_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cases/{id}/resultaat"),
     ("post", "/api/v1/cases/{id}/notities"),
     ("post", "/api/v1/cases/{id}/toewijzing"),
+    ("post", "/api/v1/cases/{id}/correctie"),
     ("get", "/api/v1/werkbakken"),
     ("get", "/api/v1/zoeken"),
     ("get", "/api/v1/leesmodel"),
@@ -97,6 +98,7 @@ pub fn router(metrics: Arc<Metrics>, ready: Readiness, cases: Option<CaseApi>) -
             "/api/v1/cases/{id}/toewijzing",
             post(cases::post_assignment),
         )
+        .route("/api/v1/cases/{id}/correctie", post(cases::post_correction))
         .route("/api/v1/werkbakken", get(cases::queue_counts))
         .route("/api/v1/zoeken", get(cases::search))
         .route("/api/v1/leesmodel", get(cases::read_model_status))

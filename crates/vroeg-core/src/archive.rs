@@ -69,6 +69,19 @@ pub struct CaseRecord {
     /// The colleague who works the case, if it is assigned.
     #[serde(default)]
     pub medewerker: Option<String>,
+    /// Every correction of a recorded outcome, oldest first: each reopened
+    /// the case.
+    #[serde(default)]
+    pub correcties: Vec<Correction>,
+}
+
+/// A corrected outcome: when, why, and which outcome it withdrew.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Correction {
+    #[serde(with = "millis_text")]
+    pub tijd: Millis,
+    pub reden: String,
+    pub vorig_resultaat: Option<Eindresultaat>,
 }
 
 /// A note on a case.
@@ -270,6 +283,7 @@ impl CaseRecord {
             terugkoppeling: Vec::new(),
             notities: Vec::new(),
             medewerker: None,
+            correcties: Vec::new(),
         }
     }
 
@@ -316,7 +330,9 @@ impl CaseRecord {
                 };
                 self.timeline(now, what, medewerker.clone());
             }
-            FeedbackKind::Contactpoging(_) | FeedbackKind::Resultaat { .. } => {}
+            FeedbackKind::Contactpoging(_)
+            | FeedbackKind::Resultaat { .. }
+            | FeedbackKind::Correctie { .. } => {}
         }
         Ok(true)
     }

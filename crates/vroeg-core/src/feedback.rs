@@ -142,12 +142,18 @@ pub enum FeedbackKind {
     Toewijzing {
         medewerker: Option<String>,
     },
+    /// The recorded outcome was wrong: reopen the case (see [`reopen`]).
+    Correctie {
+        reden: String,
+    },
 }
 
 /// The longest note, in characters.
 pub const MAX_NOTE_CHARS: usize = 2000;
 /// The longest name of an author or a colleague, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
+/// The longest reason for a correction, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
 
 impl FeedbackKind {
     /// The wire name of the kind (`type`).
@@ -157,6 +163,7 @@ impl FeedbackKind {
             FeedbackKind::Resultaat { .. } => "resultaat",
             FeedbackKind::Notitie { .. } => "notitie",
             FeedbackKind::Toewijzing { .. } => "toewijzing",
+            FeedbackKind::Correctie { .. } => "correctie",
         }
     }
 
@@ -186,7 +193,9 @@ impl Feedback {
         match &self.kind {
             FeedbackKind::Contactpoging(a) => Some(a.datum),
             FeedbackKind::Resultaat { datum, .. } => Some(*datum),
-            FeedbackKind::Notitie { .. } | FeedbackKind::Toewijzing { .. } => None,
+            FeedbackKind::Notitie { .. }
+            | FeedbackKind::Toewijzing { .. }
+            | FeedbackKind::Correctie { .. } => None,
         }
     }
 
@@ -315,11 +324,17 @@ pub fn decode_feedback(bytes: &[u8], ctx: &DecodeContext) -> Result<Feedback, De
             };
             FeedbackKind::Toewijzing { medewerker }
         }
+        "correctie" => {
+            obj.deny_unknown(&["id", "zaak_id", "type", "reden"])?;
+            FeedbackKind::Correctie {
+                reden: text("reden", MAX_REASON_CHARS)?,
+            }
+        }
         _ => {
             return Err(DecodeError::new(
                 ErrorCode::UnknownType,
                 obj.field("type"),
-                "expected contactpoging, resultaat, notitie or toewijzing",
+                "expected contactpoging, resultaat, notitie, toewijzing or correctie",
             ))
         }
     };
@@ -336,6 +351,120 @@ pub fn decode_feedback(bytes: &[u8], ctx: &DecodeContext) -> Result<Feedback, De
 
 fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
     it.collect::<Vec<_>>().join(", ")
+}
+
+/// Correct a recorded outcome: reopen the case, with the reason, so that
+/// the team can record the right outcome (which closes it again, and is
+/// what the DDAS export then shows). `record` is the case's record, `state`
+/// its household's.
+///
+/// Only the household's latest case, closed with an outcome (`reden:
+/// resultaat`), and only while no newer case is open, can be reopened;
+/// anything else is refused with `not_correctable`. The reopened case
+/// does not escalate again: the team handled it already.
+pub fn reopen(
+    state: &mut HouseholdState,
+    record: &mut crate::archive::CaseRecord,
+    reden: &str,
+    now: Millis,
+    settings: &StateSettings,
+) -> Result<(), DecodeError> {
+    use crate::archive::{CaseStatus, Correction};
+    use crate::case::{CaseState, CloseReason};
+    let refuse =
+        |detail: &str| DecodeError::new(ErrorCode::NotCorrectable, "feedback.zaak_id", detail);
+    if record.status != CaseStatus::Gesloten || record.reden != Some(CloseReason::Resultaat) {
+        return Err(refuse(
+            "only a case closed with an outcome (resultaat) can be corrected",
+        ));
+    }
+    if state.case.is_some() || record.episode != state.episodes {
+        return Err(refuse(
+            "this household has a newer case; correct that one instead",
+        ));
+    }
+    let seq = record
+        .tijdlijn
+        .iter()
+        .filter_map(|t| {
+            t.alert_id
+                .as_deref()?
+                .rsplit_once('-')?
+                .1
+                .parse::<u32>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    state.case = Some(CaseState {
+        id: record.id.clone(),
+        episode: record.episode,
+        opened_at: record.geopend,
+        prioriteit: record.prioriteit,
+        rules: record
+            .uitleg
+            .regels
+            .iter()
+            .map(|r| (r.id.clone(), r.version))
+            .collect(),
+        categories: record
+            .uitleg
+            .regels
+            .iter()
+            .map(|r| (r.id.clone(), (r.categorie.clone(), r.prioriteit)))
+            .collect(),
+        seq,
+        signals: record
+            .signalen
+            .iter()
+            .map(|s| SignalRef {
+                source: s.source.clone(),
+                id: s.id.clone(),
+            })
+            .collect(),
+        team: record.wijkteam.clone(),
+        deadline: record.contact_deadline,
+        contacted: true,
+        next_escalation: now,
+        escalations: record.escalaties,
+        attempts: record
+            .contactpogingen
+            .iter()
+            .map(|a| ContactAttempt {
+                soort: a.soort,
+                bereikt: a.bereikt,
+                datum: a.datum,
+                dagdeel: a.dagdeel,
+            })
+            .collect(),
+        feedback_ids: record
+            .terugkoppeling
+            .iter()
+            .filter(|t| t.status == crate::archive::FeedbackStatus::Verwerkt)
+            .map(|t| t.id.clone())
+            .collect(),
+        werkbak: record.werkbak.clone(),
+    });
+    state.contact.clone_from(&record.contact);
+    state.timer_due = state.next_due(now, settings);
+    let vorig = record.resultaat;
+    record.correcties.push(Correction {
+        tijd: now,
+        reden: reden.to_owned(),
+        vorig_resultaat: vorig,
+    });
+    record.status = CaseStatus::Open;
+    record.gesloten = None;
+    record.reden = None;
+    record.resultaat = None;
+    record.tijdlijn.push(crate::archive::TimelineEntry {
+        tijd: now,
+        gebeurtenis: "heropend".into(),
+        alert_id: None,
+        prioriteit: None,
+        detail: vorig.map(|r| r.as_str().to_owned()),
+    });
+    Ok(())
 }
 
 /// The refusal of feedback for a case that does not exist here.
@@ -398,7 +527,10 @@ pub fn apply_feedback(
             case.attempts.push(attempt.clone());
             case.contacted = true;
         }
-        FeedbackKind::Notitie { .. } | FeedbackKind::Toewijzing { .. } => {}
+        // Applied elsewhere: `CaseRecord::annotate` and `reopen`.
+        FeedbackKind::Notitie { .. }
+        | FeedbackKind::Toewijzing { .. }
+        | FeedbackKind::Correctie { .. } => {}
         FeedbackKind::Resultaat { resultaat, .. } => {
             let signals = case.signals.clone();
             if let Some(mut closing) = close(key, state, CloseReason::Resultaat, ruleset, now) {

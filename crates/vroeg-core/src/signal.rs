@@ -203,6 +203,7 @@ string_enum! {
         UnknownCase => "unknown_case",
         BeforeCase => "before_case",
         ContactRequired => "contact_required",
+        NotCorrectable => "not_correctable",
     }
 }
 

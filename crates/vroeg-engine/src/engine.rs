@@ -948,6 +948,9 @@ impl Engine {
         if feedback.kind.annotates() {
             return self.annotate(batch, feedback, now);
         }
+        if let vroeg_core::feedback::FeedbackKind::Correctie { reden } = &feedback.kind {
+            return self.correct(processor, batch, key, feedback, reden, now);
+        }
         let key = key.clone();
         let loaded = self.load(batch, &key)?;
         let before = loaded.state.timer_due;
@@ -1023,6 +1026,59 @@ impl Engine {
             Err(e) => {
                 record.trace_feedback(feedback, now, Some(&e));
                 Err(e)
+            }
+        };
+        batch.cases.insert(id.to_owned(), record);
+        Ok(result)
+    }
+
+    /// Correct a recorded outcome: reopen the case in its household's state
+    /// and on its record (`vroeg_core::feedback::reopen`).
+    fn correct(
+        &self,
+        processor: &Processor<'_>,
+        batch: &mut Batch,
+        key: &HouseholdKey,
+        feedback: &Feedback,
+        reden: &str,
+        now: Millis,
+    ) -> Result<Result<(), DecodeError>, EngineError> {
+        let id = feedback.zaak_id.as_str();
+        let record = match batch.cases.remove(id) {
+            Some(r) => Some(r),
+            None => self.store.case(id)?,
+        };
+        let Some(mut record) = record.filter(|r| r.huishouden == key.0) else {
+            return Ok(Err(vroeg_core::feedback::unknown_case("no such case")));
+        };
+        let applied = record.terugkoppeling.iter().any(|t| {
+            t.id == feedback.id && t.status == vroeg_core::archive::FeedbackStatus::Verwerkt
+        });
+        let result = if applied {
+            batch.stats.duplicates += 1;
+            Ok(())
+        } else {
+            let loaded = self.load(batch, key)?;
+            let before = loaded.state.timer_due;
+            match vroeg_core::feedback::reopen(
+                &mut loaded.state,
+                &mut record,
+                reden,
+                now,
+                &processor.settings,
+            ) {
+                Ok(()) => {
+                    loaded.dirty = true;
+                    let after = loaded.state.timer_due;
+                    move_timer(batch, key, before, after);
+                    batch.stats.feedback += 1;
+                    record.trace_feedback(feedback, now, None);
+                    Ok(())
+                }
+                Err(e) => {
+                    record.trace_feedback(feedback, now, Some(&e));
+                    Err(e)
+                }
             }
         };
         batch.cases.insert(id.to_owned(), record);

@@ -495,3 +495,61 @@ fn a_note_goes_on_any_case_and_an_assignment_on_an_open_one_once() {
         "{text}"
     );
 }
+
+#[test]
+fn only_the_latest_case_closed_with_an_outcome_can_be_reopened() {
+    use crate::archive::{CaseRecord, CaseStatus};
+    use crate::case::CloseReason;
+    let settings = StateSettings::default();
+    let closed = |reden| {
+        let mut r = CaseRecord::new(&format!("{KEY}-1"), KEY, 0);
+        r.episode = 1;
+        r.status = CaseStatus::Gesloten;
+        r.reden = Some(reden);
+        r.resultaat = Some(Eindresultaat::Advies);
+        r
+    };
+    let household = || HouseholdState {
+        episodes: 1,
+        ..HouseholdState::default()
+    };
+    // Closed because the arrears were paid: no outcome to correct.
+    let e = reopen(
+        &mut household(),
+        &mut closed(CloseReason::Betaald),
+        "x",
+        5,
+        &settings,
+    )
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotCorrectable);
+    // A newer case exists.
+    let mut newer = household();
+    newer.episodes = 2;
+    let e = reopen(
+        &mut newer,
+        &mut closed(CloseReason::Resultaat),
+        "x",
+        5,
+        &settings,
+    )
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotCorrectable);
+    // The latest, closed with an outcome: reopened, and it does not escalate.
+    let (mut state, mut record) = (household(), closed(CloseReason::Resultaat));
+    reopen(&mut state, &mut record, "verkeerd", 5, &settings).unwrap();
+    let case = state.case.as_ref().unwrap();
+    assert_eq!(
+        (case.id.as_str(), case.contacted),
+        (record.id.as_str(), true)
+    );
+    assert_eq!((record.status, record.resultaat), (CaseStatus::Open, None));
+    assert_eq!(
+        record.correcties[0].vorig_resultaat,
+        Some(Eindresultaat::Advies)
+    );
+    assert_eq!(record.tijdlijn.last().unwrap().gebeurtenis, "heropend");
+    // Reopened once: a second correction finds it open.
+    let e = reopen(&mut state, &mut record, "x", 6, &settings).unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotCorrectable);
+}
