@@ -74,8 +74,15 @@ fn answers(service: &Service) -> Vec<Value> {
         }
     }
     out.push(get(service, "/api/v1/werkbakken", ADMIN)["werkbakken"].clone());
-    out.push(get(service, "/api/v1/zoeken?postcode=3511AA&huisnummer=4", TEAM)["zaken"].clone());
-    out.push(get(service, "/api/v1/zoeken?achternaam=zwart", TEAM)["zaken"].clone());
+    out.push(
+        get(
+            service,
+            "/api/v1/zoeken/adres?postcode=3511AA&huisnummer=4",
+            TEAM,
+        )["zaken"]
+            .clone(),
+    );
+    out.push(get(service, "/api/v1/zoeken/naam?achternaam=zwart", TEAM)["zaken"].clone());
     for id in every_page(service, "status=alle", ADMIN) {
         let mut case = get(service, &format!("/api/v1/cases/{id}"), ADMIN);
         // Computed at the time of asking.

@@ -1087,3 +1087,320 @@ async fn a_correction_needs_a_case_closed_with_an_outcome_and_is_audited() {
         (Some("correctie"), Some(DECIDED))
     );
 }
+
+#[tokio::test]
+async fn search_by_address_and_surname_checks_its_terms_and_audits_only_the_kind() {
+    let f = fixture();
+    let mut at_home = record(
+        "00112233445566778899aabbccddeeff-1",
+        "noord",
+        CaseStatus::Open,
+    );
+    at_home.contact = Some(vroeg_core::state::Contact {
+        straatnaam: "Dorpsstraat".into(),
+        huisnummer: 12,
+        huisnummertoevoeging: None,
+        postcode: "1234AB".into(),
+        plaatsnaam: "Utrecht".into(),
+        voorletters: "J.".into(),
+        voorvoegsel: Some("de".into()),
+        achternaam: "Vries".into(),
+        geboortedatum: vroeg_core::time::Day(4000),
+        telefoon: None,
+        email: None,
+    });
+    commit_cases(&f.store, vec![at_home]);
+    // (token, path, status, found, audited action)
+    let table: Vec<(&str, &str, StatusCode, usize, &str)> = vec![
+        (
+            NOORD,
+            "/api/v1/zoeken/adres?postcode=1234AB&huisnummer=12",
+            StatusCode::OK,
+            1,
+            "zoeken_adres",
+        ),
+        (
+            NOORD,
+            "/api/v1/zoeken/adres?postcode=1234%20ab&huisnummer=12",
+            StatusCode::OK,
+            1,
+            "zoeken_adres",
+        ),
+        (
+            NOORD,
+            "/api/v1/zoeken/adres?postcode=1234AB&huisnummer=13",
+            StatusCode::OK,
+            0,
+            "zoeken_adres",
+        ),
+        (
+            ZUID,
+            "/api/v1/zoeken/adres?postcode=1234AB&huisnummer=12",
+            StatusCode::OK,
+            0,
+            "zoeken_adres",
+        ),
+        (
+            AUDITOR,
+            "/api/v1/zoeken/adres?postcode=1234AB&huisnummer=12",
+            StatusCode::OK,
+            1,
+            "zoeken_adres",
+        ),
+        (
+            NOORD,
+            "/api/v1/zoeken/adres?postcode=0234AB&huisnummer=12",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            0,
+            "zoeken_adres",
+        ),
+        (
+            NOORD,
+            "/api/v1/zoeken/adres?postcode=1234%20%20AB&huisnummer=12",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            0,
+            "zoeken_adres",
+        ),
+        (
+            NOORD,
+            "/api/v1/zoeken/adres?postcode=1234AB&huisnummer=12a",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            0,
+            "zoeken_adres",
+        ),
+        (
+            NOORD,
+            "/api/v1/zoeken/adres?postcode=1234AB&huisnummer=0",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            0,
+            "zoeken_adres",
+        ),
+        (
+            NOORD,
+            "/api/v1/zoeken/adres?postcode=1234AB",
+            StatusCode::BAD_REQUEST,
+            0,
+            "zoeken_adres",
+        ),
+        (
+            NOORD,
+            "/api/v1/zoeken/naam?achternaam=vri",
+            StatusCode::OK,
+            1,
+            "zoeken_naam",
+        ),
+        (
+            NOORD,
+            "/api/v1/zoeken/naam?achternaam=VRIES",
+            StatusCode::OK,
+            1,
+            "zoeken_naam",
+        ),
+        (
+            NOORD,
+            "/api/v1/zoeken/naam?achternaam=jansen",
+            StatusCode::OK,
+            0,
+            "zoeken_naam",
+        ),
+        (
+            NOORD,
+            "/api/v1/zoeken/naam?achternaam=v",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            0,
+            "zoeken_naam",
+        ),
+        (
+            NOORD,
+            "/api/v1/zoeken/naam?achternaam=vries&postcode=1234AB",
+            StatusCode::BAD_REQUEST,
+            0,
+            "zoeken_naam",
+        ),
+    ];
+    for (token, path, expected, found, action) in table {
+        let (status, body) = call(&f.router, "GET", path, Some(&bearer(token)), None).await;
+        assert_eq!(status, expected, "{path}: {body}");
+        if status == StatusCode::OK {
+            assert_eq!(
+                body["zaken"].as_array().unwrap().len(),
+                found,
+                "{path}: {body}"
+            );
+        }
+        let last = f.store.audit_log().last().unwrap().unwrap();
+        assert_eq!(
+            (last.actie.as_str(), last.status),
+            (action, expected.as_u16()),
+            "{path}"
+        );
+    }
+    let log = serde_json::to_string(&f.store.audit_log().map(Result::unwrap).collect::<Vec<_>>())
+        .unwrap();
+    assert!(
+        !log.contains("1234") && !log.to_lowercase().contains("vries"),
+        "never the terms"
+    );
+}
+
+#[tokio::test]
+async fn lists_page_sort_filter_and_count_with_their_audit_entries() {
+    let f = fixture();
+    // Seven more open cases of noord: priorities 1..=7, opened a day apart,
+    // every other one in the crisis queue, three of them overdue.
+    let extra: Vec<CaseRecord> = (1..=7u8)
+        .map(|p| {
+            let id = format!("{:032x}-1", 0xabc0 + u32::from(p));
+            let mut r = record(&id, "noord", CaseStatus::Open);
+            r.prioriteit = p;
+            r.geopend = now() - i64::from(p) * vroeg_core::time::DAY_MS;
+            r.contact_deadline = if p >= 5 {
+                now() - 1000
+            } else {
+                now() + vroeg_core::time::DAY_MS
+            };
+            r.werkbak = if p % 2 == 0 {
+                "crisis".into()
+            } else {
+                "regulier".into()
+            };
+            r.categorie = if p % 2 == 0 {
+                "meervoudig".into()
+            } else {
+                "enkelvoudig".into()
+            };
+            r
+        })
+        .collect();
+    commit_cases(&f.store, extra);
+    let noord = bearer(NOORD);
+    let every_page = |query: &'static str| {
+        let router = f.router.clone();
+        let noord = noord.clone();
+        async move {
+            let mut ids = Vec::new();
+            let mut next: Option<String> = None;
+            loop {
+                let path = match &next {
+                    Some(c) => format!("/api/v1/cases?{query}&aantal=3&na={c}"),
+                    None => format!("/api/v1/cases?{query}&aantal=3"),
+                };
+                let (status, body) = call(&router, "GET", &path, Some(&noord), None).await;
+                assert_eq!(status, StatusCode::OK, "{path}: {body}");
+                let page = body["zaken"].as_array().unwrap();
+                assert!(page.len() <= 3);
+                ids.extend(page.iter().map(|z| {
+                    (
+                        z["id"].as_str().unwrap().to_owned(),
+                        z["prioriteit"].as_u64().unwrap(),
+                    )
+                }));
+                match body["volgende"].as_str() {
+                    Some(c) => next = Some(c.to_owned()),
+                    None => return ids,
+                }
+            }
+        }
+    };
+    let by_priority = every_page("sorteer=prioriteit").await;
+    assert_eq!(by_priority.len(), 8, "every open case of noord, each once");
+    let unique: BTreeSet<&String> = by_priority.iter().map(|(id, _)| id).collect();
+    assert_eq!(unique.len(), 8);
+    let reversed = every_page("sorteer=-prioriteit").await;
+    let mut back = reversed.clone();
+    back.reverse();
+    assert_eq!(back, by_priority, "-prioriteit is the reverse order");
+    let priorities: Vec<u64> = by_priority.iter().map(|(_, p)| *p).collect();
+    assert!(
+        priorities.windows(2).all(|w| w[0] >= w[1]) || priorities.windows(2).all(|w| w[0] <= w[1]),
+        "{priorities:?}"
+    );
+    for order in ["deadline", "geopend"] {
+        let query: &'static str = if order == "deadline" {
+            "sorteer=deadline"
+        } else {
+            "sorteer=geopend"
+        };
+        let reverse: &'static str = if order == "deadline" {
+            "sorteer=-deadline"
+        } else {
+            "sorteer=-geopend"
+        };
+        let mut there = every_page(query).await;
+        there.reverse();
+        assert_eq!(there, every_page(reverse).await, "{order}");
+    }
+    // Filters: (query, expected count)
+    for (query, n) in [
+        ("werkbak=crisis", 3),
+        ("werkbak=regulier", 5),
+        ("categorie=meervoudig", 3),
+        // The fixture's own open case is overdue too.
+        ("te_laat=true", 4),
+        ("te_laat=false", 4),
+        ("status=gesloten", 1),
+        ("status=alle", 9),
+        ("werkbak=crisis&te_laat=true", 1),
+    ] {
+        let (status, body) = call(
+            &f.router,
+            "GET",
+            &format!("/api/v1/cases?{query}&aantal=500"),
+            Some(&noord),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        assert_eq!(
+            body["zaken"].as_array().unwrap().len(),
+            n,
+            "{query}: {body}"
+        );
+    }
+    // Bad parameters: 400, audited.
+    for query in [
+        "aantal=0",
+        "aantal=501",
+        "sorteer=naam",
+        "na=zz",
+        "te_laat=ja",
+        "status=dicht",
+        "kleur=rood",
+    ] {
+        let (status, body) = call(
+            &f.router,
+            "GET",
+            &format!("/api/v1/cases?{query}"),
+            Some(&noord),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        let last = f.store.audit_log().last().unwrap().unwrap();
+        assert_eq!((last.actie.as_str(), last.status), ("zaken_lijst", 400));
+    }
+    // Counts per work queue, for the team; audited.
+    let (status, body) = call(&f.router, "GET", "/api/v1/werkbakken", Some(&noord), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let queues: Vec<(String, u64, u64, u64)> = body["werkbakken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["werkbak"].as_str().unwrap().to_owned(),
+                w["open"].as_u64().unwrap(),
+                w["te_laat"].as_u64().unwrap(),
+                w["crisis"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let open: u64 = queues.iter().map(|q| q.1).sum();
+    let late: u64 = queues.iter().map(|q| q.2).sum();
+    assert_eq!((open, late), (8, 4), "{queues:?}");
+    let last = f.store.audit_log().last().unwrap().unwrap();
+    assert_eq!(
+        (last.actie.as_str(), last.status, last.wie.as_str()),
+        ("werkbakken", 200, "coordinator-noord")
+    );
+}

@@ -416,72 +416,110 @@ pub(crate) async fn queue_counts(
     .await
 }
 
-/// `GET /api/v1/zoeken?postcode=&huisnummer=` or `?achternaam=`: the
-/// caller's cases at an address or with a surname. The audit log records
-/// the kind of search (`zoeken_adres`, `zoeken_naam`), never the terms.
-pub(crate) async fn search(
+/// `GET /api/v1/zoeken/adres?postcode=&huisnummer=`: the caller's cases
+/// at an address. Audited as `zoeken_adres`, never with the terms.
+pub(crate) async fn search_address(
     State(api): State<CaseApi>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let caller = authenticate(&api, &headers)?;
     blocking(move || {
-        let kind = if query.contains_key("achternaam") {
-            "zoeken_naam"
-        } else {
-            "zoeken_adres"
-        };
-        let result = search_cases(&api, &caller, &query);
-        audited(&api, &caller, kind, None, result)
+        let result =
+            address_search(&api, &query).and_then(|found| found_rows(&api, &caller, found));
+        audited(&api, &caller, "zoeken_adres", None, result)
     })
     .await
 }
 
-fn search_cases(
+/// `GET /api/v1/zoeken/naam?achternaam=`: the caller's cases with a
+/// surname (or its first letters). Audited as `zoeken_naam`, never with
+/// the terms.
+pub(crate) async fn search_name(
+    State(api): State<CaseApi>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&api, &headers)?;
+    blocking(move || {
+        let result = name_search(&api, &query).and_then(|found| found_rows(&api, &caller, found));
+        audited(&api, &caller, "zoeken_naam", None, result)
+    })
+    .await
+}
+
+/// A Dutch postcode exactly as the OpenAPI document allows it
+/// (`^[1-9][0-9]{3} ?[A-Za-z]{2}$`), in the index's form (`1234AB`).
+fn postcode(raw: &str) -> Option<String> {
+    let b = raw.as_bytes();
+    let (digits, letters) = match b.len() {
+        6 => (&b[..4], &b[4..]),
+        7 if b[4] == b' ' => (&b[..4], &b[5..]),
+        _ => return None,
+    };
+    let ok = (b'1'..=b'9').contains(&digits[0])
+        && digits.iter().all(u8::is_ascii_digit)
+        && letters.iter().all(u8::is_ascii_alphabetic);
+    ok.then(|| normal_postcode(raw))
+}
+
+/// The largest house number the search accepts.
+const MAX_HOUSE_NUMBER: u32 = 99_999;
+/// The longest surname the search accepts, in characters.
+const MAX_SURNAME_CHARS: usize = 100;
+
+fn required<'a>(query: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
+    query
+        .get(name)
+        .map(String::as_str)
+        .ok_or_else(|| ApiError::BadRequest(format!("{name}: required")))
+}
+
+fn address_search(
+    api: &CaseApi,
+    query: &HashMap<String, String>,
+) -> Result<Vec<CaseRecord>, ApiError> {
+    unknown_params(query, &["postcode", "huisnummer"])?;
+    let code = postcode(required(query, "postcode")?).ok_or_else(|| ApiError::Unprocessable {
+        field: Some("postcode".into()),
+        detail: "expected a Dutch postcode, such as 1234 AB".into(),
+    })?;
+    let number = required(query, "huisnummer")?
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_HOUSE_NUMBER).contains(n))
+        .ok_or_else(|| ApiError::Unprocessable {
+            field: Some("huisnummer".into()),
+            detail: format!(
+                "expected a house number from 1 to {MAX_HOUSE_NUMBER} without its suffix, such as 12"
+            ),
+        })?;
+    api.cases.by_address(&code, number).map_err(read_error)
+}
+
+fn name_search(
+    api: &CaseApi,
+    query: &HashMap<String, String>,
+) -> Result<Vec<CaseRecord>, ApiError> {
+    unknown_params(query, &["achternaam"])?;
+    let name = required(query, "achternaam")?;
+    if !(2..=MAX_SURNAME_CHARS).contains(&name.chars().count()) {
+        return Err(ApiError::Unprocessable {
+            field: Some("achternaam".into()),
+            detail: format!(
+                "give the surname or its first letters: 2 to {MAX_SURNAME_CHARS} characters"
+            ),
+        });
+    }
+    api.cases.by_surname(name, MAX_PAGE).map_err(read_error)
+}
+
+/// The found cases the caller may see, as list rows.
+fn found_rows(
     api: &CaseApi,
     caller: &Caller,
-    query: &HashMap<String, String>,
+    found: Vec<CaseRecord>,
 ) -> Result<Response, ApiError> {
-    unknown_params(query, &["postcode", "huisnummer", "achternaam"])?;
-    let found = match (
-        query.get("postcode"),
-        query.get("huisnummer"),
-        query.get("achternaam"),
-    ) {
-        (Some(postcode), Some(number), None) => {
-            let postcode = normal_postcode(postcode);
-            let valid = postcode.len() == 6
-                && postcode[..4].bytes().all(|b| b.is_ascii_digit())
-                && postcode[4..].bytes().all(|b| b.is_ascii_uppercase());
-            if !valid {
-                return Err(ApiError::Unprocessable {
-                    field: Some("postcode".into()),
-                    detail: "expected a Dutch postcode, such as 1234 AB".into(),
-                });
-            }
-            let number: u32 = number.trim().parse().map_err(|_| ApiError::Unprocessable {
-                field: Some("huisnummer".into()),
-                detail: "expected a house number without its suffix, such as 12".into(),
-            })?;
-            api.cases
-                .by_address(&postcode, number)
-                .map_err(read_error)?
-        }
-        (None, None, Some(name)) => {
-            if name.trim().chars().count() < 2 {
-                return Err(ApiError::Unprocessable {
-                    field: Some("achternaam".into()),
-                    detail: "give at least the first two letters of the surname".into(),
-                });
-            }
-            api.cases.by_surname(name, MAX_PAGE).map_err(read_error)?
-        }
-        _ => {
-            return Err(ApiError::BadRequest(
-                "search by postcode and huisnummer, or by achternaam".into(),
-            ))
-        }
-    };
     let now = (api.clock)();
     let rows: Vec<Row> = found
         .iter()

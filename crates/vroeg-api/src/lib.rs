@@ -51,7 +51,8 @@ pub const CASE_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cases/{id}/toewijzing"),
     ("post", "/api/v1/cases/{id}/correctie"),
     ("get", "/api/v1/werkbakken"),
-    ("get", "/api/v1/zoeken"),
+    ("get", "/api/v1/zoeken/adres"),
+    ("get", "/api/v1/zoeken/naam"),
     ("get", "/api/v1/leesmodel"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/openapi.json"),
@@ -100,7 +101,8 @@ pub fn router(metrics: Arc<Metrics>, ready: Readiness, cases: Option<CaseApi>) -
         )
         .route("/api/v1/cases/{id}/correctie", post(cases::post_correction))
         .route("/api/v1/werkbakken", get(cases::queue_counts))
-        .route("/api/v1/zoeken", get(cases::search))
+        .route("/api/v1/zoeken/adres", get(cases::search_address))
+        .route("/api/v1/zoeken/naam", get(cases::search_name))
         .route("/api/v1/leesmodel", get(cases::read_model_status))
         .route("/api/v1/audit", get(cases::audit_export))
         .route("/admin/reload", post(cases::reload_rules))
