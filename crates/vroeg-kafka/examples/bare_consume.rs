@@ -1,7 +1,10 @@
 //! The limit for `vroeg run`: plain rdkafka consumption of a topic, no
 //! processing. Reads `count` messages from the start and reports the rate.
 //!
-//! `cargo run --release -p vroeg-kafka --example bare_consume -- BROKERS TOPIC COUNT`
+//! `cargo run --release -p vroeg-kafka --example bare_consume -- BROKERS TOPIC COUNT [read_committed]`
+//!
+//! With `read_committed`, only committed transactions are read, as Vroeg's
+//! own consumers read (the default reads everything).
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +20,9 @@ fn main() {
         args[2].parse().expect("COUNT is a number"),
     );
     let group = format!("bare-consume-{}", std::process::id());
+    let isolation = args.get(3).map_or("read_uncommitted", String::as_str);
     let consumer: BaseConsumer = ClientConfig::new()
+        .set("isolation.level", isolation)
         .set("bootstrap.servers", brokers)
         .set("group.id", &group)
         .set("auto.offset.reset", "earliest")
@@ -38,7 +43,7 @@ fn main() {
     }
     let secs = started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
     println!(
-        "bare consume: {n} messages ({:.0} MB) in {secs:.2}s: {:.0} messages/s",
+        "bare consume ({isolation}): {n} messages ({:.0} MB) in {secs:.2}s: {:.0} messages/s",
         bytes as f64 / 1e6,
         n as f64 / secs
     );

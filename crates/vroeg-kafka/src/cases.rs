@@ -78,6 +78,13 @@ pub fn follow(
     let consumer: BaseConsumer<Logged> = config
         .create_with_context(Logged("readmodel"))
         .map_err(FollowError::Create)?;
+    // The ends of the partitions are asked on connections of their own: on
+    // the follower's, each request would queue behind its long-polling
+    // fetches (a broker answers a connection's requests in order), and a
+    // catch-up stalled for seconds while the lag went stale.
+    let ends: BaseConsumer<Logged> = config
+        .create_with_context(Logged("readmodel-lag"))
+        .map_err(FollowError::Create)?;
     let mut assigned: BTreeMap<i32, ()> = BTreeMap::new();
     let mut next_measure = Instant::now();
     let mut batch: Vec<Incoming> = Vec::with_capacity(BATCH);
@@ -118,7 +125,7 @@ pub fn follow(
                     );
                 }
             }
-            let lag = measure(&consumer, &model, &topic, &assigned, &progress)?;
+            let lag = measure(&consumer, &ends, &model, &topic, &assigned, &progress)?;
             if lag == Some(0) && !caught_up_logged {
                 caught_up_logged = true;
                 info!(
@@ -160,10 +167,12 @@ pub fn follow(
     Ok(())
 }
 
-/// Read the partitions' ends and publish the progress; the lag, if every
-/// end could be read.
+/// Read the partitions' ends (with `ends`, the last stable offsets, as the
+/// consumers are `read_committed`) and publish the progress; the lag, if
+/// every end could be read.
 fn measure(
     consumer: &BaseConsumer<Logged>,
+    ends: &BaseConsumer<Logged>,
     model: &ReadModel,
     topic: &str,
     assigned: &BTreeMap<i32, ()>,
@@ -173,7 +182,7 @@ fn measure(
     let position = consumer.position().ok();
     let mut out = Vec::new();
     for p in assigned.keys() {
-        let Ok((_, high)) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(1)) else {
+        let Ok((_, high)) = ends.fetch_watermarks(topic, *p, Duration::from_secs(1)) else {
             return Ok(None);
         };
         // The consumer's position is past commit markers; the stored one

@@ -46,7 +46,11 @@ const P_NAME: u8 = b'n';
 const P_POSITION: u8 = b'p';
 
 /// The layout version; a read model of another version is rebuilt.
-const LAYOUT: &[u8] = b"vroeg-readmodel-1";
+/// The layout of the case tree. Layout 2 keeps an index entry's facets in
+/// postcard rather than JSON (filters and counts decode one per case).
+const LAYOUT: &[u8] = b"vroeg-readmodel-2";
+/// What every layout of the case tree starts with.
+const LAYOUT_FAMILY: &[u8] = b"vroeg-readmodel-";
 const LAYOUT_KEY: &[u8] = b"m/layout";
 
 #[derive(Debug, thiserror::Error)]
@@ -217,7 +221,7 @@ type IndexEntry = (Vec<u8>, Vec<u8>);
 
 /// Every index key of a record, with its value.
 fn index_entries(r: &CaseRecord) -> Result<Vec<IndexEntry>, ReadModelError> {
-    let facets = serde_json::to_vec(&Facets::of(r)).map_err(|e| ReadModelError::Stored {
+    let facets = postcard::to_stdvec(&Facets::of(r)).map_err(|e| ReadModelError::Stored {
         id: r.id.clone(),
         detail: e.to_string(),
     })?;
@@ -307,6 +311,18 @@ impl ReadModel {
             .map_err(sled_err("open the audit log"))?;
         match tree.get(LAYOUT_KEY).map_err(sled_err("read the layout"))? {
             Some(v) if v.as_ref() == LAYOUT => {}
+            // An older layout of ours: the cases are derived from the
+            // topic, so they go and are read again (positions included);
+            // the audit log, which is the read model's own, stays.
+            Some(v) if v.starts_with(LAYOUT_FAMILY) => {
+                tracing::warn!(
+                    dir,
+                    "the read model has an older layout: rebuilding its cases from the case topic"
+                );
+                tree.clear().map_err(sled_err("clear an older layout"))?;
+                tree.insert(LAYOUT_KEY, LAYOUT)
+                    .map_err(sled_err("write the layout"))?;
+            }
             Some(_) => return Err(ReadModelError::Layout { dir: dir.into() }),
             None => {
                 tree.insert(LAYOUT_KEY, LAYOUT)

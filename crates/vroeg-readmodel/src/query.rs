@@ -197,11 +197,10 @@ impl ReadModel {
             };
         iter.map(move |item| {
             let (k, v) = item.map_err(sled_err("walk an index"))?;
-            let facets: Facets =
-                serde_json::from_slice(&v).map_err(|e| ReadModelError::Stored {
-                    id: String::from_utf8_lossy(&k[n..]).into_owned(),
-                    detail: e.to_string(),
-                })?;
+            let facets: Facets = postcard::from_bytes(&v).map_err(|e| ReadModelError::Stored {
+                id: String::from_utf8_lossy(&k[n..]).into_owned(),
+                detail: e.to_string(),
+            })?;
             Ok((k[n..].to_vec(), status, facets))
         })
     }

@@ -311,3 +311,52 @@ fn views_show_euros_and_iso_dates() {
     assert_eq!(signal["client"]["geboortedatum"], "1978-03-20");
     assert_eq!(detail["contact"]["geboortedatum"], "1978-03-20");
 }
+
+#[test]
+fn an_older_layout_is_rebuilt_from_the_topic_and_keeps_its_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let model = ReadModel::open(dir.path()).unwrap();
+        model
+            .apply(&[incoming(0, &record(1, "noord", "regulier", 3, "Jansen"))])
+            .unwrap();
+        model
+            .append_audit(&AuditEntry {
+                tijd: NOW,
+                wie: "beheer".into(),
+                rol: "admin".into(),
+                actie: "zaken_lijst".into(),
+                zaak_id: None,
+                status: 200,
+            })
+            .unwrap();
+        // As the previous release left it.
+        model
+            .tree
+            .insert(LAYOUT_KEY, &b"vroeg-readmodel-1"[..])
+            .unwrap();
+        model.flush().unwrap();
+    }
+    let model = ReadModel::open(dir.path()).unwrap();
+    assert_eq!(model.len(), 0, "the cases are read again");
+    assert!(
+        model.positions().unwrap().is_empty(),
+        "from the start of the topic"
+    );
+    assert_eq!(model.audit_log().count(), 1, "the audit log stays");
+    drop(model);
+    // Another program's directory is refused, not cleared.
+    let other = tempfile::tempdir().unwrap();
+    {
+        let model = ReadModel::open(other.path()).unwrap();
+        model
+            .tree
+            .insert(LAYOUT_KEY, &b"something-else"[..])
+            .unwrap();
+        model.flush().unwrap();
+    }
+    assert!(matches!(
+        ReadModel::open(other.path()),
+        Err(ReadModelError::Layout { .. })
+    ));
+}
