@@ -361,6 +361,31 @@ fn the_read_model_follows_the_engine_and_rebuilds_from_the_case_topic() {
             .len(),
         12
     );
+    // Where VNG's DDAS schema is at hand (as for scripts/ddas-check.sh),
+    // the running service's delivery validates against it.
+    let root = crate::kafka::root();
+    let schema = std::env::var_os("DDAS_SCHEMA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/ddas/json_schema_Uitwisselmodel.json"));
+    if schema.is_file() {
+        let out = std::process::Command::new("python3")
+            .arg(root.join("scripts/validate_ddas.py"))
+            .arg(&live_ddas)
+            .arg(&schema)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        eprintln!(
+            "ddas schema: SKIPPED, not at {} (set DDAS_SCHEMA)",
+            schema.display()
+        );
+    }
     let offline_report = report(&offline);
     assert!(offline_report.status.success());
     assert_eq!(live_report.stdout, offline_report.stdout, "the same report");
