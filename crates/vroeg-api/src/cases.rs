@@ -561,57 +561,25 @@ pub(crate) async fn get_case(
     .await
 }
 
-/// `POST /api/v1/cases/{id}/contactpogingen`
-pub(crate) async fn post_attempt(
-    State(api): State<CaseApi>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    record_feedback(api, headers, id, body, "contactpoging").await
-}
-
-/// `POST /api/v1/cases/{id}/resultaat`
-pub(crate) async fn post_result(
-    State(api): State<CaseApi>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    record_feedback(api, headers, id, body, "resultaat").await
-}
-
-/// `POST /api/v1/cases/{id}/notities`: a note for the team (`tekst`); the
-/// author is the token's name. Never to partners, never in DDAS.
-pub(crate) async fn post_note(
-    State(api): State<CaseApi>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    record_feedback(api, headers, id, body, "notitie").await
-}
-
-/// `POST /api/v1/cases/{id}/toewijzing`: assign the case to a colleague
-/// (`medewerker`), or unassign it (`null`).
-pub(crate) async fn post_assignment(
-    State(api): State<CaseApi>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    record_feedback(api, headers, id, body, "toewijzing").await
-}
-
-/// `POST /api/v1/cases/{id}/correctie`: the recorded outcome was wrong;
-/// reopen the case with a reason (`reden`), then record the right outcome.
-pub(crate) async fn post_correction(
-    State(api): State<CaseApi>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    record_feedback(api, headers, id, body, "correctie").await
+/// The handler of a feedback route: `POST /api/v1/cases/{id}/<route>`
+/// records feedback of `kind` on the case (see `record_feedback`):
+/// - `contactpogingen`: a contact attempt (`contactpoging`);
+/// - `resultaat`: the outcome, which closes the case;
+/// - `notities`: a note for the team (`notitie`); the author is the token's
+///   name; never to partners, never in DDAS;
+/// - `toewijzing`: assign the case to a colleague (`medewerker`), or
+///   unassign it (`null`);
+/// - `correctie`: the recorded outcome was wrong; reopen the case with a
+///   reason (`reden`), then record the right outcome.
+pub(crate) fn feedback_route(kind: &'static str) -> axum::routing::MethodRouter<CaseApi> {
+    axum::routing::post(
+        move |State(api): State<CaseApi>,
+              headers: HeaderMap,
+              Path(id): Path<String>,
+              body: axum::body::Bytes| async move {
+            record_feedback(api, headers, id, body, kind).await
+        },
+    )
 }
 
 static FEEDBACK_SEQ: AtomicU64 = AtomicU64::new(0);

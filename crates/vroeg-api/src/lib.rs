@@ -91,15 +91,24 @@ pub fn router(metrics: Arc<Metrics>, ready: Readiness, cases: Option<CaseApi>) -
         .route("/api/v1/cases/{id}", get(cases::get_case))
         .route(
             "/api/v1/cases/{id}/contactpogingen",
-            post(cases::post_attempt),
+            cases::feedback_route("contactpoging"),
         )
-        .route("/api/v1/cases/{id}/resultaat", post(cases::post_result))
-        .route("/api/v1/cases/{id}/notities", post(cases::post_note))
+        .route(
+            "/api/v1/cases/{id}/resultaat",
+            cases::feedback_route("resultaat"),
+        )
+        .route(
+            "/api/v1/cases/{id}/notities",
+            cases::feedback_route("notitie"),
+        )
         .route(
             "/api/v1/cases/{id}/toewijzing",
-            post(cases::post_assignment),
+            cases::feedback_route("toewijzing"),
         )
-        .route("/api/v1/cases/{id}/correctie", post(cases::post_correction))
+        .route(
+            "/api/v1/cases/{id}/correctie",
+            cases::feedback_route("correctie"),
+        )
         .route("/api/v1/werkbakken", get(cases::queue_counts))
         .route("/api/v1/zoeken/adres", get(cases::search_address))
         .route("/api/v1/zoeken/naam", get(cases::search_name))

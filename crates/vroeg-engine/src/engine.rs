@@ -1006,10 +1006,7 @@ impl Engine {
         now: Millis,
     ) -> Result<Result<(), DecodeError>, EngineError> {
         let id = feedback.zaak_id.as_str();
-        let record = match batch.cases.remove(id) {
-            Some(r) => Some(r),
-            None => self.store.case(id)?,
-        };
+        let record = self.take_case(batch, id)?;
         let Some(mut record) = record else {
             return Ok(Err(vroeg_core::feedback::unknown_case("no such case")));
         };
@@ -1044,10 +1041,7 @@ impl Engine {
         now: Millis,
     ) -> Result<Result<(), DecodeError>, EngineError> {
         let id = feedback.zaak_id.as_str();
-        let record = match batch.cases.remove(id) {
-            Some(r) => Some(r),
-            None => self.store.case(id)?,
-        };
+        let record = self.take_case(batch, id)?;
         let Some(mut record) = record.filter(|r| r.huishouden == key.0) else {
             return Ok(Err(vroeg_core::feedback::unknown_case("no such case")));
         };
@@ -1085,6 +1079,15 @@ impl Engine {
         Ok(result)
     }
 
+    /// Case `id`'s record as this batch has it so far: taken out of the
+    /// batch (the caller puts it back), or read from the store.
+    fn take_case(&self, batch: &mut Batch, id: &str) -> Result<Option<CaseRecord>, EngineError> {
+        match batch.cases.remove(id) {
+            Some(r) => Ok(Some(r)),
+            None => Ok(self.store.case(id)?),
+        }
+    }
+
     /// Note on the case record what became of a feedback message, if the
     /// case has a record (feedback for a case that never existed has
     /// none: it is dead-lettered only).
@@ -1096,10 +1099,7 @@ impl Engine {
         refused: Option<&DecodeError>,
     ) -> Result<(), EngineError> {
         let id = feedback.zaak_id.as_str();
-        let record = match batch.cases.remove(id) {
-            Some(r) => Some(r),
-            None => self.store.case(id)?,
-        };
+        let record = self.take_case(batch, id)?;
         if let Some(mut record) = record {
             record.trace_feedback(feedback, now, refused);
             batch.cases.insert(id.to_owned(), record);
