@@ -971,3 +971,30 @@ fn a_corrected_outcome_reopens_the_case_and_the_export_shows_the_correction() {
         "so do correction reasons"
     );
 }
+
+/// Every problem of a rule test file is reported at once, each with its
+/// location printed once, with suggestions for misspelt names; a decimal
+/// comma in an amount is accepted.
+#[test]
+fn rule_test_file_problems_are_all_reported_once_with_suggestions() {
+    let out = vroeg(&["rules", "test", "tests/fixtures/rule-tests/fouten.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let expected =
+        std::fs::read_to_string(root().join("tests/fixtures/rule-tests/fouten.expected")).unwrap();
+    assert!(expected.lines().count() >= 5);
+    for line in expected.lines() {
+        assert!(text.contains(line), "missing\n  {line}\nin\n{text}");
+        assert_eq!(text.matches(line).count(), 1, "once: {line}");
+    }
+    assert!(
+        !text.contains("at line"),
+        "the location once, in front:\n{text}"
+    );
+    let out = vroeg(&[
+        "rules",
+        "test",
+        "tests/fixtures/rule-tests/decimale-komma.yaml",
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+}

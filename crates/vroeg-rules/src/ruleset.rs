@@ -829,7 +829,29 @@ fn parse_rule(
                         file,
                         ident_loc(w),
                         "assignment",
-                        format!("`when` assigns to `{w}`; a condition must not assign"),
+                        format!(
+                            "`when` assigns to `{w}`; a condition must not assign (to compare, write `==`)"
+                        ),
+                    );
+                }
+                // `and`, `or` and `not` read as calls of functions by those
+                // names: say what to write instead.
+                let mut words: Vec<&str> = node.iter_function_identifiers().collect();
+                words.sort_unstable();
+                words.dedup();
+                for word in words {
+                    let instead = match word {
+                        "and" | "en" => "&&",
+                        "or" | "of" => "||",
+                        "not" | "niet" => "!",
+                        _ => continue,
+                    };
+                    ok = false;
+                    diags.push(
+                        file,
+                        ident_loc(word),
+                        "operator",
+                        format!("`{word}` is not an operator in a condition; write `{instead}`"),
                     );
                 }
                 let mut names: Vec<&str> = node.iter_variable_identifiers().collect();
@@ -867,8 +889,11 @@ fn parse_rule(
                     }
                 }
                 if ok {
-                    if let Some((code, problem)) = type_check(&node) {
-                        diags.push(file, *loc, code, format!("`when` {problem}"));
+                    if let Some((code, problem, literal)) = type_check(&node) {
+                        let at = literal
+                            .and_then(|l| offset.and_then(|o| find_text(text, o as usize, &l)))
+                            .unwrap_or(*loc);
+                        diags.push(file, at, code, format!("`when` {problem}"));
                     } else {
                         compiled = Some(node);
                     }
@@ -901,10 +926,88 @@ fn parse_rule(
     })
 }
 
+/// Where `needle` first stands in `text` from byte `from`: (line, col).
+fn find_text(text: &str, from: usize, needle: &str) -> Option<(u64, u64)> {
+    let i = from.min(text.len()) + text.get(from..)?.find(needle)?;
+    let line = text[..i].matches('\n').count() as u64 + 1;
+    let col = (i - text[..i].rfind('\n').map(|n| n + 1).unwrap_or(0)) as u64 + 1;
+    Some((line, col))
+}
+
+/// The variables an expression reads, each with its type and unit, for a
+/// policy officer: "`zorg_bedrag` (a number, euro)".
+fn read_variables(node: &Node) -> String {
+    let mut names: Vec<&str> = node.iter_variable_identifiers().collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .iter()
+        .filter_map(|n| index().get(n).map(|i| &catalogue()[*i]))
+        .map(|v| {
+            let ty = match v.ty {
+                vroeg_core::vars::VarType::Bool => "true or false",
+                vroeg_core::vars::VarType::Int => "a whole number",
+                vroeg_core::vars::VarType::Float => "a number",
+            };
+            if v.unit == "-" {
+                format!("`{}` ({ty})", v.name)
+            } else {
+                format!("`{}` ({ty}, {})", v.name, v.unit)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A type error in the terms of a rule: which values do not go together,
+/// with the variables the expression reads, their types and units; and the
+/// literal to point at, if the error names one.
+fn explain_type_error(node: &Node, error: &evalexpr::EvalexprError) -> (String, Option<String>) {
+    use evalexpr::EvalexprError as E;
+    let actual = match error {
+        E::ExpectedNumber { actual }
+        | E::ExpectedFloat { actual }
+        | E::ExpectedInt { actual }
+        | E::ExpectedBoolean { actual }
+        | E::ExpectedNumberOrString { actual } => Some(actual),
+        _ => None,
+    };
+    let reads = read_variables(node);
+    let reads = if reads.is_empty() {
+        String::new()
+    } else {
+        format!("; it reads {reads}")
+    };
+    match (error, actual) {
+        (_, Some(EValue::String(text))) => (
+            format!(
+                "compares or combines a value with the text \"{text}\"; write numbers without quotes (`150`, not `\"150\"`){reads}"
+            ),
+            Some(format!("\"{text}\"")),
+        ),
+        (E::ExpectedBoolean { actual }, _) => (
+            format!(
+                "uses {} where true or false is needed (`&&`, `||` and `!` combine conditions; compare numbers with `>=`, `==`, ...){reads}",
+                value_kind(actual)
+            ),
+            None,
+        ),
+        (_, Some(actual)) => (
+            format!(
+                "uses {} where a number is needed{reads}",
+                value_kind(actual)
+            ),
+            None,
+        ),
+        _ => (format!("cannot be evaluated: {error}{reads}"), None),
+    }
+}
+
 /// Evaluate against representative contexts: every variable false/zero,
 /// every variable true/typical, and each boolean flipped on its own. A type
-/// error in any of them, or a non-boolean result, is a problem.
-fn type_check(node: &Node) -> Option<(&'static str, String)> {
+/// error in any of them, or a non-boolean result, is a problem: its code,
+/// its message, and a literal of the expression to point at.
+fn type_check(node: &Node) -> Option<(&'static str, String, Option<String>)> {
     let mut contexts = vec![Variables::zeroes(), Variables::typical()];
     let mut mixed = Variables::zeroes();
     for (i, v) in mixed.values.iter_mut().enumerate() {
@@ -920,7 +1023,11 @@ fn type_check(node: &Node) -> Option<(&'static str, String)> {
             Ok(other) => {
                 return Some((
                     "type",
-                    format!("must give true or false, but gives {}", value_kind(&other)),
+                    format!(
+                        "must give true or false, but gives {}; compare it, for example `>= 1`",
+                        value_kind(&other)
+                    ),
+                    None,
                 ))
             }
             // evalexpr parses `a >= ` and reports the missing operand only
@@ -929,9 +1036,13 @@ fn type_check(node: &Node) -> Option<(&'static str, String)> {
                 return Some((
                     "syntax",
                     "is incomplete: an operator is missing an operand".to_owned(),
+                    None,
                 ))
             }
-            Err(e) => return Some(("type", format!("has a type error: {e}"))),
+            Err(e) => {
+                let (message, literal) = explain_type_error(node, &e);
+                return Some(("type", message, literal));
+            }
         }
     }
     None

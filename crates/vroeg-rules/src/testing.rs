@@ -66,7 +66,7 @@ struct RawSignal {
     #[serde(default)]
     referentie: Option<String>,
     #[serde(default)]
-    bedrag: Option<f64>,
+    bedrag: Option<Amount>,
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
@@ -86,6 +86,34 @@ struct RawSignal {
     contactpoging: bool,
     #[serde(default)]
     uren: Option<u32>,
+}
+
+/// An amount in euro: a number (`412.5`), or text with a decimal comma as
+/// Dutch writes it (`"412,50"`, `412,50`, `"1.234,50"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Amount {
+    Number(f64),
+    Text(String),
+}
+
+impl Amount {
+    fn euros(&self) -> Result<f64, String> {
+        match self {
+            Amount::Number(n) => Ok(*n),
+            Amount::Text(t) => {
+                let t = t.trim();
+                let normal = if t.contains(',') {
+                    t.replace('.', "").replace(',', ".")
+                } else {
+                    t.to_owned()
+                };
+                normal.parse::<f64>().map_err(|_| {
+                    format!("`bedrag: {t}` is not an amount in euro; write 412.50 or \"412,50\"")
+                })
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +173,9 @@ pub enum TestFileError {
         col: u64,
         message: String,
     },
+    /// Every problem of a file, each with its location once.
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Problems(Vec<TestFileError>),
     #[error("{file}: rule files do not load:\n{diags}")]
     Rules { file: PathBuf, diags: Diagnostics },
     #[error("{file}: cannot read: {source}")]
@@ -166,6 +197,31 @@ fn parse_time(s: &str, end_of_day: bool) -> Option<Millis> {
         });
     }
     parse_rfc3339(s)
+}
+
+/// "unknown partner `Zrog`; did you mean `Zorg`? expected one of: ..."
+fn unknown<'a>(what: &str, got: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let known: Vec<&str> = known.collect();
+    let closest = known
+        .iter()
+        .map(|k| {
+            (
+                strsim::jaro_winkler(&got.to_lowercase(), &k.to_lowercase()),
+                *k,
+            )
+        })
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match closest {
+        Some((_, k)) => format!(
+            "unknown {what} `{got}`; did you mean `{k}`? (expected one of: {})",
+            known.join(", ")
+        ),
+        None => format!(
+            "unknown {what} `{got}`; expected one of: {}",
+            known.join(", ")
+        ),
+    }
 }
 
 fn invalid(file: &Path, loc: (u64, u64), message: impl Into<String>) -> TestFileError {
@@ -201,87 +257,102 @@ fn build_signal(
         plaatsnaam: "Teststad".into(),
     };
     let id = s.id.clone().unwrap_or_else(|| format!("{test}#{n}"));
-    let body = match (&s.partner, &s.verzuim) {
-        (Some(partner), None) => {
-            let partner = PartnerType::parse(partner).ok_or_else(|| {
-                invalid(
-                    file,
-                    loc,
-                    format!("unknown partner `{partner}`; expected one of the DDAS partner types"),
-                )
-            })?;
-            let status = match &s.status {
-                None => ArrearsStatus::Open,
-                Some(st) => ArrearsStatus::parse(st)
-                    .ok_or_else(|| invalid(file, loc, format!("unknown status `{st}`")))?,
-            };
-            let bedrag = s
-                .bedrag
-                .ok_or_else(|| invalid(file, loc, "a payment signal needs `bedrag` (euro)"))?;
-            if !(0.0..=10_000_000.0).contains(&bedrag) {
-                return Err(invalid(
-                    file,
-                    loc,
-                    "`bedrag` must be between 0 and 10000000 euro",
-                ));
-            }
-            let ontstaansdatum = match &s.ontstaansdatum {
-                None => day.plus_days(-60),
-                Some(d) => Day::parse(d)
-                    .ok_or_else(|| invalid(file, loc, "`ontstaansdatum` must be YYYY-MM-DD"))?,
-            };
-            SignalBody::Arrears(Arrears {
-                partner,
-                referentie: s
-                    .referentie
-                    .clone()
-                    .unwrap_or_else(|| format!("{}-{}", s.household, partner.var_prefix())),
-                status,
-                bedrag_cent: (bedrag * 100.0).round() as u64,
-                ontstaansdatum,
-                signaaldatum: day,
-                crisissignaal: s.crisis,
-                eindelevering: s.eindelevering,
-                client: Person {
-                    voorletters: "T.".into(),
-                    voorvoegsel: None,
-                    achternaam: "Test".into(),
-                    geboortedatum: match &s.geboortedatum {
-                        None => Day::parse("1980-01-01").unwrap_or(Day(3652)),
-                        Some(d) => Day::parse(d).ok_or_else(|| {
-                            invalid(file, loc, "`geboortedatum` must be YYYY-MM-DD")
-                        })?,
+    let body =
+        match (&s.partner, &s.verzuim) {
+            (Some(partner), None) => {
+                let partner = PartnerType::parse(partner).ok_or_else(|| {
+                    invalid(
+                        file,
+                        loc,
+                        unknown(
+                            "partner",
+                            partner,
+                            PartnerType::ALL.iter().map(|p| p.as_str()),
+                        ),
+                    )
+                })?;
+                let status = match &s.status {
+                    None => ArrearsStatus::Open,
+                    Some(st) => ArrearsStatus::parse(st).ok_or_else(|| {
+                        invalid(
+                            file,
+                            loc,
+                            unknown("status", st, ArrearsStatus::ALL.iter().map(|p| p.as_str())),
+                        )
+                    })?,
+                };
+                let bedrag = s
+                    .bedrag
+                    .as_ref()
+                    .ok_or_else(|| invalid(file, loc, "a payment signal needs `bedrag` (euro)"))?
+                    .euros()
+                    .map_err(|m| invalid(file, loc, m))?;
+                if !(0.0..=10_000_000.0).contains(&bedrag) {
+                    return Err(invalid(
+                        file,
+                        loc,
+                        "`bedrag` must be between 0 and 10000000 euro",
+                    ));
+                }
+                let ontstaansdatum = match &s.ontstaansdatum {
+                    None => day.plus_days(-60),
+                    Some(d) => Day::parse(d)
+                        .ok_or_else(|| invalid(file, loc, "`ontstaansdatum` must be YYYY-MM-DD"))?,
+                };
+                SignalBody::Arrears(Arrears {
+                    partner,
+                    referentie: s
+                        .referentie
+                        .clone()
+                        .unwrap_or_else(|| format!("{}-{}", s.household, partner.var_prefix())),
+                    status,
+                    bedrag_cent: (bedrag * 100.0).round() as u64,
+                    ontstaansdatum,
+                    signaaldatum: day,
+                    crisissignaal: s.crisis,
+                    eindelevering: s.eindelevering,
+                    client: Person {
+                        voorletters: "T.".into(),
+                        voorvoegsel: None,
+                        achternaam: "Test".into(),
+                        geboortedatum: match &s.geboortedatum {
+                            None => Day::parse("1980-01-01").unwrap_or(Day(3652)),
+                            Some(d) => Day::parse(d).ok_or_else(|| {
+                                invalid(file, loc, "`geboortedatum` must be YYYY-MM-DD")
+                            })?,
+                        },
+                        address,
+                        bsn: None,
+                        telefoon: None,
+                        email: None,
                     },
+                })
+            }
+            (None, Some(soort)) => SignalBody::Absence(Absence {
+                verzuimsoort: Verzuimsoort::parse(soort).ok_or_else(|| {
+                    invalid(
+                        file,
+                        loc,
+                        unknown(
+                            "verzuim",
+                            soort,
+                            Verzuimsoort::ALL.iter().map(|p| p.as_str()),
+                        ),
+                    )
+                })?,
+                uren_4_weken: s.uren.unwrap_or(16),
+                school: "00AA".into(),
+                leerling: Pupil {
+                    geboortedatum: Day::parse("2012-01-01").unwrap_or(Day(15340)),
                     address,
-                    bsn: None,
-                    telefoon: None,
-                    email: None,
                 },
-            })
-        }
-        (None, Some(soort)) => SignalBody::Absence(Absence {
-            verzuimsoort: Verzuimsoort::parse(soort).ok_or_else(|| {
-                invalid(
-                    file,
-                    loc,
-                    format!("unknown verzuim `{soort}`; expected ongeoorloofd, langdurig or luxe"),
-                )
-            })?,
-            uren_4_weken: s.uren.unwrap_or(16),
-            school: "00AA".into(),
-            leerling: Pupil {
-                geboortedatum: Day::parse("2012-01-01").unwrap_or(Day(15340)),
-                address,
-            },
-        }),
-        _ => {
-            return Err(invalid(
+            }),
+            _ => return Err(invalid(
                 file,
                 loc,
                 "a signal needs either `partner` (payment arrears) or `verzuim` (school absence)",
-            ))
-        }
-    };
+            )),
+        };
     let source = s.source.clone().unwrap_or_else(|| match &body {
         SignalBody::Arrears(a) => format!("urn:vroeg:test:{}", a.partner.var_prefix()),
         SignalBody::Absence(_) => "urn:vroeg:test:school".into(),
@@ -309,12 +380,25 @@ pub fn run_file(file: &Path) -> Result<FileOutcome, TestFileError> {
             .map(|l| (l.line(), l.column()))
             .unwrap_or((1, 1));
         let msg = e.without_snippet().to_string();
-        invalid(
-            file,
-            (line, col),
-            msg.lines().next().unwrap_or("").to_owned(),
-        )
+        let first = msg.lines().next().unwrap_or("");
+        // The location is printed once, in front.
+        let first = match first.rfind(" at line ") {
+            Some(i) => &first[..i],
+            None => first,
+        };
+        invalid(file, (line, col), first.to_owned())
     })?;
+    // Every input of every test is checked before anything runs, and every
+    // problem is reported.
+    let mut problems = Vec::new();
+    let prepared: Vec<Prepared<'_>> = raw
+        .tests
+        .iter()
+        .map(|t| prepare(file, t, &mut problems))
+        .collect();
+    if !problems.is_empty() {
+        return Err(TestFileError::Problems(problems));
+    }
     let base = file.parent().unwrap_or(Path::new("."));
     let rule_paths: Vec<PathBuf> = match &raw.rule_files {
         Some(list) => list.iter().map(|p| base.join(p)).collect(),
@@ -329,10 +413,10 @@ pub fn run_file(file: &Path) -> Result<FileOutcome, TestFileError> {
             file: file.to_owned(),
             diags,
         })?;
-    let mut tests = Vec::new();
-    for test in &raw.tests {
-        tests.push(run_test(file, &rules, test)?);
-    }
+    let tests = prepared
+        .into_iter()
+        .map(|p| run_test(file, &rules, p))
+        .collect();
     Ok(FileOutcome {
         file: file.to_owned(),
         tests,
@@ -363,39 +447,64 @@ impl Sim<'_> {
     }
 }
 
-fn run_test(file: &Path, rules: &RuleSet, test: &RawTest) -> Result<TestOutcome, TestFileError> {
-    let routing = Routing::single("standaard");
+/// A test whose inputs are checked: its signals and contact attempts in
+/// time order, and its evaluation points.
+struct Prepared<'a> {
+    name: &'a str,
+    /// (time, household, the signal; `None` for a contact attempt)
+    signals: Vec<(Millis, String, Option<Signal>)>,
+    points: Vec<(Millis, &'a Spanned<RawExpect>)>,
+}
+
+/// Check a test's inputs; every problem goes to `problems`.
+fn prepare<'a>(file: &Path, test: &'a RawTest, problems: &mut Vec<TestFileError>) -> Prepared<'a> {
     let mut signals = Vec::new();
     for (n, raw) in test.signals.iter().enumerate() {
         let input = if raw.value.contactpoging {
-            let time = parse_time(&raw.value.at, false).ok_or_else(|| {
-                invalid(
-                    file,
-                    at(raw),
-                    format!("`at: {}` is not a date or RFC 3339 time", raw.value.at),
-                )
-            })?;
-            (time, None)
+            parse_time(&raw.value.at, false)
+                .map(|time| (time, None))
+                .ok_or_else(|| {
+                    invalid(
+                        file,
+                        at(raw),
+                        format!("`at: {}` is not a date or RFC 3339 time", raw.value.at),
+                    )
+                })
         } else {
-            let (time, signal) = build_signal(file, &test.name, n + 1, raw)?;
-            (time, Some(signal))
+            build_signal(file, &test.name, n + 1, raw).map(|(time, signal)| (time, Some(signal)))
         };
-        signals.push((input.0, raw.value.household.clone(), input.1));
+        match input {
+            Ok((time, signal)) => signals.push((time, raw.value.household.clone(), signal)),
+            Err(e) => problems.push(e),
+        }
     }
     signals.sort_by_key(|(t, _, _)| *t);
     let mut points = Vec::new();
     for e in &test.expect {
-        let t = parse_time(&e.value.at, true).ok_or_else(|| {
-            invalid(
+        match parse_time(&e.value.at, true) {
+            Some(t) => points.push((t, e)),
+            None => problems.push(invalid(
                 file,
                 at(e),
                 format!("`at: {}` is not a date or RFC 3339 time", e.value.at),
-            )
-        })?;
-        points.push((t, e));
+            )),
+        }
     }
     points.sort_by_key(|(t, _)| *t);
+    Prepared {
+        name: &test.name,
+        signals,
+        points,
+    }
+}
 
+fn run_test(file: &Path, rules: &RuleSet, test: Prepared<'_>) -> TestOutcome {
+    let routing = Routing::single("standaard");
+    let Prepared {
+        name: test_name,
+        signals,
+        points,
+    } = test;
     let mut sim = Sim {
         processor: Processor::new(rules, &routing),
         households: BTreeMap::new(),
@@ -433,10 +542,10 @@ fn run_test(file: &Path, rules: &RuleSet, test: &RawTest) -> Result<TestOutcome,
         let got = std::mem::take(&mut sim.emitted);
         compare(file, expect, &got, &mut failures);
     }
-    Ok(TestOutcome {
-        name: test.name.clone(),
+    TestOutcome {
+        name: test_name.to_owned(),
         failures,
-    })
+    }
 }
 
 fn describe(a: &Alert) -> String {
