@@ -387,23 +387,9 @@ fn rule_id_location(rule: &Spanned<LocatedMap>) -> (u64, u64) {
 }
 
 /// Levenshtein distance, for "did you mean" hints.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
     candidates
-        .map(|c| (distance(name, c), c))
+        .map(|c| (strsim::levenshtein(name, c), c))
         .filter(|(d, c)| *d <= 3.max(c.len() / 4))
         .min()
         .map(|(_, c)| format!("; did you mean `{c}`?"))
