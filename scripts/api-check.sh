@@ -98,7 +98,7 @@ fi
 cases=$(curl -fsS -H "$auth" "$base/api/v1/werkbakken" | python3 -c 'import json,sys; print(sum(w["open"] for w in json.load(sys.stdin)["werkbakken"]))')
 echo "api-check: service on $base with $cases open cases; schemathesis for ${budget}s"
 
-schemathesis run "$base/api/v1/openapi.json" \
+schemathesis --config-file scripts/schemathesis.toml run "$base/api/v1/openapi.json" \
   --header "$auth" \
   --checks all \
   --max-time "$budget" \

@@ -604,8 +604,11 @@ async fn feedback_is_validated_and_published() {
     assert_eq!(status, StatusCode::CONFLICT);
     // Oversized bodies are refused before they are read.
     let big = vec![b' '; crate::MAX_BODY_BYTES + 1];
-    let (status, _) = call(&f.router, "POST", &path, Some(&bearer(NOORD)), Some(big)).await;
+    let (status, body) = call(&f.router, "POST", &path, Some(&bearer(NOORD)), Some(big)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["fout"], "te_groot", "the API's own JSON error: {body}");
+    let last = f.store.audit_log().last().unwrap().unwrap();
+    assert_eq!((last.actie.as_str(), last.status), ("contactpoging", 413));
     assert_eq!(
         f.sent.0.lock().unwrap().len(),
         2,

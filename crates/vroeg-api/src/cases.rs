@@ -92,6 +92,8 @@ pub enum ApiError {
         detail: String,
     },
     Conflict(String),
+    /// The body is over the limit (`MAX_BODY_BYTES`).
+    TooLarge,
     Unavailable(String),
     Internal,
 }
@@ -131,6 +133,10 @@ impl IntoResponse for ApiError {
                 StatusCode::CONFLICT,
                 json!({"fout": "conflict", "detail": detail}),
             ),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"fout": "te_groot", "detail": format!("the body is larger than {} KiB", crate::MAX_BODY_BYTES / 1024)}),
+            ),
             ApiError::Unavailable(detail) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"fout": "niet_beschikbaar", "detail": detail}),
@@ -153,6 +159,7 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::Unprocessable { .. } => 422,
             ApiError::Conflict(_) => 409,
+            ApiError::TooLarge => 413,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal => 500,
         }
@@ -576,8 +583,18 @@ pub(crate) fn feedback_route(kind: &'static str) -> axum::routing::MethodRouter<
         move |State(api): State<CaseApi>,
               headers: HeaderMap,
               Path(id): Path<String>,
-              body: axum::body::Bytes| async move {
-            record_feedback(api, headers, id, body, kind).await
+              body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>| async move {
+            // Who asks comes first; then a body over the limit is 413 with
+            // the API's own JSON error, like every other answer.
+            let caller = authenticate(&api, &headers)?;
+            let body = body.map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge
+                } else {
+                    ApiError::BadRequest(rejection.body_text())
+                }
+            });
+            record_feedback(api, caller, id, body, kind).await
         },
     )
 }
@@ -595,12 +612,19 @@ fn new_feedback_id() -> Result<String, ApiError> {
 
 async fn record_feedback(
     api: CaseApi,
-    headers: HeaderMap,
+    caller: Caller,
     id: String,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, ApiError>,
     kind: &'static str,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&api, &headers)?;
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => {
+            let (api, caller, id, status) = (api.clone(), caller.clone(), id.clone(), e.status());
+            blocking(move || audit(&api, &caller, kind, Some(&id), status)).await?;
+            return Err(e);
+        }
+    };
     let prepared = {
         let (api, caller, id) = (api.clone(), caller.clone(), id.clone());
         blocking(move || {
