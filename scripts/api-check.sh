@@ -9,6 +9,8 @@
 #   SECONDS: schemathesis's time budget (default 120).
 #   BINARY: the vroeg binary (default ./target/release/vroeg, built if missing).
 #   Uses the broker in $VROEG_TEST_BROKERS, or starts one (scripts/kafka.sh).
+#   API_CHECK_SEED fixes schemathesis's seed (CI does, so that a run is
+#   repeatable); without it every run explores new cases.
 #   Installs schemathesis from PyPI where it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -104,7 +106,8 @@ schemathesis --config-file scripts/schemathesis.toml run "$base/api/v1/openapi.j
   --max-time "$budget" \
   --workers 2 \
   --request-timeout 10 \
-  --suppress-health-check all
+  --suppress-health-check all \
+  ${API_CHECK_SEED:+--seed "$API_CHECK_SEED"}
 
 # The read-only token changed nothing: no feedback was published.
 if grep -q '"level":"ERROR"\|panicked' "$work/run.log"; then
