@@ -188,6 +188,22 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|_| ApiError::Internal)?
 }
 
+/// The caller, if it holds the admin role; otherwise 403, audited as
+/// `actie`.
+pub(crate) async fn admin(
+    api: &CaseApi,
+    headers: &HeaderMap,
+    actie: &'static str,
+) -> Result<Caller, ApiError> {
+    let caller = authenticate(api, headers)?;
+    if caller.role != Role::Admin {
+        let api = api.clone();
+        blocking(move || audit(&api, &caller, actie, None, 403)).await?;
+        return Err(ApiError::Forbidden);
+    }
+    Ok(caller)
+}
+
 /// Append an audit entry; a failure fails the request.
 pub(crate) fn audit(
     api: &CaseApi,
@@ -423,36 +439,31 @@ pub(crate) async fn queue_counts(
     .await
 }
 
-/// `GET /api/v1/zoeken/adres?postcode=&huisnummer=`: the caller's cases
-/// at an address. Audited as `zoeken_adres`, never with the terms.
-pub(crate) async fn search_address(
-    State(api): State<CaseApi>,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let caller = authenticate(&api, &headers)?;
-    blocking(move || {
-        let result =
-            address_search(&api, &query).and_then(|found| found_rows(&api, &caller, found));
-        audited(&api, &caller, "zoeken_adres", None, result)
-    })
-    .await
-}
+/// A search: the query parameters in, the cases found out.
+pub(crate) type Search =
+    fn(&CaseApi, &HashMap<String, String>) -> Result<Vec<CaseRecord>, ApiError>;
 
-/// `GET /api/v1/zoeken/naam?achternaam=`: the caller's cases with a
-/// surname (or its first letters). Audited as `zoeken_naam`, never with
-/// the terms.
-pub(crate) async fn search_name(
-    State(api): State<CaseApi>,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let caller = authenticate(&api, &headers)?;
-    blocking(move || {
-        let result = name_search(&api, &query).and_then(|found| found_rows(&api, &caller, found));
-        audited(&api, &caller, "zoeken_naam", None, result)
-    })
-    .await
+/// A search over the caller's cases, audited as `actie`, never with the
+/// terms: `GET /api/v1/zoeken/adres?postcode=&huisnummer=` (`zoeken_adres`,
+/// [`address_search`]) and `GET /api/v1/zoeken/naam?achternaam=`
+/// (`zoeken_naam`, [`name_search`]: the surname or its first letters).
+pub(crate) fn search_route(
+    actie: &'static str,
+    search: Search,
+) -> axum::routing::MethodRouter<CaseApi> {
+    axum::routing::get(
+        move |State(api): State<CaseApi>,
+              headers: HeaderMap,
+              Query(query): Query<HashMap<String, String>>| async move {
+            let caller = authenticate(&api, &headers)?;
+            blocking(move || {
+                let result =
+                    search(&api, &query).and_then(|found| found_rows(&api, &caller, found));
+                audited(&api, &caller, actie, None, result)
+            })
+            .await
+        },
+    )
 }
 
 /// A Dutch postcode exactly as the OpenAPI document allows it
@@ -482,7 +493,7 @@ fn required<'a>(query: &'a HashMap<String, String>, name: &str) -> Result<&'a st
         .ok_or_else(|| ApiError::BadRequest(format!("{name}: required")))
 }
 
-fn address_search(
+pub(crate) fn address_search(
     api: &CaseApi,
     query: &HashMap<String, String>,
 ) -> Result<Vec<CaseRecord>, ApiError> {
@@ -504,7 +515,7 @@ fn address_search(
     api.cases.by_address(&code, number).map_err(read_error)
 }
 
-fn name_search(
+pub(crate) fn name_search(
     api: &CaseApi,
     query: &HashMap<String, String>,
 ) -> Result<Vec<CaseRecord>, ApiError> {
@@ -788,11 +799,7 @@ pub(crate) async fn reload_rules(
     State(api): State<CaseApi>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&api, &headers)?;
-    if caller.role != Role::Admin {
-        blocking(move || audit(&api, &caller, "herladen", None, 403)).await?;
-        return Err(ApiError::Forbidden);
-    }
+    let caller = admin(&api, &headers, "herladen").await?;
     let Some(reload) = api.reload.clone() else {
         return Err(ApiError::Unavailable("this service cannot reload".into()));
     };

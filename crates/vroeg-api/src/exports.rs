@@ -8,8 +8,6 @@
 //! Both are audited (`export_ddas`, `export_rapport`). An instance that
 //! runs no engine (`vroeg serve`) answers 503.
 
-use std::sync::Arc;
-
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -18,22 +16,13 @@ use serde_json::json;
 use vroeg_core::time::{parse_rfc3339, Day, Millis};
 use vroeg_export::{Contactpersoon, DdasRequest, ExportError, Period, Snapshot};
 
-use crate::auth::{Caller, Role};
-use crate::cases::{audit, authenticate, blocking, ApiError, CaseApi};
+use crate::cases::{admin, audit, blocking, ApiError, CaseApi};
 
 /// A consistent view of the engine's state.
 pub trait Exports: Send + Sync {
     /// Read the state while no batch writes it (the implementation holds
     /// the engine's lock while it reads).
     fn snapshot(&self) -> Result<Snapshot, ExportError>;
-}
-
-fn admin(api: &CaseApi, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let caller = authenticate(api, headers)?;
-    if caller.role != Role::Admin {
-        return Err(ApiError::Forbidden);
-    }
-    Ok(caller)
 }
 
 /// The one value of a query parameter; a repeated one is refused.
@@ -112,25 +101,13 @@ async fn export<T: Send + 'static>(
     asked: Result<T, ApiError>,
     build: impl FnOnce(Snapshot, T) -> Result<Response, ApiError> + Send + 'static,
 ) -> Result<Response, ApiError> {
-    let caller = match admin(&api, &headers) {
-        Ok(c) => c,
-        Err(ApiError::Forbidden) => {
-            let caller = authenticate(&api, &headers)?;
-            blocking(move || audit(&api, &caller, actie, None, 403)).await?;
-            return Err(ApiError::Forbidden);
-        }
-        Err(e) => return Err(e),
-    };
+    let caller = admin(&api, &headers, actie).await?;
     blocking(move || {
         let result = asked.and_then(|asked| match &api.exports {
             None => Err(ApiError::Unavailable(
                 "this instance runs no engine and holds no state to export; ask the instance that runs `vroeg run`".into(),
             )),
-            Some(exports) => {
-                let exports: Arc<dyn Exports> = exports.clone();
-                let snapshot = exports.snapshot().map_err(refused)?;
-                build(snapshot, asked)
-            }
+            Some(exports) => build(exports.snapshot().map_err(refused)?, asked),
         });
         let status = result.as_ref().map_or_else(ApiError::status, |_| 200);
         audit(&api, &caller, actie, None, status)?;

@@ -110,8 +110,14 @@ pub fn router(metrics: Arc<Metrics>, ready: Readiness, cases: Option<CaseApi>) -
             cases::feedback_route("correctie"),
         )
         .route("/api/v1/werkbakken", get(cases::queue_counts))
-        .route("/api/v1/zoeken/adres", get(cases::search_address))
-        .route("/api/v1/zoeken/naam", get(cases::search_name))
+        .route(
+            "/api/v1/zoeken/adres",
+            cases::search_route("zoeken_adres", cases::address_search),
+        )
+        .route(
+            "/api/v1/zoeken/naam",
+            cases::search_route("zoeken_naam", cases::name_search),
+        )
         .route("/api/v1/leesmodel", get(cases::read_model_status))
         .route("/api/v1/audit", get(cases::audit_export))
         .route("/admin/reload", post(cases::reload_rules))
