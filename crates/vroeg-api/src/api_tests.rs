@@ -218,6 +218,16 @@ async fn call(
     (status, value)
 }
 
+/// A table row of requests: (token or method, path, body, expected status,
+/// expected audit action).
+type Row = (
+    &'static str,
+    String,
+    Option<Vec<u8>>,
+    StatusCode,
+    &'static str,
+);
+
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -846,7 +856,7 @@ async fn the_read_only_role_reads_everything_and_changes_nothing() {
     let f = fixture();
     let auditor = bearer(AUDITOR);
     // (method, path, body, status, audited action)
-    let table: Vec<(&str, String, Option<Vec<u8>>, StatusCode, &str)> = vec![
+    let table: Vec<Row> = vec![
         (
             "GET",
             "/api/v1/cases?status=alle".into(),
@@ -942,7 +952,7 @@ async fn notes_and_assignments_are_published_checked_and_audited() {
     let f = fixture();
     let note = |v: Value| Some(v.to_string().into_bytes());
     // (token, path, body, status, audited action)
-    let table: Vec<(&str, String, Option<Vec<u8>>, StatusCode, &str)> = vec![
+    let table: Vec<Row> = vec![
         (
             NOORD,
             format!("/api/v1/cases/{NOORD_CASE}/notities"),
