@@ -287,6 +287,14 @@ impl CaseRecord {
         }
     }
 
+    /// Whether feedback `id` was applied to this case (a re-send of it has
+    /// no effect).
+    pub fn applied(&self, id: &str) -> bool {
+        self.terugkoppeling
+            .iter()
+            .any(|t| t.id == id && t.status == FeedbackStatus::Verwerkt)
+    }
+
     /// Apply a note or an assignment (the feedback kinds that only
     /// annotate the record), as of `now`. A note may go on an open or a
     /// closed case, an assignment only on an open one. `Ok(false)` when the
@@ -297,11 +305,7 @@ impl CaseRecord {
         now: Millis,
     ) -> Result<bool, crate::signal::DecodeError> {
         use crate::feedback::FeedbackKind;
-        if self
-            .terugkoppeling
-            .iter()
-            .any(|t| t.id == feedback.id && t.status == FeedbackStatus::Verwerkt)
-        {
+        if self.applied(&feedback.id) {
             return Ok(false);
         }
         match &feedback.kind {

@@ -1045,10 +1045,7 @@ impl Engine {
         let Some(mut record) = record.filter(|r| r.huishouden == key.0) else {
             return Ok(Err(vroeg_core::feedback::unknown_case("no such case")));
         };
-        let applied = record.terugkoppeling.iter().any(|t| {
-            t.id == feedback.id && t.status == vroeg_core::archive::FeedbackStatus::Verwerkt
-        });
-        let result = if applied {
+        let result = if record.applied(&feedback.id) {
             batch.stats.duplicates += 1;
             Ok(())
         } else {

@@ -241,7 +241,8 @@ impl ReadModel {
     }
 }
 
-fn open_query(scope: Scope, now: Millis) -> Query {
+/// Every open case of `scope`, most urgent first.
+pub(crate) fn open_query(scope: Scope, now: Millis) -> Query {
     Query {
         scope,
         status: Some(CaseStatus::Open),

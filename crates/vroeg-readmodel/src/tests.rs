@@ -52,17 +52,8 @@ fn incoming(offset: i64, r: &CaseRecord) -> Incoming {
 
 fn query(scope: Scope) -> Query {
     Query {
-        scope,
-        status: Some(CaseStatus::Open),
-        order: Order::Prioriteit,
-        descending: false,
-        werkbak: None,
-        categorie: None,
-        postcode: None,
-        overdue: None,
-        after: None,
         limit: 50,
-        now: NOW,
+        ..crate::query::open_query(scope, NOW)
     }
 }
 
