@@ -210,12 +210,7 @@ pub fn ddas(args: &DdasArgs) -> anyhow::Result<ExitCode> {
             query.push(("kvk", k.clone()));
         }
         for c in &request.contactpersonen {
-            let mut text = format!("{},{}", c.naam, c.email);
-            for part in [&c.telefoonnummer, &c.functietitel].into_iter().flatten() {
-                text.push(',');
-                text.push_str(part);
-            }
-            query.push(("contactpersoon", text));
+            query.push(("contactpersoon", c.to_string()));
         }
         let answer = fetch(&args.period.remote, "/admin/export/ddas", &query)?;
         let count = |name: &str| answer[name].as_u64().unwrap_or(0) as usize;

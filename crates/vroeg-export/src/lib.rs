@@ -90,6 +90,20 @@ impl FromStr for Contactpersoon {
     }
 }
 
+impl std::fmt::Display for Contactpersoon {
+    /// The form [`FromStr`] reads: `name,email[,phone[,function]]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{}", self.naam, self.email)?;
+        for part in [&self.telefoonnummer, &self.functietitel]
+            .into_iter()
+            .flatten()
+        {
+            write!(f, ",{part}")?;
+        }
+        Ok(())
+    }
+}
+
 /// What a DDAS delivery is about, beside the state: the period and the
 /// delivering organisation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -731,6 +745,10 @@ mod tests {
         assert!(matches!(r.validate(), Err(ExportError::Gemeentecode(_))));
         assert!("Naam".parse::<Contactpersoon>().is_err());
         assert!("Naam,".parse::<Contactpersoon>().is_err());
+        for text in ["Naam,mail@example.org", "Naam,mail@example.org,020,Beheer"] {
+            let parsed: Contactpersoon = text.parse().unwrap();
+            assert_eq!(parsed.to_string(), text, "read back as written");
+        }
         assert_eq!(
             "Naam, mail@example.org, 020"
                 .parse::<Contactpersoon>()
