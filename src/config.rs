@@ -186,6 +186,17 @@ pub struct RawApi {
     /// The case read model's sled directory: the API answers from it. It is
     /// rebuilt from the case topic when deleted.
     pub read_model_dir: PathBuf,
+    /// The inbox signs a session out after this many minutes without a
+    /// request.
+    pub session_idle_minutes: u32,
+    /// Mark the inbox's session cookie `Secure`. On by itself with
+    /// `tls_cert`; set it when a proxy in front serves the pages over TLS.
+    pub secure_cookie: bool,
+    /// Serve the API and the inbox over TLS (rustls) with this certificate
+    /// chain (PEM)...
+    pub tls_cert: Option<PathBuf>,
+    /// ... and this private key (PEM).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A tokens file: `[[tokens]]` entries.
@@ -204,6 +215,10 @@ impl Default for RawApi {
             tokens: Vec::new(),
             tokens_file: None,
             read_model_dir: PathBuf::from("leesmodel"),
+            session_idle_minutes: 30,
+            secure_cookie: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -284,6 +299,11 @@ pub struct Config {
     pub api: Option<SocketAddr>,
     pub api_tokens: Vec<vroeg_api::auth::TokenEntry>,
     pub read_model_dir: PathBuf,
+    /// The inbox's session idle limit, in minutes.
+    pub session_idle_minutes: u32,
+    pub secure_cookie: bool,
+    /// The TLS certificate chain and key files, when the API serves TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub household_secret: Vec<u8>,
 }
 
@@ -389,6 +409,23 @@ impl RawConfig {
                     "kafka.client.{key:?}: must be a string, number or boolean"
                 ));
             }
+        }
+        let a = &self.api;
+        if !(1..=24 * 60).contains(&a.session_idle_minutes) {
+            problems.push("api.session_idle_minutes: must be from 1 to 1440".into());
+        }
+        match (&a.tls_cert, &a.tls_key) {
+            (Some(_), None) | (None, Some(_)) => problems.push(
+                "api.tls_cert and api.tls_key: give both (a PEM certificate chain and its key), or neither".into(),
+            ),
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("tls_cert", cert), ("tls_key", key)] {
+                    if !path.is_file() {
+                        problems.push(format!("api.{name}: {} is not a file", path.display()));
+                    }
+                }
+            }
+            (None, None) => {}
         }
         let e = &self.engine;
         if e.rules.is_empty() {
@@ -673,6 +710,9 @@ impl Config {
             api,
             api_tokens,
             read_model_dir: raw.api.read_model_dir.clone(),
+            session_idle_minutes: raw.api.session_idle_minutes,
+            secure_cookie: raw.api.secure_cookie || raw.api.tls_cert.is_some(),
+            tls: raw.api.tls_cert.clone().zip(raw.api.tls_key.clone()),
             household_secret: secret,
         })
     }

@@ -396,6 +396,35 @@ fn reload_on_hangup(reload: vroeg_api::Reload) {
     });
 }
 
+/// The inbox's settings: the session limits from `[api]`, the team names
+/// from the routing file, and the rule descriptions for the explanations
+/// (where the rules load; `vroeg serve` may run without them).
+fn inbox_settings(config: &Config) -> anyhow::Result<vroeg_api::inbox::Settings> {
+    let routing = load_routing(config.engine.routing.as_deref())?;
+    let teams = routing
+        .teams()
+        .into_iter()
+        .map(|t| (t.to_owned(), routing.name(t).to_owned()))
+        .collect();
+    let rules = match load_rules(config) {
+        Ok(rules) => rules
+            .rules
+            .iter()
+            .map(|r| (r.id.clone(), r.description.clone()))
+            .collect(),
+        Err(error) => {
+            warn!(%error, "the inbox explains cases without the rules' descriptions");
+            Default::default()
+        }
+    };
+    Ok(vroeg_api::inbox::Settings {
+        idle_ms: i64::from(config.session_idle_minutes) * 60_000,
+        secure_cookie: config.secure_cookie,
+        teams,
+        rules,
+    })
+}
+
 /// The routing table a config names, or everything to the default team.
 pub fn load_routing(
     path: Option<&std::path::Path>,
@@ -556,6 +585,7 @@ fn case_api(
         clock: Arc::new(vroeg_kafka::wall_now),
         reload: None,  // set by `run`, once the workers exist
         exports: None, // likewise
+        inbox: Arc::new(inbox_settings(config)?),
     })
 }
 

@@ -34,23 +34,23 @@ fn commit_cases(model: &ReadModel, cases: Vec<CaseRecord>) {
     model.apply(&records).unwrap();
 }
 
-const NOORD: &str = "token-noord";
-const ZUID: &str = "token-zuid";
-const ADMIN: &str = "token-admin";
-const AUDITOR: &str = "token-auditor";
+pub(crate) const NOORD: &str = "token-noord";
+pub(crate) const ZUID: &str = "token-zuid";
+pub(crate) const ADMIN: &str = "token-admin";
+pub(crate) const AUDITOR: &str = "token-auditor";
 const EXPIRED: &str = "token-expired";
-const NOORD_CASE: &str = "0123456789abcdef0123456789abcdef-1";
-const ZUID_CASE: &str = "fedcba9876543210fedcba9876543210-1";
-const CLOSED_CASE: &str = "0123456789abcdef0123456789abcdef-2";
+pub(crate) const NOORD_CASE: &str = "0123456789abcdef0123456789abcdef-1";
+pub(crate) const ZUID_CASE: &str = "fedcba9876543210fedcba9876543210-1";
+pub(crate) const CLOSED_CASE: &str = "0123456789abcdef0123456789abcdef-2";
 
 static RELOAD_FAILS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-fn now() -> Millis {
+pub(crate) fn now() -> Millis {
     parse_rfc3339("2026-03-10T09:00:00Z").unwrap()
 }
 
 #[derive(Default)]
-struct Sent(Mutex<Vec<(String, Vec<u8>)>>);
+pub(crate) struct Sent(pub(crate) Mutex<Vec<(String, Vec<u8>)>>);
 
 struct CollectSink(Arc<Sent>, bool);
 
@@ -126,10 +126,10 @@ fn export_store() -> vroeg_store::Store {
     store
 }
 
-struct Fixture {
-    router: Router,
-    store: ReadModel,
-    sent: Arc<Sent>,
+pub(crate) struct Fixture {
+    pub(crate) router: Router,
+    pub(crate) store: ReadModel,
+    pub(crate) sent: Arc<Sent>,
 }
 
 fn fixture_with(sink_ok: bool) -> Fixture {
@@ -179,6 +179,7 @@ fn fixture_with(sink_ok: bool) -> Fixture {
             }
         })),
         exports: Some(Arc::new(StoreExports(export_store()))),
+        inbox: Arc::new(crate::inbox::Settings::default()),
     };
     Fixture {
         router: router(Arc::new(Metrics::new()), Arc::new(|| true), Some(api)),
@@ -187,7 +188,7 @@ fn fixture_with(sink_ok: bool) -> Fixture {
     }
 }
 
-fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     fixture_with(true)
 }
 

@@ -127,7 +127,14 @@ impl Tokens {
     /// The caller a presented token belongs to at `now`, if any: not when
     /// the token expired (after the end of its last day, Dutch time).
     pub fn caller(&self, token: &str, now: Millis) -> Option<&Caller> {
-        let (caller, expires) = self.by_hash.get(&hash_token(token))?;
+        self.caller_hashed(&hash_token(token), now)
+    }
+
+    /// The caller of a token by its hash, at `now`: how a session signed
+    /// in with a token checks, on every request, that the token still
+    /// works (not revoked by a reload, not expired).
+    pub fn caller_hashed(&self, hash: &[u8; 32], now: Millis) -> Option<&Caller> {
+        let (caller, expires) = self.by_hash.get(hash)?;
         match expires {
             Some(last) if Day::local_of(now) > *last => None,
             _ => Some(caller),

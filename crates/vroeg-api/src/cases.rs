@@ -79,6 +79,9 @@ pub struct CaseApi {
     /// The engine's state for the admin exports, where this process runs
     /// the engine (`vroeg run`; not `vroeg serve`).
     pub exports: Option<Arc<dyn crate::exports::Exports>>,
+    /// The inbox's settings and the texts it shows (team names, rule
+    /// descriptions).
+    pub inbox: Arc<crate::inbox::Settings>,
 }
 
 #[derive(Debug)]
@@ -241,7 +244,11 @@ fn audited<T>(
 }
 
 /// A case the caller may see, or 404.
-fn visible_case(api: &CaseApi, caller: &Caller, id: &str) -> Result<CaseRecord, ApiError> {
+pub(crate) fn visible_case(
+    api: &CaseApi,
+    caller: &Caller,
+    id: &str,
+) -> Result<CaseRecord, ApiError> {
     let record = api.cases.case(id).map_err(|error| {
         tracing::error!(%error, "failed to read a case");
         ApiError::Internal
@@ -252,7 +259,7 @@ fn visible_case(api: &CaseApi, caller: &Caller, id: &str) -> Result<CaseRecord, 
     }
 }
 
-fn read_error(error: vroeg_readmodel::ReadModelError) -> ApiError {
+pub(crate) fn read_error(error: vroeg_readmodel::ReadModelError) -> ApiError {
     tracing::error!(%error, "failed to read the read model");
     ApiError::Internal
 }
@@ -648,10 +655,27 @@ async fn record_feedback(
         .await?
     };
     let (feedback_id, payload) = prepared;
-    let sent = api.feedback.submit(id.clone(), payload).await;
+    publish(&api, &caller, &id, kind, payload).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": feedback_id, "zaak_id": id, "type": kind, "status": "aangenomen"})),
+    )
+        .into_response())
+}
+
+/// Publish checked feedback to the feedback topic and audit the outcome:
+/// 202 when the broker acknowledged it, 503 (and an error) otherwise.
+pub(crate) async fn publish(
+    api: &CaseApi,
+    caller: &Caller,
+    id: &str,
+    kind: &'static str,
+    payload: Vec<u8>,
+) -> Result<(), ApiError> {
+    let sent = api.feedback.submit(id.to_owned(), payload).await;
     let status = if sent.is_ok() { 202 } else { 503 };
     {
-        let (api, caller, id) = (api.clone(), caller.clone(), id.clone());
+        let (api, caller, id) = (api.clone(), caller.clone(), id.to_owned());
         blocking(move || audit(&api, &caller, kind, Some(&id), status)).await?;
     }
     if let Err(error) = sent {
@@ -660,16 +684,12 @@ async fn record_feedback(
             "the feedback could not be published; try again".into(),
         ));
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"id": feedback_id, "zaak_id": id, "type": kind, "status": "aangenomen"})),
-    )
-        .into_response())
+    Ok(())
 }
 
 /// Check the caller may act on the case and that the body is valid
 /// feedback; return the feedback id and the message to publish.
-fn prepare_feedback(
+pub(crate) fn prepare_feedback(
     api: &CaseApi,
     caller: &Caller,
     id: &str,

@@ -1,6 +1,7 @@
 //! Vroeg's HTTP API: `/healthz`, `/readyz`, `/metrics` (Prometheus text
-//! format), and the wijkteam case API under `/api/v1` (see [`cases`] and
-//! the OpenAPI document served at `/api/v1/openapi.json`).
+//! format), the wijkteam case API under `/api/v1` (see [`cases`] and
+//! the OpenAPI document served at `/api/v1/openapi.json`), and the
+//! wijkteam inbox under `/inbox` ([`inbox`]).
 //!
 //! [`Metrics`] implements the engine's `BatchObserver`, so the running
 //! pipeline reports into it. Labels are bounded: error codes, event kinds,
@@ -14,6 +15,7 @@
 pub mod auth;
 pub mod cases;
 pub mod exports;
+pub mod inbox;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -128,8 +130,10 @@ pub fn router(metrics: Arc<Metrics>, ready: Readiness, cases: Option<CaseApi>) -
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(cases);
+        .with_state(cases.clone());
+    let inbox = inbox::routes(cases).layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     base.merge(api)
+        .merge(inbox)
         .layer(middleware::from_fn_with_state(metrics, count_request))
 }
 

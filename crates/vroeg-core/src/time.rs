@@ -124,6 +124,12 @@ impl Day {
     }
 }
 
+/// The Dutch (Europe/Amsterdam) wall-clock hour and minute of `ms`.
+pub fn local_hour_minute(ms: Millis) -> (u8, u8) {
+    let t = zoned(ms);
+    (t.hour() as u8, t.minute() as u8)
+}
+
 /// The same local (Europe/Amsterdam) wall-clock time `days` calendar days
 /// after `ms`: across a change to or from daylight saving time, 14 days is
 /// not 14 × 24 hours.

@@ -230,6 +230,11 @@ impl Routing {
             .unwrap_or(&self.default)
     }
 
+    /// A team's name from the routing file (`naam`), or its id.
+    pub fn name<'a>(&'a self, team: &'a str) -> &'a str {
+        self.names.get(team).map_or(team, String::as_str)
+    }
+
     pub fn default_team(&self) -> &str {
         &self.default
     }
