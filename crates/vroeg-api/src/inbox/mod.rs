@@ -868,7 +868,8 @@ fn event_word(e: &vroeg_core::archive::TimelineEntry) -> String {
         "contactpoging" => "Contactpoging vastgelegd",
         "heropend" => "Heropend na een correctie",
         "notitie" => "Notitie toegevoegd",
-        "toewijzing" => "Toewijzing gewijzigd",
+        "toegewezen" => "Toegewezen aan",
+        "toewijzing_ingetrokken" => "Toewijzing opgeheven",
         other => other,
     };
     let mut text = base.to_owned();
@@ -876,7 +877,11 @@ fn event_word(e: &vroeg_core::archive::TimelineEntry) -> String {
         text.push_str(&format!(" (prioriteit {p})"));
     }
     if let Some(d) = &e.detail {
-        text.push_str(&format!(": {d}"));
+        if e.gebeurtenis == "toegewezen" {
+            text.push_str(&format!(" {d}"));
+        } else {
+            text.push_str(&format!(": {d}"));
+        }
     }
     text
 }

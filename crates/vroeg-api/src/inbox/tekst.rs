@@ -106,11 +106,17 @@ pub fn uitleg(record: &CaseRecord, rules: &HashMap<String, String>) -> Uitleg {
                     Some(_) => {}
                     None => latest.push((name, *bedrag_cent, days, s.tijd)),
                 }
-                if *crisis && !extra.iter().any(|e| e.starts_with("dreigende")) {
-                    extra.push("dreigende huisuitzetting of afsluiting".into());
-                }
-                if *eindelevering && !extra.iter().any(|e| e.starts_with("einde")) {
-                    extra.push("einde levering".into());
+                let flags = [
+                    (*crisis, format!("crisissignaal van {}", p.as_str())),
+                    (
+                        *eindelevering,
+                        format!("einde levering door {}", p.as_str()),
+                    ),
+                ];
+                for (set, text) in flags {
+                    if set && !extra.contains(&text) {
+                        extra.push(text);
+                    }
                 }
             }
             SignalDetail::Schoolverzuim {
@@ -135,7 +141,14 @@ pub fn uitleg(record: &CaseRecord, rules: &HashMap<String, String>) -> Uitleg {
     let describe = |id: &str| {
         rules
             .get(id)
-            .map(|d| d.trim().trim_end_matches('.').to_owned())
+            // The description's first sentence.
+            .map(|d| {
+                let d = d.trim();
+                d.split_once(". ")
+                    .map_or(d, |(first, _)| first)
+                    .trim_end_matches('.')
+                    .to_owned()
+            })
             .unwrap_or_else(|| format!("Regel {id}"))
     };
     // The rule that decided: the one that gave the case its category.
@@ -163,9 +176,10 @@ pub fn uitleg(record: &CaseRecord, rules: &HashMap<String, String>) -> Uitleg {
         .regels
         .iter()
         .map(|r| {
+            let full = rules.get(&r.id).map(|d| d.trim().to_owned());
             format!(
                 "{} (regel {}: categorie {}, prioriteit {})",
-                describe(&r.id),
+                full.unwrap_or_else(|| describe(&r.id)),
                 r.id,
                 r.categorie,
                 r.prioriteit
