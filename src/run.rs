@@ -396,6 +396,22 @@ fn reload_on_hangup(reload: vroeg_api::Reload) {
     });
 }
 
+/// The API's TLS configuration, loaded now (a bad file stops the start).
+fn load_tls(config: &Config) -> anyhow::Result<Option<vroeg_api::TlsConfig>> {
+    let Some((cert, key)) = &config.tls else {
+        return Ok(None);
+    };
+    let tls = vroeg_api::Tls {
+        cert: cert.clone(),
+        key: key.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(Some(runtime.block_on(vroeg_api::load_tls(&tls))?))
+}
+
 /// The inbox's settings: the session limits from `[api]`, the team names
 /// from the routing file, and the rule descriptions for the explanations
 /// (where the rules load; `vroeg serve` may run without them).
@@ -647,9 +663,10 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             .is_some_and(|t| vroeg_kafka::wall_now() - t < 10_000)
     });
     let router = vroeg_api::router(metrics, ready, Some(api));
+    let tls = load_tls(&config)?;
     let served = runtime.block_on(async {
         reload_on_hangup(reload);
-        vroeg_api::serve(addr, router, async {
+        vroeg_api::serve(addr, router, tls, async {
             shutdown_signal().await;
             info!("shutdown requested");
         })
@@ -671,6 +688,7 @@ type Worker = std::thread::JoinHandle<Result<(), String>>;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
+    let tls = load_tls(&config)?;
     // For tests and drills of contact deadlines and escalation only.
     if let Ok(offset) = std::env::var("VROEG_CLOCK_OFFSET_SECS") {
         let secs: i64 = offset.trim().parse().with_context(|| {
@@ -885,7 +903,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             let ready: vroeg_api::Readiness = Arc::new(move || ready_health.ready());
             let router = vroeg_api::router(metrics.clone(), ready, case_api);
             tokio::spawn(async move {
-                if let Err(e) = vroeg_api::serve(addr, router, async {
+                if let Err(e) = vroeg_api::serve(addr, router, tls, async {
                     let _ = api_stop_rx.await;
                 })
                 .await

@@ -253,3 +253,77 @@ fn the_inbox_works_in_a_real_browser() {
     assert!(compared > 20, "{compared} figures compared");
     service.terminate();
 }
+
+/// `curl -k` against the service over TLS: status line and headers.
+fn curl_tls(port: u16, path: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-sk", "-D", "-", "-o", "/dev/null", "--max-time", "5"])
+        .arg(format!("https://localhost:{port}{path}"))
+        .output()
+        .expect("curl runs");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn the_inbox_is_served_over_tls_with_a_secure_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let topics = create_topics("inbox-tls", 1);
+    let extra = Extra {
+        api: format!(
+            "tls_cert = {:?}\ntls_key = {:?}\n{}",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            token_entry("beheer", ADMIN, "admin = true")
+        ),
+        ..Extra::default()
+    };
+    let service = Service::start_configured(&topics, dir.path(), "inbox-tls", &extra);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let headers = loop {
+        if let Some(h) = curl_tls(service.port(), "/inbox/aanmelden") {
+            break h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no TLS answer; log:\n{}",
+            std::fs::read_to_string(&service.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(headers.starts_with("HTTP/"), "{headers}");
+    assert!(
+        headers.lines().next().unwrap().contains(" 200"),
+        "{headers}"
+    );
+    let cookie = headers
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: vroeg_aanmelden=")
+        })
+        .unwrap_or_else(|| panic!("no sign-in cookie: {headers}"));
+    for part in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    // Plain HTTP gets no answer on the TLS port.
+    assert!(service.http("/healthz").is_none_or(|(s, _)| s != 200));
+    service.terminate();
+}

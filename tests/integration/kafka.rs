@@ -327,6 +327,10 @@ read_model_dir = {read_model:?}
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     pub(crate) fn http(&self, path: &str) -> Option<(u16, String)> {
         self.request("GET", path, None, None)
     }

@@ -197,16 +197,66 @@ async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> impl
     )
 }
 
-/// Serve until `shutdown` resolves.
+/// Where the API's TLS certificate chain and key are (PEM files).
+#[derive(Clone, Debug)]
+pub struct Tls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// A loaded TLS configuration, ready to serve with.
+#[derive(Clone)]
+pub struct TlsConfig(axum_server::tls_rustls::RustlsConfig);
+
+/// Load the certificate chain and key: at start, so that a bad file stops
+/// the service with a message instead of leaving it without its API.
+pub async fn load_tls(tls: &Tls) -> std::io::Result<TlsConfig> {
+    // One process-wide provider; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .map(TlsConfig)
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot load the TLS certificate {} and key {}: {e}",
+                    tls.cert.display(),
+                    tls.key.display()
+                ),
+            )
+        })
+}
+
+/// How long a TLS listener lets requests in flight finish at shutdown.
+const TLS_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serve until `shutdown` resolves: plain HTTP, or HTTPS with `tls`
+/// (rustls). The inbox shows personal data: serve it over TLS, this way
+/// or behind a proxy that terminates it.
 pub async fn serve(
     addr: SocketAddr,
     router: Router,
+    tls: Option<TlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "http api listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+    let Some(TlsConfig(config)) = tls else {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(%addr, "http api listening");
+        return axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(TLS_DRAIN));
+    });
+    tracing::info!(%addr, "https api listening");
+    axum_server::bind_rustls(addr, config)
+        .handle(handle)
+        .serve(router.into_make_service())
         .await
 }
 

@@ -170,6 +170,8 @@ struct Chrome {
     monitor: bool,
     signed_in: bool,
     flash: Option<String>,
+    /// After how many idle minutes a session ends.
+    idle_minuten: i64,
 }
 
 impl Chrome {
@@ -180,6 +182,7 @@ impl Chrome {
             monitor: matches!(s.caller.role, Role::Admin | Role::ReadOnly),
             signed_in: true,
             flash: s.flash.clone(),
+            idle_minuten: api.inbox.idle_ms / 60_000,
         }
     }
 }
@@ -325,6 +328,7 @@ fn sign_in_form(
         &SignInPage {
             chrome: Chrome {
                 csrf: token,
+                idle_minuten: api.inbox.idle_ms / 60_000,
                 ..Chrome::default()
             },
             fout,
