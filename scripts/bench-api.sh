@@ -8,7 +8,10 @@
 #      without Kafka (examples/apply_rate, from a state dump);
 #   3. list latency: wrk against GET /api/v1/cases (50 per page) with the
 #      token of the team that holds every open case, in three orders, beside
-#      /healthz (the HTTP floor): p50 and p99.
+#      /healthz (the HTTP floor): p50 and p99;
+#   4. the inbox: wrk against the rendered work-queue page (GET /inbox:
+#      the counts and the first 50 cases, as HTML) with a signed-in
+#      session of the same team, beside the same list as JSON.
 #
 # Usage: scripts/bench-api.sh [HOUSEHOLDS] [SECONDS]
 #   HOUSEHOLDS: generated households (default 200000: over 10 k open
@@ -121,4 +124,16 @@ lat "GET /api/v1/cases?aantal=50 (priority)" "/api/v1/cases?aantal=50" auth
 lat "GET /api/v1/cases?aantal=50&sorteer=deadline" "/api/v1/cases?aantal=50&sorteer=deadline" auth
 lat "GET /api/v1/cases?aantal=50&te_laat=true" "/api/v1/cases?aantal=50&te_laat=true" auth
 lat "GET /api/v1/werkbakken (counts)" "/api/v1/werkbakken" auth
+echo "== the inbox's work-queue page: team standaard, $open open cases, signed in"
+jar="$work/cookies"
+page=$(curl -s -c "$jar" "$base/inbox/aanmelden")
+csrf=$(echo "$page" | sed -n 's/.*name="csrf" value="\([0-9a-f]*\)".*/\1/p' | head -1)
+curl -s -b "$jar" -c "$jar" -o /dev/null --data-urlencode "csrf=$csrf" --data-urlencode "token=$token" "$base/inbox/aanmelden"
+session=$(awk '$6=="vroeg_sessie" {print $7}' "$jar")
+[ -n "$session" ] || { echo "inbox sign-in failed" >&2; exit 1; }
+auth="Cookie: vroeg_sessie=$session"
+curl -s -H "$auth" "$base/inbox" | grep -q 'id="totaal-open">'"$open"'<' \
+  || { echo "the work-queue page does not show $open open cases" >&2; exit 1; }
+lat "GET /inbox (work queues + 50 cases, HTML)" "/inbox" auth
+lat "GET /inbox?te_laat=ja (overdue only, HTML)" "/inbox?te_laat=ja" auth
 echo "peak RSS of vroeg serve: $(awk '/VmHWM/ {print $2 " kB"}' "/proc/${pids[-1]}/status")"
