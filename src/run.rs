@@ -422,12 +422,23 @@ fn inbox_settings(config: &Config) -> anyhow::Result<vroeg_api::inbox::Settings>
         .into_iter()
         .map(|t| (t.to_owned(), routing.name(t).to_owned()))
         .collect();
-    let rules = match load_rules(config) {
-        Ok(rules) => rules
-            .rules
-            .iter()
-            .map(|r| (r.id.clone(), r.description.clone()))
-            .collect(),
+    let (rules, categories) = match load_rules(config) {
+        Ok(rules) => {
+            let mut categories: Vec<String> = rules
+                .rules
+                .iter()
+                .map(|r| r.categorie.clone())
+                .filter(|c| !c.is_empty())
+                .collect();
+            categories.sort();
+            categories.dedup();
+            let texts = rules
+                .rules
+                .iter()
+                .map(|r| (r.id.clone(), r.description.clone()))
+                .collect();
+            (texts, categories)
+        }
         Err(error) => {
             warn!(%error, "the inbox explains cases without the rules' descriptions");
             Default::default()
@@ -438,6 +449,7 @@ fn inbox_settings(config: &Config) -> anyhow::Result<vroeg_api::inbox::Settings>
         secure_cookie: config.secure_cookie,
         teams,
         rules,
+        categories,
     })
 }
 

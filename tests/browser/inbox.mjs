@@ -163,6 +163,17 @@ try {
   if (!(await page.locator('#form-correctie').count())) fail('a case closed with an outcome offers no correction');
   step('recorded the outcome; the case closed');
 
+  // The outcome was wrong: a correction reopens the case, then the right one.
+  await page.locator('#form-correctie').getByLabel(/Waarom klopte/).fill('Verkeerd resultaat gekozen.');
+  await page.getByRole('button', { name: 'Correctie vastleggen' }).click();
+  await eventually(page, 'the reopened case', async () => (await page.locator('#zaak-status').textContent()).trim().startsWith('open'));
+  await page.locator('#form-resultaat').getByLabel('Resultaat', { exact: true }).selectOption('Vervolghulp en/of verwijzing financieel');
+  await page.locator('#form-resultaat').getByLabel('Datum', { exact: true }).fill(today());
+  await page.getByRole('button', { name: 'Resultaat vastleggen' }).click();
+  await eventually(page, 'the corrected outcome', async () => (await page.locator('#zaak-resultaat').count()) === 1
+    && (await page.locator('#zaak-resultaat').textContent()).includes('Vervolghulp en/of verwijzing financieel'));
+  step('corrected the outcome: the case reopened and closed with the right one');
+
   const other = await page.goto(`${BASE}/inbox/zaken/${OTHER}`);
   if (other.status() !== 404) fail(`another team's case answered ${other.status()}`);
   if (!(await page.getByRole('heading', { name: 'Zaak niet gevonden' }).isVisible())) fail('no "not found" page');

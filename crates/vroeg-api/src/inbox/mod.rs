@@ -63,6 +63,8 @@ pub struct Settings {
     pub teams: BTreeMap<String, String>,
     /// The rule set's descriptions by rule id, for the explanations.
     pub rules: HashMap<String, String>,
+    /// The categories the rules can give a case, for the list's filter.
+    pub categories: Vec<String>,
 }
 
 impl Default for Settings {
@@ -72,6 +74,7 @@ impl Default for Settings {
             secure_cookie: false,
             teams: BTreeMap::new(),
             rules: HashMap::new(),
+            categories: Vec::new(),
         }
     }
 }
@@ -517,6 +520,7 @@ struct QueuePage {
     aantal: Vec<Choice>,
     werkbak: String,
     te_laat: bool,
+    categorieen: Vec<Choice>,
     wijkteams: Vec<Choice>,
     toon_team: bool,
     volgende: Option<String>,
@@ -666,6 +670,7 @@ fn queue(
     };
     let te_laat = get("te_laat") == "ja";
     let werkbak = get("werkbak").to_owned();
+    let categorie = get("categorie").to_owned();
     let asked_team = get("wijkteam").to_owned();
     let scope = match &caller.role {
         Role::Team(t) => Scope::Team(t.clone()),
@@ -698,7 +703,7 @@ fn queue(
             order,
             descending,
             werkbak: (!werkbak.is_empty()).then(|| werkbak.clone()),
-            categorie: None,
+            categorie: (!categorie.is_empty()).then(|| categorie.clone()),
             postcode: None,
             overdue: te_laat.then_some(true),
             after,
@@ -718,6 +723,7 @@ fn queue(
         ("aantal", size_text),
         ("te_laat", if te_laat { "ja" } else { "" }),
         ("wijkteam", asked_team.as_str()),
+        ("categorie", categorie.as_str()),
     ];
     let volgende = page.next.map(|n| {
         let n = hex::encode(n);
@@ -726,6 +732,13 @@ fn queue(
         list_link(&params)
     });
     let eerste = (!get("na").is_empty()).then(|| list_link(&base));
+    let mut categories = vec![("", "Alle categorieën")];
+    categories.extend(
+        api.inbox
+            .categories
+            .iter()
+            .map(|c| (c.as_str(), c.as_str())),
+    );
     let mut teams = vec![("", "Alle wijkteams")];
     teams.extend(
         api.inbox
@@ -743,6 +756,7 @@ fn queue(
         aantal: choices(PAGE_SIZES, size_text),
         werkbak,
         te_laat,
+        categorieen: choices(&categories, &categorie),
         wijkteams: choices(&teams, &asked_team),
         toon_team: !matches!(caller.role, Role::Team(_)),
         volgende,
