@@ -106,7 +106,21 @@ impl Chart {
             .map(|i| self.series.iter().map(|(_, v)| v[i]).sum())
             .collect();
         let max = totals.iter().copied().fold(0.0, f64::max);
-        let scale_max = nice(max);
+        let mut scale_max = nice(max);
+        if self.eenheid != "%" {
+            // Counts: whole numbers at each of the four grid lines.
+            scale_max = nice(max / 4.0).ceil().max(1.0) * 4.0;
+        }
+        // The legend: as many columns as its longest name allows.
+        let longest = self
+            .series
+            .iter()
+            .map(|(n, _)| n.chars().count())
+            .max()
+            .unwrap_or(0);
+        let column = (7.0 * longest as f64 + 28.0).clamp(120.0, width - left);
+        let columns = (((width - left) / column).floor() as usize).max(1);
+        let legend_rows = self.series.len().div_ceil(columns);
         let plot_h = height - bottom - top;
         let plot_w = width - left - 8.0;
         let slot = plot_w / n;
@@ -115,7 +129,7 @@ impl Chart {
         let _ = write!(
             s,
             r#"<svg class="grafiek" role="img" aria-labelledby="{id}-titel" viewBox="0 0 {width} {}" xmlns="http://www.w3.org/2000/svg"><title id="{id}-titel">{}</title>"#,
-            height + 24.0 * ((self.series.len() as f64 / 4.0).ceil()),
+            height + 24.0 * legend_rows as f64,
             escape(&self.titel),
             id = self.id,
         );
@@ -159,8 +173,8 @@ impl Chart {
             );
         }
         for (j, (name, _)) in self.series.iter().enumerate() {
-            let (col, row) = (j % 4, j / 4);
-            let x = left + col as f64 * 170.0;
+            let (col, row) = (j % columns, j / columns);
+            let x = left + col as f64 * column;
             let y = height + row as f64 * 24.0 - 8.0;
             let _ = write!(
                 s,
@@ -403,6 +417,10 @@ mod tests {
                 ("y".to_owned(), vec!["0".to_owned(), "2".to_owned()])
             ]
         );
+        // Counts get whole numbers on every grid line: 0 to 4 here.
+        for tick in 0..=4 {
+            assert!(svg.contains(&format!(">{tick}</text>")), "{svg}");
+        }
         assert_eq!(nice(7.0), 10.0);
         assert_eq!(nice(230.0), 250.0);
     }
