@@ -263,7 +263,9 @@ fn to_sign_in() -> Response {
     Redirect::to("/inbox/aanmelden").into_response()
 }
 
-/// The signed-in session, or the redirect to the sign-in page.
+/// The signed-in session, or the redirect to the sign-in page (a whole
+/// answer as the error, as axum handlers return it).
+#[allow(clippy::result_large_err)]
 fn signed_in(inbox: &Inbox, jar: &CookieJar) -> Result<(String, Session), Response> {
     let id = jar
         .get(COOKIE)
