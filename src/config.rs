@@ -789,6 +789,8 @@ mod tests {
             "group.id" = "x"
             [api]
             listen = "nowhere"
+            session_idle_minutes = 0
+            tls_cert = "/no/such/cert.pem"
             [[api.tokens]]
             name = "noord"
             sha256 = "abc"
@@ -812,6 +814,8 @@ mod tests {
             "api.listen",
             "64 hexadecimal digits",
             "exactly one of `team",
+            "api.session_idle_minutes",
+            "give both",
         ] {
             assert!(problems.contains(needle), "missing {needle} in\n{problems}");
         }
