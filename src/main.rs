@@ -141,6 +141,17 @@ enum RulesCommand {
     Test(RulesTestArgs),
     /// Print the variable catalogue that `when` expressions can read.
     Variables,
+    /// Write the JSON Schemas of rule files and rule test files (for
+    /// editors: completion of keys, partners and variable names).
+    Schema(RulesSchemaArgs),
+}
+
+#[derive(Args)]
+pub struct RulesSchemaArgs {
+    /// The directory to write `rules.schema.json` and
+    /// `rule-tests.schema.json` into.
+    #[arg(long, default_value = "schemas")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -180,6 +191,7 @@ fn main() -> ExitCode {
         Command::Rules(RulesCommand::Check(args)) => rules_cmd::check(&args),
         Command::Rules(RulesCommand::Test(args)) => rules_cmd::test(&args),
         Command::Rules(RulesCommand::Variables) => rules_cmd::variables(),
+        Command::Rules(RulesCommand::Schema(args)) => rules_cmd::schema(&args),
         Command::Gen(args) => gen::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => replay::run(&args),
         Command::Demo(args) => replay::demo(&args),

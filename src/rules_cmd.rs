@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use vroeg_rules::testing::{run_file, test_files};
 use vroeg_rules::{LoadOptions, RuleSet};
 
-use crate::{RulesCheckArgs, RulesTestArgs};
+use crate::{RulesCheckArgs, RulesSchemaArgs, RulesTestArgs};
 
 pub fn check(args: &RulesCheckArgs) -> anyhow::Result<ExitCode> {
     let options = LoadOptions {
@@ -16,6 +16,18 @@ pub fn check(args: &RulesCheckArgs) -> anyhow::Result<ExitCode> {
         Ok((rules, warnings)) => {
             for w in &warnings.0 {
                 println!("{w}");
+            }
+            // Valid, but cannot do what was meant: warnings, not errors.
+            let lints = vroeg_rules::lint::lint(&rules);
+            for w in &lints.0 {
+                println!("{w}");
+            }
+            if !lints.0.is_empty() {
+                println!(
+                    "{} warning(s), from evaluating the rules on {} representative households",
+                    lints.0.len(),
+                    vroeg_rules::lint::SAMPLES
+                );
             }
             let s = rules.summary();
             println!(
@@ -78,24 +90,27 @@ pub fn test(args: &RulesTestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The catalogue as a Markdown table, one line per variable.
-pub fn catalogue_markdown() -> String {
-    let mut out =
-        String::from("| variable | type | unit | purpose | meaning |\n|---|---|---|---|---|\n");
-    for v in vroeg_core::vars::catalogue() {
-        out.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} |\n",
-            v.name,
-            v.ty.as_str(),
-            v.unit,
-            v.purpose.as_str(),
-            v.description
-        ));
-    }
-    out
+pub fn variables() -> anyhow::Result<ExitCode> {
+    print!("{}", vroeg_rules::schema::catalogue_markdown());
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn variables() -> anyhow::Result<ExitCode> {
-    print!("{}", catalogue_markdown());
+/// `vroeg rules schema`: write the JSON Schemas of rule files and rule
+/// test files into a directory (the repository keeps them in `schemas/`).
+pub fn schema(args: &RulesSchemaArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use vroeg_rules::schema::{rules_schema, tests_schema, RULES_SCHEMA_FILE, TESTS_SCHEMA_FILE};
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    for (name, schema) in [
+        (RULES_SCHEMA_FILE, rules_schema()),
+        (TESTS_SCHEMA_FILE, tests_schema()),
+    ] {
+        let path = args.out.join(name);
+        let mut text = serde_json::to_string_pretty(&schema)?;
+        text.push('\n');
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

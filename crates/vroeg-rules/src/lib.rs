@@ -14,10 +14,12 @@
 
 mod context;
 mod diag;
+pub mod lint;
 mod parse;
 pub mod pipeline;
 pub mod routing;
 mod ruleset;
+pub mod schema;
 pub mod testing;
 
 pub use diag::{Diagnostic, Diagnostics, Severity};

@@ -85,6 +85,7 @@ pub struct CompiledRule {
     pub reads: Vec<usize>,
     pub file: PathBuf,
     pub line: u64,
+    pub col: u64,
     node: Node,
 }
 
@@ -358,6 +359,14 @@ impl RuleSet {
             .map(|i| (cat[i].name.clone(), vars.values[i]))
             .collect();
         (eval, errors)
+    }
+
+    /// Whether one rule's `when` holds for these variables (an evaluation
+    /// error counts as not holding, as in the engine).
+    pub fn fires(&self, rule: &CompiledRule, vars: &Variables) -> bool {
+        rule.node
+            .eval_boolean_with_context(&VarContext::new(vars))
+            .unwrap_or(false)
     }
 
     pub fn active_rules(&self) -> impl Iterator<Item = &CompiledRule> {
@@ -908,6 +917,7 @@ fn parse_rule(
         reads,
         file: file.to_owned(),
         line: at(raw).0,
+        col: at(raw).1,
         node: compiled?,
     })
 }
