@@ -169,6 +169,16 @@ pub struct RulesTestArgs {
     /// Test files or directories (their *.yaml files).
     #[arg(default_value = "rules/tests")]
     paths: Vec<PathBuf>,
+    /// Also show, per rule, how often it fired in the tests and how often
+    /// it decided a case's priority or category; and the rules that never
+    /// did.
+    #[arg(long)]
+    coverage: bool,
+    /// Also change each setting, priority, number and comparison of the
+    /// rule files in turn, run the tests against each change, and list the
+    /// changes no test noticed (exit 1 if any).
+    #[arg(long)]
+    mutate: bool,
 }
 
 fn init_logging(filter: &str, json: bool) {

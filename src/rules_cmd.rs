@@ -60,6 +60,7 @@ pub fn test(args: &RulesTestArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let (mut passed, mut failed, mut broken) = (0usize, 0usize, 0usize);
+    let mut outcomes = Vec::new();
     for file in &files {
         match run_file(file) {
             Err(e) => {
@@ -79,15 +80,89 @@ pub fn test(args: &RulesTestArgs) -> anyhow::Result<ExitCode> {
                         }
                     }
                 }
+                outcomes.push(outcome);
             }
         }
     }
     println!("rule tests: {passed} passed, {failed} failed, {broken} file(s) could not run");
-    Ok(if failed == 0 && broken == 0 && passed > 0 {
+    let mut ok = failed == 0 && broken == 0 && passed > 0;
+    if args.coverage {
+        print_coverage(&outcomes);
+    }
+    if args.mutate && ok {
+        ok &= print_mutations(&files)?;
+    } else if args.mutate {
+        println!("mutation testing needs passing tests first");
+    }
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn print_coverage(outcomes: &[vroeg_rules::testing::FileOutcome]) {
+    let rules = vroeg_rules::mutate::coverage(outcomes);
+    println!();
+    println!("rule coverage (evaluations in the tests):");
+    println!(
+        "{:<40} {:<13} {:>7} {:>9} {:>9}",
+        "rule", "actie", "fired", "priority", "category"
+    );
+    for r in &rules {
+        println!(
+            "{:<40} {:<13} {:>7} {:>9} {:>9}",
+            format!("{}:{}", r.file.display(), r.id),
+            r.actie,
+            r.fired,
+            r.decided_priority,
+            r.decided_category
+        );
+    }
+    let never_fired: Vec<&str> = rules
+        .iter()
+        .filter(|r| r.fired == 0)
+        .map(|r| r.id.as_str())
+        .collect();
+    let never_decided: Vec<&str> = rules
+        .iter()
+        .filter(|r| r.fired > 0 && r.decided_priority == 0 && r.decided_category == 0)
+        .map(|r| r.id.as_str())
+        .collect();
+    let list = |v: &[&str]| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!("never fired: {}", list(&never_fired));
+    println!("fired but never decided: {}", list(&never_decided));
+}
+
+/// Run the mutation tests; whether every mutant was noticed.
+fn print_mutations(files: &[std::path::PathBuf]) -> anyhow::Result<bool> {
+    let started = std::time::Instant::now();
+    let report = vroeg_rules::mutate::mutate(files)?;
+    println!();
+    for m in &report.survivors {
+        println!(
+            "{}:{}:{}: survived: {}",
+            m.file.display(),
+            m.line,
+            m.col,
+            m.change
+        );
+    }
+    println!(
+        "mutation tests: {} mutants, {} noticed by a test, {} survived, {} did not load ({:.1} s)",
+        report.mutants,
+        report.killed,
+        report.survivors.len(),
+        report.invalid,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(report.survivors.is_empty())
 }
 
 pub fn variables() -> anyhow::Result<ExitCode> {

@@ -1007,3 +1007,40 @@ fn rule_test_file_problems_are_all_reported_once_with_suggestions() {
     ]);
     assert!(out.status.success(), "{}", stdout(&out));
 }
+
+#[test]
+fn the_shipped_rule_tests_notice_every_mutation_and_cover_every_rule() {
+    let out = vroeg(&["rules", "test", "--coverage", "--mutate", "rules/tests"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(" 0 survived, "), "{text}");
+    assert!(text.contains("never fired: none"), "{text}");
+    assert!(text.contains("fired but never decided: none"), "{text}");
+
+    // Without the test at the minimum amount's edge, raising the minimum
+    // from 75 to 150 goes unnoticed, and --mutate says so (exit 1).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tests")).unwrap();
+    std::fs::copy(
+        root().join("rules/regels.yaml"),
+        dir.path().join("regels.yaml"),
+    )
+    .unwrap();
+    let tests = std::fs::read_to_string(root().join("rules/tests/enkelvoudig.yaml")).unwrap();
+    let cut = tests
+        .find("  # The minimum amount's edge")
+        .expect("the edge test");
+    std::fs::write(dir.path().join("tests/enkelvoudig.yaml"), &tests[..cut]).unwrap();
+    let out = vroeg(&[
+        "rules",
+        "test",
+        "--mutate",
+        dir.path().join("tests").to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("regels.yaml:12:24: survived: `minimum_amount_euro` doubled: 75 to 150"),
+        "{text}"
+    );
+}

@@ -15,6 +15,7 @@
 mod context;
 mod diag;
 pub mod lint;
+pub mod mutate;
 mod parse;
 pub mod pipeline;
 pub mod routing;

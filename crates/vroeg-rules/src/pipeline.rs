@@ -24,6 +24,8 @@ pub struct StepResult {
     pub errors: Vec<RuleEvalError>,
     /// A suppression rule held at this evaluation.
     pub suppressed: bool,
+    /// What the rules said, where they were evaluated (for rule coverage).
+    pub evaluation: Option<vroeg_core::Evaluation>,
 }
 
 /// The rule set with the state settings it implies, and the routing of
@@ -115,6 +117,7 @@ impl<'a> Processor<'a> {
             &self.settings,
         );
         state.timer_due = state.next_due(now, &self.settings);
+        result.evaluation = evaluation;
         result
     }
 }

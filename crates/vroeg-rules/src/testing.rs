@@ -148,6 +148,8 @@ pub struct TestOutcome {
     pub name: String,
     /// Empty when the test passed.
     pub failures: Vec<String>,
+    /// Every evaluation of the rules during the test, in order.
+    pub evaluations: Vec<vroeg_core::Evaluation>,
 }
 
 /// The outcome of one test file.
@@ -155,6 +157,8 @@ pub struct TestOutcome {
 pub struct FileOutcome {
     pub file: PathBuf,
     pub tests: Vec<TestOutcome>,
+    /// The rule set the tests ran against.
+    pub rules: RuleSet,
 }
 
 impl FileOutcome {
@@ -370,6 +374,61 @@ fn build_signal(
 
 /// Run one test file.
 pub fn run_file(file: &Path) -> Result<FileOutcome, TestFileError> {
+    run_file_with(file, &BTreeMap::new())
+}
+
+/// The rule files a test file runs against (its `rule_files`, or the
+/// directory above its own), each as found on disk.
+pub fn rule_files_of(file: &Path) -> Result<Vec<PathBuf>, TestFileError> {
+    let text = std::fs::read_to_string(file).map_err(|source| TestFileError::Io {
+        file: file.to_owned(),
+        source,
+    })?;
+    let raw: RawTestFile = serde_saphyr::from_str(&text)
+        .map_err(|e| invalid(file, (1, 1), e.without_snippet().to_string()))?;
+    RuleSet::files_in(&rule_paths(file, &raw)).map_err(|diags| TestFileError::Rules {
+        file: file.to_owned(),
+        diags,
+    })
+}
+
+fn rule_paths(file: &Path, raw: &RawTestFile) -> Vec<PathBuf> {
+    let base = file.parent().unwrap_or(Path::new("."));
+    match &raw.rule_files {
+        Some(list) => list.iter().map(|p| normal(&base.join(p))).collect(),
+        None => vec![normal(base.parent().unwrap_or(Path::new(".")))],
+    }
+}
+
+/// A path with its `a/..` pairs removed, so that one rule file has one
+/// name whichever test file names it (`rules/tests/../regels.yaml` is
+/// `rules/regels.yaml`).
+fn normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
+    }
+}
+
+/// Run a test file with some rule files' text replaced: `overrides` maps a
+/// rule file (as [`rule_files_of`] names it) to the text to use instead
+/// (the mutation tests' mutants).
+pub fn run_file_with(
+    file: &Path,
+    overrides: &BTreeMap<PathBuf, String>,
+) -> Result<FileOutcome, TestFileError> {
     let text = std::fs::read_to_string(file).map_err(|source| TestFileError::Io {
         file: file.to_owned(),
         source,
@@ -399,20 +458,27 @@ pub fn run_file(file: &Path) -> Result<FileOutcome, TestFileError> {
     if !problems.is_empty() {
         return Err(TestFileError::Problems(problems));
     }
-    let base = file.parent().unwrap_or(Path::new("."));
-    let rule_paths: Vec<PathBuf> = match &raw.rule_files {
-        Some(list) => list.iter().map(|p| base.join(p)).collect(),
-        None => vec![base.parent().unwrap_or(Path::new(".")).to_owned()],
-    };
     let options = LoadOptions {
         school_purpose: raw.school_purpose,
         ..LoadOptions::default()
     };
-    let (rules, _) =
-        RuleSet::load(&rule_paths, &options).map_err(|diags| TestFileError::Rules {
-            file: file.to_owned(),
-            diags,
-        })?;
+    let rules_error = |diags| TestFileError::Rules {
+        file: file.to_owned(),
+        diags,
+    };
+    let files = RuleSet::files_in(&rule_paths(file, &raw)).map_err(rules_error)?;
+    let mut sources = Vec::new();
+    for f in files {
+        let text = match overrides.get(&f) {
+            Some(text) => text.clone(),
+            None => std::fs::read_to_string(&f).map_err(|source| TestFileError::Io {
+                file: f.clone(),
+                source,
+            })?,
+        };
+        sources.push((f, text));
+    }
+    let (rules, _) = RuleSet::from_sources(&sources, &options).map_err(rules_error)?;
     let tests = prepared
         .into_iter()
         .map(|p| run_test(file, &rules, p))
@@ -420,6 +486,7 @@ pub fn run_file(file: &Path) -> Result<FileOutcome, TestFileError> {
     Ok(FileOutcome {
         file: file.to_owned(),
         tests,
+        rules,
     })
 }
 
@@ -427,6 +494,8 @@ struct Sim<'a> {
     processor: Processor<'a>,
     households: BTreeMap<String, HouseholdState>,
     emitted: Vec<Alert>,
+    /// Every evaluation of the rules, for coverage.
+    evaluations: Vec<vroeg_core::Evaluation>,
 }
 
 impl Sim<'_> {
@@ -443,6 +512,7 @@ impl Sim<'_> {
             let state = self.households.get_mut(&name).expect("household exists");
             let result = self.processor.fire_timer(&HouseholdKey(name), state, due);
             self.emitted.extend(result.alerts);
+            self.evaluations.extend(result.evaluation);
         }
     }
 }
@@ -509,6 +579,7 @@ fn run_test(file: &Path, rules: &RuleSet, test: Prepared<'_>) -> TestOutcome {
         processor: Processor::new(rules, &routing),
         households: BTreeMap::new(),
         emitted: Vec::new(),
+        evaluations: Vec::new(),
     };
     let mut failures = Vec::new();
     let mut next_signal = signals.into_iter().peekable();
@@ -537,6 +608,7 @@ fn run_test(file: &Path, rules: &RuleSet, test: Prepared<'_>) -> TestOutcome {
                 failures.push(format!("rule evaluation failed: {e}"));
             }
             sim.emitted.extend(result.alerts);
+            sim.evaluations.extend(result.evaluation);
         }
         sim.fire_timers(point);
         let got = std::mem::take(&mut sim.emitted);
@@ -545,6 +617,7 @@ fn run_test(file: &Path, rules: &RuleSet, test: Prepared<'_>) -> TestOutcome {
     TestOutcome {
         name: test_name.to_owned(),
         failures,
+        evaluations: sim.evaluations,
     }
 }
 
