@@ -10,6 +10,7 @@ mod export;
 mod gen;
 mod replay;
 mod rules_cmd;
+mod rules_diff;
 mod run;
 mod validate;
 
@@ -144,6 +145,10 @@ enum RulesCommand {
     /// Write the JSON Schemas of rule files and rule test files (for
     /// editors: completion of keys, partners and variable names).
     Schema(RulesSchemaArgs),
+    /// Replay the same signals under two rule sets and compare the cases:
+    /// per month by category, priority, team and work queue; the
+    /// households that gain, lose or change a case; the contact workload.
+    Diff(rules_diff::RulesDiffArgs),
 }
 
 #[derive(Args)]
@@ -202,6 +207,7 @@ fn main() -> ExitCode {
         Command::Rules(RulesCommand::Test(args)) => rules_cmd::test(&args),
         Command::Rules(RulesCommand::Variables) => rules_cmd::variables(),
         Command::Rules(RulesCommand::Schema(args)) => rules_cmd::schema(&args),
+        Command::Rules(RulesCommand::Diff(args)) => rules_diff::run(&args),
         Command::Gen(args) => gen::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => replay::run(&args),
         Command::Demo(args) => replay::demo(&args),

@@ -34,7 +34,7 @@ fn get(service: &Service, path: &str) -> Value {
 }
 
 /// The browser-test project, with its npm packages installed.
-fn browser_project() -> PathBuf {
+pub(crate) fn browser_project() -> PathBuf {
     let dir = root().join("tests/browser");
     if !dir.join("node_modules/playwright-core").is_dir()
         || !dir.join("node_modules/axe-core").is_dir()
@@ -51,7 +51,7 @@ fn browser_project() -> PathBuf {
     dir
 }
 
-fn chromium() -> String {
+pub(crate) fn chromium() -> String {
     let path = std::env::var("VROEG_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&path).is_file(),

@@ -21,3 +21,4 @@ mod operations;
 mod partitioned;
 mod privacy;
 mod readmodel;
+mod rulesdiff;

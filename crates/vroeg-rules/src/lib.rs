@@ -14,6 +14,7 @@
 
 mod context;
 mod diag;
+pub mod diff;
 pub mod lint;
 pub mod mutate;
 mod parse;

@@ -1,0 +1,603 @@
+//! What a change of the rules does to the cases: the case events of the
+//! same history under a base and a candidate rule set, compared.
+//!
+//! `vroeg rules diff` replays the history under both rule sets (the same
+//! engine and path as `vroeg replay`) and hands both event streams to
+//! [`compare`], which reports per month the cases opened by category,
+//! priority, team and work queue (base, candidate, change), the households
+//! that gain a case, lose one or change priority (with sample
+//! explanations), and the contact workload per team per week. Households
+//! are named by their pseudonymous key; names and addresses appear only
+//! when asked for ([`Compare::personal_data`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use vroeg_core::case::{Alert, AlertKind};
+use vroeg_core::time::{parse_rfc3339, Day};
+use vroeg_core::vars::VarValue;
+
+/// How to compare.
+#[derive(Clone, Debug, Default)]
+pub struct Compare {
+    /// Show names and addresses with the sample households.
+    pub personal_data: bool,
+    /// Sample households per group.
+    pub samples: usize,
+}
+
+/// Base, candidate and the change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub basis: u64,
+    pub kandidaat: u64,
+    pub verschil: i64,
+}
+
+impl Counts {
+    fn add(&mut self, base: bool) {
+        if base {
+            self.basis += 1;
+        } else {
+            self.kandidaat += 1;
+        }
+        self.verschil = self.kandidaat as i64 - self.basis as i64;
+    }
+}
+
+/// One month's opened cases, by each dimension.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Month {
+    pub maand: String,
+    pub totaal: Counts,
+    pub per_categorie: BTreeMap<String, Counts>,
+    pub per_prioriteit: BTreeMap<u8, Counts>,
+    pub per_wijkteam: BTreeMap<String, Counts>,
+    pub per_werkbak: BTreeMap<String, Counts>,
+}
+
+/// One household that the change affects, as a sample.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sample {
+    pub huishouden: String,
+    pub prioriteit_basis: Option<u8>,
+    pub prioriteit_kandidaat: Option<u8>,
+    /// The rules and values behind its case (the candidate's, where it has
+    /// one; else the base's).
+    pub uitleg: String,
+    /// Name and address, only with personal data on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+}
+
+/// A group of affected households.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Group {
+    pub aantal: u64,
+    pub voorbeelden: Vec<Sample>,
+}
+
+/// The households the change affects.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Households {
+    /// A case under the candidate, none under the base.
+    pub krijgen_zaak: Group,
+    /// A case under the base, none under the candidate.
+    pub verliezen_zaak: Group,
+    /// A case under both, with another highest priority.
+    pub andere_prioriteit: Group,
+}
+
+/// The whole comparison.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Diff {
+    pub maanden: Vec<Month>,
+    pub huishoudens: Households,
+    /// Cases opened per team per ISO week: each needs a first contact.
+    pub contactwerk: BTreeMap<String, BTreeMap<String, Counts>>,
+}
+
+/// What one run said about one household.
+#[derive(Default)]
+struct Seen<'a> {
+    cases: u32,
+    highest: Option<u8>,
+    last: Option<&'a Alert>,
+}
+
+fn month_of(alert: &Alert) -> String {
+    let day = parse_rfc3339(&alert.tijd).map_or(Day(0), Day::local_of);
+    day.to_string()[..7].to_owned()
+}
+
+fn week_of(alert: &Alert) -> String {
+    let day = parse_rfc3339(&alert.tijd).map_or(Day(0), Day::local_of);
+    let d = day.to_date();
+    let (year, week, _) = d.to_iso_week_date();
+    format!("{year}-W{week:02}")
+}
+
+fn explain(a: &Alert) -> String {
+    let rules: Vec<String> = a
+        .regels
+        .iter()
+        .map(|r| format!("{} ({})", r.id, r.prioriteit))
+        .collect();
+    let values: Vec<String> = a
+        .variabelen
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                VarValue::Bool(b) => b.to_string(),
+                VarValue::Int(i) => i.to_string(),
+                VarValue::Float(f) => format!("{f}"),
+            };
+            format!("{k} = {v}")
+        })
+        .collect();
+    format!(
+        "{}, prioriteit {}: {}; {}",
+        a.categorie,
+        a.prioriteit,
+        rules.join(", "),
+        values.join(", ")
+    )
+}
+
+fn contact(a: &Alert) -> Option<String> {
+    a.contact.as_ref().map(|c| {
+        format!(
+            "{} {}, {} {}{}, {}",
+            c.voorletters,
+            c.achternaam,
+            c.straatnaam,
+            c.huisnummer,
+            c.huisnummertoevoeging.as_deref().unwrap_or(""),
+            c.postcode
+        )
+    })
+}
+
+/// Compare the case events of the base and the candidate run.
+pub fn compare(base: &[Alert], candidate: &[Alert], how: &Compare) -> Diff {
+    let mut months: BTreeMap<String, Month> = BTreeMap::new();
+    let mut work: BTreeMap<String, BTreeMap<String, Counts>> = BTreeMap::new();
+    let mut seen: [BTreeMap<&str, Seen<'_>>; 2] = [BTreeMap::new(), BTreeMap::new()];
+    for (run, alerts) in [(0usize, base), (1, candidate)] {
+        let is_base = run == 0;
+        for a in alerts {
+            let s = seen[run].entry(a.huishouden.as_str()).or_default();
+            if matches!(a.kind, AlertKind::Geopend | AlertKind::Bijgewerkt) {
+                s.highest = Some(s.highest.map_or(a.prioriteit, |h| h.max(a.prioriteit)));
+                s.last = Some(a);
+            }
+            if a.kind != AlertKind::Geopend {
+                continue;
+            }
+            s.cases += 1;
+            let key = month_of(a);
+            let m = months.entry(key.clone()).or_insert_with(|| Month {
+                maand: key,
+                ..Month::default()
+            });
+            m.totaal.add(is_base);
+            m.per_categorie
+                .entry(a.categorie.clone())
+                .or_default()
+                .add(is_base);
+            m.per_prioriteit
+                .entry(a.prioriteit)
+                .or_default()
+                .add(is_base);
+            m.per_wijkteam
+                .entry(a.wijkteam.clone())
+                .or_default()
+                .add(is_base);
+            m.per_werkbak
+                .entry(a.werkbak.clone())
+                .or_default()
+                .add(is_base);
+            work.entry(a.wijkteam.clone())
+                .or_default()
+                .entry(week_of(a))
+                .or_default()
+                .add(is_base);
+        }
+    }
+    let households: BTreeSet<&str> = seen[0].keys().chain(seen[1].keys()).copied().collect();
+    let mut out = Households::default();
+    for h in households {
+        let (b, c) = (seen[0].get(h), seen[1].get(h));
+        let (bc, cc) = (b.map_or(0, |s| s.cases), c.map_or(0, |s| s.cases));
+        let (bp, cp) = (b.and_then(|s| s.highest), c.and_then(|s| s.highest));
+        let group = match (bc > 0, cc > 0) {
+            (false, true) => &mut out.krijgen_zaak,
+            (true, false) => &mut out.verliezen_zaak,
+            (true, true) if bp != cp => &mut out.andere_prioriteit,
+            _ => continue,
+        };
+        group.aantal += 1;
+        if group.voorbeelden.len() < how.samples {
+            let alert = c.and_then(|s| s.last).or(b.and_then(|s| s.last));
+            group.voorbeelden.push(Sample {
+                huishouden: h.to_owned(),
+                prioriteit_basis: bp,
+                prioriteit_kandidaat: cp,
+                uitleg: alert.map(explain).unwrap_or_default(),
+                contact: alert.filter(|_| how.personal_data).and_then(contact),
+            });
+        }
+    }
+    Diff {
+        maanden: months.into_values().collect(),
+        huishoudens: out,
+        contactwerk: work,
+    }
+}
+
+fn signed(n: i64) -> String {
+    if n > 0 {
+        format!("+{n}")
+    } else {
+        n.to_string()
+    }
+}
+
+/// The comparison as a terminal table: per month, the cases opened by
+/// category; then the households; then the contact workload per team.
+pub fn table(diff: &Diff) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:<20} {:>8} {:>10} {:>8}",
+        "maand", "categorie", "basis", "kandidaat", "verschil"
+    );
+    for m in &diff.maanden {
+        for (cat, c) in &m.per_categorie {
+            let _ = writeln!(
+                out,
+                "{:<8} {:<20} {:>8} {:>10} {:>8}",
+                m.maand,
+                cat,
+                c.basis,
+                c.kandidaat,
+                signed(c.verschil)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{:<8} {:<20} {:>8} {:>10} {:>8}",
+            m.maand,
+            "(totaal)",
+            m.totaal.basis,
+            m.totaal.kandidaat,
+            signed(m.totaal.verschil)
+        );
+    }
+    let h = &diff.huishoudens;
+    let _ = writeln!(out);
+    for (label, g) in [
+        ("die een zaak krijgen", &h.krijgen_zaak),
+        ("die hun zaak verliezen", &h.verliezen_zaak),
+        ("met een andere prioriteit", &h.andere_prioriteit),
+    ] {
+        let _ = writeln!(out, "huishoudens {label}: {}", g.aantal);
+        for s in &g.voorbeelden {
+            let p = |p: Option<u8>| p.map_or("-".to_owned(), |p| p.to_string());
+            let _ = writeln!(
+                out,
+                "  {} ({} -> {}): {}{}",
+                s.huishouden,
+                p(s.prioriteit_basis),
+                p(s.prioriteit_kandidaat),
+                s.uitleg,
+                s.contact
+                    .as_deref()
+                    .map(|c| format!(" [{c}]"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "contactwerk: nieuwe zaken per wijkteam per week (basis -> kandidaat)"
+    );
+    for (team, weeks) in &diff.contactwerk {
+        let cells: Vec<String> = weeks
+            .iter()
+            .map(|(w, c)| format!("{w} {}->{}", c.basis, c.kandidaat))
+            .collect();
+        let _ = writeln!(out, "  {team}: {}", cells.join(", "));
+    }
+    out
+}
+
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Grouped bars: per label, the base and the candidate.
+fn bars_svg(title: &str, rows: &[(String, u64, u64)]) -> String {
+    let (w, h, left, bottom) = (760.0_f64, 240.0_f64, 48.0, 36.0);
+    let max = rows.iter().map(|r| r.1.max(r.2)).max().unwrap_or(0).max(1) as f64;
+    let slot = (w - left) / rows.len().max(1) as f64;
+    let bar = (slot * 0.35).min(28.0);
+    let mut s = format!(
+        r#"<svg role="img" aria-label="{}" viewBox="0 0 {w} {}" xmlns="http://www.w3.org/2000/svg">"#,
+        esc(title),
+        h + 24.0
+    );
+    for k in 0..=4 {
+        let v = max * f64::from(k) / 4.0;
+        let y = 8.0 + (h - bottom - 8.0) * (1.0 - f64::from(k) / 4.0);
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" x2="{w}" y1="{y:.1}" y2="{y:.1}" stroke="#ccc"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{v:.0}</text>"##,
+            left - 4.0,
+            y + 4.0
+        );
+    }
+    for (i, (label, b, c)) in rows.iter().enumerate() {
+        let x = left + slot * i as f64 + slot / 2.0 - bar;
+        for (j, (v, colour, name)) in [(*b, "#1f4e79", "basis"), (*c, "#9c4a00", "kandidaat")]
+            .into_iter()
+            .enumerate()
+        {
+            let bh = (h - bottom - 8.0) * v as f64 / max;
+            let _ = write!(
+                s,
+                r#"<rect x="{:.1}" y="{:.1}" width="{bar:.1}" height="{bh:.1}" fill="{colour}"><title>{}: {name} {v}</title></rect>"#,
+                x + bar * j as f64,
+                h - bottom - bh,
+                esc(label)
+            );
+        }
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"#,
+            x + bar,
+            h - bottom + 14.0,
+            esc(label)
+        );
+    }
+    let _ = write!(
+        s,
+        r##"<rect x="{left}" y="{h}" width="12" height="12" fill="#1f4e79"/><text x="{}" y="{}" font-size="12">basis</text><rect x="{}" y="{h}" width="12" height="12" fill="#9c4a00"/><text x="{}" y="{}" font-size="12">kandidaat</text></svg>"##,
+        left + 16.0,
+        h + 10.0,
+        left + 90.0,
+        left + 106.0,
+        h + 10.0
+    );
+    s
+}
+
+/// The comparison as one self-contained HTML page (no scripts, no
+/// external files): charts and tables per month, the affected households,
+/// the contact workload.
+pub fn html(diff: &Diff, base: &str, candidate: &str) -> String {
+    let mut s = String::from(
+        r#"<!DOCTYPE html><html lang="nl"><head><meta charset="utf-8"><title>Vroeg: regelwijziging vergeleken</title><style>
+body{font-family:system-ui,sans-serif;color:#1a1a1a;max-width:60rem;margin:1rem auto;padding:0 1rem;line-height:1.45}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem}th,td{padding:.3rem .6rem;border-bottom:1px solid #ccc;text-align:left}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}.plus{color:#2e6b30}.min{color:#a31515}svg{width:100%;height:auto;max-width:48rem}
+</style></head><body>"#,
+    );
+    let _ = write!(
+        s,
+        "<h1>Regelwijziging vergeleken</h1><p>Basis: <code>{}</code>; kandidaat: <code>{}</code>. Dezelfde signalen, per regelset opnieuw verwerkt.</p>",
+        esc(base),
+        esc(candidate)
+    );
+    let totals: Vec<(String, u64, u64)> = diff
+        .maanden
+        .iter()
+        .map(|m| (m.maand.clone(), m.totaal.basis, m.totaal.kandidaat))
+        .collect();
+    let _ = write!(
+        s,
+        "<h2>Geopende zaken per maand</h2>{}",
+        bars_svg("Geopende zaken per maand: basis en kandidaat", &totals)
+    );
+    let cell = |n: i64| {
+        let class = if n > 0 {
+            "plus"
+        } else if n < 0 {
+            "min"
+        } else {
+            ""
+        };
+        format!(r#"<td class="n {class}">{}</td>"#, signed(n))
+    };
+    for m in &diff.maanden {
+        let _ = write!(
+            s,
+            r#"<h3>{}</h3><table><thead><tr><th>categorie</th><th class="n">basis</th><th class="n">kandidaat</th><th class="n">verschil</th></tr></thead><tbody>"#,
+            esc(&m.maand)
+        );
+        for (cat, c) in &m.per_categorie {
+            let _ = write!(
+                s,
+                r#"<tr><td>{}</td><td class="n">{}</td><td class="n">{}</td>{}</tr>"#,
+                esc(cat),
+                c.basis,
+                c.kandidaat,
+                cell(c.verschil)
+            );
+        }
+        let _ = write!(
+            s,
+            r#"<tr><th>totaal</th><th class="n">{}</th><th class="n">{}</th>{}</tr></tbody></table>"#,
+            m.totaal.basis,
+            m.totaal.kandidaat,
+            cell(m.totaal.verschil)
+        );
+        let priorities: BTreeMap<String, Counts> = m
+            .per_prioriteit
+            .iter()
+            .map(|(p, c)| (p.to_string(), c.clone()))
+            .collect();
+        for (what, rows) in [
+            ("prioriteit", &priorities),
+            ("wijkteam", &m.per_wijkteam),
+            ("werkbak", &m.per_werkbak),
+        ] {
+            let _ = write!(
+                s,
+                r#"<table><thead><tr><th>{what}</th><th class="n">basis</th><th class="n">kandidaat</th><th class="n">verschil</th></tr></thead><tbody>"#
+            );
+            for (key, c) in rows {
+                let _ = write!(
+                    s,
+                    r#"<tr><td>{}</td><td class="n">{}</td><td class="n">{}</td>{}</tr>"#,
+                    esc(key),
+                    c.basis,
+                    c.kandidaat,
+                    cell(c.verschil)
+                );
+            }
+            s.push_str("</tbody></table>");
+        }
+    }
+    let h = &diff.huishoudens;
+    s.push_str("<h2>Huishoudens</h2>");
+    for (label, g) in [
+        ("die een zaak krijgen", &h.krijgen_zaak),
+        ("die hun zaak verliezen", &h.verliezen_zaak),
+        ("met een andere prioriteit", &h.andere_prioriteit),
+    ] {
+        let _ = write!(s, "<h3>{} huishoudens {label}</h3><ul>", g.aantal);
+        for v in &g.voorbeelden {
+            let p = |p: Option<u8>| p.map_or("-".to_owned(), |p| p.to_string());
+            let _ = write!(
+                s,
+                "<li><code>{}</code> (prioriteit {} → {}): {}{}</li>",
+                esc(&v.huishouden),
+                p(v.prioriteit_basis),
+                p(v.prioriteit_kandidaat),
+                esc(&v.uitleg),
+                v.contact
+                    .as_deref()
+                    .map(|c| format!(" — {}", esc(c)))
+                    .unwrap_or_default()
+            );
+        }
+        s.push_str("</ul>");
+    }
+    s.push_str("<h2>Contactwerk: nieuwe zaken per wijkteam per week</h2>");
+    for (team, weeks) in &diff.contactwerk {
+        let rows: Vec<(String, u64, u64)> = weeks
+            .iter()
+            .map(|(w, c)| (w[5..].to_owned(), c.basis, c.kandidaat))
+            .collect();
+        let _ = write!(
+            s,
+            "<h3>{}</h3>{}",
+            esc(team),
+            bars_svg(&format!("Nieuwe zaken per week, {team}"), &rows)
+        );
+    }
+    s.push_str("</body></html>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(h: &str, kind: AlertKind, tijd: &str, cat: &str, p: u8) -> Alert {
+        let mut a: Alert = serde_json::from_value(serde_json::json!({
+            "id": format!("{h}-1-1"), "type": "geopend", "zaak_id": format!("{h}-1"),
+            "huishouden": h, "wijkteam": "noord", "werkbak": "regulier", "episode": 1,
+            "volgnummer": 1, "tijd": tijd, "prioriteit": p, "categorie": cat,
+            "categorieen": [cat], "regels": [], "signalen": [], "variabelen": {},
+            "regelset": "x"
+        }))
+        .unwrap();
+        a.kind = kind;
+        a
+    }
+
+    #[test]
+    fn counts_groups_and_workload_follow_the_two_runs() {
+        let base = vec![
+            alert(
+                "a",
+                AlertKind::Geopend,
+                "2026-03-02T10:00:00Z",
+                "enkelvoudig",
+                3,
+            ),
+            alert(
+                "b",
+                AlertKind::Geopend,
+                "2026-03-03T10:00:00Z",
+                "enkelvoudig",
+                3,
+            ),
+            alert("c", AlertKind::Geopend, "2026-04-01T10:00:00Z", "crisis", 9),
+        ];
+        let candidate = vec![
+            alert(
+                "a",
+                AlertKind::Geopend,
+                "2026-03-02T10:00:00Z",
+                "enkelvoudig",
+                3,
+            ),
+            alert("c", AlertKind::Geopend, "2026-04-01T10:00:00Z", "crisis", 9),
+            alert(
+                "c",
+                AlertKind::Bijgewerkt,
+                "2026-04-02T10:00:00Z",
+                "crisis",
+                9,
+            ),
+            alert(
+                "d",
+                AlertKind::Geopend,
+                "2026-04-03T10:00:00Z",
+                "meervoudig",
+                6,
+            ),
+        ];
+        let d = compare(
+            &base,
+            &candidate,
+            &Compare {
+                personal_data: false,
+                samples: 3,
+            },
+        );
+        assert_eq!(d.maanden.len(), 2);
+        let march = &d.maanden[0];
+        assert_eq!(
+            (
+                march.totaal.basis,
+                march.totaal.kandidaat,
+                march.totaal.verschil
+            ),
+            (2, 1, -1)
+        );
+        assert_eq!(d.maanden[1].per_categorie["meervoudig"].verschil, 1);
+        assert_eq!(d.huishoudens.krijgen_zaak.aantal, 1);
+        assert_eq!(d.huishoudens.verliezen_zaak.aantal, 1);
+        assert_eq!(d.huishoudens.andere_prioriteit.aantal, 0);
+        assert_eq!(d.huishoudens.verliezen_zaak.voorbeelden[0].huishouden, "b");
+        assert!(d.huishoudens.krijgen_zaak.voorbeelden[0].contact.is_none());
+        assert_eq!(d.contactwerk["noord"]["2026-W10"].basis, 2);
+        let text = table(&d);
+        assert!(
+            text.contains("2026-03  (totaal)                    2          1       -1"),
+            "{text}"
+        );
+        let page = html(&d, "rules", "kandidaat");
+        assert!(page.starts_with("<!DOCTYPE html><html lang=\"nl\">") && page.contains("<svg"));
+        assert!(!page.contains("<script"));
+    }
+}
