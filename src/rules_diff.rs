@@ -11,8 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use vroeg_core::case::Alert;
-use vroeg_rules::diff::{compare, html, table, Compare};
+use vroeg_rules::diff::{compare, html, table, Compare, Event};
 
 use crate::replay::{replay, ReplayArgs};
 
@@ -79,16 +78,20 @@ fn side(args: &RulesDiffArgs, rules: &[PathBuf], dir: &Path, name: &str) -> Repl
     }
 }
 
-fn alerts(path: &Path) -> anyhow::Result<Vec<Alert>> {
+/// A replay's case events, as much of each as the comparison reads; the
+/// contact details only when they are to be shown.
+fn events(path: &Path, personal: bool) -> anyhow::Result<Vec<Event>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut out = Vec::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line?;
-        out.push(
-            serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: not a case event", path.display(), n + 1))?,
-        );
+        let mut event: Event = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a case event", path.display(), n + 1))?;
+        if !personal {
+            event.contact = None;
+        }
+        out.push(event);
     }
     Ok(out)
 }
@@ -117,8 +120,8 @@ pub fn run(args: &RulesDiffArgs) -> anyhow::Result<ExitCode> {
         args.signals.display()
     );
     let diff = compare(
-        &alerts(&b.alerts_file)?,
-        &alerts(&c.alerts_file)?,
+        &events(&b.alerts_file, args.with_personal_data)?,
+        &events(&c.alerts_file, args.with_personal_data)?,
         &Compare {
             personal_data: args.with_personal_data,
             samples: args.samples,

@@ -13,8 +13,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use serde::Serialize;
-use vroeg_core::case::{Alert, AlertKind};
+use serde::{Deserialize, Serialize};
+use vroeg_core::case::{AlertKind, RuleRef};
+use vroeg_core::state::Contact;
 use vroeg_core::time::{parse_rfc3339, Day};
 use vroeg_core::vars::VarValue;
 
@@ -98,27 +99,48 @@ pub struct Diff {
     pub contactwerk: BTreeMap<String, BTreeMap<String, Counts>>,
 }
 
+/// The part of a case event the comparison reads (a case event's JSON
+/// deserializes into it; the rest is skipped, so two runs of a million
+/// signals fit in memory).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub kind: AlertKind,
+    pub huishouden: String,
+    pub wijkteam: String,
+    pub werkbak: String,
+    pub tijd: String,
+    pub prioriteit: u8,
+    pub categorie: String,
+    #[serde(default)]
+    pub regels: Vec<RuleRef>,
+    #[serde(default)]
+    pub variabelen: BTreeMap<String, VarValue>,
+    #[serde(default)]
+    pub contact: Option<Contact>,
+}
+
 /// What one run said about one household.
 #[derive(Default)]
 struct Seen<'a> {
     cases: u32,
     highest: Option<u8>,
-    last: Option<&'a Alert>,
+    last: Option<&'a Event>,
 }
 
-fn month_of(alert: &Alert) -> String {
+fn month_of(alert: &Event) -> String {
     let day = parse_rfc3339(&alert.tijd).map_or(Day(0), Day::local_of);
     day.to_string()[..7].to_owned()
 }
 
-fn week_of(alert: &Alert) -> String {
+fn week_of(alert: &Event) -> String {
     let day = parse_rfc3339(&alert.tijd).map_or(Day(0), Day::local_of);
     let d = day.to_date();
     let (year, week, _) = d.to_iso_week_date();
     format!("{year}-W{week:02}")
 }
 
-fn explain(a: &Alert) -> String {
+fn explain(a: &Event) -> String {
     let rules: Vec<String> = a
         .regels
         .iter()
@@ -145,7 +167,7 @@ fn explain(a: &Alert) -> String {
     )
 }
 
-fn contact(a: &Alert) -> Option<String> {
+fn contact(a: &Event) -> Option<String> {
     a.contact.as_ref().map(|c| {
         format!(
             "{} {}, {} {}{}, {}",
@@ -160,7 +182,7 @@ fn contact(a: &Alert) -> Option<String> {
 }
 
 /// Compare the case events of the base and the candidate run.
-pub fn compare(base: &[Alert], candidate: &[Alert], how: &Compare) -> Diff {
+pub fn compare(base: &[Event], candidate: &[Event], how: &Compare) -> Diff {
     let mut months: BTreeMap<String, Month> = BTreeMap::new();
     let mut work: BTreeMap<String, BTreeMap<String, Counts>> = BTreeMap::new();
     let mut seen: [BTreeMap<&str, Seen<'_>>; 2] = [BTreeMap::new(), BTreeMap::new()];
@@ -510,8 +532,8 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}.plus{color:#2e6b30
 mod tests {
     use super::*;
 
-    fn alert(h: &str, kind: AlertKind, tijd: &str, cat: &str, p: u8) -> Alert {
-        let mut a: Alert = serde_json::from_value(serde_json::json!({
+    fn alert(h: &str, kind: AlertKind, tijd: &str, cat: &str, p: u8) -> Event {
+        let mut a: Event = serde_json::from_value(serde_json::json!({
             "id": format!("{h}-1-1"), "type": "geopend", "zaak_id": format!("{h}-1"),
             "huishouden": h, "wijkteam": "noord", "werkbak": "regulier", "episode": 1,
             "volgnummer": 1, "tijd": tijd, "prioriteit": p, "categorie": cat,
