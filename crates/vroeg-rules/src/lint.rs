@@ -210,6 +210,20 @@ struct Tally {
     winners: BTreeMap<String, usize>,
 }
 
+/// What an evaluation decides, as the engine decides it: the highest
+/// priority of the signalling rules that fired, and the rule whose
+/// category the case gets (the first by id at that priority).
+pub fn decision(eval: &vroeg_core::Evaluation) -> (u8, Option<&str>) {
+    let top = eval.fired.iter().map(|r| r.prioriteit).max().unwrap_or(0);
+    let category = eval
+        .fired
+        .iter()
+        .filter(|r| r.prioriteit == top)
+        .map(|r| r.id.as_str())
+        .min();
+    (top, category)
+}
+
 /// Every lint of a rule set, as warnings at the rules they concern.
 pub fn lint(rules: &RuleSet) -> Diagnostics {
     lint_on(rules, &households(rules, SAMPLES))
@@ -235,16 +249,8 @@ pub fn lint_on(rules: &RuleSet, sample: &[Variables]) -> Diagnostics {
                 t.suppressed += 1;
             }
         }
-        // As the engine decides: the highest priority; the category of the
-        // first rule (by id) at that priority.
-        let top = eval.fired.iter().map(|r| r.prioriteit).max().unwrap_or(0);
-        let category = eval
-            .fired
-            .iter()
-            .filter(|r| r.prioriteit == top)
-            .map(|r| r.id.as_str())
-            .min()
-            .unwrap_or("");
+        let (top, category) = decision(&eval);
+        let category = category.unwrap_or("");
         for r in &eval.fired {
             let Some(t) = tally.get_mut(r.id.as_str()) else {
                 continue;

@@ -69,13 +69,7 @@ pub fn coverage(outcomes: &[FileOutcome]) -> Vec<RuleCoverage> {
                     }
                 }
             };
-            let top = eval.fired.iter().map(|r| r.prioriteit).max().unwrap_or(0);
-            let category = eval
-                .fired
-                .iter()
-                .filter(|r| r.prioriteit == top)
-                .map(|r| r.id.as_str())
-                .min();
+            let (top, category) = crate::lint::decision(eval);
             for r in &eval.fired {
                 let decided = r.prioriteit == top;
                 let chose = Some(r.id.as_str()) == category;

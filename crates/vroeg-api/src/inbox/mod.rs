@@ -279,11 +279,15 @@ fn signed_in(inbox: &Inbox, jar: &CookieJar) -> Result<(String, Session), Respon
     Ok((id, session))
 }
 
-/// Take the one-time message of a session for the page being shown.
-fn take_flash(inbox: &Inbox, id: &str, session: &Session) {
+/// The session of a page view: signed in, with its one-time message
+/// taken for the page being shown (the store forgets it).
+#[allow(clippy::result_large_err)]
+fn page_session(inbox: &Inbox, jar: &CookieJar) -> Result<(String, Session), Response> {
+    let (id, session) = signed_in(inbox, jar)?;
     if session.flash.is_some() {
-        inbox.sessions.update(id, |s| s.flash = None);
+        inbox.sessions.update(&id, |s| s.flash = None);
     }
+    Ok((id, session))
 }
 
 fn session_cookie(api: &CaseApi, value: String) -> Cookie<'static> {
@@ -573,11 +577,10 @@ async fn queue_page(
     jar: CookieJar,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (id, session) = match signed_in(&inbox, &jar) {
+    let (_, session) = match page_session(&inbox, &jar) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    take_flash(&inbox, &id, &session);
     let api = inbox.api.clone();
     let chrome = Chrome::of(&api, &session);
     let caller = session.caller.clone();
@@ -1084,11 +1087,10 @@ async fn case_page(
     jar: CookieJar,
     Path(zaak): Path<String>,
 ) -> Response {
-    let (id, session) = match signed_in(&inbox, &jar) {
+    let (id, session) = match page_session(&inbox, &jar) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    take_flash(&inbox, &id, &session);
     show_case(&inbox, &id, &session, zaak, None).await
 }
 
@@ -1374,11 +1376,10 @@ async fn search_page(
     jar: CookieJar,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (id, session) = match signed_in(&inbox, &jar) {
+    let (_, session) = match page_session(&inbox, &jar) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    take_flash(&inbox, &id, &session);
     let api = inbox.api.clone();
     let caller = session.caller.clone();
     let get = |k: &str| {
@@ -1564,8 +1565,7 @@ async fn monitor_session(
     jar: &CookieJar,
     actie: &'static str,
 ) -> Result<Session, Response> {
-    let (id, session) = signed_in(inbox, jar)?;
-    take_flash(inbox, &id, &session);
+    let (_, session) = page_session(inbox, jar)?;
     if matches!(session.caller.role, Role::Team(_)) {
         let _ = audited(
             &inbox.api,
