@@ -1559,6 +1559,27 @@ fn figures(api: &CaseApi, months: Vec<monitor::Month>) -> Result<Figures, ApiErr
     Ok((months, indicators, teams))
 }
 
+/// The monitor's figures, computed off the runtime and audited as `actie`
+/// with the status they are answered with; a failed audit is an error
+/// like any other.
+async fn audited_figures(
+    api: &CaseApi,
+    caller: &Caller,
+    actie: &'static str,
+    months: Vec<monitor::Month>,
+) -> Result<Figures, ApiError> {
+    let computed = {
+        let api = api.clone();
+        blocking(move || figures(&api, months)).await
+    };
+    let status = computed.as_ref().map_or_else(
+        |e| StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        |_| StatusCode::OK,
+    );
+    audited(api, caller, actie, None, status).await?;
+    computed
+}
+
 /// The session of someone who may see the monitor, or the answer.
 async fn monitor_session(
     inbox: &Inbox,
@@ -1618,17 +1639,7 @@ async fn monitor_page(
             return render(StatusCode::BAD_REQUEST, &page);
         }
     };
-    let computed = {
-        let api = api.clone();
-        blocking(move || figures(&api, months)).await
-    };
-    let status = computed.as_ref().map_or_else(
-        |e| StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        |_| StatusCode::OK,
-    );
-    if let Err(e) = audited(&api, &session.caller, "monitor", None, status).await {
-        return api_error_page(chrome, &e);
-    }
+    let computed = audited_figures(&api, &session.caller, "monitor", months).await;
     let (months, indicators, teams) = match computed {
         Ok(f) => f,
         Err(ApiError::Unavailable(_)) => {
@@ -1700,17 +1711,7 @@ async fn monitor_csv(
             return error_page(chrome, StatusCode::BAD_REQUEST, "Ongeldige periode", &fout);
         }
     };
-    let computed = {
-        let api = api.clone();
-        blocking(move || figures(&api, months)).await
-    };
-    let status = computed.as_ref().map_or_else(
-        |e| StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        |_| StatusCode::OK,
-    );
-    if let Err(e) = audited(&api, &session.caller, "monitor_csv", None, status).await {
-        return api_error_page(chrome, &e);
-    }
+    let computed = audited_figures(&api, &session.caller, "monitor_csv", months).await;
     match computed {
         Ok((months, indicators, teams)) => {
             let name = format!(
