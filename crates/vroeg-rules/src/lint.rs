@@ -266,12 +266,14 @@ pub fn lint_on(rules: &RuleSet, sample: &[Variables]) -> Diagnostics {
             continue;
         }
         // The queue, as the engine chooses it: the highest-priority queue
-        // rule that fired, the first in the files on a tie.
+        // rule that fired, the first in the files on a tie. Each queue rule
+        // is evaluated once.
+        let fired: Vec<&crate::ruleset::CompiledRule> = rules
+            .active_rules()
+            .filter(|r| r.action == Action::Werkbak && rules.fires(r, vars))
+            .collect();
         let mut winner: Option<&crate::ruleset::CompiledRule> = None;
-        for rule in rules.active_rules().filter(|r| r.action == Action::Werkbak) {
-            if !rule_fires(rules, rule, vars) {
-                continue;
-            }
+        for &rule in &fired {
             if let Some(t) = tally.get_mut(rule.id.as_str()) {
                 t.fired_on_case += 1;
             }
@@ -280,14 +282,9 @@ pub fn lint_on(rules: &RuleSet, sample: &[Variables]) -> Diagnostics {
             }
         }
         if let Some(w) = winner {
-            for rule in rules
-                .active_rules()
-                .filter(|r| r.action == Action::Werkbak && r.id != w.id)
-            {
-                if rule_fires(rules, rule, vars) {
-                    if let Some(t) = tally.get_mut(rule.id.as_str()) {
-                        *t.winners.entry(w.id.clone()).or_default() += 1;
-                    }
+            for rule in fired.iter().filter(|r| r.id != w.id) {
+                if let Some(t) = tally.get_mut(rule.id.as_str()) {
+                    *t.winners.entry(w.id.clone()).or_default() += 1;
                 }
             }
             if let Some(t) = tally.get_mut(w.id.as_str()) {
@@ -359,10 +356,6 @@ pub fn lint_on(rules: &RuleSet, sample: &[Variables]) -> Diagnostics {
         }
     }
     out
-}
-
-fn rule_fires(rules: &RuleSet, rule: &crate::ruleset::CompiledRule, vars: &Variables) -> bool {
-    rules.fires(rule, vars)
 }
 
 #[cfg(test)]
