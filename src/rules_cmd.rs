@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use vroeg_rules::testing::{run_file, test_files};
+use vroeg_engine::testing::{run_file, test_files};
 use vroeg_rules::{LoadOptions, RuleSet};
 
 use crate::{RulesCheckArgs, RulesSchemaArgs, RulesTestArgs};
@@ -101,8 +101,8 @@ pub fn test(args: &RulesTestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_coverage(outcomes: &[vroeg_rules::testing::FileOutcome]) {
-    let rules = vroeg_rules::mutate::coverage(outcomes);
+fn print_coverage(outcomes: &[vroeg_engine::testing::FileOutcome]) {
+    let rules = vroeg_engine::mutate::coverage(outcomes);
     println!();
     println!("rule coverage (evaluations in the tests):");
     println!(
@@ -143,7 +143,7 @@ fn print_coverage(outcomes: &[vroeg_rules::testing::FileOutcome]) {
 /// Run the mutation tests; whether every mutant was noticed.
 fn print_mutations(files: &[std::path::PathBuf]) -> anyhow::Result<bool> {
     let started = std::time::Instant::now();
-    let report = vroeg_rules::mutate::mutate(files)?;
+    let report = vroeg_engine::mutate::mutate(files)?;
     println!();
     for m in &report.survivors {
         println!(

@@ -447,14 +447,3 @@ pub fn escalate(
         state.contact.clone(),
     ))
 }
-
-/// The team recorded a contact attempt: escalation stops.
-pub fn record_contact_attempt(state: &mut HouseholdState) -> bool {
-    match state.case.as_mut() {
-        Some(case) => {
-            case.contacted = true;
-            true
-        }
-        None => false,
-    }
-}

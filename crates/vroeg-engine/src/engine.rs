@@ -16,7 +16,9 @@ use crate::intake::{not_a_case_id, Classified, Forwarded, ForwardedItem, Intake,
 use vroeg_rules::pipeline::{Processor, StepResult};
 use vroeg_rules::routing::Routing;
 use vroeg_rules::RuleSet;
-use vroeg_store::{queue_key, Commit, Destination, HouseholdWrite, OutboxEntry, Store, StoreError};
+use vroeg_store::{
+    queue_key, Commit, Destination, HouseholdWrite, OutboxEntry, StateStore, Store, StoreError,
+};
 
 use crate::stats::Stats;
 
@@ -50,6 +52,9 @@ pub struct EngineConfig {
     /// Publish every changed case record (`Destination::Cases`) for the
     /// read models: on in `vroeg run`, off in replay and the rule tests.
     pub publish_cases: bool,
+    /// Keep every evaluation of the rules and every evaluation error
+    /// ([`Engine::take_observed`]): the rule tests' coverage and failures.
+    pub observe: bool,
 }
 
 impl EngineConfig {
@@ -63,6 +68,7 @@ impl EngineConfig {
             routing: Arc::new(Routing::single(DEFAULT_TEAM)),
             opt_out: Arc::new(OptOut::default()),
             publish_cases: false,
+            observe: false,
         }
     }
 }
@@ -94,6 +100,7 @@ pub struct ForwardedRecord {
 pub struct Prepared {
     commit: Commit,
     stats: Stats,
+    observed: Observed,
     moved: HashMap<(Arc<str>, i32), i64>,
     watermark_before: Millis,
     sources_before: Sources,
@@ -113,6 +120,16 @@ impl Prepared {
     pub fn is_empty(&self) -> bool {
         self.commit.is_empty()
     }
+}
+
+/// What the rules said during the batches processed with
+/// [`EngineConfig::observe`] on.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Every evaluation of the rules, in order.
+    pub evaluations: Vec<vroeg_core::Evaluation>,
+    /// Every rule that failed to evaluate, as its message.
+    pub rule_errors: Vec<String>,
 }
 
 /// A record the engine can process: a raw one, which it classifies, or one
@@ -188,6 +205,61 @@ impl Item for ForwardedRecord {
     }
 }
 
+/// A record whose household is known already: the rule test runner names
+/// its households (`h1`, `gezin-a`) instead of deriving them from an
+/// address. It takes no part in the event-time merge.
+#[derive(Clone, Debug)]
+pub struct KeyedRecord {
+    pub stream: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: HouseholdKey,
+    pub input: KeyedInput,
+}
+
+/// What a [`KeyedRecord`] carries.
+#[derive(Clone, Debug)]
+pub enum KeyedInput {
+    Signal(Box<Signal>),
+    Feedback(Feedback),
+}
+
+impl Item for KeyedRecord {
+    const MERGES: bool = false;
+
+    fn position(&self) -> (&Arc<str>, i32, i64) {
+        (&self.stream, self.partition, self.offset)
+    }
+
+    fn classified(&self, _intake: &Intake, _wall_now: Millis) -> Classified {
+        match &self.input {
+            KeyedInput::Signal(signal) => Classified::Signal {
+                key: self.key.clone(),
+                signal: (**signal).clone(),
+            },
+            KeyedInput::Feedback(feedback) => Classified::Feedback {
+                key: self.key.clone(),
+                feedback: feedback.clone(),
+            },
+        }
+    }
+
+    /// The input as JSON (a refused contact attempt's dead letter).
+    fn original(&self) -> std::borrow::Cow<'_, Record> {
+        let payload = match &self.input {
+            KeyedInput::Signal(signal) => serde_json::to_vec(signal),
+            KeyedInput::Feedback(feedback) => serde_json::to_vec(feedback),
+        };
+        std::borrow::Cow::Owned(Record {
+            stream: self.stream.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            payload: payload.unwrap_or_default(),
+            headers: Vec::new(),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
@@ -222,8 +294,11 @@ struct Loaded {
 
 const WATERMARK: &str = "watermark";
 
-pub struct Engine {
-    store: Store,
+/// The engine over a store: sled ([`Store`], the default) for the service
+/// and replay, or memory ([`vroeg_store::MemoryStore`]) for the rule tests
+/// and `vroeg rules diff`. Everything it decides is the same on both.
+pub struct Engine<S = Store> {
+    store: S,
     rules: Arc<RuleSet>,
     pub(crate) config: EngineConfig,
     intake: Intake,
@@ -233,6 +308,8 @@ pub struct Engine {
     stats: Stats,
     /// Event-time merge: the progress of every source partition.
     sources: Sources,
+    /// What the rules said, with [`EngineConfig::observe`].
+    observed: Observed,
 }
 
 /// The progress intake reported for each source partition (event time,
@@ -249,7 +326,7 @@ const SOURCE_META: &str = "merge.source\0";
 const TOPIC_META: &str = "merge.topic\0";
 
 impl Sources {
-    fn load(store: &Store) -> Result<Sources, EngineError> {
+    fn load(store: &impl StateStore) -> Result<Sources, EngineError> {
         let mut sources = Sources::default();
         for (name, value) in store.meta_with_prefix(SOURCE_META)? {
             let rest = &name[SOURCE_META.len()..];
@@ -344,29 +421,27 @@ struct Batch {
     households: HashMap<HouseholdKey, Loaded>,
     /// Timers set during this batch (not yet in the store).
     new_timers: BTreeSet<(Millis, HouseholdKey)>,
-    /// The next store timer after the cursor, if any: (due, household, raw key).
-    store_next: Option<(Millis, HouseholdKey, Vec<u8>)>,
+    /// The next store timer after the cursor, if any: (due, household).
+    store_next: Option<(Millis, HouseholdKey)>,
     commit: Commit,
     stats: Stats,
     /// Case records changed in this batch, by case id.
     cases: HashMap<String, CaseRecord>,
     /// Signals this batch put in the event-time merge queue, by queue key.
     queued: BTreeMap<Vec<u8>, Signal>,
+    /// With [`EngineConfig::observe`]: what the rules said in this batch.
+    observed: Observed,
 }
 
-impl Engine {
-    pub fn new(
-        store: Store,
-        rules: Arc<RuleSet>,
-        config: EngineConfig,
-    ) -> Result<Engine, EngineError> {
+impl<S: StateStore> Engine<S> {
+    pub fn new(store: S, rules: Arc<RuleSet>, config: EngineConfig) -> Result<Self, EngineError> {
         let watermark = match store.meta(WATERMARK)? {
             Some(v) if v.len() == 8 => i64::from_be_bytes(v.try_into().unwrap_or([0; 8])),
             _ => i64::MIN,
         };
         let intake = Intake::new(&config);
         let sources = Sources::load(&store)?;
-        Ok(Engine {
+        Ok(Self {
             store,
             rules,
             config,
@@ -375,15 +450,26 @@ impl Engine {
             positions: HashMap::new(),
             stats: Stats::default(),
             sources,
+            observed: Observed::default(),
         })
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The store, to take what a batch wrote (the memory store's outbox).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
     }
 
     pub fn rules(&self) -> &Arc<RuleSet> {
         &self.rules
+    }
+
+    /// What the rules said since the last call (with [`EngineConfig::observe`]).
+    pub fn take_observed(&mut self) -> Observed {
+        std::mem::take(&mut self.observed)
     }
 
     /// Use another rule set from the next batch on (hot reload). Cases keep
@@ -454,7 +540,7 @@ impl Engine {
         records: &[Record],
         wall_now: Millis,
     ) -> Result<Prepared, EngineError> {
-        self.prepare_items(records, wall_now)
+        self.prepare_items(records, wall_now, None)
     }
 
     /// [`Engine::prepare`] for records intake has classified already (the
@@ -464,25 +550,28 @@ impl Engine {
         records: &[ForwardedRecord],
         wall_now: Millis,
     ) -> Result<Prepared, EngineError> {
-        self.prepare_items(records, wall_now)
+        self.prepare_items(records, wall_now, None)
+    }
+
+    /// Process and commit records whose household is known already (the
+    /// rule test runner's named households), then, in event time, move the
+    /// clock on to `advance_to` (if later) and fire every timer due by then.
+    pub fn process_keyed(
+        &mut self,
+        records: &[KeyedRecord],
+        wall_now: Millis,
+        advance_to: Option<Millis>,
+    ) -> Result<Stats, EngineError> {
+        let prepared = self.prepare_items(records, wall_now, advance_to)?;
+        self.complete(prepared)
     }
 
     /// Write a prepared batch with its outbox, as one atomic commit.
-    pub fn complete(&mut self, prepared: Prepared) -> Result<Stats, EngineError> {
-        let result = self.store.commit(&prepared.commit);
-        self.finish(prepared, result)
-    }
-
-    /// Write a prepared batch whose outbox and changelog records are
-    /// committed to Kafka already, as a cache of the changelog up to
-    /// `changelog_next`.
-    pub fn complete_cached(
-        &mut self,
-        prepared: Prepared,
-        changelog_next: i64,
-    ) -> Result<Stats, EngineError> {
-        let result = self.store.commit_cached(&prepared.commit, changelog_next);
-        self.finish(prepared, result)
+    pub fn complete(&mut self, mut prepared: Prepared) -> Result<Stats, EngineError> {
+        let commit = std::mem::take(&mut prepared.commit);
+        let empty = commit.is_empty();
+        let result = self.store.write(commit);
+        self.finish(prepared, empty, result)
     }
 
     /// Forget a prepared batch: its Kafka transaction was aborted. The
@@ -495,6 +584,7 @@ impl Engine {
     fn finish(
         &mut self,
         prepared: Prepared,
+        empty: bool,
         written: Result<(), StoreError>,
     ) -> Result<Stats, EngineError> {
         if let Err(e) = written {
@@ -503,12 +593,14 @@ impl Engine {
             return Err(e.into());
         }
         let Prepared {
-            commit,
             mut stats,
             moved,
+            observed,
             ..
         } = prepared;
-        if !commit.is_empty() {
+        self.observed.evaluations.extend(observed.evaluations);
+        self.observed.rule_errors.extend(observed.rule_errors);
+        if !empty {
             stats.batches = 1;
         }
         // Only now, with the batch written, do positions move in memory.
@@ -521,13 +613,15 @@ impl Engine {
         &mut self,
         items: &[I],
         wall_now: Millis,
+        advance_to: Option<Millis>,
     ) -> Result<Prepared, EngineError> {
         let watermark_before = self.watermark;
         let sources_before = self.sources.clone();
-        match self.prepare_inner(items, wall_now) {
-            Ok((commit, stats, moved)) => Ok(Prepared {
+        match self.prepare_inner(items, wall_now, advance_to) {
+            Ok((commit, stats, observed, moved)) => Ok(Prepared {
                 commit,
                 stats,
+                observed,
                 moved,
                 watermark_before,
                 sources_before,
@@ -597,7 +691,8 @@ impl Engine {
         &mut self,
         items: &[I],
         wall_now: Millis,
-    ) -> Result<(Commit, Stats, HashMap<(Arc<str>, i32), i64>), EngineError> {
+        advance_to: Option<Millis>,
+    ) -> Result<(Commit, Stats, Observed, HashMap<(Arc<str>, i32), i64>), EngineError> {
         let rules = self.rules.clone();
         let mut batch = Batch {
             households: HashMap::new(),
@@ -607,6 +702,7 @@ impl Engine {
             stats: Stats::default(),
             cases: HashMap::new(),
             queued: BTreeMap::new(),
+            observed: Observed::default(),
             timer_budget: match self.config.clock {
                 ClockMode::Wall => MAX_TIMERS_PER_BATCH,
                 // Event time fires every due timer before the next record,
@@ -685,8 +781,13 @@ impl Engine {
                 }
             }
         }
-        if self.config.clock == ClockMode::Wall {
-            self.fire_timers(&processor, &mut batch, wall_now)?;
+        match (self.config.clock, advance_to) {
+            (ClockMode::Wall, _) => self.fire_timers(&processor, &mut batch, wall_now)?,
+            (ClockMode::EventTime, Some(to)) if to > self.watermark => {
+                self.watermark = to;
+                self.fire_timers(&processor, &mut batch, to)?;
+            }
+            (ClockMode::EventTime, _) => {}
         }
         if merge && !items.is_empty() {
             self.release(&processor, &mut batch, &sources_at_start)?;
@@ -696,6 +797,7 @@ impl Engine {
             mut commit,
             stats,
             cases,
+            observed,
             ..
         } = batch;
         commit.cases = cases.into_values().collect();
@@ -731,7 +833,7 @@ impl Engine {
                 .meta
                 .push((WATERMARK.to_owned(), self.watermark.to_be_bytes().to_vec()));
         }
-        Ok((commit, stats, moved))
+        Ok((commit, stats, observed, moved))
     }
 
     pub(crate) fn keyer(&self) -> &HouseholdKeyer {
@@ -821,6 +923,11 @@ impl Engine {
         for error in &result.errors {
             warn!(rule = %error.rule, household = %key, %error, "rule evaluation failed");
         }
+        if self.config.observe {
+            batch.observed.evaluations.extend(result.evaluation);
+            let errors = result.errors.iter().map(|e| e.to_string());
+            batch.observed.rule_errors.extend(errors);
+        }
         batch.stats.rule_errors += result.errors.len() as u64;
         for alert in result.alerts {
             count_alert(&mut batch.stats, &alert);
@@ -894,8 +1001,8 @@ impl Engine {
             let from_store = batch
                 .store_next
                 .as_ref()
-                .filter(|(d, _, _)| *d <= now)
-                .map(|(d, k, _)| (*d, k.clone()));
+                .filter(|(d, _)| *d <= now)
+                .cloned();
             let from_batch = batch.new_timers.first().filter(|(d, _)| *d <= now).cloned();
             let (due, key) = match (from_store, from_batch) {
                 (None, None) => return Ok(()),
@@ -904,12 +1011,7 @@ impl Engine {
                     b
                 }
                 (Some(a), _) => {
-                    let raw = batch
-                        .store_next
-                        .take()
-                        .map(|(_, _, r)| r)
-                        .unwrap_or_default();
-                    batch.store_next = self.store.timer_after(Some(&raw))?;
+                    batch.store_next = self.store.timer_after(Some(&a))?;
                     a
                 }
                 (None, Some(b)) => {
@@ -1102,6 +1204,21 @@ impl Engine {
             batch.cases.insert(id.to_owned(), record);
         }
         Ok(())
+    }
+}
+
+impl Engine<Store> {
+    /// Write a prepared batch whose outbox and changelog records are
+    /// committed to Kafka already, as a cache of the changelog up to
+    /// `changelog_next`.
+    pub fn complete_cached(
+        &mut self,
+        prepared: Prepared,
+        changelog_next: i64,
+    ) -> Result<Stats, EngineError> {
+        let empty = prepared.commit.is_empty();
+        let result = self.store.commit_cached(&prepared.commit, changelog_next);
+        self.finish(prepared, empty, result)
     }
 
     /// Hand outbox entries to `sink`, oldest first, removing each batch of

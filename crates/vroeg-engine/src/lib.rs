@@ -16,15 +16,18 @@
 mod engine;
 pub mod guarantees;
 pub mod intake;
+pub mod mutate;
 mod retention;
 mod stats;
+pub mod testing;
 
 pub use engine::{
-    dead_letter, ClockMode, Engine, EngineConfig, EngineError, ForwardedRecord, Prepared, Record,
-    Sink, SinkError, DEFAULT_TEAM, MAX_DEAD_LETTER_BYTES, MAX_TIMERS_PER_BATCH,
+    dead_letter, ClockMode, Engine, EngineConfig, EngineError, ForwardedRecord, KeyedInput,
+    KeyedRecord, Observed, Prepared, Record, Sink, SinkError, DEFAULT_TEAM, MAX_DEAD_LETTER_BYTES,
+    MAX_TIMERS_PER_BATCH,
 };
 pub use intake::{Classified, Forwarded, ForwardedError, ForwardedItem, Intake, Origin};
 pub use retention::{PurgeStats, Retention};
 pub use stats::{BatchObserver, Stats};
 /// The store, for readers beside the engine (the case API).
-pub use vroeg_store::{Commit, Store, StoreError};
+pub use vroeg_store::{Commit, MemoryStore, StateStore, Store, StoreError};

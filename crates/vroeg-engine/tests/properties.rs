@@ -10,7 +10,7 @@ use vroeg_engine::{
     ForwardedRecord, Intake, Origin, Record, Sink, SinkError,
 };
 use vroeg_rules::{LoadOptions, RuleSet};
-use vroeg_store::{OutboxEntry, Store};
+use vroeg_store::{MemoryStore, OutboxEntry, Store};
 
 fn rules() -> Arc<RuleSet> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules");
@@ -454,6 +454,42 @@ proptest! {
         let mut states = embedded.2.clone();
         states.sort();
         prop_assert_eq!(states, partitioned.2, "states differ");
+    }
+
+    #[test]
+    fn the_memory_store_gives_what_sled_gives(
+        specs in proptest::collection::vec(spec(), 1..40),
+        batch in 1usize..8,
+    ) {
+        let payloads = stream(&specs);
+        let mut config = EngineConfig::new(b"secret".to_vec(), ClockMode::EventTime);
+        config.publish_cases = true;
+        let mut on_sled = Engine::new(Store::temporary().unwrap(), rules(), config.clone()).unwrap();
+        let mut in_memory = Engine::new(MemoryStore::new(), rules(), config).unwrap();
+        let mut sink = Collect(Vec::new());
+        let mut from_memory = Vec::new();
+        for chunk in records("signalen", &payloads).chunks(batch) {
+            prop_assert_eq!(
+                on_sled.process_batch(chunk, NOW).unwrap(),
+                in_memory.process_batch(chunk, NOW).unwrap()
+            );
+            on_sled.publish_outbox(&mut sink, usize::MAX).unwrap();
+            from_memory.extend(in_memory.store_mut().take_outbox());
+        }
+        // Case events, case records and dead letters, in the same order.
+        prop_assert_eq!(&sink.0, &from_memory);
+        let mut memory_states: Vec<(String, Vec<u8>)> = in_memory
+            .store()
+            .households()
+            .map(|(k, s)| (k.0.clone(), vroeg_store::encode_state(s).unwrap()))
+            .chain(in_memory.store().cases().map(|r| {
+                (format!("case:{}", r.id), serde_json::to_vec(r).unwrap())
+            }))
+            .collect();
+        memory_states.sort();
+        let mut sled_states = states(&on_sled);
+        sled_states.sort();
+        prop_assert_eq!(sled_states, memory_states);
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! a compiled, checked rule set or **every** problem found, each with
 //! `file:line:col` ([`Diagnostics`]). [`RuleSet::evaluate`] runs the rules
 //! against one household's variables and explains the result.
-//! [`pipeline`] is the pure per-signal step (apply, evaluate, decide) shared
-//! by the engine and by the rule test runner in [`testing`].
+//! [`pipeline`] is the pure per-signal step (apply, evaluate, decide) that
+//! the engine runs; the rule test runner and the mutation tests drive that
+//! engine (`vroeg_engine::testing`, `vroeg_engine::mutate`).
 //!
 //! This crate must not do IO other than reading rule and test files, and
 //! must not depend on tokio, sled or rdkafka.
@@ -16,13 +17,13 @@ mod context;
 mod diag;
 pub mod diff;
 pub mod lint;
-pub mod mutate;
 mod parse;
 pub mod pipeline;
 pub mod routing;
 mod ruleset;
 pub mod schema;
-pub mod testing;
 
 pub use diag::{Diagnostic, Diagnostics, Severity};
+/// The `(line, column)` of a spanned YAML value.
+pub use parse::at as location;
 pub use ruleset::{Action, CompiledRule, LoadOptions, RuleEvalError, RuleSet, Settings};

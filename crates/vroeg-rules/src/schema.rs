@@ -149,6 +149,7 @@ pub fn tests_schema() -> Value {
         "properties": {
             "rule_files": {"type": "array", "items": {"type": "string"}, "description": "Rule files or directories, relative to this file. Default: the directory above this file's directory."},
             "school_purpose": {"type": "boolean", "description": "Load the rules with the school purpose on."},
+            "routing": {"type": "string", "description": "A wijkteam routing file, relative to this file (e.g. ../../config/wijkteams.yaml). Default: every case to the team `standaard`."},
             "tests": {"type": "array", "items": {"$ref": "#/$defs/test"}}
         },
         "$defs": {
@@ -171,6 +172,7 @@ pub fn tests_schema() -> Value {
                     "household": {"type": "string", "minLength": 1, "description": "A made-up household: any short name."},
                     "id": {"type": "string"},
                     "source": {"type": "string"},
+                    "postcode": {"type": "string", "pattern": "^[1-9][0-9]{3} ?[A-Za-z]{2}$", "description": "The household's postcode (default 1000AA): the routing file picks the team by it."},
                     "partner": {"enum": partners, "description": "The partner type of a payment-arrears signal."},
                     "referentie": {"type": "string", "description": "The partner's reference: the same reference is the same arrears."},
                     "bedrag": {"description": "The amount in euro: 412.50, or with a decimal comma \"412,50\".", "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": "^[0-9.]*[0-9](,[0-9]{1,2})?$"}]},
@@ -204,7 +206,8 @@ pub fn tests_schema() -> Value {
                     "prioriteit": {"type": "integer", "minimum": 1, "maximum": 9},
                     "rules": {"type": "array", "items": {"type": "string", "pattern": NAME}, "description": "The ids of the rules that fired, in order."},
                     "reden": {"enum": ["betaald", "betalingsregeling", "ingetrokken", "verlopen", "resultaat"], "description": "Why the case closed."},
-                    "werkbak": {"type": "string", "pattern": NAME}
+                    "werkbak": {"type": "string", "pattern": NAME},
+                    "wijkteam": {"type": "string", "description": "The team the routing file gave the case."}
                 }
             }
         }

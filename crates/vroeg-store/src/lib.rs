@@ -39,6 +39,9 @@
 //! of its own (`audit`, keyed by a big-endian sequence number), written
 //! outside the engine's batches, so a busy API never delays a commit.
 //!
+//! The engine reads and writes through [`StateStore`], which this store
+//! and [`MemoryStore`] (the rule tests, `vroeg rules diff`) implement.
+//!
 //! This crate must not decide anything about signals or cases; it stores
 //! what the engine gives it.
 
@@ -963,7 +966,9 @@ impl Store {
 }
 
 mod changelog;
+mod memory;
 pub use changelog::{BulkRestore, ChangelogRecord, CHANGELOG_OFFSET};
+pub use memory::{MemoryStore, StateStore};
 
 #[cfg(test)]
 mod tests;

@@ -3,32 +3,34 @@
 //! A test file lists input signals with their times (and contact attempts
 //! the team records) and, at evaluation points, the case events expected
 //! since the previous point. `events: []`
-//! asserts that nothing fires. The runner uses the same pure step as the
-//! engine ([`crate::pipeline`]), with event time as the clock, so timers
-//! (signals ageing out) fire as they would in `vroeg replay`.
+//! asserts that nothing fires. The runner drives the engine itself
+//! ([`crate::Engine`], over a [`MemoryStore`]), with event time as the
+//! clock, so signals, timers (signals ageing out, escalations) and contact
+//! attempts take the path they take in `vroeg replay` and `vroeg run`.
 //!
 //! The file format is documented in `docs/rules.md`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
-use vroeg_core::case::record_contact_attempt;
+use vroeg_core::feedback::{ContactAttempt, Contactsoort, Feedback, FeedbackKind};
 use vroeg_core::signal::{
     Absence, Address, Arrears, ArrearsStatus, PartnerType, Person, Pupil, Signal, SignalBody,
     Verzuimsoort,
 };
-use vroeg_core::state::HouseholdState;
 use vroeg_core::time::{parse_rfc3339, Day, Millis};
 use vroeg_core::{Alert, HouseholdKey};
 
-use crate::diag::Diagnostics;
-use crate::parse::at;
-use crate::pipeline::Processor;
-use crate::routing::Routing;
-use crate::ruleset::{LoadOptions, RuleSet};
+use vroeg_rules::location as at;
+use vroeg_store::{Destination, MemoryStore, StateStore};
+
+use crate::{ClockMode, Engine, EngineConfig, EngineError, KeyedInput, KeyedRecord};
+use vroeg_rules::routing::Routing;
+use vroeg_rules::{Diagnostics, LoadOptions, RuleSet};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +41,10 @@ struct RawTestFile {
     rule_files: Option<Vec<String>>,
     #[serde(default)]
     school_purpose: bool,
+    /// A wijkteam routing file, relative to the test file. Default: every
+    /// case to the team `standaard`.
+    #[serde(default)]
+    routing: Option<String>,
     tests: Vec<RawTest>,
 }
 
@@ -60,6 +66,9 @@ struct RawSignal {
     id: Option<String>,
     #[serde(default)]
     source: Option<String>,
+    /// The household's postcode (default 1000AA): routing goes by it.
+    #[serde(default)]
+    postcode: Option<String>,
     // Payment arrears.
     #[serde(default)]
     partner: Option<String>,
@@ -140,6 +149,8 @@ struct RawEvent {
     reden: Option<String>,
     #[serde(default)]
     werkbak: Option<String>,
+    #[serde(default)]
+    wijkteam: Option<String>,
 }
 
 /// The outcome of one test.
@@ -150,6 +161,8 @@ pub struct TestOutcome {
     pub failures: Vec<String>,
     /// Every evaluation of the rules during the test, in order.
     pub evaluations: Vec<vroeg_core::Evaluation>,
+    /// The case events the test gave, in order.
+    pub events: Vec<Alert>,
 }
 
 /// The outcome of one test file.
@@ -158,7 +171,7 @@ pub struct FileOutcome {
     pub file: PathBuf,
     pub tests: Vec<TestOutcome>,
     /// The rule set the tests ran against.
-    pub rules: RuleSet,
+    pub rules: Arc<RuleSet>,
 }
 
 impl FileOutcome {
@@ -180,7 +193,7 @@ pub enum TestFileError {
     /// Every problem of a file, each with its location once.
     #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
     Problems(Vec<TestFileError>),
-    #[error("{file}: rule files do not load:\n{diags}")]
+    #[error("{file}: rule or routing files do not load:\n{diags}")]
     Rules { file: PathBuf, diags: Diagnostics },
     #[error("{file}: cannot read: {source}")]
     Io {
@@ -241,6 +254,7 @@ fn build_signal(
     file: &Path,
     test: &str,
     n: usize,
+    number: u32,
     raw: &Spanned<RawSignal>,
 ) -> Result<(Millis, Signal), TestFileError> {
     let loc = at(raw);
@@ -253,10 +267,20 @@ fn build_signal(
         )
     })?;
     let day = Day::of_millis(time);
+    let postcode = match &s.postcode {
+        None => "1000AA".to_owned(),
+        Some(p) => vroeg_core::signal::normalise_postcode(p).ok_or_else(|| {
+            invalid(
+                file,
+                loc,
+                format!("`postcode: {p}` is not a Dutch postcode; write 1234AB"),
+            )
+        })?,
+    };
     let address = Address {
         straatnaam: "Teststraat".into(),
-        postcode: "1000AA".into(),
-        huisnummer: 1,
+        postcode,
+        huisnummer: number,
         huisnummertoevoeging: None,
         plaatsnaam: "Teststad".into(),
     };
@@ -479,42 +503,27 @@ pub fn run_file_with(
         sources.push((f, text));
     }
     let (rules, _) = RuleSet::from_sources(&sources, &options).map_err(rules_error)?;
+    let rules = Arc::new(rules);
+    let routing = match &raw.routing {
+        None => Routing::single(crate::DEFAULT_TEAM),
+        Some(name) => {
+            let path = file.parent().unwrap_or(Path::new(".")).join(name);
+            Routing::load(&path).map_err(|diags| TestFileError::Rules {
+                file: file.to_owned(),
+                diags,
+            })?
+        }
+    };
+    let routing = Arc::new(routing);
     let tests = prepared
         .into_iter()
-        .map(|p| run_test(file, &rules, p))
+        .map(|p| run_test(file, &rules, &routing, p))
         .collect();
     Ok(FileOutcome {
         file: file.to_owned(),
         tests,
         rules,
     })
-}
-
-struct Sim<'a> {
-    processor: Processor<'a>,
-    households: BTreeMap<String, HouseholdState>,
-    emitted: Vec<Alert>,
-    /// Every evaluation of the rules, for coverage.
-    evaluations: Vec<vroeg_core::Evaluation>,
-}
-
-impl Sim<'_> {
-    /// Fire every timer due at or before `until`, in due order.
-    fn fire_timers(&mut self, until: Millis) {
-        loop {
-            let next = self
-                .households
-                .iter()
-                .filter_map(|(k, s)| s.timer_due.map(|d| (d, k.clone())))
-                .filter(|(d, _)| *d <= until)
-                .min();
-            let Some((due, name)) = next else { break };
-            let state = self.households.get_mut(&name).expect("household exists");
-            let result = self.processor.fire_timer(&HouseholdKey(name), state, due);
-            self.emitted.extend(result.alerts);
-            self.evaluations.extend(result.evaluation);
-        }
-    }
 }
 
 /// A test whose inputs are checked: its signals and contact attempts in
@@ -529,7 +538,12 @@ struct Prepared<'a> {
 /// Check a test's inputs; every problem goes to `problems`.
 fn prepare<'a>(file: &Path, test: &'a RawTest, problems: &mut Vec<TestFileError>) -> Prepared<'a> {
     let mut signals = Vec::new();
+    // Each household gets an address of its own: house number 1 for the
+    // first household named, 2 for the next, and so on.
+    let mut numbers: BTreeMap<&str, u32> = BTreeMap::new();
     for (n, raw) in test.signals.iter().enumerate() {
+        let next = numbers.len() as u32 + 1;
+        let number = *numbers.entry(raw.value.household.as_str()).or_insert(next);
         let input = if raw.value.contactpoging {
             parse_time(&raw.value.at, false)
                 .map(|time| (time, None))
@@ -541,7 +555,8 @@ fn prepare<'a>(file: &Path, test: &'a RawTest, problems: &mut Vec<TestFileError>
                     )
                 })
         } else {
-            build_signal(file, &test.name, n + 1, raw).map(|(time, signal)| (time, Some(signal)))
+            build_signal(file, &test.name, n + 1, number, raw)
+                .map(|(time, signal)| (time, Some(signal)))
         };
         match input {
             Ok((time, signal)) => signals.push((time, raw.value.household.clone(), signal)),
@@ -568,68 +583,196 @@ fn prepare<'a>(file: &Path, test: &'a RawTest, problems: &mut Vec<TestFileError>
     }
 }
 
-fn run_test(file: &Path, rules: &RuleSet, test: Prepared<'_>) -> TestOutcome {
-    let routing = Routing::single("standaard");
+/// The stream a rule test's input comes from, for the engine's positions.
+const TEST_STREAM: &str = "regeltest";
+
+/// A rule test runs on the engine itself (`vroeg replay`'s and `vroeg
+/// run`'s), over a store in memory, with event time as its clock: signals
+/// are applied at their time, timers fire at their due time, and a contact
+/// attempt is feedback on the household's open case, as a wijkteam sends
+/// it.
+struct Runner {
+    engine: Engine<MemoryStore>,
+    stream: Arc<str>,
+    offset: i64,
+    /// Case events since the last evaluation point.
+    emitted: Vec<Alert>,
+    failures: Vec<String>,
+}
+
+impl Runner {
+    fn new(rules: &Arc<RuleSet>, routing: &Arc<Routing>) -> Result<Runner, EngineError> {
+        // The household secret is not used: the test names its households.
+        let mut config = EngineConfig::new(Vec::new(), ClockMode::EventTime);
+        config.routing = routing.clone();
+        config.observe = true;
+        Ok(Runner {
+            engine: Engine::new(MemoryStore::new(), rules.clone(), config)?,
+            stream: TEST_STREAM.into(),
+            offset: 0,
+            emitted: Vec::new(),
+            failures: Vec::new(),
+        })
+    }
+
+    fn record(&mut self, household: &str, input: KeyedInput) -> KeyedRecord {
+        self.offset += 1;
+        KeyedRecord {
+            stream: self.stream.clone(),
+            partition: 0,
+            offset: self.offset - 1,
+            key: HouseholdKey(household.to_owned()),
+            input,
+        }
+    }
+
+    /// One batch, then the clock moved on to `until`; collect what came out.
+    fn process(&mut self, records: &[KeyedRecord], until: Millis) -> Result<(), EngineError> {
+        self.engine.process_keyed(records, until, Some(until))?;
+        for entry in self.engine.store_mut().take_outbox() {
+            match entry.destination {
+                Destination::Alerts => match serde_json::from_slice::<Alert>(&entry.payload) {
+                    Ok(alert) => self.emitted.push(alert),
+                    Err(e) => self.failures.push(format!(
+                        "the engine wrote a case event this runner cannot read: {e}"
+                    )),
+                },
+                Destination::DeadLetter => {
+                    let reason = |name: &str| {
+                        entry
+                            .headers
+                            .iter()
+                            .find(|(k, _)| k == name)
+                            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                            .unwrap_or_default()
+                    };
+                    self.failures.push(format!(
+                        "the engine refused input: {} ({})",
+                        reason("vroeg_error_detail"),
+                        reason("vroeg_error_code")
+                    ));
+                }
+                Destination::PartnerFeedback | Destination::Cases => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The team records a contact attempt at `time` on `household`'s open
+    /// case: feedback, as through the case API.
+    fn contact_attempt(
+        &mut self,
+        file: &Path,
+        test: &str,
+        household: &str,
+        time: Millis,
+    ) -> Result<(), EngineError> {
+        let key = HouseholdKey(household.to_owned());
+        let case = self
+            .engine
+            .store()
+            .household(&key)?
+            .and_then(|state| state.case.map(|c| c.id));
+        let Some(zaak_id) = case else {
+            self.failures.push(format!(
+                "{}: a contact attempt for `{household}`, which has no open case",
+                file.display()
+            ));
+            return Ok(());
+        };
+        let feedback = Feedback {
+            id: format!("{test}#contactpoging-{}", self.offset),
+            zaak_id,
+            kind: FeedbackKind::Contactpoging(ContactAttempt {
+                soort: Contactsoort::Telefoon,
+                bereikt: false,
+                datum: Day::local_of(time),
+                dagdeel: None,
+            }),
+        };
+        let record = self.record(household, KeyedInput::Feedback(feedback));
+        self.process(&[record], time)
+    }
+}
+
+fn run_test(
+    file: &Path,
+    rules: &Arc<RuleSet>,
+    routing: &Arc<Routing>,
+    test: Prepared<'_>,
+) -> TestOutcome {
     let Prepared {
         name: test_name,
         signals,
         points,
     } = test;
-    let mut sim = Sim {
-        processor: Processor::new(rules, &routing),
-        households: BTreeMap::new(),
-        emitted: Vec::new(),
+    let mut outcome = TestOutcome {
+        name: test_name.to_owned(),
+        failures: Vec::new(),
         evaluations: Vec::new(),
+        events: Vec::new(),
     };
-    let mut failures = Vec::new();
+    let mut runner = match Runner::new(rules, routing) {
+        Ok(r) => r,
+        Err(e) => {
+            outcome
+                .failures
+                .push(format!("the engine did not start: {e}"));
+            return outcome;
+        }
+    };
     let mut next_signal = signals.into_iter().peekable();
     for (point, expect) in points {
+        let mut batch = Vec::new();
         while let Some((t, _, _)) = next_signal.peek() {
             if *t > point {
                 break;
             }
             let (t, name, signal) = next_signal.next().expect("peeked");
-            sim.fire_timers(t);
-            let state = sim.households.entry(name.clone()).or_default();
-            let Some(signal) = signal else {
-                if !record_contact_attempt(state) {
-                    failures.push(format!(
-                        "{}: a contact attempt for `{name}`, which has no open case",
-                        file.display()
-                    ));
+            let step = match signal {
+                Some(signal) => {
+                    let record = runner.record(&name, KeyedInput::Signal(Box::new(signal)));
+                    batch.push(record);
+                    Ok(())
                 }
-                state.timer_due = state.next_due(t, &sim.processor.settings);
-                continue;
+                // What came before goes first, with the clock at the attempt.
+                None => runner
+                    .process(&std::mem::take(&mut batch), t)
+                    .and_then(|()| runner.contact_attempt(file, test_name, &name, t)),
             };
-            let result = sim
-                .processor
-                .apply_signal(&HouseholdKey(name), state, &signal, t);
-            for e in result.errors {
-                failures.push(format!("rule evaluation failed: {e}"));
+            if let Err(e) = step {
+                runner.failures.push(format!("the engine failed: {e}"));
             }
-            sim.emitted.extend(result.alerts);
-            sim.evaluations.extend(result.evaluation);
         }
-        sim.fire_timers(point);
-        let got = std::mem::take(&mut sim.emitted);
-        compare(file, expect, &got, &mut failures);
+        if let Err(e) = runner.process(&batch, point) {
+            runner.failures.push(format!("the engine failed: {e}"));
+        }
+        let got = std::mem::take(&mut runner.emitted);
+        compare(file, expect, &got, &mut runner.failures);
+        outcome.events.extend(got);
     }
-    TestOutcome {
-        name: test_name.to_owned(),
-        failures,
-        evaluations: sim.evaluations,
-    }
+    let observed = runner.engine.take_observed();
+    outcome.failures.extend(runner.failures);
+    outcome.failures.extend(
+        observed
+            .rule_errors
+            .into_iter()
+            .map(|e| format!("rule evaluation failed: {e}")),
+    );
+    outcome.evaluations = observed.evaluations;
+    outcome
 }
 
 fn describe(a: &Alert) -> String {
     let rules: Vec<&str> = a.regels.iter().map(|r| r.id.as_str()).collect();
     let mut s = format!(
-        "{} household={} categorie={} prioriteit={} werkbak={} rules=[{}]",
+        "{} household={} categorie={} prioriteit={} werkbak={} wijkteam={} rules=[{}]",
         a.kind.as_str(),
         a.huishouden,
         a.categorie,
         a.prioriteit,
         a.werkbak,
+        a.wijkteam,
         rules.join(", ")
     );
     if let Some(r) = a.reden {
@@ -691,6 +834,11 @@ fn compare(file: &Path, expect: &Spanned<RawExpect>, got: &[Alert], failures: &m
         if let Some(q) = &w.werkbak {
             if q != &g.werkbak {
                 diffs.push(format!("werkbak: expected {q}, got {}", g.werkbak));
+            }
+        }
+        if let Some(t) = &w.wijkteam {
+            if t != &g.wijkteam {
+                diffs.push(format!("wijkteam: expected {t}, got {}", g.wijkteam));
             }
         }
         if let Some(r) = &w.reden {

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::ruleset::Action;
 use crate::testing::{rule_files_of, run_file_with, FileOutcome, TestFileError};
+use vroeg_rules::Action;
 
 /// How one rule fared in the tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub fn coverage(outcomes: &[FileOutcome]) -> Vec<RuleCoverage> {
                     }
                 }
             };
-            let (top, category) = crate::lint::decision(eval);
+            let (top, category) = vroeg_rules::lint::decision(eval);
             for r in &eval.fired {
                 let decided = r.prioriteit == top;
                 let chose = Some(r.id.as_str()) == category;

@@ -1,0 +1,224 @@
+//! What the engine needs of a store, as a trait, and the two stores that
+//! implement it: sled ([`Store`], for `vroeg run` and `vroeg replay`) and
+//! memory ([`MemoryStore`], for the rule tests and `vroeg rules diff`).
+//!
+//! Both apply a [`Commit`] the same way: households with their timers,
+//! positions, metadata, case records, retired households and the
+//! event-time merge queue. The engine cannot tell them apart; only what
+//! survives the process differs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use vroeg_core::archive::CaseRecord;
+use vroeg_core::state::HouseholdState;
+use vroeg_core::time::Millis;
+use vroeg_core::HouseholdKey;
+
+use crate::{Commit, OutboxEntry, QueuedRecord, Store, StoreError};
+
+/// The reads and the one write the engine makes. Reads see every earlier
+/// [`StateStore::write`]; a write is all or nothing.
+pub trait StateStore {
+    fn household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError>;
+    /// The case counter of a household the retention purge deleted.
+    fn retired(&self, key: &HouseholdKey) -> Result<Option<u32>, StoreError>;
+    fn case(&self, id: &str) -> Result<Option<CaseRecord>, StoreError>;
+    /// The next offset to read for a stream partition.
+    fn position(&self, stream: &str, partition: i32) -> Result<Option<i64>, StoreError>;
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Metadata whose names start with `prefix`: (name, value), by name.
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// The first timer strictly after `after` in (due, household) order;
+    /// the first of all without `after`.
+    fn timer_after(
+        &self,
+        after: Option<&(Millis, HouseholdKey)>,
+    ) -> Result<Option<(Millis, HouseholdKey)>, StoreError>;
+    /// The records in the event-time merge queue before `before`, in
+    /// queue order.
+    fn queued_before(&self, before: Millis) -> Result<Vec<QueuedRecord>, StoreError>;
+    /// Apply one batch atomically, its outbox included.
+    fn write(&mut self, commit: Commit) -> Result<(), StoreError>;
+}
+
+impl StateStore for Store {
+    fn household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError> {
+        Store::household(self, key)
+    }
+
+    fn retired(&self, key: &HouseholdKey) -> Result<Option<u32>, StoreError> {
+        Store::retired(self, key)
+    }
+
+    fn case(&self, id: &str) -> Result<Option<CaseRecord>, StoreError> {
+        Store::case(self, id)
+    }
+
+    fn position(&self, stream: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        Store::position(self, stream, partition)
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Store::meta(self, name)
+    }
+
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Store::meta_with_prefix(self, prefix)
+    }
+
+    fn timer_after(
+        &self,
+        after: Option<&(Millis, HouseholdKey)>,
+    ) -> Result<Option<(Millis, HouseholdKey)>, StoreError> {
+        let raw = after.map(|(due, key)| crate::timer_key(*due, key));
+        Ok(Store::timer_after(self, raw.as_deref())?.map(|(due, key, _)| (due, key)))
+    }
+
+    fn queued_before(&self, before: Millis) -> Result<Vec<QueuedRecord>, StoreError> {
+        Store::queued_before(self, before)
+    }
+
+    fn write(&mut self, commit: Commit) -> Result<(), StoreError> {
+        Store::commit(self, &commit)
+    }
+}
+
+/// A store in memory: typed maps, nothing encoded, nothing on disk. The
+/// outbox collects every entry written, in order, until
+/// [`MemoryStore::take_outbox`].
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    households: HashMap<HouseholdKey, HouseholdState>,
+    timers: BTreeSet<(Millis, HouseholdKey)>,
+    retired: HashMap<HouseholdKey, u32>,
+    cases: HashMap<String, CaseRecord>,
+    positions: HashMap<(String, i32), i64>,
+    meta: BTreeMap<String, Vec<u8>>,
+    queue: BTreeMap<Vec<u8>, Vec<u8>>,
+    outbox: Vec<OutboxEntry>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// The outbox entries written since the last call, oldest first.
+    pub fn take_outbox(&mut self) -> Vec<OutboxEntry> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Every household, in no particular order.
+    pub fn households(&self) -> impl Iterator<Item = (&HouseholdKey, &HouseholdState)> {
+        self.households.iter()
+    }
+
+    /// Every case record, in no particular order.
+    pub fn cases(&self) -> impl Iterator<Item = &CaseRecord> {
+        self.cases.values()
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError> {
+        Ok(self.households.get(key).cloned())
+    }
+
+    fn retired(&self, key: &HouseholdKey) -> Result<Option<u32>, StoreError> {
+        Ok(self.retired.get(key).copied())
+    }
+
+    fn case(&self, id: &str) -> Result<Option<CaseRecord>, StoreError> {
+        Ok(self.cases.get(id).cloned())
+    }
+
+    fn position(&self, stream: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        Ok(self.positions.get(&(stream.to_owned(), partition)).copied())
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(name).cloned())
+    }
+
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .meta
+            .range(prefix.to_owned()..)
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect())
+    }
+
+    fn timer_after(
+        &self,
+        after: Option<&(Millis, HouseholdKey)>,
+    ) -> Result<Option<(Millis, HouseholdKey)>, StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let next = match after {
+            Some(a) => self.timers.range((Excluded(a), Unbounded)).next(),
+            None => self.timers.first(),
+        };
+        Ok(next.cloned())
+    }
+
+    fn queued_before(&self, before: Millis) -> Result<Vec<QueuedRecord>, StoreError> {
+        let end = crate::queue_key(before, "", i32::MIN, i64::MIN);
+        Ok(self
+            .queue
+            .range(..end)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn write(&mut self, commit: Commit) -> Result<(), StoreError> {
+        // Nothing here can fail half-way: every change is a map update.
+        let Commit {
+            households,
+            positions,
+            mut outbox,
+            meta,
+            cases,
+            purged_cases,
+            retired,
+            queued,
+        } = commit;
+        for w in households {
+            let new_timer = w.state.as_ref().and_then(|s| s.timer_due);
+            if new_timer != w.old_timer {
+                if let Some(old) = w.old_timer {
+                    self.timers.remove(&(old, w.key.clone()));
+                }
+                if let Some(due) = new_timer {
+                    self.timers.insert((due, w.key.clone()));
+                }
+            }
+            match w.state {
+                None => {
+                    self.households.remove(&w.key);
+                }
+                Some(state) => {
+                    self.households.insert(w.key, state);
+                }
+            }
+        }
+        for (stream, partition, offset) in positions {
+            self.positions.insert((stream, partition), offset);
+        }
+        self.meta.extend(meta);
+        for case in cases {
+            self.cases.insert(case.id.clone(), case);
+        }
+        for (id, _team) in purged_cases {
+            self.cases.remove(&id);
+        }
+        self.retired.extend(retired);
+        for (key, value) in queued {
+            match value {
+                Some(v) => self.queue.insert(key, v),
+                None => self.queue.remove(&key),
+            };
+        }
+        self.outbox.append(&mut outbox);
+        Ok(())
+    }
+}
