@@ -542,11 +542,9 @@ fn cutoff(args: &GenArgs) -> anyhow::Result<i64> {
     })
 }
 
-/// When a feedback message dated `day` takes effect, for ordering it among
-/// the signals (`replay --feedback` does the same): noon of that day.
-pub fn feedback_time(day: Day) -> i64 {
-    day.start_millis() + 12 * 3_600_000
-}
+// When a feedback message dated `day` takes effect, for ordering it among
+// the signals (`replay --feedback` does the same).
+use vroeg_core::feedback::effective_time as feedback_time;
 
 /// What one case did in a replay without feedback.
 struct SeenCase {
@@ -591,6 +589,7 @@ pub fn feedback_for(
         household_secret: Some(String::from_utf8_lossy(&secret_bytes).into_owned()),
         now: Some(format_rfc3339(last + 86_400_000)),
         summary_json: None,
+        until: None,
         quiet: true,
         feedback: None,
     };

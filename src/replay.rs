@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use vroeg_engine::{ClockMode, Engine, EngineConfig, Record, Sink, SinkError, Stats};
+use vroeg_engine::{ClockMode, Engine, EngineConfig, Input, Record, Sink, SinkError, Stats};
 use vroeg_rules::{LoadOptions, RuleSet};
 use vroeg_store::{Destination, OutboxEntry, Store};
 
@@ -71,6 +71,11 @@ pub struct ReplayArgs {
     /// after the line before them), as if from the feedback topic.
     #[arg(long)]
     pub feedback: Option<PathBuf>,
+    /// At the end of the input, move the clock on to this moment (an RFC
+    /// 3339 time, or a day: its end, Dutch time) and fire every timer due by
+    /// then: escalations and signals ageing out after the last signal.
+    #[arg(long)]
+    pub until: Option<String>,
     /// Write the summary as JSON to this file too.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
@@ -206,6 +211,12 @@ pub fn replay(args: &ReplayArgs, show_progress: bool) -> anyhow::Result<ReplayOu
             .with_context(|| format!("--now {s:?} is not an RFC 3339 time"))?,
         None => wall_now(),
     };
+    let until = match &args.until {
+        Some(s) => Some(vroeg_core::time::parse_moment(s, true).with_context(|| {
+            format!("--until {s:?} is not a day (YYYY-MM-DD) or an RFC 3339 time")
+        })?),
+        None => None,
+    };
     let with_ext = |ext: &str| {
         let mut p = args.signals.clone().into_os_string();
         p.push(ext);
@@ -300,13 +311,13 @@ pub fn replay(args: &ReplayArgs, show_progress: bool) -> anyhow::Result<ReplayOu
                     feedback.take_until(Some(time), &mut batch);
                 }
             }
-            batch.push(Record {
+            batch.push(Input::Record(Record {
                 stream: stream.clone(),
                 partition: 0,
                 offset,
                 payload: buf.clone(),
                 headers: Vec::new(),
-            });
+            }));
             offset += 1;
             if let Some(bar) = &progress {
                 bar.inc(n as u64);
@@ -317,7 +328,7 @@ pub fn replay(args: &ReplayArgs, show_progress: bool) -> anyhow::Result<ReplayOu
             feedback.take_until(None, &mut batch);
         }
         if batch.len() >= args.batch_size || (n == 0 && !batch.is_empty()) {
-            engine.process_batch(&batch, now)?;
+            engine.process_inputs(&batch, now)?;
             engine.publish_outbox(&mut sink, usize::MAX)?;
             batch.clear();
             if let Some(bar) = &progress {
@@ -335,6 +346,10 @@ pub fn replay(args: &ReplayArgs, show_progress: bool) -> anyhow::Result<ReplayOu
     }
     if let Some(bar) = progress {
         bar.finish_and_clear();
+    }
+    if let Some(until) = until {
+        engine.advance(until, now)?;
+        engine.publish_outbox(&mut sink, usize::MAX)?;
     }
     engine.store().flush()?;
     Ok(ReplayOutcome {
@@ -361,22 +376,27 @@ impl FeedbackFile {
     }
 
     /// Move every message that takes effect before `time` (all, without
-    /// one) into `batch`.
-    fn take_until(&mut self, time: Option<i64>, batch: &mut Vec<Record>) {
+    /// one) into `batch`, each after the moment it takes effect: the
+    /// engine's clock moves on to it first, so the timers due by then fire
+    /// before it, as they would in the service.
+    fn take_until(&mut self, time: Option<i64>, batch: &mut Vec<Input>) {
         while let Some((t, _, _)) = self.lines.front() {
             if time.is_some_and(|time| *t > time) {
                 break;
             }
-            let Some((_, offset, payload)) = self.lines.pop_front() else {
+            let Some((at, offset, payload)) = self.lines.pop_front() else {
                 break;
             };
-            batch.push(Record {
+            if at != i64::MIN {
+                batch.push(Input::ClockAt(at));
+            }
+            batch.push(Input::Record(Record {
                 stream: self.stream.clone(),
                 partition: 0,
                 offset,
                 payload,
                 headers: Vec::new(),
-            });
+            }));
         }
     }
 }
@@ -395,7 +415,7 @@ fn read_feedback(path: &Path) -> anyhow::Result<FeedbackFile> {
         let dated = value
             .as_ref()
             .and_then(|v| v["datum"].as_str().and_then(vroeg_core::time::Day::parse))
-            .map(crate::gen::feedback_time);
+            .map(vroeg_core::feedback::effective_time);
         // Notes, assignments and corrections carry no date: they apply
         // right after the line before them. Any other line without a
         // readable date still goes through the decoder, first, so that it
@@ -566,6 +586,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         household_secret: Some(DEVELOPMENT_SECRET.into()),
         now: Some("2026-11-01T00:00:00Z".into()),
         summary_json: None,
+        until: None,
         quiet: false,
         feedback: Some(feedback_file),
     };

@@ -74,6 +74,7 @@ fn side(args: &RulesDiffArgs, rules: &[PathBuf], dir: &Path, name: &str) -> Repl
         now: args.now.clone(),
         feedback: None,
         summary_json: None,
+        until: None,
         quiet: true,
     }
 }

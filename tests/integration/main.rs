@@ -1,5 +1,6 @@
 //! Vroeg's integration tests, one binary: the command line without Kafka
-//! (`cli`), and `vroeg run` against a real Apache Kafka broker: the
+//! (`cli`; `ruletests`: a rule test and a replay give the same case
+//! events; `rulesdiff`), and `vroeg run` against a real Apache Kafka broker: the
 //! single-node service (`kafka`, `lifecycle`, `faults`, `killloop`,
 //! `privacy`), the partitioned service (`partitioned`), what an
 //! operator sees of it: metrics and logs (`operations`, `faults`), the
@@ -22,3 +23,4 @@ mod partitioned;
 mod privacy;
 mod readmodel;
 mod rulesdiff;
+mod ruletests;

@@ -177,6 +177,13 @@ impl FeedbackKind {
     }
 }
 
+/// When feedback dated `day` takes effect where it carries no moment of
+/// its own (`vroeg replay --feedback`, `gen --feedback`, a rule test's
+/// contact attempt on a day): noon (UTC) of that day.
+pub fn effective_time(day: Day) -> crate::time::Millis {
+    day.start_millis() + 12 * 3_600_000
+}
+
 /// A decoded feedback message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Feedback {

@@ -153,6 +153,20 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     Some((t.unix_timestamp_nanos() / 1_000_000) as Millis)
 }
 
+/// A moment as people write it: an RFC 3339 time, or a day, which is a
+/// Dutch calendar day as deadlines count them: 09:00 Dutch time that day,
+/// or with `end_of_day` its last millisecond.
+pub fn parse_moment(s: &str, end_of_day: bool) -> Option<Millis> {
+    if let Some(day) = Day::parse(s) {
+        return Some(if end_of_day {
+            day.plus_days(1).local_start() - 1
+        } else {
+            day.local_start() + 9 * 3_600_000
+        });
+    }
+    parse_rfc3339(s)
+}
+
 /// Format milliseconds since the epoch as RFC 3339 in UTC, with milliseconds.
 pub fn format_rfc3339(ms: Millis) -> String {
     let t = OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)

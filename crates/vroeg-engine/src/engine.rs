@@ -143,6 +143,10 @@ trait Item {
     fn progress(&self) -> Option<(&Origin, Millis, bool, u32)> {
         None
     }
+    /// Event time: move the clock on to this moment before the next item.
+    fn clock(&self) -> Option<Millis> {
+        None
+    }
     fn classified(&self, intake: &Intake, wall_now: Millis) -> Classified;
     /// The record as its source had it, for a dead letter.
     fn original(&self) -> std::borrow::Cow<'_, Record>;
@@ -202,6 +206,55 @@ impl Item for ForwardedRecord {
 
     fn original(&self) -> std::borrow::Cow<'_, Record> {
         std::borrow::Cow::Owned(self.forwarded.original())
+    }
+}
+
+/// Replay's input: records, and the moments feedback takes effect.
+#[derive(Clone, Debug)]
+pub enum Input {
+    Record(Record),
+    /// Event time: move the clock on to this moment (if later), firing the
+    /// timers due by then, before the next record. Feedback carries no time
+    /// of its own; replay puts its moment in front of it.
+    ClockAt(Millis),
+}
+
+impl Item for Input {
+    const MERGES: bool = false;
+
+    /// Never called for [`Input::ClockAt`] ([`Item::clock`] handles it).
+    fn position(&self) -> (&Arc<str>, i32, i64) {
+        match self {
+            Input::Record(r) => r.position(),
+            Input::ClockAt(_) => unreachable!("a clock item has no position"),
+        }
+    }
+
+    fn clock(&self) -> Option<Millis> {
+        match self {
+            Input::Record(_) => None,
+            Input::ClockAt(t) => Some(*t),
+        }
+    }
+
+    fn classified(&self, intake: &Intake, wall_now: Millis) -> Classified {
+        match self {
+            Input::Record(r) => r.classified(intake, wall_now),
+            Input::ClockAt(_) => Classified::OptedOut,
+        }
+    }
+
+    fn original(&self) -> std::borrow::Cow<'_, Record> {
+        match self {
+            Input::Record(r) => r.original(),
+            Input::ClockAt(t) => std::borrow::Cow::Owned(Record {
+                stream: "clock".into(),
+                partition: 0,
+                offset: *t,
+                payload: Vec::new(),
+                headers: Vec::new(),
+            }),
+        }
     }
 }
 
@@ -553,6 +606,17 @@ impl<S: StateStore> Engine<S> {
         self.prepare_items(records, wall_now, None)
     }
 
+    /// [`Engine::process_batch`] for replay's input: records, and the
+    /// moments its feedback takes effect.
+    pub fn process_inputs(
+        &mut self,
+        inputs: &[Input],
+        wall_now: Millis,
+    ) -> Result<Stats, EngineError> {
+        let prepared = self.prepare_items(inputs, wall_now, None)?;
+        self.complete(prepared)
+    }
+
     /// Process and commit records whose household is known already (the
     /// rule test runner's named households), then, in event time, move the
     /// clock on to `advance_to` (if later) and fire every timer due by then.
@@ -563,6 +627,16 @@ impl<S: StateStore> Engine<S> {
         advance_to: Option<Millis>,
     ) -> Result<Stats, EngineError> {
         let prepared = self.prepare_items(records, wall_now, advance_to)?;
+        self.complete(prepared)
+    }
+
+    /// Event time: move the clock on to `to` (if that is later) and fire
+    /// every timer due by then, as one committed batch: what happens when
+    /// time passes without signals (`vroeg replay --until`, a rule test's
+    /// evaluation point). On the wall clock it fires what is due at
+    /// `wall_now`, like [`Engine::tick`].
+    pub fn advance(&mut self, to: Millis, wall_now: Millis) -> Result<Stats, EngineError> {
+        let prepared = self.prepare_items::<Record>(&[], wall_now, Some(to))?;
         self.complete(prepared)
     }
 
@@ -724,6 +798,13 @@ impl<S: StateStore> Engine<S> {
         };
         let mut moved: HashMap<(Arc<str>, i32), i64> = HashMap::new();
         for item in items {
+            if let Some(to) = item.clock() {
+                if self.config.clock == ClockMode::EventTime && to > self.watermark {
+                    self.watermark = to;
+                    self.fire_timers(&processor, &mut batch, to)?;
+                }
+                continue;
+            }
             let (stream, partition, offset) = item.position();
             let pos_key = (stream.clone(), partition);
             let next = match moved.get(&pos_key) {

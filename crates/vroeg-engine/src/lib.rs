@@ -22,7 +22,7 @@ mod stats;
 pub mod testing;
 
 pub use engine::{
-    dead_letter, ClockMode, Engine, EngineConfig, EngineError, ForwardedRecord, KeyedInput,
+    dead_letter, ClockMode, Engine, EngineConfig, EngineError, ForwardedRecord, Input, KeyedInput,
     KeyedRecord, Observed, Prepared, Record, Sink, SinkError, DEFAULT_TEAM, MAX_DEAD_LETTER_BYTES,
     MAX_TIMERS_PER_BATCH,
 };

@@ -22,7 +22,7 @@ use vroeg_core::signal::{
     Absence, Address, Arrears, ArrearsStatus, PartnerType, Person, Pupil, Signal, SignalBody,
     Verzuimsoort,
 };
-use vroeg_core::time::{parse_rfc3339, Day, Millis};
+use vroeg_core::time::{Day, Millis};
 use vroeg_core::{Alert, HouseholdKey};
 
 use vroeg_rules::location as at;
@@ -206,14 +206,7 @@ pub enum TestFileError {
 /// deadlines count them: 09:00 Dutch time that day for a signal, and the
 /// end of that day for an evaluation point.
 fn parse_time(s: &str, end_of_day: bool) -> Option<Millis> {
-    if let Some(day) = Day::parse(s) {
-        return Some(if end_of_day {
-            day.plus_days(1).local_start() - 1
-        } else {
-            day.local_start() + 9 * 3_600_000
-        });
-    }
-    parse_rfc3339(s)
+    vroeg_core::time::parse_moment(s, end_of_day)
 }
 
 /// "unknown partner `Zrog`; did you mean `Zorg`? expected one of: ..."
@@ -404,12 +397,7 @@ pub fn run_file(file: &Path) -> Result<FileOutcome, TestFileError> {
 /// The rule files a test file runs against (its `rule_files`, or the
 /// directory above its own), each as found on disk.
 pub fn rule_files_of(file: &Path) -> Result<Vec<PathBuf>, TestFileError> {
-    let text = std::fs::read_to_string(file).map_err(|source| TestFileError::Io {
-        file: file.to_owned(),
-        source,
-    })?;
-    let raw: RawTestFile = serde_saphyr::from_str(&text)
-        .map_err(|e| invalid(file, (1, 1), e.without_snippet().to_string()))?;
+    let raw = parse(file)?;
     RuleSet::files_in(&rule_paths(file, &raw)).map_err(|diags| TestFileError::Rules {
         file: file.to_owned(),
         diags,
@@ -446,18 +434,13 @@ fn normal(path: &Path) -> PathBuf {
     }
 }
 
-/// Run a test file with some rule files' text replaced: `overrides` maps a
-/// rule file (as [`rule_files_of`] names it) to the text to use instead
-/// (the mutation tests' mutants).
-pub fn run_file_with(
-    file: &Path,
-    overrides: &BTreeMap<PathBuf, String>,
-) -> Result<FileOutcome, TestFileError> {
+/// Read and parse a test file (its inputs are checked by [`prepare`]).
+fn parse(file: &Path) -> Result<RawTestFile, TestFileError> {
     let text = std::fs::read_to_string(file).map_err(|source| TestFileError::Io {
         file: file.to_owned(),
         source,
     })?;
-    let raw: RawTestFile = serde_saphyr::from_str(&text).map_err(|e| {
+    serde_saphyr::from_str(&text).map_err(|e| {
         let (line, col) = e
             .location()
             .map(|l| (l.line(), l.column()))
@@ -470,7 +453,82 @@ pub fn run_file_with(
             None => first,
         };
         invalid(file, (line, col), first.to_owned())
-    })?;
+    })
+}
+
+/// A test's signals as `vroeg replay` reads them.
+#[derive(Debug)]
+pub struct ReplayInput {
+    pub test: String,
+    /// Structured-mode CloudEvents, one per line, in time order.
+    pub lines: Vec<String>,
+    /// Each household's name and address (replay finds households by
+    /// address; the runner by name).
+    pub households: Vec<(String, vroeg_core::signal::Address)>,
+    /// The contact attempts among the inputs, (time, household): replay
+    /// reads those from a feedback file.
+    pub contact_attempts: Vec<(Millis, String)>,
+    /// The last evaluation point.
+    pub until: Option<Millis>,
+}
+
+/// What a test file runs on, and its tests' signals as `vroeg replay`
+/// reads them: to show that the two give the same case events.
+#[derive(Debug)]
+pub struct ReplayInputs {
+    pub rule_files: Vec<PathBuf>,
+    pub school_purpose: bool,
+    pub routing: Option<PathBuf>,
+    pub tests: Vec<ReplayInput>,
+}
+
+pub fn replay_inputs(file: &Path) -> Result<ReplayInputs, TestFileError> {
+    let raw = parse(file)?;
+    let mut problems = Vec::new();
+    let mut tests = Vec::new();
+    for test in &raw.tests {
+        let prepared = prepare(file, test, &mut problems);
+        let mut households: Vec<(String, vroeg_core::signal::Address)> = Vec::new();
+        let mut lines = Vec::new();
+        let mut contact_attempts = Vec::new();
+        for (time, name, signal) in &prepared.signals {
+            let Some(signal) = signal else {
+                contact_attempts.push((*time, name.clone()));
+                continue;
+            };
+            if !households.iter().any(|(n, _)| n == name) {
+                households.push((name.clone(), signal.address().clone()));
+            }
+            lines.push(vroeg_core::signal::encode_structured(signal).to_string());
+        }
+        tests.push(ReplayInput {
+            test: test.name.clone(),
+            lines,
+            households,
+            contact_attempts,
+            until: prepared.points.last().map(|(t, _)| *t),
+        });
+    }
+    if !problems.is_empty() {
+        return Err(TestFileError::Problems(problems));
+    }
+    let dir = file.parent().unwrap_or(Path::new("."));
+    Ok(ReplayInputs {
+        rule_files: rule_paths(file, &raw),
+        school_purpose: raw.school_purpose,
+        routing: raw.routing.as_ref().map(|r| dir.join(r)),
+        tests,
+    })
+}
+
+/// Run a test file with some rule files' text replaced: `overrides` maps a
+/// rule file (as [`rule_files_of`] names it) to the text to use instead
+/// (the mutation tests' mutants).
+pub fn run_file_with(
+    file: &Path,
+    overrides: &BTreeMap<PathBuf, String>,
+) -> Result<FileOutcome, TestFileError> {
+    let raw = parse(file)?;
     // Every input of every test is checked before anything runs, and every
     // problem is reported.
     let mut problems = Vec::new();
@@ -545,7 +603,12 @@ fn prepare<'a>(file: &Path, test: &'a RawTest, problems: &mut Vec<TestFileError>
         let next = numbers.len() as u32 + 1;
         let number = *numbers.entry(raw.value.household.as_str()).or_insert(next);
         let input = if raw.value.contactpoging {
-            parse_time(&raw.value.at, false)
+            // On a day: when feedback dated that day takes effect, as in
+            // `vroeg replay --feedback`.
+            let moment = &raw.value.at;
+            Day::parse(moment)
+                .map(vroeg_core::feedback::effective_time)
+                .or_else(|| parse_time(moment, false))
                 .map(|time| (time, None))
                 .ok_or_else(|| {
                     invalid(

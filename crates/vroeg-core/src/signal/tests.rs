@@ -303,3 +303,20 @@ proptest! {
         let _ = decode(&v);
     }
 }
+
+#[test]
+fn an_encoded_signal_decodes_to_itself() {
+    let arrears = decode(&valid()).unwrap();
+    let mut absence = json!({
+        "specversion": "1.0", "id": "v-1", "source": "urn:vroeg:school:duo", "type": TYPE_ABSENCE,
+        "time": "2026-05-20T10:00:00Z",
+        "data": { "verzuimsoort": "langdurig", "uren_4_weken": 22, "school": "12ab",
+                  "leerling": { "geboortedatum": "2012-01-01", "straatnaam": "Laan", "postcode": "1234AB",
+                                "huisnummer": "7 b", "plaatsnaam": "Utrecht" } }
+    });
+    let absence = decode(&absence.take()).unwrap();
+    for signal in [arrears, absence] {
+        let again = decode(&encode_structured(&signal)).unwrap();
+        assert_eq!(again, signal);
+    }
+}
