@@ -1,19 +1,22 @@
 //! `vroeg rules diff`: the same signals under two rule sets, compared.
 //!
 //! Both replays run at once, one per core, through `vroeg replay`'s own
-//! path (the engine, sled in a temporary directory, event time), so each
-//! side's counts are those of a separate replay. The comparison itself is
-//! `vroeg_rules::diff`.
+//! path (the engine, event time) over a store in memory
+//! (`vroeg_engine::whatif`), so each side's counts are those of a separate
+//! replay. The comparison itself is `vroeg_rules::diff`.
 
-use std::io::BufRead as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
 use vroeg_rules::diff::{compare, html, table, Compare, Event};
 
-use crate::replay::{replay, ReplayArgs};
+use vroeg_engine::{ClockMode, EngineConfig};
+use vroeg_rules::{LoadOptions, RuleSet};
+use vroeg_store::Destination;
+
+use crate::replay::secret;
 
 #[derive(Args)]
 pub struct RulesDiffArgs {
@@ -58,71 +61,87 @@ pub struct RulesDiffArgs {
     pub samples: usize,
 }
 
-fn side(args: &RulesDiffArgs, rules: &[PathBuf], dir: &Path, name: &str) -> ReplayArgs {
-    ReplayArgs {
-        rules: rules.to_vec(),
-        signals: args.signals.clone(),
-        out: Some(dir.join(format!("{name}.alerts.jsonl"))),
-        rejects: Some(dir.join(format!("{name}.rejects.jsonl"))),
-        state: Some(dir.join(format!("{name}.state"))),
-        batch_size: 20_000,
-        no_fsync: true,
+/// One side: the history in memory under `rules`, as `vroeg replay`
+/// replays it (the engine, event time), keeping of each case event what the
+/// comparison reads; the contact details only when they are to be shown.
+fn side(
+    args: &RulesDiffArgs,
+    rules: &[PathBuf],
+    wall_now: i64,
+) -> anyhow::Result<(Vec<Event>, vroeg_engine::Stats, String)> {
+    let options = LoadOptions {
         school_purpose: args.school_purpose,
         no_escalation: !args.escalate,
-        routing: args.routing.clone(),
-        household_secret: args.household_secret.clone(),
-        now: args.now.clone(),
-        feedback: None,
-        summary_json: None,
-        until: None,
-        quiet: true,
+    };
+    let (rules, _) = RuleSet::load(rules, &options).map_err(|diags| {
+        anyhow::anyhow!(
+            "the rule set does not load ({} error(s)):\n{diags}",
+            diags.errors().count()
+        )
+    })?;
+    let version = rules.version.clone();
+    let mut config = EngineConfig::new(secret(&args.household_secret), ClockMode::EventTime);
+    config.routing = std::sync::Arc::new(crate::run::load_routing(args.routing.as_deref())?);
+    let mut events = Vec::new();
+    let mut unreadable = None;
+    let stats = vroeg_engine::whatif::replay(
+        &args.signals,
+        std::sync::Arc::new(rules),
+        config,
+        wall_now,
+        BATCH,
+        &mut |entry| {
+            if entry.destination != Destination::Alerts {
+                return;
+            }
+            match serde_json::from_slice::<Event>(&entry.payload) {
+                Ok(mut event) => {
+                    if !args.with_personal_data {
+                        event.contact = None;
+                    }
+                    events.push(event);
+                }
+                Err(e) => unreadable = Some(e),
+            }
+        },
+    )?;
+    if let Some(e) = unreadable {
+        anyhow::bail!("the engine wrote a case event the comparison cannot read: {e}");
     }
+    Ok((events, stats, version))
 }
 
-/// A replay's case events, as much of each as the comparison reads; the
-/// contact details only when they are to be shown.
-fn events(path: &Path, personal: bool) -> anyhow::Result<Vec<Event>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut out = Vec::new();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        let mut event: Event = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a case event", path.display(), n + 1))?;
-        if !personal {
-            event.contact = None;
-        }
-        out.push(event);
-    }
-    Ok(out)
-}
+/// Records per batch: the memory store writes nothing to disk, so a batch
+/// costs little; a large one keeps the per-batch work small beside it.
+const BATCH: usize = 20_000;
 
 pub fn run(args: &RulesDiffArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let (base, candidate) = (
-        side(args, &args.base, dir.path(), "basis"),
-        side(args, &args.candidate, dir.path(), "kandidaat"),
-    );
+    let wall_now = match &args.now {
+        Some(s) => vroeg_core::time::parse_rfc3339(s)
+            .with_context(|| format!("--now {s:?} is not an RFC 3339 time"))?,
+        None => vroeg_kafka::wall_now(),
+    };
+    // Both sides at once, one per core.
     let (b, c) = std::thread::scope(|scope| {
-        let b = scope.spawn(|| replay(&base, false));
-        let c = scope.spawn(|| replay(&candidate, false));
+        let b = scope.spawn(|| side(args, &args.base, wall_now));
+        let c = scope.spawn(|| side(args, &args.candidate, wall_now));
         (b.join(), c.join())
     });
-    let b = b
+    let (base_events, b, base_version) = b
         .map_err(|_| anyhow::anyhow!("the base replay panicked"))?
         .context("the base rules")?;
-    let c = c
+    let (candidate_events, _, candidate_version) = c
         .map_err(|_| anyhow::anyhow!("the candidate replay panicked"))?
         .context("the candidate rules")?;
     anyhow::ensure!(
-        b.stats.records > 0,
+        b.records > 0,
         "{} holds no signals: nothing to compare",
         args.signals.display()
     );
     let diff = compare(
-        &events(&b.alerts_file, args.with_personal_data)?,
-        &events(&c.alerts_file, args.with_personal_data)?,
+        &base_events,
+        &candidate_events,
         &Compare {
             personal_data: args.with_personal_data,
             samples: args.samples,
@@ -150,9 +169,9 @@ pub fn run(args: &RulesDiffArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!(
         "rules diff: {} signals under rule sets {} and {} in {:.1} s",
-        b.stats.records,
-        b.rules_version,
-        c.rules_version,
+        b.records,
+        base_version,
+        candidate_version,
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)

@@ -20,6 +20,7 @@ pub mod mutate;
 mod retention;
 mod stats;
 pub mod testing;
+pub mod whatif;
 
 pub use engine::{
     dead_letter, ClockMode, Engine, EngineConfig, EngineError, ForwardedRecord, Input, KeyedInput,
