@@ -82,6 +82,8 @@ fn side(
     let version = rules.version.clone();
     let mut config = EngineConfig::new(secret(&args.household_secret), ClockMode::EventTime);
     config.routing = std::sync::Arc::new(crate::run::load_routing(args.routing.as_deref())?);
+    // The comparison reads the case events alone.
+    config.case_records = false;
     let mut events = Vec::new();
     let mut unreadable = None;
     let stats = vroeg_engine::whatif::replay(

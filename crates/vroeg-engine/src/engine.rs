@@ -55,6 +55,10 @@ pub struct EngineConfig {
     /// Keep every evaluation of the rules and every evaluation error
     /// ([`Engine::take_observed`]): the rule tests' coverage and failures.
     pub observe: bool,
+    /// Keep a record of every case (the case archive: what the case API,
+    /// the exports and feedback on closed cases read). Off only where
+    /// nothing reads them and no feedback comes: a what-if over history.
+    pub case_records: bool,
 }
 
 impl EngineConfig {
@@ -69,6 +73,7 @@ impl EngineConfig {
             opt_out: Arc::new(OptOut::default()),
             publish_cases: false,
             observe: false,
+            case_records: true,
         }
     }
 }
@@ -1045,6 +1050,9 @@ impl<S: StateStore> Engine<S> {
         let Some(loaded) = batch.households.get(key) else {
             return Ok(());
         };
+        if !self.config.case_records {
+            return Ok(());
+        }
         let mut ids: BTreeSet<&str> = alerts.iter().map(|a| a.zaak_id.as_str()).collect();
         if loaded.dirty {
             if let Some(case) = &loaded.state.case {
