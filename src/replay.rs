@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use vroeg_engine::{ClockMode, Engine, EngineConfig, Input, Record, Sink, SinkError, Stats};
 use vroeg_rules::{LoadOptions, RuleSet};
-use vroeg_store::{Destination, OutboxEntry, Store};
+use vroeg_store::{Message, Store};
 
 /// The secret used when none is configured: fine for demos and tests, never
 /// for real data.
@@ -106,31 +106,30 @@ struct FileSink {
 }
 
 impl FileSink {
-    fn write_entry(&mut self, e: &OutboxEntry) -> std::io::Result<()> {
-        match e.destination {
-            // Partner feedback only follows wijkteam feedback, which replay
-            // does not read; should an entry appear, it goes with the alerts
-            // rather than away.
-            Destination::Alerts | Destination::PartnerFeedback => {
-                self.alerts.write_all(&e.payload)?;
+    fn write(&mut self, message: &Message) -> std::io::Result<()> {
+        match message {
+            Message::Alert(alert) => {
+                serde_json::to_writer(&mut self.alerts, alert)?;
+                self.alerts.write_all(b"\n")
+            }
+            // A partner status follows an outcome in the feedback file; it
+            // goes with the alerts, in the form partners receive it.
+            Message::PartnerStatus { signal, status } => {
+                let line =
+                    json!({"source": signal.source, "id": signal.id, "status": status.as_str()});
+                serde_json::to_writer(&mut self.alerts, &line)?;
                 self.alerts.write_all(b"\n")
             }
             // Replay does not publish case records (`publish_cases` is off).
-            Destination::Cases => Ok(()),
-            Destination::DeadLetter => {
-                let header = |name: &str| {
-                    e.headers
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-                };
+            Message::Case { .. } => Ok(()),
+            Message::DeadLetter(d) => {
                 let line = json!({
-                    "file": header("vroeg_source_topic").and_then(|t| t.split_once(':').map(|(_, f)| f.to_owned())),
-                    "line": header("vroeg_source_offset").and_then(|o| o.parse::<i64>().ok()).map(|o| o + 1),
-                    "code": header("vroeg_error_code"),
-                    "field": header("vroeg_error_field"),
-                    "detail": header("vroeg_error_detail"),
-                    "raw": String::from_utf8_lossy(&e.payload),
+                    "file": d.stream.split_once(':').map(|(_, f)| f),
+                    "line": d.offset + 1,
+                    "code": d.error.code.as_str(),
+                    "field": d.error.field,
+                    "detail": d.error.detail,
+                    "raw": String::from_utf8_lossy(&d.payload),
                 });
                 serde_json::to_writer(&mut self.rejects, &line)?;
                 self.rejects.write_all(b"\n")
@@ -140,13 +139,13 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    fn send(&mut self, entries: &[OutboxEntry]) -> Result<(), SinkError> {
+    fn send(&mut self, messages: &[Message]) -> Result<(), SinkError> {
         let io = |e: std::io::Error| SinkError {
             destination: "file",
             message: e.to_string(),
         };
-        for e in entries {
-            self.write_entry(e).map_err(io)?;
+        for m in messages {
+            self.write(m).map_err(io)?;
         }
         self.alerts.flush().map_err(io)?;
         self.rejects.flush().map_err(io)?;

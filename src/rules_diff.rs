@@ -14,7 +14,7 @@ use vroeg_rules::diff::{compare, html, table, Compare, Event};
 
 use vroeg_engine::{ClockMode, EngineConfig};
 use vroeg_rules::{LoadOptions, RuleSet};
-use vroeg_store::Destination;
+use vroeg_store::Message;
 
 use crate::replay::secret;
 
@@ -85,31 +85,18 @@ fn side(
     // The comparison reads the case events alone.
     config.case_records = false;
     let mut events = Vec::new();
-    let mut unreadable = None;
     let stats = vroeg_engine::whatif::replay(
         &args.signals,
         std::sync::Arc::new(rules),
         config,
         wall_now,
         BATCH,
-        &mut |entry| {
-            if entry.destination != Destination::Alerts {
-                return;
-            }
-            match serde_json::from_slice::<Event>(&entry.payload) {
-                Ok(mut event) => {
-                    if !args.with_personal_data {
-                        event.contact = None;
-                    }
-                    events.push(event);
-                }
-                Err(e) => unreadable = Some(e),
+        &mut |message| {
+            if let Message::Alert(alert) = message {
+                events.push(Event::of(*alert, args.with_personal_data));
             }
         },
     )?;
-    if let Some(e) = unreadable {
-        anyhow::bail!("the engine wrote a case event the comparison cannot read: {e}");
-    }
     Ok((events, stats, version))
 }
 

@@ -17,7 +17,7 @@ use vroeg_rules::pipeline::{Processor, StepResult};
 use vroeg_rules::routing::Routing;
 use vroeg_rules::RuleSet;
 use vroeg_store::{
-    queue_key, Commit, Destination, HouseholdWrite, OutboxEntry, StateStore, Store, StoreError,
+    queue_key, Commit, Cut, DeadLetter, HouseholdWrite, Message, StateStore, Store, StoreError,
 };
 
 use crate::stats::Stats;
@@ -336,10 +336,11 @@ pub struct SinkError {
     pub message: String,
 }
 
-/// Where outbox entries go. `send` returns only once every entry is durably
-/// delivered; then the engine removes them from the outbox.
+/// Where outbox messages go; each sink encodes them for its medium. `send`
+/// returns only once every message is durably delivered; then the engine
+/// removes them from the outbox.
 pub trait Sink {
-    fn send(&mut self, entries: &[OutboxEntry]) -> Result<(), SinkError>;
+    fn send(&mut self, messages: &[Message]) -> Result<(), SinkError>;
 }
 
 /// A household loaded into a batch.
@@ -890,7 +891,7 @@ impl<S: StateStore> Engine<S> {
         commit.cases.sort_by(|a, b| a.id.cmp(&b.id));
         if self.config.publish_cases {
             for case in &commit.cases {
-                commit.outbox.push(case_entry(&case.id, Some(case))?);
+                commit.outbox.push(case_entry(&case.id, Some(case)));
             }
         }
         for (key, loaded) in households {
@@ -1017,23 +1018,7 @@ impl<S: StateStore> Engine<S> {
         batch.stats.rule_errors += result.errors.len() as u64;
         for alert in result.alerts {
             count_alert(&mut batch.stats, &alert);
-            let payload =
-                serde_json::to_vec(&alert).map_err(|e| EngineError::Encode(e.to_string()))?;
-            batch.commit.outbox.push(OutboxEntry {
-                destination: Destination::Alerts,
-                key: Some(key.0.clone()),
-                payload,
-                // What a sink needs for an envelope, without parsing the payload.
-                headers: vec![
-                    ("vroeg_alert_id".into(), alert.id.into_bytes()),
-                    (
-                        "vroeg_alert_type".into(),
-                        alert.kind.as_str().as_bytes().to_vec(),
-                    ),
-                    ("vroeg_alert_time".into(), alert.tijd.into_bytes()),
-                    ("vroeg_case_id".into(), alert.zaak_id.into_bytes()),
-                ],
-            });
+            batch.commit.outbox.push(Message::Alert(Box::new(alert)));
         }
         Ok(())
     }
@@ -1170,13 +1155,10 @@ impl<S: StateStore> Engine<S> {
         move_timer(batch, &key, before, after);
         for (signal, status) in outcome.partner {
             // Only the source, id and status: never content.
-            let payload = serde_json::json!({ "source": signal.source, "id": signal.id, "status": status.as_str() });
-            batch.commit.outbox.push(OutboxEntry {
-                destination: Destination::PartnerFeedback,
-                key: Some(signal.source),
-                payload: payload.to_string().into_bytes(),
-                headers: Vec::new(),
-            });
+            batch
+                .commit
+                .outbox
+                .push(Message::PartnerStatus { signal, status });
             batch.stats.partner_feedback += 1;
         }
         let result = StepResult {
@@ -1310,8 +1292,8 @@ impl Engine<Store> {
         self.finish(prepared, empty, result)
     }
 
-    /// Hand outbox entries to `sink`, oldest first, removing each batch of
-    /// chunk once the sink has confirmed it. Returns how many entries were sent
+    /// Hand outbox messages to `sink`, oldest first, removing each chunk
+    /// once the sink has confirmed it. Returns how many messages were sent
     /// (at least `max`, unless the outbox ran empty: chunks are not split).
     pub fn publish_outbox(&self, sink: &mut dyn Sink, max: usize) -> Result<usize, EngineError> {
         let mut sent = 0;
@@ -1330,19 +1312,13 @@ impl Engine<Store> {
     }
 }
 
-/// The outbox entry that publishes a case record as it now is, or its
-/// deletion (`None`: an empty payload, a tombstone on the case topic).
-pub fn case_entry(id: &str, record: Option<&CaseRecord>) -> Result<OutboxEntry, EngineError> {
-    let payload = match record {
-        Some(r) => serde_json::to_vec(r).map_err(|e| EngineError::Encode(e.to_string()))?,
-        None => Vec::new(),
-    };
-    Ok(OutboxEntry {
-        destination: Destination::Cases,
-        key: Some(id.to_owned()),
-        payload,
-        headers: Vec::new(),
-    })
+/// The message that publishes a case record as it now is, or its
+/// deletion (`None`: a tombstone on the case topic).
+pub fn case_entry(id: &str, record: Option<&CaseRecord>) -> Message {
+    Message::Case {
+        id: id.to_owned(),
+        record: record.map(|r| Box::new(r.clone())),
+    }
 }
 
 /// Count a rejected record and send it to the dead-letter outbox.
@@ -1386,55 +1362,32 @@ fn count_alert(stats: &mut Stats, alert: &Alert) {
     }
 }
 
-/// The dead-letter entry for a rejected record: the original bytes and
-/// headers, plus the reason and where it came from.
-pub fn dead_letter(record: &Record, error: &DecodeError) -> OutboxEntry {
-    let mut headers = record.headers.clone();
-    headers.push((
-        "vroeg_error_code".into(),
-        error.code.as_str().as_bytes().to_vec(),
-    ));
-    if let Some(f) = &error.field {
-        headers.push(("vroeg_error_field".into(), f.as_bytes().to_vec()));
-    }
-    headers.push((
-        "vroeg_error_detail".into(),
-        error.detail.as_bytes().to_vec(),
-    ));
-    headers.push((
-        "vroeg_source_topic".into(),
-        record.stream.as_bytes().to_vec(),
-    ));
-    headers.push((
-        "vroeg_source_partition".into(),
-        record.partition.to_string().into_bytes(),
-    ));
-    headers.push((
-        "vroeg_source_offset".into(),
-        record.offset.to_string().into_bytes(),
-    ));
-    // A dead letter must fit the dead-letter topic, or it would block the
-    // outbox: keep the first part of an oversized message, with its length
-    // and hash, so the sender can still identify it.
-    let payload = if record.payload.len() > MAX_DEAD_LETTER_BYTES {
-        headers.push((
-            "vroeg_original_bytes".into(),
-            record.payload.len().to_string().into_bytes(),
-        ));
-        headers.push((
-            "vroeg_original_sha256".into(),
-            hex_sha256(&record.payload).into_bytes(),
-        ));
-        record.payload[..MAX_DEAD_LETTER_BYTES].to_vec()
+/// The dead letter of a rejected record: where it came from, its headers
+/// and bytes, and the reason. A dead letter must fit the dead-letter
+/// topic, or it would block the outbox: of an oversized message only the
+/// first part is kept, with its length and hash, so that the sender can
+/// still identify it.
+pub fn dead_letter(record: &Record, error: &DecodeError) -> Message {
+    let (payload, cut) = if record.payload.len() > MAX_DEAD_LETTER_BYTES {
+        (
+            record.payload[..MAX_DEAD_LETTER_BYTES].to_vec(),
+            Some(Cut {
+                bytes: record.payload.len(),
+                sha256: hex_sha256(&record.payload),
+            }),
+        )
     } else {
-        record.payload.clone()
+        (record.payload.clone(), None)
     };
-    OutboxEntry {
-        destination: Destination::DeadLetter,
-        key: None,
+    Message::DeadLetter(Box::new(DeadLetter {
+        stream: record.stream.to_string(),
+        partition: record.partition,
+        offset: record.offset,
+        headers: record.headers.clone(),
         payload,
-        headers,
-    }
+        cut,
+        error: error.clone(),
+    }))
 }
 
 /// On the wall clock, the most timers one batch fires. After a long outage

@@ -122,7 +122,7 @@ impl Engine {
                 chunk
                     .iter()
                     .map(|(id, _)| crate::engine::case_entry(id, None))
-                    .collect::<Result<_, _>>()?
+                    .collect()
             } else {
                 Vec::new()
             };

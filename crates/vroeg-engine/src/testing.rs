@@ -26,7 +26,7 @@ use vroeg_core::time::{Day, Millis};
 use vroeg_core::{Alert, HouseholdKey};
 
 use vroeg_rules::location as at;
-use vroeg_store::{Destination, MemoryStore, StateStore};
+use vroeg_store::{MemoryStore, Message, StateStore};
 
 use crate::{ClockMode, Engine, EngineConfig, EngineError, KeyedInput, KeyedRecord};
 use vroeg_rules::routing::Routing;
@@ -692,30 +692,13 @@ impl Runner {
     /// One batch, then the clock moved on to `until`; collect what came out.
     fn process(&mut self, records: &[KeyedRecord], until: Millis) -> Result<(), EngineError> {
         self.engine.process_keyed(records, until, Some(until))?;
-        for entry in self.engine.store_mut().take_outbox() {
-            match entry.destination {
-                Destination::Alerts => match serde_json::from_slice::<Alert>(&entry.payload) {
-                    Ok(alert) => self.emitted.push(alert),
-                    Err(e) => self.failures.push(format!(
-                        "the engine wrote a case event this runner cannot read: {e}"
-                    )),
-                },
-                Destination::DeadLetter => {
-                    let reason = |name: &str| {
-                        entry
-                            .headers
-                            .iter()
-                            .find(|(k, _)| k == name)
-                            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-                            .unwrap_or_default()
-                    };
-                    self.failures.push(format!(
-                        "the engine refused input: {} ({})",
-                        reason("vroeg_error_detail"),
-                        reason("vroeg_error_code")
-                    ));
-                }
-                Destination::PartnerFeedback | Destination::Cases => {}
+        for message in self.engine.store_mut().take_outbox() {
+            match message {
+                Message::Alert(alert) => self.emitted.push(*alert),
+                Message::DeadLetter(d) => self
+                    .failures
+                    .push(format!("the engine refused input: {}", d.error)),
+                Message::PartnerStatus { .. } | Message::Case { .. } => {}
             }
         }
         Ok(())

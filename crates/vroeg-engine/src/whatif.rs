@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use vroeg_core::time::Millis;
 use vroeg_rules::RuleSet;
-use vroeg_store::{MemoryStore, OutboxEntry};
+use vroeg_store::{MemoryStore, Message};
 
 use crate::{ClockMode, Engine, EngineConfig, EngineError, Record, Stats};
 
@@ -30,14 +30,14 @@ pub enum WhatIfError {
 
 /// Replay the signals of `file` (CloudEvents, one per line) in memory
 /// under `rules`, in batches of `batch_size` records, handing every
-/// outbox entry to `sink` in order. `config.clock` must be event time.
+/// outbox message to `sink` in order. `config.clock` must be event time.
 pub fn replay(
     file: &Path,
     rules: Arc<RuleSet>,
     config: EngineConfig,
     wall_now: Millis,
     batch_size: usize,
-    sink: &mut dyn FnMut(OutboxEntry),
+    sink: &mut dyn FnMut(Message),
 ) -> Result<Stats, WhatIfError> {
     debug_assert_eq!(config.clock, ClockMode::EventTime);
     let io = |source| WhatIfError::Io {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use vroeg_core::time::parse_rfc3339;
 use vroeg_engine::{ClockMode, Engine, EngineConfig, Record};
 use vroeg_rules::{LoadOptions, RuleSet};
-use vroeg_store::{Destination, Store};
+use vroeg_store::{Message, Store};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -72,21 +72,14 @@ fn every_corpus_message_is_a_dead_letter_with_its_code() {
         .into_iter()
         .flat_map(|(_, chunk)| chunk)
         .collect();
-    let header = |e: &vroeg_store::OutboxEntry, k: &str| {
-        e.headers
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    };
     let dead: BTreeMap<i64, (String, Vec<u8>)> = entries
         .iter()
-        .filter(|e| e.destination == Destination::DeadLetter)
-        .map(|e| {
-            let offset = header(e, "vroeg_source_offset").unwrap().parse().unwrap();
-            (
-                offset,
-                (header(e, "vroeg_error_code").unwrap(), e.payload.clone()),
-            )
+        .filter_map(|m| match m {
+            Message::DeadLetter(d) => Some((
+                d.offset,
+                (d.error.code.as_str().to_owned(), d.payload.clone()),
+            )),
+            _ => None,
         })
         .collect();
     let mut wrong = Vec::new();

@@ -10,7 +10,7 @@ use vroeg_engine::{
     ForwardedRecord, Intake, Origin, Record, Sink, SinkError,
 };
 use vroeg_rules::{LoadOptions, RuleSet};
-use vroeg_store::{MemoryStore, OutboxEntry, Store};
+use vroeg_store::{MemoryStore, Message, Store};
 
 fn rules() -> Arc<RuleSet> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules");
@@ -86,10 +86,10 @@ fn stream(specs: &[Spec]) -> Vec<Vec<u8>> {
     specs.iter().map(payload).collect()
 }
 
-struct Collect(Vec<OutboxEntry>);
+struct Collect(Vec<Message>);
 
 impl Sink for Collect {
-    fn send(&mut self, entries: &[OutboxEntry]) -> Result<(), SinkError> {
+    fn send(&mut self, entries: &[Message]) -> Result<(), SinkError> {
         self.0.extend_from_slice(entries);
         Ok(())
     }
@@ -176,34 +176,34 @@ fn run(payloads: &[Vec<u8>], batch: usize) -> (Vec<Vec<u8>>, Vec<(String, Vec<u8
         engine.process_batch(chunk, NOW).unwrap();
         engine.publish_outbox(&mut sink, usize::MAX).unwrap();
     }
-    (
-        sink.0.into_iter().map(|e| e.payload).collect(),
-        states(&engine),
-    )
+    (sink.0.iter().map(json).collect(), states(&engine))
 }
 
 /// What a run published: case events by id, and dead letters in order.
 type Published = (
     std::collections::BTreeMap<String, Vec<u8>>,
-    Vec<OutboxEntry>,
+    Vec<Message>,
     Vec<(String, Vec<u8>)>,
 );
 
-fn by_id(outbox: Vec<OutboxEntry>) -> Published {
+/// A message as JSON, to compare runs by.
+fn json(m: &Message) -> Vec<u8> {
+    serde_json::to_vec(m).unwrap()
+}
+
+fn by_id(outbox: Vec<Message>) -> Published {
     let mut alerts = std::collections::BTreeMap::new();
     let mut dead = Vec::new();
-    for e in outbox {
-        match e.destination {
-            vroeg_store::Destination::Alerts => {
-                let id = e
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k == "vroeg_alert_id")
-                    .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
-                    .unwrap();
-                assert!(alerts.insert(id, e.payload).is_none(), "an alert id twice");
+    for m in outbox {
+        match &m {
+            Message::Alert(a) => {
+                let bytes = serde_json::to_vec(a).unwrap();
+                assert!(
+                    alerts.insert(a.id.clone(), bytes).is_none(),
+                    "an alert id twice"
+                );
             }
-            _ => dead.push(e),
+            _ => dead.push(m),
         }
     }
     (alerts, dead, Vec::new())
@@ -574,7 +574,7 @@ fn a_restart_resumes_after_the_committed_position() {
         engine.process_batch(chunk, NOW).unwrap();
         engine.publish_outbox(&mut sink, usize::MAX).unwrap();
     }
-    let got: Vec<Vec<u8>> = sink.0.into_iter().map(|e| e.payload).collect();
+    let got: Vec<Vec<u8>> = sink.0.iter().map(json).collect();
     assert_eq!(got, reference);
     assert_eq!(states(&engine), ref_states);
 }
@@ -611,23 +611,12 @@ fn invalid_records_become_dead_letters_with_their_position() {
     let mut sink = Collect(Vec::new());
     engine.publish_outbox(&mut sink, usize::MAX).unwrap();
     assert_eq!(sink.0.len(), 2);
-    let first = &sink.0[0];
-    assert_eq!(first.payload, b"{not json");
-    let header = |e: &OutboxEntry, k: &str| {
-        e.headers
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+    let Message::DeadLetter(first) = &sink.0[0] else {
+        panic!("a dead letter expected: {:?}", sink.0[0]);
     };
-    assert_eq!(
-        header(first, "vroeg_error_code").as_deref(),
-        Some("invalid_json")
-    );
-    assert_eq!(
-        header(first, "vroeg_source_partition").as_deref(),
-        Some("2")
-    );
-    assert_eq!(header(first, "vroeg_source_offset").as_deref(), Some("10"));
+    assert_eq!(first.payload, b"{not json");
+    assert_eq!(first.error.code.as_str(), "invalid_json");
+    assert_eq!((first.partition, first.offset), (2, 10));
     assert_eq!(engine.position(&stream, 2).unwrap(), Some(12));
 }
 

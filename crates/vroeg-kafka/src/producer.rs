@@ -16,7 +16,7 @@ use rdkafka::util::Timeout;
 use rdkafka::ClientContext;
 use tracing::warn;
 use vroeg_engine::{Sink, SinkError};
-use vroeg_store::{Destination, OutboxEntry};
+use vroeg_store::{DeadLetter, Message};
 
 use crate::cloudevents::encode_alert;
 use crate::settings::KafkaSettings;
@@ -121,52 +121,76 @@ impl KafkaSink {
     }
 }
 
-/// The message an outbox entry becomes: its topic, headers and payload.
-/// Case events are CloudEvents in the configured content mode; dead
-/// letters and partner feedback go as they are.
-pub fn outgoing(settings: &KafkaSettings, entry: &OutboxEntry) -> Outgoing {
-    let (topic, headers, payload) = match entry.destination {
-        Destination::Alerts => {
-            let (h, p) = encode_alert(
-                settings.alerts_mode,
-                &settings.event_source,
-                &entry.headers,
-                &entry.payload,
-            );
-            (&settings.alerts_topic, h, p)
+/// What an outbox message becomes on Kafka: its topic, key, headers and
+/// payload. Case events are CloudEvents in the configured content mode;
+/// a dead letter is the original record with its reason in `vroeg_*`
+/// headers (docs/operations.md); a partner status is a small JSON object;
+/// a case record is its JSON, or a tombstone for a deletion.
+pub fn outgoing(settings: &KafkaSettings, message: &Message) -> Outgoing {
+    let key = message.key().map(|k| k.as_bytes().to_vec());
+    let (topic, headers, payload) = match message {
+        Message::Alert(alert) => {
+            let (h, p) = encode_alert(settings.alerts_mode, &settings.event_source, alert);
+            (&settings.alerts_topic, h, Some(p))
         }
-        Destination::DeadLetter => (
+        Message::DeadLetter(d) => (
             &settings.dlq_topic,
-            entry.headers.clone(),
-            entry.payload.clone(),
+            dead_letter_headers(d),
+            Some(d.payload.clone()),
         ),
-        Destination::PartnerFeedback => (
-            &settings.partner_feedback_topic,
-            entry.headers.clone(),
-            entry.payload.clone(),
-        ),
-        Destination::Cases => (
+        Message::PartnerStatus { signal, status } => {
+            // Only the source, id and status: never content.
+            let payload = serde_json::json!({
+                "source": signal.source, "id": signal.id, "status": status.as_str()
+            });
+            (
+                &settings.partner_feedback_topic,
+                Vec::new(),
+                Some(payload.to_string().into_bytes()),
+            )
+        }
+        Message::Case { record, .. } => (
             &settings.cases_topic,
-            entry.headers.clone(),
-            entry.payload.clone(),
+            Vec::new(),
+            record
+                .as_ref()
+                .map(|r| serde_json::to_vec(r).unwrap_or_default()),
         ),
     };
-    // An empty case record is a deletion: a tombstone.
-    let tombstone = entry.destination == Destination::Cases && payload.is_empty();
     Outgoing {
         topic: topic.clone(),
         partition: None,
-        key: entry.key.as_ref().map(|k| k.as_bytes().to_vec()),
-        payload: (!tombstone).then_some(payload),
+        key,
+        payload,
         headers,
     }
 }
 
+/// A dead letter's Kafka headers: the original record's, then why it was
+/// refused and where it came from.
+pub fn dead_letter_headers(d: &DeadLetter) -> Vec<(String, Vec<u8>)> {
+    let mut headers = d.headers.clone();
+    let mut add = |name: &str, value: String| headers.push((name.to_owned(), value.into_bytes()));
+    add("vroeg_error_code", d.error.code.as_str().to_owned());
+    if let Some(field) = &d.error.field {
+        add("vroeg_error_field", field.clone());
+    }
+    add("vroeg_error_detail", d.error.detail.clone());
+    add("vroeg_source_topic", d.stream.clone());
+    add("vroeg_source_partition", d.partition.to_string());
+    add("vroeg_source_offset", d.offset.to_string());
+    if let Some(cut) = &d.cut {
+        add("vroeg_original_bytes", cut.bytes.to_string());
+        add("vroeg_original_sha256", cut.sha256.clone());
+    }
+    headers
+}
+
 impl Sink for KafkaSink {
-    fn send(&mut self, entries: &[OutboxEntry]) -> Result<(), SinkError> {
-        let mut deliveries = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let m = outgoing(&self.settings, entry);
+    fn send(&mut self, messages: &[Message]) -> Result<(), SinkError> {
+        let mut deliveries = Vec::with_capacity(messages.len());
+        for message in messages {
+            let m = outgoing(&self.settings, message);
             let mut owned = OwnedHeaders::new_with_capacity(m.headers.len());
             for (k, v) in &m.headers {
                 owned = owned.insert(Header {

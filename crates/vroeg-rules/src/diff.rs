@@ -120,6 +120,25 @@ pub struct Event {
     pub contact: Option<Contact>,
 }
 
+impl Event {
+    /// The part of a case event the comparison reads; the contact details
+    /// only with `personal_data`.
+    pub fn of(alert: vroeg_core::Alert, personal_data: bool) -> Event {
+        Event {
+            kind: alert.kind,
+            huishouden: alert.huishouden,
+            wijkteam: alert.wijkteam,
+            werkbak: alert.werkbak,
+            tijd: alert.tijd,
+            prioriteit: alert.prioriteit,
+            categorie: alert.categorie,
+            regels: alert.regels,
+            variabelen: alert.variabelen,
+            contact: alert.contact.filter(|_| personal_data),
+        }
+    }
+}
+
 /// What one run said about one household.
 #[derive(Default)]
 struct Seen<'a> {

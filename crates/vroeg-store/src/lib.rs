@@ -17,7 +17,7 @@
 //! |---|---|---|
 //! | `h` | household key | format version byte + postcard `HouseholdState` |
 //! | `p` | stream `\0` partition (i32) | next offset to read (i64) |
-//! | `o` | chunk sequence (u64) | format version byte + postcard `Vec<OutboxEntry>`: one chunk per commit |
+//! | `o` | chunk sequence (u64) | JSON `[Message]`: one chunk per commit (an older version's chunks, format version byte + postcard wire entries, are still read) |
 //! | `t` | due millis (i64, sign-flipped) + household key | empty |
 //! | `c` | case id | format version byte + JSON `CaseRecord` |
 //! | `i` | team `\0` case id | empty: the open cases of a team |
@@ -60,7 +60,7 @@ use vroeg_core::HouseholdKey;
 pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Version of the encoding of stored values. Bump on any incompatible change
-/// to `HouseholdState` or `OutboxEntry`.
+/// to `HouseholdState`.
 pub const FORMAT_VERSION: u8 = 4;
 
 /// The first byte of a stored value whose body is LZ4-compressed (block
@@ -106,32 +106,6 @@ fn sled_err(op: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
     move |source| StoreError::Sled { op, source }
 }
 
-/// Where an outbox entry goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Destination {
-    /// Case alert events, for the wijkteams.
-    Alerts,
-    /// Rejected input, with its reason.
-    DeadLetter,
-    /// The restricted status of a signal, for its partner.
-    PartnerFeedback,
-    /// A case record as it now is, for the read models (key: the case id;
-    /// an empty payload is a deletion, a tombstone on the compacted case
-    /// topic).
-    Cases,
-}
-
-/// A message waiting to be published. It is removed only once the sink has
-/// confirmed it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutboxEntry {
-    pub destination: Destination,
-    /// The message key (the household key for alerts).
-    pub key: Option<String>,
-    pub payload: Vec<u8>,
-    pub headers: Vec<(String, Vec<u8>)>,
-}
-
 /// A change to one household.
 #[derive(Clone, Debug)]
 pub struct HouseholdWrite {
@@ -149,7 +123,7 @@ pub struct Commit {
     pub households: Vec<HouseholdWrite>,
     /// (stream, partition, next offset to read).
     pub positions: Vec<(String, i32, i64)>,
-    pub outbox: Vec<OutboxEntry>,
+    pub outbox: Vec<Message>,
     /// Metadata to set, by name (e.g. the event-time watermark).
     pub meta: Vec<(String, Vec<u8>)>,
     /// Case records to write (whole records; the team index follows them).
@@ -757,7 +731,7 @@ impl Store {
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             batch.insert(
                 outbox_key(seq).to_vec(),
-                encode("outbox chunk", &commit.outbox)?,
+                message::encode_chunk(&commit.outbox)?,
             );
         }
         self.apply(batch)
@@ -843,13 +817,13 @@ impl Store {
 
     /// Up to `limit` outbox chunks, oldest first. Each chunk holds the
     /// entries of one commit.
-    pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, Vec<OutboxEntry>)>, StoreError> {
+    pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, Vec<Message>)>, StoreError> {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix([P_OUTBOX]).take(limit) {
             let (k, v) = item.map_err(sled_err("scan the outbox"))?;
             let mut b = [0u8; 8];
             b.copy_from_slice(&k[1..9]);
-            out.push((u64::from_be_bytes(b), decode("outbox chunk", &v)?));
+            out.push((u64::from_be_bytes(b), message::decode_chunk(&v)?));
         }
         Ok(out)
     }
@@ -967,8 +941,10 @@ impl Store {
 
 mod changelog;
 mod memory;
+mod message;
 pub use changelog::{BulkRestore, ChangelogRecord, CHANGELOG_OFFSET};
 pub use memory::{MemoryStore, StateStore};
+pub use message::{Cut, DeadLetter, Destination, Message};
 
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use vroeg_core::state::HouseholdState;
 use vroeg_core::time::Millis;
 use vroeg_core::HouseholdKey;
 
-use crate::{Commit, OutboxEntry, QueuedRecord, Store, StoreError};
+use crate::{Commit, Message, QueuedRecord, Store, StoreError};
 
 /// The reads and the one write the engine makes. Reads see every earlier
 /// [`StateStore::write`]; a write is all or nothing.
@@ -95,7 +95,7 @@ pub struct MemoryStore {
     positions: HashMap<(String, i32), i64>,
     meta: BTreeMap<String, Vec<u8>>,
     queue: BTreeMap<Vec<u8>, Vec<u8>>,
-    outbox: Vec<OutboxEntry>,
+    outbox: Vec<Message>,
 }
 
 impl MemoryStore {
@@ -104,7 +104,7 @@ impl MemoryStore {
     }
 
     /// The outbox entries written since the last call, oldest first.
-    pub fn take_outbox(&mut self) -> Vec<OutboxEntry> {
+    pub fn take_outbox(&mut self) -> Vec<Message> {
         std::mem::take(&mut self.outbox)
     }
 

@@ -16,6 +16,103 @@ fn write(name: &str, state: Option<HouseholdState>, old_timer: Option<i64>) -> C
     }
 }
 
+/// A small message: a partner status.
+fn status(source: &str) -> Message {
+    Message::PartnerStatus {
+        signal: vroeg_core::state::SignalRef {
+            source: source.into(),
+            id: "1".into(),
+        },
+        status: vroeg_core::feedback::PartnerStatus::WilHulp,
+    }
+}
+
+#[test]
+fn a_chunk_an_older_version_wrote_is_read_as_messages() {
+    #[derive(Serialize)]
+    struct Old {
+        destination: Destination,
+        key: Option<String>,
+        payload: Vec<u8>,
+        headers: Vec<(String, Vec<u8>)>,
+    }
+    let h = |k: &str, v: &str| (k.to_owned(), v.as_bytes().to_vec());
+    let old = vec![
+        Old {
+            destination: Destination::PartnerFeedback,
+            key: Some("urn:p".into()),
+            payload: br#"{"source":"urn:p","id":"s1","status":"wil_hulp"}"#.to_vec(),
+            headers: vec![],
+        },
+        Old {
+            destination: Destination::Cases,
+            key: Some("k-1".into()),
+            payload: Vec::new(),
+            headers: vec![],
+        },
+        Old {
+            destination: Destination::DeadLetter,
+            key: None,
+            payload: b"nope".to_vec(),
+            headers: vec![
+                h("ce_id", "x"),
+                h("vroeg_error_code", "invalid_json"),
+                h("vroeg_error_detail", "expected value"),
+                h("vroeg_source_topic", "signalen"),
+                h("vroeg_source_partition", "2"),
+                h("vroeg_source_offset", "41"),
+            ],
+        },
+    ];
+    let store = Store::temporary().unwrap();
+    store
+        .tree
+        .insert(outbox_key(7), encode("outbox chunk", &old).unwrap())
+        .unwrap();
+    let chunks = store.outbox(10).unwrap();
+    assert_eq!(chunks.len(), 1);
+    let messages = &chunks[0].1;
+    assert_eq!(messages[0], status("urn:p").with_id("s1"));
+    assert_eq!(
+        messages[1],
+        Message::Case {
+            id: "k-1".into(),
+            record: None
+        }
+    );
+    let Message::DeadLetter(d) = &messages[2] else {
+        panic!("a dead letter expected: {messages:?}")
+    };
+    assert_eq!(
+        (d.stream.as_str(), d.partition, d.offset),
+        ("signalen", 2, 41)
+    );
+    assert_eq!(d.error.code, vroeg_core::signal::ErrorCode::InvalidJson);
+    assert_eq!(d.headers, vec![h("ce_id", "x")]);
+    assert_eq!(d.payload, b"nope");
+    // A new chunk beside it is JSON.
+    store
+        .commit(&Commit {
+            outbox: vec![status("c")],
+            ..Commit::default()
+        })
+        .unwrap();
+    let chunks = store.outbox(10).unwrap();
+    assert!(
+        chunks.iter().any(|(_, m)| *m == vec![status("c")]),
+        "{chunks:?}"
+    );
+}
+
+impl Message {
+    fn with_id(mut self, new: &str) -> Message {
+        if let Message::PartnerStatus { signal, .. } = &mut self {
+            signal.id = new.into();
+        }
+        self
+    }
+}
+
 #[test]
 fn a_commit_writes_state_positions_outbox_and_timers_together() {
     let dir = tempfile::tempdir().unwrap();
@@ -29,12 +126,7 @@ fn a_commit_writes_state_positions_outbox_and_timers_together() {
         store
             .commit(&Commit {
                 positions: vec![("signals".into(), 3, 42)],
-                outbox: vec![OutboxEntry {
-                    destination: Destination::Alerts,
-                    key: Some("a".into()),
-                    payload: b"{}".to_vec(),
-                    headers: vec![],
-                }],
+                outbox: vec![status("a")],
                 ..write("a", Some(state), None)
             })
             .unwrap();
@@ -81,12 +173,7 @@ fn moving_a_timer_removes_the_old_entry() {
 #[test]
 fn outbox_sequence_continues_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let entry = OutboxEntry {
-        destination: Destination::DeadLetter,
-        key: None,
-        payload: vec![1],
-        headers: vec![],
-    };
+    let entry = status("b");
     {
         let store = Store::open(dir.path(), true).unwrap();
         store
