@@ -1192,7 +1192,7 @@ fn feedback_is_applied_once_closes_the_case_and_tells_partners_only_a_status() {
     let opened = alerts.until(1, Duration::ZERO, Duration::from_secs(60))[0].alert();
     assert_eq!(opened["type"], "geopend");
     let zaak = opened["zaak_id"].as_str().unwrap().to_owned();
-    let today = Day::of_millis(now_ms()).to_string();
+    let today = Day::local_of(now_ms()).to_string(); // the Dutch day, as the case counts it
     let feedback = vec![
         json!({"id": "t-1", "zaak_id": zaak, "type": "contactpoging", "contactsoort": "Telefoon",
                "bereikt": true, "datum": today, "dagdeel": "Middag"}),

@@ -168,7 +168,7 @@ fn cases_are_routed_worked_through_the_api_escalated_closed_and_reopened() {
     assert_eq!(detail["tijdlijn"][0]["gebeurtenis"], "geopend");
 
     // Feedback through the API (noord) and through Kafka (zuid).
-    let today = Day::of_millis(now_ms()).to_string();
+    let today = Day::local_of(now_ms()).to_string(); // the Dutch day, as the case counts it
     let attempt =
         json!({"contactsoort": "Telefoon", "bereikt": true, "datum": today, "dagdeel": "Ochtend"})
             .to_string();

@@ -72,14 +72,9 @@ fn a_rule_test_and_a_replay_of_its_signals_give_identical_case_events() {
             if !input.contact_attempts.is_empty() {
                 let mut lines = String::new();
                 for (i, (time, name)) in input.contact_attempts.iter().enumerate() {
-                    let Some(case) = test
-                        .events
-                        .iter()
-                        .filter(|a| {
-                            a.huishouden == *name && parse_rfc3339(&a.tijd).unwrap() <= *time
-                        })
-                        .next_back()
-                    else {
+                    let Some(case) = test.events.iter().rfind(|a| {
+                        a.huishouden == *name && parse_rfc3339(&a.tijd).unwrap() <= *time
+                    }) else {
                         skipped.push(test.name.clone());
                         continue;
                     };

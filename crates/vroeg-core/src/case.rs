@@ -213,6 +213,17 @@ pub enum Trigger {
     Timer,
 }
 
+/// What a case decision needs besides the household and the rules'
+/// verdict: the rule set it is made under, the team a new case goes to,
+/// the moment, and the settings.
+#[derive(Clone, Copy)]
+pub struct Decision<'a> {
+    pub ruleset: &'a str,
+    pub team: &'a str,
+    pub now: Millis,
+    pub settings: &'a StateSettings,
+}
+
 /// Apply a rule evaluation to a household's case and return the alerts.
 ///
 /// `evaluation` is `None` exactly when the household has nothing open
@@ -226,12 +237,15 @@ pub fn decide(
     key: &HouseholdKey,
     state: &mut HouseholdState,
     evaluation: Option<&Evaluation>,
-    ruleset: &str,
-    team: &str,
     trigger: Trigger,
-    now: Millis,
-    settings: &StateSettings,
+    d: &Decision<'_>,
 ) -> Vec<Alert> {
+    let Decision {
+        ruleset,
+        team,
+        now,
+        settings,
+    } = *d;
     let mut alerts = Vec::new();
     let Some(eval) = evaluation else {
         if state.case.is_some() {
@@ -338,32 +352,23 @@ pub fn decide(
             prioriteit: r.prioriteit,
         })
         .collect();
-    let case = case.clone();
-    alerts.push(alert(
-        key,
-        &case,
-        kind,
-        now,
-        regels,
-        eval.variables.clone(),
-        None,
-        ruleset.to_owned(),
-        state.contact.clone(),
-    ));
+    let mut event = alert(key, case, kind, now, ruleset);
+    event.regels = regels;
+    event.variabelen = eval.variables.clone();
+    event.contact = state.contact.clone();
+    alerts.push(event);
     alerts
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The case event of `case`'s transition `kind` at `now`, under the rule
+/// set `regelset`: without rules, values, reason or contact details, which
+/// the caller adds where the transition has them.
 pub(crate) fn alert(
     key: &HouseholdKey,
     case: &CaseState,
     kind: AlertKind,
     now: Millis,
-    regels: Vec<RuleRef>,
-    variabelen: BTreeMap<String, VarValue>,
-    reden: Option<CloseReason>,
-    regelset: String,
-    contact: Option<Contact>,
+    regelset: &str,
 ) -> Alert {
     Alert {
         id: format!("{}-{}", case.id, case.seq),
@@ -378,13 +383,13 @@ pub(crate) fn alert(
         prioriteit: case.prioriteit,
         categorie: case.main_category(),
         categorieen: case.category_set(),
-        regels,
+        regels: Vec::new(),
         signalen: case.signals.iter().cloned().collect(),
-        variabelen,
-        reden,
+        variabelen: BTreeMap::new(),
+        reden: None,
         resultaat: None,
-        regelset,
-        contact,
+        regelset: regelset.to_owned(),
+        contact: None,
     }
 }
 
@@ -400,17 +405,9 @@ pub fn close(
     let mut case = state.case.take()?;
     state.contact = None;
     case.seq += 1;
-    Some(alert(
-        key,
-        &case,
-        AlertKind::Gesloten,
-        now,
-        Vec::new(),
-        BTreeMap::new(),
-        Some(reden),
-        ruleset.to_owned(),
-        None,
-    ))
+    let mut event = alert(key, &case, AlertKind::Gesloten, now, ruleset);
+    event.reden = Some(reden);
+    Some(event)
 }
 
 /// The contact deadline of the open case has passed without a recorded
@@ -434,16 +431,7 @@ pub fn escalate(
     while case.next_escalation <= now {
         case.next_escalation += repeat;
     }
-    let case = case.clone();
-    Some(alert(
-        key,
-        &case,
-        AlertKind::Escalatie,
-        now,
-        Vec::new(),
-        BTreeMap::new(),
-        None,
-        ruleset.to_owned(),
-        state.contact.clone(),
-    ))
+    let mut event = alert(key, case, AlertKind::Escalatie, now, ruleset);
+    event.contact = state.contact.clone();
+    Some(event)
 }

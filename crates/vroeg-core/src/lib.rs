@@ -13,6 +13,8 @@
 //! - [`state`]: per-household state and the transitions that apply signals.
 //! - [`vars`]: the variable catalogue that rules read, computed from state.
 //! - [`case`]: the case lifecycle and the alert events it emits.
+//! - [`step`]: the per-household step (a signal, a timer, feedback) that
+//!   every part of Vroeg runs, with the rules and routing as traits.
 //! - [`archive`]: the durable record of every case, for the API and exports.
 //! - [`time`]: day and millisecond arithmetic used everywhere else.
 
@@ -26,6 +28,7 @@ pub mod household;
 pub mod optout;
 pub mod signal;
 pub mod state;
+pub mod step;
 pub mod time;
 pub mod vars;
 
@@ -33,4 +36,5 @@ pub use case::{Alert, AlertKind, CaseState, Evaluation, FiredRule};
 pub use household::{HouseholdKey, HouseholdKeyer};
 pub use signal::{DecodeError, ErrorCode, PartnerType, Signal, SignalBody};
 pub use state::{ApplyOutcome, HouseholdState, StateSettings};
+pub use step::{Context, Evaluator, Household, Router, RuleError, StepResult};
 pub use vars::{VarValue, Variables};

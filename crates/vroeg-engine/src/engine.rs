@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 use vroeg_core::archive::CaseRecord;
-use vroeg_core::feedback::{apply_feedback, Feedback};
+use vroeg_core::feedback::Feedback;
 use vroeg_core::optout::OptOut;
 use vroeg_core::signal::{DecodeError, Signal, DEFAULT_MAX_BYTES};
-use vroeg_core::state::{ApplyOutcome, HouseholdState};
+use vroeg_core::state::{ApplyOutcome, HouseholdState, StateSettings};
+use vroeg_core::step::{Context, Household, StepResult};
 use vroeg_core::time::{Millis, DAY_MS};
 use vroeg_core::{Alert, AlertKind, HouseholdKey, HouseholdKeyer};
 
 use crate::intake::{not_a_case_id, Classified, Forwarded, ForwardedItem, Intake, Origin};
-use vroeg_rules::pipeline::{Processor, StepResult};
 use vroeg_rules::routing::Routing;
 use vroeg_rules::RuleSet;
 use vroeg_store::{
@@ -341,6 +341,25 @@ pub struct SinkError {
 /// removes them from the outbox.
 pub trait Sink {
     fn send(&mut self, messages: &[Message]) -> Result<(), SinkError>;
+}
+
+/// The rules, routing and settings of a batch: what the context of each
+/// household step ([`vroeg_core::step`]) is made of.
+struct Step<'a> {
+    rules: &'a RuleSet,
+    routing: &'a Routing,
+    settings: StateSettings,
+}
+
+impl Step<'_> {
+    fn at(&self, now: Millis) -> Context<'_> {
+        Context {
+            now,
+            settings: &self.settings,
+            rules: self.rules,
+            routing: self.routing,
+        }
+    }
 }
 
 /// A household loaded into a batch.
@@ -720,7 +739,7 @@ impl<S: StateStore> Engine<S> {
     /// the latest signal time seen), and queue what must still wait.
     fn release(
         &mut self,
-        processor: &Processor<'_>,
+        processor: &Step<'_>,
         batch: &mut Batch,
         sources_at_start: &Sources,
     ) -> Result<(), EngineError> {
@@ -791,7 +810,11 @@ impl<S: StateStore> Engine<S> {
             },
         };
         let routing = self.config.routing.clone();
-        let processor = Processor::new(&rules, &routing);
+        let processor = Step {
+            settings: rules.state_settings(),
+            rules: &rules,
+            routing: &routing,
+        };
         batch.store_next = self.store.timer_after(None)?;
         // Event time on forwarded records: signals wait in the merge queue
         // until the low watermark passes them (see `ForwardedItem::Progress`).
@@ -972,7 +995,7 @@ impl<S: StateStore> Engine<S> {
 
     fn apply(
         &self,
-        processor: &Processor<'_>,
+        processor: &Step<'_>,
         batch: &mut Batch,
         key: &HouseholdKey,
         signal: &Signal,
@@ -980,7 +1003,11 @@ impl<S: StateStore> Engine<S> {
     ) -> Result<(), EngineError> {
         let loaded = self.load(batch, key)?;
         let before = loaded.state.timer_due;
-        let result = processor.apply_signal(key, &mut loaded.state, signal, now);
+        let mut household = Household {
+            key,
+            state: &mut loaded.state,
+        };
+        let result = household.apply_signal(signal, &processor.at(now));
         match result.outcome {
             Some(ApplyOutcome::Applied) => {
                 loaded.dirty = true;
@@ -1064,7 +1091,7 @@ impl<S: StateStore> Engine<S> {
     /// entries that this batch moved are skipped.
     fn fire_timers(
         &self,
-        processor: &Processor<'_>,
+        processor: &Step<'_>,
         batch: &mut Batch,
         now: Millis,
     ) -> Result<(), EngineError> {
@@ -1101,7 +1128,11 @@ impl<S: StateStore> Engine<S> {
             if loaded.state.timer_due != Some(due) {
                 continue; // moved or fired since it was indexed
             }
-            let result = processor.fire_timer(&key, &mut loaded.state, fire_at);
+            let mut household = Household {
+                key: &key,
+                state: &mut loaded.state,
+            };
+            let result = household.fire_timer(&processor.at(fire_at));
             loaded.dirty = true;
             let after = loaded.state.timer_due;
             batch.timer_budget -= 1;
@@ -1115,7 +1146,7 @@ impl<S: StateStore> Engine<S> {
     /// case. Its alerts and partner statuses enter the outbox like any other.
     fn feedback(
         &self,
-        processor: &Processor<'_>,
+        processor: &Step<'_>,
         batch: &mut Batch,
         key: &HouseholdKey,
         feedback: &Feedback,
@@ -1130,14 +1161,11 @@ impl<S: StateStore> Engine<S> {
         let key = key.clone();
         let loaded = self.load(batch, &key)?;
         let before = loaded.state.timer_due;
-        let outcome = match apply_feedback(
-            &key,
-            &mut loaded.state,
-            feedback,
-            &self.rules.version,
-            now,
-            &processor.settings,
-        ) {
+        let mut household = Household {
+            key: &key,
+            state: &mut loaded.state,
+        };
+        let outcome = match household.apply_feedback(feedback, &processor.at(now)) {
             Ok(o) => o,
             Err(e) => {
                 // A case that exists (closed meanwhile) shows the refusal.
@@ -1206,7 +1234,7 @@ impl<S: StateStore> Engine<S> {
     /// and on its record (`vroeg_core::feedback::reopen`).
     fn correct(
         &self,
-        processor: &Processor<'_>,
+        processor: &Step<'_>,
         batch: &mut Batch,
         key: &HouseholdKey,
         feedback: &Feedback,

@@ -165,7 +165,8 @@
 //! ### The outbox
 //!
 //! Alerts and dead-letter messages are not sent while a batch is processed.
-//! They enter the outbox inside the batch's commit, and
+//! They enter the outbox inside the batch's commit, as typed messages
+//! (`vroeg_store::Message`) that the sink encodes, and
 //! [`crate::Engine::publish_outbox`] hands them to a [`crate::Sink`] after the
 //! commit. An entry is removed only after the sink confirms it (for Kafka: the
 //! delivery report of an idempotent producer). A crash between sending and
@@ -224,7 +225,9 @@
 //! - With `engine.clock = "wall"` (production), outcomes follow arrival
 //!   order, like any live system: the same input replayed later gives other
 //!   deadlines. Use `event` to reproduce.
-//! - Feedback carries no event time: on event time it applies at the
-//!   partition's clock when it arrives.
+//! - Feedback carries no event time: on event time the service applies it
+//!   at the partition's clock when it arrives. `vroeg replay --feedback`
+//!   and the rule tests move the clock to the feedback's own moment first
+//!   (noon of its `datum`), so the timers due before it fire before it.
 //! - A sink that confirms without having delivered breaks the outbox promise;
 //!   sinks must confirm only durable delivery.

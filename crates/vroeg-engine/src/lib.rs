@@ -3,7 +3,7 @@
 //!
 //! A source hands the [`Engine`] batches of [`Record`]s. For each batch the
 //! engine decodes every record, routes valid signals to their household,
-//! runs the pure step of [`vroeg_rules::pipeline`], fires due timers, and
+//! runs the pure step of [`vroeg_core::step`], fires due timers, and
 //! writes everything the batch changed as **one** atomic sled commit. A sink
 //! then drains the outbox. See [`guarantees`] for why this loses nothing and
 //! doubles nothing.

@@ -6,9 +6,10 @@
 //! a compiled, checked rule set or **every** problem found, each with
 //! `file:line:col` ([`Diagnostics`]). [`RuleSet::evaluate`] runs the rules
 //! against one household's variables and explains the result.
-//! [`pipeline`] is the pure per-signal step (apply, evaluate, decide) that
-//! the engine runs; the rule test runner and the mutation tests drive that
-//! engine (`vroeg_engine::testing`, `vroeg_engine::mutate`).
+//! The household step itself (apply, evaluate, decide) is
+//! `vroeg_core::step`: a [`RuleSet`] is its evaluator and a
+//! [`routing::Routing`] its router. The rule test runner and the mutation
+//! tests drive the engine (`vroeg_engine::testing`, `vroeg_engine::mutate`).
 //!
 //! This crate must not do IO other than reading rule and test files, and
 //! must not depend on tokio, sled or rdkafka.
@@ -18,7 +19,6 @@ mod diag;
 pub mod diff;
 pub mod lint;
 mod parse;
-pub mod pipeline;
 pub mod routing;
 mod ruleset;
 pub mod schema;

@@ -97,6 +97,13 @@ fn claim_areas(
     }
 }
 
+/// The routing as the household step reads it (`vroeg_core::step`).
+impl vroeg_core::Router for Routing {
+    fn team_for(&self, postcode: Option<&str>) -> &str {
+        Routing::team_for(self, postcode)
+    }
+}
+
 impl Routing {
     /// Every case to one team (no routing file).
     pub fn single(team: &str) -> Routing {

@@ -140,6 +140,25 @@ const SETTINGS_KEYS: &[&str] = &[
     "holidays",
 ];
 
+/// The rules as the household step reads them (`vroeg_core::step`).
+impl vroeg_core::Evaluator for RuleSet {
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn evaluate(&self, vars: &Variables) -> (Evaluation, Vec<vroeg_core::RuleError>) {
+        let (evaluation, errors) = RuleSet::evaluate(self, vars);
+        let errors = errors
+            .into_iter()
+            .map(|e| vroeg_core::RuleError {
+                message: e.to_string(),
+                rule: e.rule,
+            })
+            .collect();
+        (evaluation, errors)
+    }
+}
+
 impl RuleSet {
     /// The rule files a list of paths names: each file as given, and the
     /// `*.yaml` / `*.yml` files directly inside each directory, sorted.

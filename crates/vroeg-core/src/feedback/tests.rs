@@ -54,16 +54,14 @@ fn decide_now(
     trigger: Trigger,
     now: Millis,
 ) -> Vec<Alert> {
-    decide(
-        key,
-        state,
-        Some(&eval()),
-        "v",
-        "team",
-        trigger,
+    let settings = StateSettings::default();
+    let d = crate::case::Decision {
+        ruleset: "v",
+        team: "team",
         now,
-        &StateSettings::default(),
-    )
+        settings: &settings,
+    };
+    decide(key, state, Some(&eval()), trigger, &d)
 }
 
 /// A household with one open signal and an open case.
