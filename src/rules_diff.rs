@@ -27,9 +27,22 @@ pub struct RulesDiffArgs {
     #[arg(long, required = true, num_args = 1..)]
     pub candidate: Vec<PathBuf>,
     /// The history: signals as JSON lines (`vroeg gen`, or an export of the
-    /// signal topic).
+    /// signal topic), in time order.
+    #[arg(long, required_unless_present = "topic", conflicts_with = "topic")]
+    pub signals: Option<PathBuf>,
+    /// Or read the history from this Kafka topic (the partners' signal
+    /// topic), from the beginning or `--since`, to its end when the read
+    /// begins; put in the order of the signals' time.
     #[arg(long)]
-    pub signals: PathBuf,
+    pub topic: Option<String>,
+    /// With `--topic`: start at the first message the broker received at or
+    /// after this moment (a day, YYYY-MM-DD, meaning its start, Dutch time;
+    /// or an RFC 3339 time).
+    #[arg(long, requires = "topic")]
+    pub since: Option<String>,
+    /// Bootstrap servers, for `--topic`.
+    #[arg(long, env = "VROEG_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
     /// Wijkteam routing file (default: every case to `standaard`).
     #[arg(long)]
     pub routing: Option<PathBuf>,
@@ -64,8 +77,16 @@ pub struct RulesDiffArgs {
 /// One side: the history in memory under `rules`, as `vroeg replay`
 /// replays it (the engine, event time), keeping of each case event what the
 /// comparison reads; the contact details only when they are to be shown.
+/// Where the history comes from.
+enum History {
+    File(PathBuf),
+    /// A topic's records, read once for both sides, in time order.
+    Records(Vec<vroeg_engine::Record>),
+}
+
 fn side(
     args: &RulesDiffArgs,
+    history: &History,
     rules: &[PathBuf],
     wall_now: i64,
 ) -> anyhow::Result<(Vec<Event>, vroeg_engine::Stats, String)> {
@@ -85,18 +106,20 @@ fn side(
     // The comparison reads the case events alone.
     config.case_records = false;
     let mut events = Vec::new();
-    let stats = vroeg_engine::whatif::replay(
-        &args.signals,
-        std::sync::Arc::new(rules),
-        config,
-        wall_now,
-        BATCH,
-        &mut |message| {
-            if let Message::Alert(alert) = message {
-                events.push(Event::of(*alert, args.with_personal_data));
-            }
-        },
-    )?;
+    let mut sink = |message| {
+        if let Message::Alert(alert) = message {
+            events.push(Event::of(*alert, args.with_personal_data));
+        }
+    };
+    let rules = std::sync::Arc::new(rules);
+    let stats = match history {
+        History::File(path) => {
+            vroeg_engine::whatif::replay(path, rules, config, wall_now, BATCH, &mut sink)?
+        }
+        History::Records(records) => vroeg_engine::whatif::replay_records(
+            records, rules, config, wall_now, BATCH, &mut sink,
+        )?,
+    };
     Ok((events, stats, version))
 }
 
@@ -111,10 +134,32 @@ pub fn run(args: &RulesDiffArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--now {s:?} is not an RFC 3339 time"))?,
         None => vroeg_kafka::wall_now(),
     };
+    let (history, source) = match (&args.signals, &args.topic) {
+        (Some(file), _) => (History::File(file.clone()), file.display().to_string()),
+        (None, Some(topic)) => {
+            let since = args
+                .since
+                .as_deref()
+                .map(|s| {
+                    let day = vroeg_core::time::Day::parse(s).map(|d| d.local_start());
+                    day.or_else(|| vroeg_core::time::parse_rfc3339(s))
+                        .with_context(|| {
+                            format!("--since {s:?} is not a day (YYYY-MM-DD) or an RFC 3339 time")
+                        })
+                })
+                .transpose()?;
+            let mut records = Vec::new();
+            vroeg_kafka::send::read_topic(&args.brokers, topic, since, |r| records.push(r))
+                .with_context(|| format!("cannot read topic {topic}"))?;
+            vroeg_engine::whatif::in_time_order(&mut records);
+            (History::Records(records), format!("topic {topic}"))
+        }
+        (None, None) => anyhow::bail!("give --signals FILE or --topic TOPIC"),
+    };
     // Both sides at once, one per core.
     let (b, c) = std::thread::scope(|scope| {
-        let b = scope.spawn(|| side(args, &args.base, wall_now));
-        let c = scope.spawn(|| side(args, &args.candidate, wall_now));
+        let b = scope.spawn(|| side(args, &history, &args.base, wall_now));
+        let c = scope.spawn(|| side(args, &history, &args.candidate, wall_now));
         (b.join(), c.join())
     });
     let (base_events, b, base_version) = b
@@ -125,8 +170,7 @@ pub fn run(args: &RulesDiffArgs) -> anyhow::Result<ExitCode> {
         .context("the candidate rules")?;
     anyhow::ensure!(
         b.records > 0,
-        "{} holds no signals: nothing to compare",
-        args.signals.display()
+        "{source} holds no signals: nothing to compare"
     );
     let diff = compare(
         &base_events,

@@ -96,7 +96,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let intake = Intake::new(&config);
     let mut tally = Tally::default();
     if let Some(topic) = &args.topic {
-        vroeg_kafka::send::read_topic(&args.brokers, topic, |record| {
+        vroeg_kafka::send::read_topic(&args.brokers, topic, None, |record| {
             let at = format!("{topic}/{}@{}", record.partition, record.offset);
             tally.check(&intake, &record, now, &at, args.max_problems);
         })?;

@@ -171,3 +171,103 @@ fn rules_diff_counts_equal_two_separate_replays_and_its_report_opens_in_a_browse
     assert_eq!(seen["external"], serde_json::json!([]), "{seen}");
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
 }
+
+/// The same history read from a topic (three partitions, some records in
+/// binary mode) gives the same comparison as the file it was sent from;
+/// `--since` after the last message finds nothing and says so.
+#[test]
+fn rules_diff_reads_its_history_from_the_signal_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    std::fs::create_dir_all(d("kandidaat")).unwrap();
+    let rules = std::fs::read_to_string(root().join("rules/regels.yaml")).unwrap();
+    std::fs::write(
+        d("kandidaat/regels.yaml"),
+        rules.replace("minimum_amount_euro: 75\n", "minimum_amount_euro: 150\n"),
+    )
+    .unwrap();
+    let gen = vroeg(&[
+        "gen",
+        "--households",
+        "3000",
+        "--months",
+        "3",
+        "--seed",
+        "5",
+        "--start",
+        "2026-01-01",
+        "--now",
+        "2026-04-01",
+        "--out",
+        &d("s.jsonl"),
+    ]);
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let topics = crate::kafka::create_topics("rulesdiff", 3);
+    // Most lines structured, the last quarter in binary mode.
+    let text = std::fs::read_to_string(d("s.jsonl")).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let split = lines.len() * 3 / 4;
+    crate::kafka::send(
+        &topics.signals,
+        &lines[..split],
+        vroeg_kafka::ContentMode::Structured,
+    );
+    crate::kafka::send(
+        &topics.signals,
+        &lines[split..],
+        vroeg_kafka::ContentMode::Binary,
+    );
+    let candidate = d("kandidaat");
+    let diff = |source: &[&str], out: &str| {
+        let mut args = vec![
+            "rules",
+            "diff",
+            "--base",
+            "rules",
+            "--candidate",
+            &candidate,
+            "--now",
+            "2026-04-02T00:00:00Z",
+            "--brokers",
+            crate::kafka::broker(),
+            "--json",
+            out,
+        ];
+        args.extend_from_slice(source);
+        vroeg(&args)
+    };
+    let from_file = diff(&["--signals", &d("s.jsonl")], &d("file.json"));
+    assert!(
+        from_file.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_file.stderr)
+    );
+    let from_topic = diff(&["--topic", &topics.signals], &d("topic.json"));
+    assert!(
+        from_topic.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_topic.stderr)
+    );
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(d("file.json")).unwrap()).unwrap();
+    let topic: Value =
+        serde_json::from_str(&std::fs::read_to_string(d("topic.json")).unwrap()).unwrap();
+    assert!(file["maanden"].as_array().unwrap().len() >= 3, "{file}");
+    assert_eq!(file, topic, "the topic's history compares as the file's");
+    // Nothing was sent after this moment: no history, and an error, not an
+    // empty comparison.
+    let later = diff(
+        &["--topic", &topics.signals, "--since", "2099-01-01"],
+        &d("none.json"),
+    );
+    assert!(!later.status.success());
+    assert!(
+        String::from_utf8_lossy(&later.stderr).contains("holds no signals"),
+        "{}",
+        String::from_utf8_lossy(&later.stderr)
+    );
+}

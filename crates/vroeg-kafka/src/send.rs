@@ -168,12 +168,16 @@ pub enum SendError {
     Io(#[source] std::io::Error),
 }
 
-/// Read every committed message of `topic` from the beginning until each
-/// partition is read to its end, and hand each to `visit` as a record of
-/// that topic (for `vroeg validate --topic`). Returns how many were read.
+/// Read every committed message of `topic` from the beginning (or, with
+/// `since`, from each partition's first message whose Kafka timestamp is
+/// at or after it) until each partition is read to the end it had when
+/// the read began, and hand each to `visit` as a record of that topic
+/// (`vroeg validate --topic`, `vroeg rules diff --topic`). Returns how many
+/// were read.
 pub fn read_topic(
     brokers: &str,
     topic: &str,
+    since: Option<vroeg_core::time::Millis>,
     mut visit: impl FnMut(vroeg_engine::Record),
 ) -> Result<u64, ReadError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -201,12 +205,27 @@ pub fn read_topic(
     }
     let mut assignment = TopicPartitionList::new();
     for p in &partitions {
+        let from = since.map_or(Offset::Beginning, Offset::Offset);
         assignment
-            .add_partition_offset(topic, *p, Offset::Beginning)
+            .add_partition_offset(topic, *p, from)
             .map_err(ReadError::Kafka)?;
     }
-    consumer.assign(&assignment).map_err(ReadError::Kafka)?;
-    let mut open: std::collections::BTreeSet<i32> = partitions.into_iter().collect();
+    if since.is_some() {
+        assignment = consumer
+            .offsets_for_times(assignment, timeout)
+            .map_err(ReadError::Kafka)?;
+    }
+    // A partition with nothing at or after `since` is read already.
+    let mut open: std::collections::BTreeSet<i32> = std::collections::BTreeSet::new();
+    let mut from = TopicPartitionList::new();
+    for e in assignment.elements() {
+        if e.offset() != Offset::End {
+            open.insert(e.partition());
+            from.add_partition_offset(topic, e.partition(), e.offset())
+                .map_err(ReadError::Kafka)?;
+        }
+    }
+    consumer.assign(&from).map_err(ReadError::Kafka)?;
     let mut read = 0u64;
     let mut quiet = std::time::Instant::now();
     while !open.is_empty() {
