@@ -111,14 +111,15 @@ fn side(
             events.push(Event::of(*alert, args.with_personal_data));
         }
     };
-    let rules = std::sync::Arc::new(rules);
+    let what_if = vroeg_engine::whatif::WhatIf {
+        rules: std::sync::Arc::new(rules),
+        config,
+        wall_now,
+        batch_size: BATCH,
+    };
     let stats = match history {
-        History::File(path) => {
-            vroeg_engine::whatif::replay(path, rules, config, wall_now, BATCH, &mut sink)?
-        }
-        History::Records(records) => vroeg_engine::whatif::replay_records(
-            records, rules, config, wall_now, BATCH, &mut sink,
-        )?,
+        History::File(path) => what_if.replay_file(path, &mut sink)?,
+        History::Records(records) => what_if.replay_records(records, &mut sink)?,
     };
     Ok((events, stats, version))
 }

@@ -36,19 +36,24 @@ fn opened(alerts: &Path) -> BTreeMap<(String, String), u64> {
     out
 }
 
+/// The policy officer's change, in `dir/kandidaat`: the shipped rules with
+/// the minimum amount from 75 to 150.
+fn candidate(dir: &Path) {
+    std::fs::create_dir_all(dir.join("kandidaat")).unwrap();
+    let rules = std::fs::read_to_string(root().join("rules/regels.yaml")).unwrap();
+    assert!(rules.contains("minimum_amount_euro: 75\n"));
+    std::fs::write(
+        dir.join("kandidaat/regels.yaml"),
+        rules.replace("minimum_amount_euro: 75\n", "minimum_amount_euro: 150\n"),
+    )
+    .unwrap();
+}
+
 #[test]
 fn rules_diff_counts_equal_two_separate_replays_and_its_report_opens_in_a_browser() {
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    // The policy officer's change: the minimum amount from 75 to 150.
-    std::fs::create_dir_all(d("kandidaat")).unwrap();
-    let rules = std::fs::read_to_string(root().join("rules/regels.yaml")).unwrap();
-    assert!(rules.contains("minimum_amount_euro: 75\n"));
-    std::fs::write(
-        d("kandidaat/regels.yaml"),
-        rules.replace("minimum_amount_euro: 75\n", "minimum_amount_euro: 150\n"),
-    )
-    .unwrap();
+    candidate(dir.path());
     let gen = vroeg(&[
         "gen",
         "--households",
@@ -179,13 +184,7 @@ fn rules_diff_counts_equal_two_separate_replays_and_its_report_opens_in_a_browse
 fn rules_diff_reads_its_history_from_the_signal_topic() {
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    std::fs::create_dir_all(d("kandidaat")).unwrap();
-    let rules = std::fs::read_to_string(root().join("rules/regels.yaml")).unwrap();
-    std::fs::write(
-        d("kandidaat/regels.yaml"),
-        rules.replace("minimum_amount_euro: 75\n", "minimum_amount_euro: 150\n"),
-    )
-    .unwrap();
+    candidate(dir.path());
     let gen = vroeg(&[
         "gen",
         "--households",

@@ -28,79 +28,88 @@ pub enum WhatIfError {
     Engine(#[from] EngineError),
 }
 
-/// Replay the signals of `file` (CloudEvents, one per line) in memory
-/// under `rules`, in batches of `batch_size` records, handing every
-/// outbox message to `sink` in order. `config.clock` must be event time.
-pub fn replay(
-    file: &Path,
-    rules: Arc<RuleSet>,
-    config: EngineConfig,
-    wall_now: Millis,
-    batch_size: usize,
-    sink: &mut dyn FnMut(Message),
-) -> Result<Stats, WhatIfError> {
-    debug_assert_eq!(config.clock, ClockMode::EventTime);
-    let io = |source| WhatIfError::Io {
-        file: file.display().to_string(),
-        source,
-    };
-    let reader = std::fs::File::open(file).map_err(io)?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
-    let stream: Arc<str> = format!(
-        "file:{}",
-        file.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    )
-    .into();
-    let mut engine = Engine::new(MemoryStore::new(), rules, config)?;
-    let mut batch: Vec<Record> = Vec::with_capacity(batch_size);
-    let mut offset = 0;
-    loop {
-        let mut line = Vec::new();
-        let n = reader.read_until(b'\n', &mut line).map_err(io)?;
-        if n > 0 {
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            batch.push(Record {
-                stream: stream.clone(),
-                partition: 0,
-                offset,
-                payload: line,
-                headers: Vec::new(),
-            });
-            offset += 1;
-        }
-        if batch.len() >= batch_size.max(1) || (n == 0 && !batch.is_empty()) {
-            process(&mut engine, &batch, wall_now, sink)?;
-            batch.clear();
-        }
-        if n == 0 {
-            break;
-        }
-    }
-    Ok(engine.stats().clone())
+/// One side of a what-if: the rules, the engine's settings (event time),
+/// "now" for the check on future dates, and the records per batch.
+pub struct WhatIf {
+    pub rules: Arc<RuleSet>,
+    pub config: EngineConfig,
+    pub wall_now: Millis,
+    pub batch_size: usize,
 }
 
-/// [`replay`] of records read already (a topic's, in [`in_time_order`]).
-pub fn replay_records(
-    records: &[Record],
-    rules: Arc<RuleSet>,
-    config: EngineConfig,
-    wall_now: Millis,
-    batch_size: usize,
-    sink: &mut dyn FnMut(Message),
-) -> Result<Stats, WhatIfError> {
-    debug_assert_eq!(config.clock, ClockMode::EventTime);
-    let mut engine = Engine::new(MemoryStore::new(), rules, config)?;
-    for batch in records.chunks(batch_size.max(1)) {
-        process(&mut engine, batch, wall_now, sink)?;
+impl WhatIf {
+    fn engine(self) -> Result<(Engine<MemoryStore>, Millis, usize), WhatIfError> {
+        debug_assert_eq!(self.config.clock, ClockMode::EventTime);
+        let engine = Engine::new(MemoryStore::new(), self.rules, self.config)?;
+        Ok((engine, self.wall_now, self.batch_size.max(1)))
     }
-    Ok(engine.stats().clone())
+
+    /// Replay the signals of `file` (CloudEvents, one per line, in time
+    /// order), handing every outbox message to `sink` in order.
+    pub fn replay_file(
+        self,
+        file: &Path,
+        sink: &mut dyn FnMut(Message),
+    ) -> Result<Stats, WhatIfError> {
+        let io = |source| WhatIfError::Io {
+            file: file.display().to_string(),
+            source,
+        };
+        let reader = std::fs::File::open(file).map_err(io)?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
+        let stream: Arc<str> = format!(
+            "file:{}",
+            file.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        )
+        .into();
+        let (mut engine, wall_now, batch_size) = self.engine()?;
+        let mut batch: Vec<Record> = Vec::with_capacity(batch_size);
+        let mut offset = 0;
+        loop {
+            let mut line = Vec::new();
+            let n = reader.read_until(b'\n', &mut line).map_err(io)?;
+            if n > 0 {
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                batch.push(Record {
+                    stream: stream.clone(),
+                    partition: 0,
+                    offset,
+                    payload: line,
+                    headers: Vec::new(),
+                });
+                offset += 1;
+            }
+            if batch.len() >= batch_size || (n == 0 && !batch.is_empty()) {
+                process(&mut engine, &batch, wall_now, sink)?;
+                batch.clear();
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(engine.stats().clone())
+    }
+
+    /// [`WhatIf::replay_file`] of records read already (a topic's, in
+    /// [`in_time_order`]).
+    pub fn replay_records(
+        self,
+        records: &[Record],
+        sink: &mut dyn FnMut(Message),
+    ) -> Result<Stats, WhatIfError> {
+        let (mut engine, wall_now, batch_size) = self.engine()?;
+        for batch in records.chunks(batch_size) {
+            process(&mut engine, batch, wall_now, sink)?;
+        }
+        Ok(engine.stats().clone())
+    }
 }
 
 fn process(
