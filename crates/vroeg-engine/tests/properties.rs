@@ -481,7 +481,10 @@ proptest! {
         let mut memory_states: Vec<(String, Vec<u8>)> = in_memory
             .store()
             .households()
-            .map(|(k, s)| (k.0.clone(), vroeg_store::encode_state(s).unwrap()))
+            .map(|r| {
+                let (k, s) = r.unwrap();
+                (k.0.clone(), vroeg_store::encode_state(&s).unwrap())
+            })
             .chain(in_memory.store().cases().map(|r| {
                 (format!("case:{}", r.id), serde_json::to_vec(r).unwrap())
             }))

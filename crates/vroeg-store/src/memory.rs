@@ -83,12 +83,15 @@ impl StateStore for Store {
     }
 }
 
-/// A store in memory: typed maps, nothing encoded, nothing on disk. The
+/// A store in memory: maps, households in postcard, nothing on disk. The
 /// outbox collects every entry written, in order, until
 /// [`MemoryStore::take_outbox`].
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    households: HashMap<HouseholdKey, HouseholdState>,
+    /// Postcard, as sled holds them (without its version byte): a
+    /// household's state is a fraction of its size in memory, and a
+    /// million of them are what a what-if holds.
+    households: HashMap<HouseholdKey, Vec<u8>>,
     timers: BTreeSet<(Millis, HouseholdKey)>,
     retired: HashMap<HouseholdKey, u32>,
     cases: HashMap<String, CaseRecord>,
@@ -109,8 +112,12 @@ impl MemoryStore {
     }
 
     /// Every household, in no particular order.
-    pub fn households(&self) -> impl Iterator<Item = (&HouseholdKey, &HouseholdState)> {
-        self.households.iter()
+    pub fn households(
+        &self,
+    ) -> impl Iterator<Item = Result<(&HouseholdKey, HouseholdState), StoreError>> {
+        self.households
+            .iter()
+            .map(|(k, bytes)| Ok((k, decode_compact(bytes)?)))
     }
 
     /// Every case record, in no particular order.
@@ -121,7 +128,10 @@ impl MemoryStore {
 
 impl StateStore for MemoryStore {
     fn household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError> {
-        Ok(self.households.get(key).cloned())
+        self.households
+            .get(key)
+            .map(|bytes| decode_compact(bytes))
+            .transpose()
     }
 
     fn retired(&self, key: &HouseholdKey) -> Result<Option<u32>, StoreError> {
@@ -171,7 +181,23 @@ impl StateStore for MemoryStore {
     }
 
     fn write(&mut self, commit: Commit) -> Result<(), StoreError> {
-        // Nothing here can fail half-way: every change is a map update.
+        // Everything that can fail (encoding) happens first; after it,
+        // every change is a map update, so a write is all or nothing.
+        let mut encoded = Vec::with_capacity(commit.households.len());
+        for w in &commit.households {
+            let bytes = match &w.state {
+                None => None,
+                Some(state) => {
+                    Some(
+                        postcard::to_allocvec(state).map_err(|e| StoreError::Encode {
+                            what: "household state",
+                            detail: e.to_string(),
+                        })?,
+                    )
+                }
+            };
+            encoded.push(bytes);
+        }
         let Commit {
             households,
             positions,
@@ -182,7 +208,7 @@ impl StateStore for MemoryStore {
             retired,
             queued,
         } = commit;
-        for w in households {
+        for (w, bytes) in households.into_iter().zip(encoded) {
             let new_timer = w.state.as_ref().and_then(|s| s.timer_due);
             if new_timer != w.old_timer {
                 if let Some(old) = w.old_timer {
@@ -192,12 +218,12 @@ impl StateStore for MemoryStore {
                     self.timers.insert((due, w.key.clone()));
                 }
             }
-            match w.state {
+            match bytes {
                 None => {
                     self.households.remove(&w.key);
                 }
-                Some(state) => {
-                    self.households.insert(w.key, state);
+                Some(bytes) => {
+                    self.households.insert(w.key, bytes);
                 }
             }
         }
@@ -221,4 +247,11 @@ impl StateStore for MemoryStore {
         self.outbox.append(&mut outbox);
         Ok(())
     }
+}
+
+fn decode_compact(bytes: &[u8]) -> Result<HouseholdState, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+        what: "household state",
+        detail: e.to_string(),
+    })
 }
