@@ -148,7 +148,7 @@ enum RulesCommand {
     /// Replay the same signals under two rule sets and compare the cases:
     /// per month by category, priority, team and work queue; the
     /// households that gain, lose or change a case; the contact workload.
-    Diff(rules_diff::RulesDiffArgs),
+    Diff(Box<rules_diff::RulesDiffArgs>),
 }
 
 #[derive(Args)]
