@@ -115,9 +115,8 @@ impl FileSink {
             // A partner status follows an outcome in the feedback file; it
             // goes with the alerts, in the form partners receive it.
             Message::PartnerStatus { signal, status } => {
-                let line =
-                    json!({"source": signal.source, "id": signal.id, "status": status.as_str()});
-                serde_json::to_writer(&mut self.alerts, &line)?;
+                let line = vroeg_kafka::producer::partner_status(signal, *status);
+                self.alerts.write_all(&line)?;
                 self.alerts.write_all(b"\n")
             }
             // Replay does not publish case records (`publish_cases` is off).

@@ -138,17 +138,11 @@ pub fn outgoing(settings: &KafkaSettings, message: &Message) -> Outgoing {
             dead_letter_headers(d),
             Some(d.payload.clone()),
         ),
-        Message::PartnerStatus { signal, status } => {
-            // Only the source, id and status: never content.
-            let payload = serde_json::json!({
-                "source": signal.source, "id": signal.id, "status": status.as_str()
-            });
-            (
-                &settings.partner_feedback_topic,
-                Vec::new(),
-                Some(payload.to_string().into_bytes()),
-            )
-        }
+        Message::PartnerStatus { signal, status } => (
+            &settings.partner_feedback_topic,
+            Vec::new(),
+            Some(partner_status(signal, *status)),
+        ),
         Message::Case { record, .. } => (
             &settings.cases_topic,
             Vec::new(),
@@ -164,6 +158,18 @@ pub fn outgoing(settings: &KafkaSettings, message: &Message) -> Outgoing {
         payload,
         headers,
     }
+}
+
+/// What a partner receives of one of its signals: only the source, the id
+/// and the status, never content. The same JSON on the partner topic and in
+/// replay's output.
+pub fn partner_status(
+    signal: &vroeg_core::state::SignalRef,
+    status: vroeg_core::feedback::PartnerStatus,
+) -> Vec<u8> {
+    serde_json::json!({"source": signal.source, "id": signal.id, "status": status.as_str()})
+        .to_string()
+        .into_bytes()
 }
 
 /// A dead letter's Kafka headers: the original record's, then why it was
