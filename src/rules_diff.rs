@@ -10,8 +10,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use vroeg_rules::diff::{compare, html, table, Compare, Event};
+use vroeg_rules::diff::{compare_tallies, html, table, Compare, Event, Tally};
 
+use vroeg_engine::whatif::Side;
 use vroeg_engine::{ClockMode, EngineConfig};
 use vroeg_rules::{LoadOptions, RuleSet};
 use vroeg_store::Message;
@@ -74,9 +75,6 @@ pub struct RulesDiffArgs {
     pub samples: usize,
 }
 
-/// One side: the history in memory under `rules`, as `vroeg replay`
-/// replays it (the engine, event time), keeping of each case event what the
-/// comparison reads; the contact details only when they are to be shown.
 /// Where the history comes from.
 enum History {
     File(PathBuf),
@@ -84,44 +82,69 @@ enum History {
     Records(Vec<vroeg_engine::Record>),
 }
 
-fn side(
-    args: &RulesDiffArgs,
-    history: &History,
-    rules: &[PathBuf],
-    wall_now: i64,
-) -> anyhow::Result<(Vec<Event>, vroeg_engine::Stats, String)> {
+fn load_rules(args: &RulesDiffArgs, rules: &[PathBuf], which: &str) -> anyhow::Result<RuleSet> {
     let options = LoadOptions {
         school_purpose: args.school_purpose,
         no_escalation: !args.escalate,
     };
     let (rules, _) = RuleSet::load(rules, &options).map_err(|diags| {
         anyhow::anyhow!(
-            "the rule set does not load ({} error(s)):\n{diags}",
+            "the {which} rule set does not load ({} error(s)):\n{diags}",
             diags.errors().count()
         )
     })?;
-    let version = rules.version.clone();
+    Ok(rules)
+}
+
+/// Both rule sets over the history at once, in memory, one per core, as
+/// `vroeg replay` replays it (the engine, event time), keeping of each
+/// case event what the comparison reads; the contact details only when
+/// they are to be shown.
+fn replay_both(
+    args: &RulesDiffArgs,
+    history: &History,
+    base: RuleSet,
+    candidate: RuleSet,
+    wall_now: i64,
+) -> anyhow::Result<([Tally; 2], vroeg_engine::Stats)> {
     let mut config = EngineConfig::new(secret(&args.household_secret), ClockMode::EventTime);
     config.routing = std::sync::Arc::new(crate::run::load_routing(args.routing.as_deref())?);
     // The comparison reads the case events alone.
     config.case_records = false;
-    let mut events = Vec::new();
-    let mut sink = |message| {
-        if let Message::Alert(alert) = message {
-            events.push(Event::of(*alert, args.with_personal_data));
-        }
-    };
     let what_if = vroeg_engine::whatif::WhatIf {
-        rules: std::sync::Arc::new(rules),
         config,
         wall_now,
         batch_size: BATCH,
     };
-    let stats = match history {
-        History::File(path) => what_if.replay_file(path, &mut sink)?,
-        History::Records(records) => what_if.replay_records(records, &mut sink)?,
+    let personal_data = args.with_personal_data;
+    let (mut base_tally, mut candidate_tally) = (Tally::default(), Tally::default());
+    let sides = vec![
+        tally_side(base, &mut base_tally, personal_data),
+        tally_side(candidate, &mut candidate_tally, personal_data),
+    ];
+    let history = match history {
+        History::File(path) => vroeg_engine::whatif::History::File(path),
+        History::Records(records) => vroeg_engine::whatif::History::Records(records),
     };
-    Ok((events, stats, version))
+    let stats = what_if.replay(history, sides)?;
+    let base_stats = stats
+        .into_iter()
+        .next()
+        .context("no statistics of the base rules")?;
+    Ok(([base_tally, candidate_tally], base_stats))
+}
+
+/// A side of the what-if that tallies, on its own thread, what the
+/// comparison reads of each case event.
+fn tally_side(rules: RuleSet, tally: &mut Tally, personal_data: bool) -> Side<'_> {
+    Side {
+        rules: std::sync::Arc::new(rules),
+        sink: Box::new(move |message| {
+            if let Message::Alert(alert) = message {
+                tally.add(Event::of(*alert, personal_data));
+            }
+        }),
+    }
 }
 
 /// Records per batch: the memory store writes nothing to disk, so a batch
@@ -157,25 +180,18 @@ pub fn run(args: &RulesDiffArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => anyhow::bail!("give --signals FILE or --topic TOPIC"),
     };
-    // Both sides at once, one per core.
-    let (b, c) = std::thread::scope(|scope| {
-        let b = scope.spawn(|| side(args, &history, &args.base, wall_now));
-        let c = scope.spawn(|| side(args, &history, &args.candidate, wall_now));
-        (b.join(), c.join())
-    });
-    let (base_events, b, base_version) = b
-        .map_err(|_| anyhow::anyhow!("the base replay panicked"))?
-        .context("the base rules")?;
-    let (candidate_events, _, candidate_version) = c
-        .map_err(|_| anyhow::anyhow!("the candidate replay panicked"))?
-        .context("the candidate rules")?;
+    let base = load_rules(args, &args.base, "base")?;
+    let candidate = load_rules(args, &args.candidate, "candidate")?;
+    let (base_version, candidate_version) = (base.version.clone(), candidate.version.clone());
+    let ([base_tally, candidate_tally], b) =
+        replay_both(args, &history, base, candidate, wall_now)?;
     anyhow::ensure!(
         b.records > 0,
         "{source} holds no signals: nothing to compare"
     );
-    let diff = compare(
-        &base_events,
-        &candidate_events,
+    let diff = compare_tallies(
+        &base_tally,
+        &candidate_tally,
         &Compare {
             personal_data: args.with_personal_data,
             samples: args.samples,

@@ -1,5 +1,6 @@
 //! The engine: one batch in, one atomic commit out.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -152,9 +153,10 @@ trait Item {
     fn clock(&self) -> Option<Millis> {
         None
     }
-    fn classified(&self, intake: &Intake, wall_now: Millis) -> Classified;
+    /// What intake makes of it: borrowed where it was classified before.
+    fn classified(&self, intake: &Intake, wall_now: Millis) -> Cow<'_, Classified>;
     /// The record as its source had it, for a dead letter.
-    fn original(&self) -> std::borrow::Cow<'_, Record>;
+    fn original(&self) -> Cow<'_, Record>;
 }
 
 impl Item for Record {
@@ -164,12 +166,12 @@ impl Item for Record {
         (&self.stream, self.partition, self.offset)
     }
 
-    fn classified(&self, intake: &Intake, wall_now: Millis) -> Classified {
-        intake.classify(self, wall_now)
+    fn classified(&self, intake: &Intake, wall_now: Millis) -> Cow<'_, Classified> {
+        Cow::Owned(intake.classify(self, wall_now))
     }
 
-    fn original(&self) -> std::borrow::Cow<'_, Record> {
-        std::borrow::Cow::Borrowed(self)
+    fn original(&self) -> Cow<'_, Record> {
+        Cow::Borrowed(self)
     }
 }
 
@@ -192,8 +194,8 @@ impl Item for ForwardedRecord {
     }
 
     /// Never called for a progress marker ([`Item::progress`] handles it).
-    fn classified(&self, intake: &Intake, _wall_now: Millis) -> Classified {
-        match &self.forwarded.item {
+    fn classified(&self, intake: &Intake, _wall_now: Millis) -> Cow<'_, Classified> {
+        Cow::Owned(match &self.forwarded.item {
             ForwardedItem::Signal(signal) => Classified::Signal {
                 key: intake.keyer().key(signal.address()),
                 signal: signal.clone(),
@@ -206,11 +208,11 @@ impl Item for ForwardedRecord {
                 None => Classified::Rejected(not_a_case_id()),
             },
             ForwardedItem::Progress { .. } => Classified::OptedOut,
-        }
+        })
     }
 
-    fn original(&self) -> std::borrow::Cow<'_, Record> {
-        std::borrow::Cow::Owned(self.forwarded.original())
+    fn original(&self) -> Cow<'_, Record> {
+        Cow::Owned(self.forwarded.original())
     }
 }
 
@@ -242,17 +244,17 @@ impl Item for Input {
         }
     }
 
-    fn classified(&self, intake: &Intake, wall_now: Millis) -> Classified {
+    fn classified(&self, intake: &Intake, wall_now: Millis) -> Cow<'_, Classified> {
         match self {
             Input::Record(r) => r.classified(intake, wall_now),
-            Input::ClockAt(_) => Classified::OptedOut,
+            Input::ClockAt(_) => Cow::Owned(Classified::OptedOut),
         }
     }
 
-    fn original(&self) -> std::borrow::Cow<'_, Record> {
+    fn original(&self) -> Cow<'_, Record> {
         match self {
             Input::Record(r) => r.original(),
-            Input::ClockAt(t) => std::borrow::Cow::Owned(Record {
+            Input::ClockAt(t) => Cow::Owned(Record {
                 stream: "clock".into(),
                 partition: 0,
                 offset: *t,
@@ -289,8 +291,8 @@ impl Item for KeyedRecord {
         (&self.stream, self.partition, self.offset)
     }
 
-    fn classified(&self, _intake: &Intake, _wall_now: Millis) -> Classified {
-        match &self.input {
+    fn classified(&self, _intake: &Intake, _wall_now: Millis) -> Cow<'_, Classified> {
+        Cow::Owned(match &self.input {
             KeyedInput::Signal(signal) => Classified::Signal {
                 key: self.key.clone(),
                 signal: (**signal).clone(),
@@ -299,22 +301,56 @@ impl Item for KeyedRecord {
                 key: self.key.clone(),
                 feedback: feedback.clone(),
             },
-        }
+        })
     }
 
     /// The input as JSON (a refused contact attempt's dead letter).
-    fn original(&self) -> std::borrow::Cow<'_, Record> {
+    fn original(&self) -> Cow<'_, Record> {
         let payload = match &self.input {
             KeyedInput::Signal(signal) => serde_json::to_vec(signal),
             KeyedInput::Feedback(feedback) => serde_json::to_vec(feedback),
         };
-        std::borrow::Cow::Owned(Record {
+        Cow::Owned(Record {
             stream: self.stream.clone(),
             partition: self.partition,
             offset: self.offset,
             payload: payload.unwrap_or_default(),
             headers: Vec::new(),
         })
+    }
+}
+
+/// A record and what intake made of it, classified once ahead of the
+/// engine: a what-if classifies its history once for every rule set it
+/// compares ([`crate::whatif`]). The engine applies it exactly as it applies
+/// the record after classifying it itself, with the same [`Intake`]
+/// settings; the record is what a dead letter carries.
+#[derive(Clone, Debug)]
+pub struct Decoded {
+    pub record: Record,
+    pub classified: Classified,
+}
+
+impl Decoded {
+    pub fn new(intake: &Intake, record: Record, wall_now: Millis) -> Decoded {
+        let classified = intake.classify(&record, wall_now);
+        Decoded { record, classified }
+    }
+}
+
+impl Item for Decoded {
+    const MERGES: bool = false;
+
+    fn position(&self) -> (&Arc<str>, i32, i64) {
+        self.record.position()
+    }
+
+    fn classified(&self, _intake: &Intake, _wall_now: Millis) -> Cow<'_, Classified> {
+        Cow::Borrowed(&self.classified)
+    }
+
+    fn original(&self) -> Cow<'_, Record> {
+        Cow::Borrowed(&self.record)
     }
 }
 
@@ -326,6 +362,11 @@ pub enum EngineError {
     Sink(#[from] SinkError),
     #[error("failed to encode an alert: {0}")]
     Encode(String),
+    /// A batch failed while it held households the memory store lent it
+    /// ([`StateStore::LENDS`]): the store is short of them, so no later
+    /// batch may run on it.
+    #[error("an earlier batch failed while it held households of the memory store; the store is incomplete, so the run must start over")]
+    StoreShort,
 }
 
 /// A sink could not deliver; the entries stay in the outbox.
@@ -368,6 +409,9 @@ struct Loaded {
     /// The timer registered in the store before this batch.
     stored_timer: Option<Millis>,
     dirty: bool,
+    /// Moved out of a lending store ([`StateStore::LENDS`]): written back
+    /// with the batch even when unchanged.
+    lent: bool,
 }
 
 const WATERMARK: &str = "watermark";
@@ -388,6 +432,8 @@ pub struct Engine<S = Store> {
     sources: Sources,
     /// What the rules said, with [`EngineConfig::observe`].
     observed: Observed,
+    /// A batch failed while it held households of a lending store.
+    store_short: bool,
 }
 
 /// The progress intake reported for each source partition (event time,
@@ -529,6 +575,7 @@ impl<S: StateStore> Engine<S> {
             stats: Stats::default(),
             sources,
             observed: Observed::default(),
+            store_short: false,
         })
     }
 
@@ -642,6 +689,18 @@ impl<S: StateStore> Engine<S> {
         self.complete(prepared)
     }
 
+    /// [`Engine::process_batch`] for records classified ahead of the
+    /// engine ([`Decoded`]): a what-if's history, classified once for
+    /// every rule set.
+    pub fn process_decoded(
+        &mut self,
+        records: &[Decoded],
+        wall_now: Millis,
+    ) -> Result<Stats, EngineError> {
+        let prepared = self.prepare_items(records, wall_now, None)?;
+        self.complete(prepared)
+    }
+
     /// Process and commit records whose household is known already (the
     /// rule test runner's named households), then, in event time, move the
     /// clock on to `advance_to` (if later) and fire every timer due by then.
@@ -674,8 +733,11 @@ impl<S: StateStore> Engine<S> {
     }
 
     /// Forget a prepared batch: its Kafka transaction was aborted. The
-    /// engine is as it was before [`Engine::prepare`].
+    /// engine is as it was before [`Engine::prepare`] (with a lending store,
+    /// [`StateStore::LENDS`], short of the households the batch held: it
+    /// refuses every later batch).
     pub fn abandon(&mut self, prepared: Prepared) {
+        self.store_short |= S::LENDS && !prepared.commit.households.is_empty();
         self.watermark = prepared.watermark_before;
         self.sources = prepared.sources_before;
     }
@@ -687,6 +749,7 @@ impl<S: StateStore> Engine<S> {
         written: Result<(), StoreError>,
     ) -> Result<Stats, EngineError> {
         if let Err(e) = written {
+            self.store_short |= S::LENDS;
             self.watermark = prepared.watermark_before;
             self.sources = prepared.sources_before;
             return Err(e.into());
@@ -714,6 +777,9 @@ impl<S: StateStore> Engine<S> {
         wall_now: Millis,
         advance_to: Option<Millis>,
     ) -> Result<Prepared, EngineError> {
+        if self.store_short {
+            return Err(EngineError::StoreShort);
+        }
         let watermark_before = self.watermark;
         let sources_before = self.sources.clone();
         match self.prepare_inner(items, wall_now, advance_to) {
@@ -728,6 +794,8 @@ impl<S: StateStore> Engine<S> {
             Err(e) => {
                 self.watermark = watermark_before;
                 self.sources = sources_before;
+                // The households lent to the failed batch are gone with it.
+                self.store_short |= S::LENDS;
                 Err(e)
             }
         }
@@ -794,7 +862,9 @@ impl<S: StateStore> Engine<S> {
     ) -> Result<(Commit, Stats, Observed, HashMap<(Arc<str>, i32), i64>), EngineError> {
         let rules = self.rules.clone();
         let mut batch = Batch {
-            households: HashMap::new(),
+            // At most one household per item, and every household state
+            // is moved in once: sized up front, the map never rehashes.
+            households: HashMap::with_capacity(items.len()),
             new_timers: BTreeSet::new(),
             store_next: None,
             commit: Commit::default(),
@@ -852,9 +922,23 @@ impl<S: StateStore> Engine<S> {
                 continue;
             }
             batch.stats.records += 1;
-            match item.classified(&self.intake, wall_now) {
+            let classified = item.classified(&self.intake, wall_now);
+            let queue = merge
+                && matches!(&*classified, Classified::Signal { signal, .. } if signal.time >= low_before);
+            if queue {
+                // Event time on forwarded records: the signal waits in the
+                // merge queue until the low watermark passes it.
+                if let Classified::Signal { signal, .. } = classified.into_owned() {
+                    let origin = item.original();
+                    let queue_key =
+                        queue_key(signal.time, &origin.stream, origin.partition, origin.offset);
+                    batch.queued.insert(queue_key, signal);
+                }
+                continue;
+            }
+            match &*classified {
                 Classified::Rejected(error) => {
-                    reject(&mut batch, &self.intake, &item.original(), &error)
+                    reject(&mut batch, &self.intake, &item.original(), error)
                 }
                 // An objection: dropped before it touches any state (not
                 // even the event-time clock), and counted.
@@ -866,17 +950,9 @@ impl<S: StateStore> Engine<S> {
                         ClockMode::EventTime => self.watermark,
                         ClockMode::Wall => wall_now,
                     };
-                    if let Err(error) =
-                        self.feedback(&processor, &mut batch, &key, &feedback, now)?
-                    {
+                    if let Err(error) = self.feedback(&processor, &mut batch, key, feedback, now)? {
                         reject(&mut batch, &self.intake, &item.original(), &error);
                     }
-                }
-                Classified::Signal { signal, .. } if merge && signal.time >= low_before => {
-                    let origin = item.original();
-                    let queue_key =
-                        queue_key(signal.time, &origin.stream, origin.partition, origin.offset);
-                    batch.queued.insert(queue_key, signal);
                 }
                 Classified::Signal { key, signal } => {
                     let now = match self.config.clock {
@@ -887,7 +963,7 @@ impl<S: StateStore> Engine<S> {
                         ClockMode::Wall => wall_now,
                     };
                     self.fire_timers(&processor, &mut batch, now)?;
-                    self.apply(&processor, &mut batch, &key, &signal, now)?;
+                    self.apply(&processor, &mut batch, key, signal, now)?;
                 }
             }
         }
@@ -918,7 +994,7 @@ impl<S: StateStore> Engine<S> {
             }
         }
         for (key, loaded) in households {
-            if !loaded.dirty {
+            if !loaded.dirty && !loaded.lent {
                 continue;
             }
             let state = (!loaded.state.is_empty()).then_some(loaded.state);
@@ -971,14 +1047,17 @@ impl<S: StateStore> Engine<S> {
         key: &HouseholdKey,
     ) -> Result<&'b mut Loaded, EngineError> {
         if !batch.households.contains_key(key) {
-            let state = match self.store.household(key)? {
-                Some(state) => state,
+            let (state, lent) = match self.store.lend_household(key)? {
+                Some(state) => (state, S::LENDS),
                 // A household the retention purge deleted counts its cases
                 // on from where it was.
-                None => HouseholdState {
-                    episodes: self.store.retired(key)?.unwrap_or(0),
-                    ..HouseholdState::default()
-                },
+                None => {
+                    let state = HouseholdState {
+                        episodes: self.store.retired(key)?.unwrap_or(0),
+                        ..HouseholdState::default()
+                    };
+                    (state, false)
+                }
             };
             let stored_timer = state.timer_due;
             batch.households.insert(
@@ -987,6 +1066,7 @@ impl<S: StateStore> Engine<S> {
                     state,
                     stored_timer,
                     dirty: false,
+                    lent,
                 },
             );
         }

@@ -1,21 +1,24 @@
-//! What-if: a history of signals replayed in memory under a rule set, as
-//! `vroeg replay` replays it on sled. `vroeg rules diff` runs one per rule
-//! set, each on a thread of its own, and compares their case events.
+//! What-if: a history of signals replayed in memory under several rule
+//! sets at once, as `vroeg replay` replays it on sled under one.
+//! `vroeg rules diff` compares the case events of two.
 //!
 //! It is replay's path with a [`MemoryStore`]: the same records, the same
-//! intake, the same engine with event time as its clock. Nothing is
+//! intake, the same engine with event time as its clock. The history is
+//! classified once, on the reader's thread, and each rule set's engine runs
+//! on a thread of its own over the same classified batches. Nothing is
 //! written to disk, and nothing is kept once the run ends but what the
-//! caller takes from the outbox.
+//! callers' sinks take from the outbox.
 
 use std::io::BufRead;
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
 use vroeg_core::time::Millis;
 use vroeg_rules::RuleSet;
 use vroeg_store::{MemoryStore, Message};
 
-use crate::{ClockMode, Engine, EngineConfig, EngineError, Record, Stats};
+use crate::{ClockMode, Decoded, Engine, EngineConfig, EngineError, Intake, Record, Stats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WhatIfError {
@@ -26,103 +29,170 @@ pub enum WhatIfError {
     },
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("the replay under rule set {side} stopped: {reason}")]
+    Side { side: usize, reason: &'static str },
 }
 
-/// One side of a what-if: the rules, the engine's settings (event time),
+/// A what-if: the engine's settings (event time) shared by every rule set,
 /// "now" for the check on future dates, and the records per batch.
 pub struct WhatIf {
-    pub rules: Arc<RuleSet>,
     pub config: EngineConfig,
     pub wall_now: Millis,
     pub batch_size: usize,
 }
 
+/// The history a what-if replays.
+pub enum History<'a> {
+    /// CloudEvents, one per line, in time order.
+    File(&'a Path),
+    /// Records read already (a topic's, in [`in_time_order`]).
+    Records(&'a [Record]),
+}
+
+/// One rule set of a what-if, and where its outbox messages go, in order.
+pub struct Side<'a> {
+    pub rules: Arc<RuleSet>,
+    pub sink: Box<dyn FnMut(Message) + Send + 'a>,
+}
+
+/// Classified batches in flight to each side: enough that a side never
+/// waits for the reader while the other catches up.
+const IN_FLIGHT: usize = 4;
+
 impl WhatIf {
-    fn engine(self) -> Result<(Engine<MemoryStore>, Millis, usize), WhatIfError> {
+    /// Replay `history` under every side's rules at once, each side on a
+    /// thread of its own. The history is read and classified (decoded,
+    /// validated, keyed) once, on the calling thread, and every side's
+    /// engine gets the same classified batches: the same records in the
+    /// same order as a separate replay of each side. Returns each side's
+    /// statistics, in the order of `sides`.
+    pub fn replay(
+        &self,
+        history: History<'_>,
+        sides: Vec<Side<'_>>,
+    ) -> Result<Vec<Stats>, WhatIfError> {
         debug_assert_eq!(self.config.clock, ClockMode::EventTime);
-        let engine = Engine::new(MemoryStore::new(), self.rules, self.config)?;
-        Ok((engine, self.wall_now, self.batch_size.max(1)))
-    }
-
-    /// Replay the signals of `file` (CloudEvents, one per line, in time
-    /// order), handing every outbox message to `sink` in order.
-    pub fn replay_file(
-        self,
-        file: &Path,
-        sink: &mut dyn FnMut(Message),
-    ) -> Result<Stats, WhatIfError> {
-        let io = |source| WhatIfError::Io {
-            file: file.display().to_string(),
-            source,
-        };
-        let reader = std::fs::File::open(file).map_err(io)?;
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
-        let stream: Arc<str> = format!(
-            "file:{}",
-            file.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        )
-        .into();
-        let (mut engine, wall_now, batch_size) = self.engine()?;
-        let mut batch: Vec<Record> = Vec::with_capacity(batch_size);
-        let mut offset = 0;
-        loop {
-            let mut line = Vec::new();
-            let n = reader.read_until(b'\n', &mut line).map_err(io)?;
-            if n > 0 {
-                if line.last() == Some(&b'\n') {
-                    line.pop();
+        let intake = Intake::new(&self.config);
+        let batch_size = self.batch_size.max(1);
+        std::thread::scope(|scope| {
+            let mut senders = Vec::new();
+            let mut threads = Vec::new();
+            for side in sides {
+                let (tx, rx) = sync_channel::<Arc<Vec<Decoded>>>(IN_FLIGHT);
+                senders.push(tx);
+                let config = self.config.clone();
+                let wall_now = self.wall_now;
+                threads.push(scope.spawn(move || run_side(config, side, rx, wall_now)));
+            }
+            let mut send = |batch: Vec<Record>| -> bool {
+                let decoded: Vec<Decoded> = batch
+                    .into_iter()
+                    .map(|r| Decoded::new(&intake, r, self.wall_now))
+                    .collect();
+                let decoded = Arc::new(decoded);
+                // A side that stopped has dropped its receiver; its error
+                // is reported when it is joined.
+                senders.iter().all(|tx| tx.send(decoded.clone()).is_ok())
+            };
+            let read = match history {
+                History::File(path) => read_file(path, batch_size, &mut send),
+                History::Records(records) => {
+                    for chunk in records.chunks(batch_size) {
+                        if !send(chunk.to_vec()) {
+                            break;
+                        }
+                    }
+                    Ok(())
                 }
-                if line.last() == Some(&b'\r') {
-                    line.pop();
+            };
+            drop(senders);
+            let mut stats = Vec::new();
+            for (n, thread) in threads.into_iter().enumerate() {
+                match thread.join() {
+                    Ok(result) => stats.push(result?),
+                    Err(_) => {
+                        return Err(WhatIfError::Side {
+                            side: n + 1,
+                            reason: "its thread panicked",
+                        })
+                    }
                 }
-                batch.push(Record {
-                    stream: stream.clone(),
-                    partition: 0,
-                    offset,
-                    payload: line,
-                    headers: Vec::new(),
-                });
-                offset += 1;
             }
-            if batch.len() >= batch_size || (n == 0 && !batch.is_empty()) {
-                process(&mut engine, &batch, wall_now, sink)?;
-                batch.clear();
-            }
-            if n == 0 {
-                break;
-            }
-        }
-        Ok(engine.stats().clone())
-    }
-
-    /// [`WhatIf::replay_file`] of records read already (a topic's, in
-    /// [`in_time_order`]).
-    pub fn replay_records(
-        self,
-        records: &[Record],
-        sink: &mut dyn FnMut(Message),
-    ) -> Result<Stats, WhatIfError> {
-        let (mut engine, wall_now, batch_size) = self.engine()?;
-        for batch in records.chunks(batch_size) {
-            process(&mut engine, batch, wall_now, sink)?;
-        }
-        Ok(engine.stats().clone())
+            read?;
+            Ok(stats)
+        })
     }
 }
 
-fn process(
-    engine: &mut Engine<MemoryStore>,
-    batch: &[Record],
+/// One side: an engine over a [`MemoryStore`], fed classified batches until
+/// the reader is done.
+fn run_side(
+    config: EngineConfig,
+    mut side: Side<'_>,
+    batches: Receiver<Arc<Vec<Decoded>>>,
     wall_now: Millis,
-    sink: &mut dyn FnMut(Message),
-) -> Result<(), WhatIfError> {
-    engine.process_batch(batch, wall_now)?;
-    for message in engine.store_mut().take_outbox() {
-        sink(message);
+) -> Result<Stats, WhatIfError> {
+    let mut engine = Engine::new(MemoryStore::new(), side.rules, config)?;
+    for batch in batches {
+        engine.process_decoded(&batch, wall_now)?;
+        for message in engine.store_mut().take_outbox() {
+            (side.sink)(message);
+        }
     }
-    Ok(())
+    Ok(engine.stats().clone())
+}
+
+/// Read `file` in batches of records, handing each to `send` until it says
+/// stop.
+fn read_file(
+    file: &Path,
+    batch_size: usize,
+    send: &mut dyn FnMut(Vec<Record>) -> bool,
+) -> Result<(), WhatIfError> {
+    let io = |source| WhatIfError::Io {
+        file: file.display().to_string(),
+        source,
+    };
+    let reader = std::fs::File::open(file).map_err(io)?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
+    let stream: Arc<str> = format!(
+        "file:{}",
+        file.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    )
+    .into();
+    let mut batch: Vec<Record> = Vec::with_capacity(batch_size);
+    let mut offset = 0;
+    loop {
+        let mut line = Vec::new();
+        let n = reader.read_until(b'\n', &mut line).map_err(io)?;
+        if n > 0 {
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            batch.push(Record {
+                stream: stream.clone(),
+                partition: 0,
+                offset,
+                payload: line,
+                headers: Vec::new(),
+            });
+            offset += 1;
+        }
+        if batch.len() >= batch_size || (n == 0 && !batch.is_empty()) {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+            if !send(full) {
+                return Ok(());
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+    }
 }
 
 /// Put records of several partitions in the order of their signals' time

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use serde_json::json;
 use vroeg_engine::{
-    dead_letter, Classified, ClockMode, Engine, EngineConfig, Forwarded, ForwardedItem,
-    ForwardedRecord, Intake, Origin, Record, Sink, SinkError,
+    dead_letter, Classified, ClockMode, Decoded, Engine, EngineConfig, EngineError, Forwarded,
+    ForwardedItem, ForwardedRecord, Intake, Origin, Record, Sink, SinkError,
 };
 use vroeg_rules::{LoadOptions, RuleSet};
 use vroeg_store::{MemoryStore, Message, Store};
@@ -465,19 +465,32 @@ proptest! {
         let mut config = EngineConfig::new(b"secret".to_vec(), ClockMode::EventTime);
         config.publish_cases = true;
         let mut on_sled = Engine::new(Store::temporary().unwrap(), rules(), config.clone()).unwrap();
-        let mut in_memory = Engine::new(MemoryStore::new(), rules(), config).unwrap();
+        let intake = Intake::new(&config);
+        let mut in_memory = Engine::new(MemoryStore::new(), rules(), config.clone()).unwrap();
+        // The what-if's path: records classified ahead of the engine.
+        let mut decoded = Engine::new(MemoryStore::new(), rules(), config).unwrap();
         let mut sink = Collect(Vec::new());
         let mut from_memory = Vec::new();
+        let mut from_decoded = Vec::new();
         for chunk in records("signalen", &payloads).chunks(batch) {
-            prop_assert_eq!(
-                on_sled.process_batch(chunk, NOW).unwrap(),
-                in_memory.process_batch(chunk, NOW).unwrap()
-            );
+            let stats = on_sled.process_batch(chunk, NOW).unwrap();
+            prop_assert_eq!(&stats, &in_memory.process_batch(chunk, NOW).unwrap());
+            let classified: Vec<Decoded> =
+                chunk.iter().map(|r| Decoded::new(&intake, r.clone(), NOW)).collect();
+            prop_assert_eq!(&stats, &decoded.process_decoded(&classified, NOW).unwrap());
             on_sled.publish_outbox(&mut sink, usize::MAX).unwrap();
             from_memory.extend(in_memory.store_mut().take_outbox());
+            from_decoded.extend(decoded.store_mut().take_outbox());
         }
         // Case events, case records and dead letters, in the same order.
         prop_assert_eq!(&sink.0, &from_memory);
+        prop_assert_eq!(&from_memory, &from_decoded);
+        // A household that a batch read but did not change (a duplicate)
+        // is back in the memory store that lent it.
+        prop_assert_eq!(
+            in_memory.store().households().count(),
+            on_sled.store().households().count()
+        );
         let mut memory_states: Vec<(String, Vec<u8>)> = in_memory
             .store()
             .households()
@@ -671,4 +684,64 @@ fn a_wall_clock_batch_fires_a_bounded_number_of_timers() {
     assert_eq!(first as usize, vroeg_engine::MAX_TIMERS_PER_BATCH);
     let second = engine.tick(later).unwrap().timers;
     assert_eq!((first + second) as usize, due, "every due timer fired once");
+}
+
+/// The memory store lends its households to a batch. A batch that is
+/// given up holds them still, so the engine refuses to go on rather than
+/// run on a store that lost them.
+#[test]
+fn an_engine_refuses_to_go_on_after_a_batch_that_held_lent_households_is_given_up() {
+    let specs: Vec<Spec> = (0..4)
+        .map(|id| Spec {
+            id,
+            household: id as u8,
+            partner: 0,
+            day: 200,
+            euro: 500,
+            status: 0,
+            crisis: false,
+        })
+        .collect();
+    let payloads = stream(&specs);
+    let all = records("signalen", &payloads);
+    let config = EngineConfig::new(b"secret".to_vec(), ClockMode::EventTime);
+    let mut engine = Engine::new(MemoryStore::new(), rules(), config).unwrap();
+    engine.process_batch(&all[..2], NOW).unwrap();
+    assert_eq!(engine.store().households().count(), 2);
+    // The same two households again, and two new ones: prepared, given up.
+    let prepared = engine.prepare(&all, NOW).unwrap();
+    engine.abandon(prepared);
+    let refused = engine.process_batch(&all[2..], NOW).unwrap_err();
+    assert!(matches!(refused, EngineError::StoreShort), "{refused}");
+    assert!(refused.to_string().contains("start over"), "{refused}");
+}
+
+/// A household a batch reads but does not change (here: a resent signal)
+/// goes back into the memory store that lent it, and counts on from there.
+#[test]
+fn a_household_a_batch_only_read_is_back_in_the_memory_store() {
+    let spec = |id| Spec {
+        id,
+        household: 1,
+        partner: 0,
+        day: 200,
+        euro: 500,
+        status: 0,
+        crisis: false,
+    };
+    let first = stream(&[spec(1)]);
+    let config = EngineConfig::new(b"secret".to_vec(), ClockMode::EventTime);
+    let mut engine = Engine::new(MemoryStore::new(), rules(), config).unwrap();
+    engine
+        .process_batch(&records("signalen", &first), NOW)
+        .unwrap();
+    let before: Vec<_> = engine.store().households().map(Result::unwrap).collect();
+    assert_eq!(before.len(), 1);
+    // The same signal once more, at a later offset: a duplicate.
+    let mut again = records("signalen", &[first[0].clone(), first[0].clone()]);
+    again.remove(0);
+    let stats = engine.process_batch(&again, NOW).unwrap();
+    assert_eq!(stats.duplicates, 1);
+    let after: Vec<_> = engine.store().households().map(Result::unwrap).collect();
+    assert_eq!(after, before);
 }

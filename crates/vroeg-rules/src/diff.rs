@@ -10,7 +10,7 @@
 //! are named by their pseudonymous key; names and addresses appear only
 //! when asked for ([`Compare::personal_data`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -34,17 +34,6 @@ pub struct Counts {
     pub basis: u64,
     pub kandidaat: u64,
     pub verschil: i64,
-}
-
-impl Counts {
-    fn add(&mut self, base: bool) {
-        if base {
-            self.basis += 1;
-        } else {
-            self.kandidaat += 1;
-        }
-        self.verschil = self.kandidaat as i64 - self.basis as i64;
-    }
 }
 
 /// One month's opened cases, by each dimension.
@@ -139,14 +128,6 @@ impl Event {
     }
 }
 
-/// What one run said about one household.
-#[derive(Default)]
-struct Seen<'a> {
-    cases: u32,
-    highest: Option<u8>,
-    last: Option<&'a Event>,
-}
-
 fn month_of(alert: &Event) -> String {
     let day = parse_rfc3339(&alert.tijd).map_or(Day(0), Day::local_of);
     day.to_string()[..7].to_owned()
@@ -200,56 +181,144 @@ fn contact(a: &Event) -> Option<String> {
     })
 }
 
-/// Compare the case events of the base and the candidate run.
-pub fn compare(base: &[Event], candidate: &[Event], how: &Compare) -> Diff {
-    let mut months: BTreeMap<String, Month> = BTreeMap::new();
-    let mut work: BTreeMap<String, BTreeMap<String, Counts>> = BTreeMap::new();
-    let mut seen: [BTreeMap<&str, Seen<'_>>; 2] = [BTreeMap::new(), BTreeMap::new()];
-    for (run, alerts) in [(0usize, base), (1, candidate)] {
-        let is_base = run == 0;
-        for a in alerts {
-            let s = seen[run].entry(a.huishouden.as_str()).or_default();
-            if matches!(a.kind, AlertKind::Geopend | AlertKind::Bijgewerkt) {
-                s.highest = Some(s.highest.map_or(a.prioriteit, |h| h.max(a.prioriteit)));
-                s.last = Some(a);
-            }
-            if a.kind != AlertKind::Geopend {
-                continue;
-            }
-            s.cases += 1;
-            let key = month_of(a);
-            let m = months.entry(key.clone()).or_insert_with(|| Month {
-                maand: key,
-                ..Month::default()
-            });
-            m.totaal.add(is_base);
-            m.per_categorie
-                .entry(a.categorie.clone())
-                .or_default()
-                .add(is_base);
-            m.per_prioriteit
-                .entry(a.prioriteit)
-                .or_default()
-                .add(is_base);
-            m.per_wijkteam
+/// What one run said about one household.
+#[derive(Default)]
+struct Seen {
+    cases: u32,
+    highest: Option<u8>,
+    /// Its last case event that opened or changed a case: the sample
+    /// explanation (boxed: the map of households stays small).
+    last: Option<Box<Event>>,
+}
+
+/// One month's opened cases of one run, by each dimension.
+#[derive(Default)]
+struct MonthTally {
+    totaal: u64,
+    per_categorie: BTreeMap<String, u64>,
+    per_prioriteit: BTreeMap<u8, u64>,
+    per_wijkteam: BTreeMap<String, u64>,
+    per_werkbak: BTreeMap<String, u64>,
+}
+
+/// One run's case events, tallied as they come, so that a run need not
+/// keep its events: per month and dimension, per team and week, and per
+/// household its cases, highest priority and last explanation. Each run
+/// tallies on its own thread; [`compare_tallies`] puts two together.
+#[derive(Default)]
+pub struct Tally {
+    months: BTreeMap<String, MonthTally>,
+    work: BTreeMap<String, BTreeMap<String, u64>>,
+    households: HashMap<String, Seen>,
+}
+
+impl Tally {
+    /// Count one case event, in the order of the run.
+    pub fn add(&mut self, a: Event) {
+        let opened = a.kind == AlertKind::Geopend;
+        if opened {
+            let m = self.months.entry(month_of(&a)).or_default();
+            m.totaal += 1;
+            *m.per_categorie.entry(a.categorie.clone()).or_default() += 1;
+            *m.per_prioriteit.entry(a.prioriteit).or_default() += 1;
+            *m.per_wijkteam.entry(a.wijkteam.clone()).or_default() += 1;
+            *m.per_werkbak.entry(a.werkbak.clone()).or_default() += 1;
+            *self
+                .work
                 .entry(a.wijkteam.clone())
                 .or_default()
-                .add(is_base);
-            m.per_werkbak
-                .entry(a.werkbak.clone())
-                .or_default()
-                .add(is_base);
-            work.entry(a.wijkteam.clone())
-                .or_default()
-                .entry(week_of(a))
-                .or_default()
-                .add(is_base);
+                .entry(week_of(&a))
+                .or_default() += 1;
+        }
+        let s = match self.households.get_mut(a.huishouden.as_str()) {
+            Some(s) => s,
+            None => self.households.entry(a.huishouden.clone()).or_default(),
+        };
+        if opened {
+            s.cases += 1;
+        }
+        if matches!(a.kind, AlertKind::Geopend | AlertKind::Bijgewerkt) {
+            s.highest = Some(s.highest.map_or(a.prioriteit, |h| h.max(a.prioriteit)));
+            s.last = Some(Box::new(a));
         }
     }
-    let households: BTreeSet<&str> = seen[0].keys().chain(seen[1].keys()).copied().collect();
+}
+
+/// Base and candidate counts of each key either run has.
+fn merge<K: Ord + Clone>(
+    base: &BTreeMap<K, u64>,
+    candidate: &BTreeMap<K, u64>,
+) -> BTreeMap<K, Counts> {
+    let mut out: BTreeMap<K, Counts> = BTreeMap::new();
+    for (key, n) in base {
+        out.entry(key.clone()).or_default().basis = *n;
+    }
+    for (key, n) in candidate {
+        out.entry(key.clone()).or_default().kandidaat = *n;
+    }
+    for c in out.values_mut() {
+        c.verschil = c.kandidaat as i64 - c.basis as i64;
+    }
+    out
+}
+
+/// Compare the case events of the base and the candidate run.
+pub fn compare(base: &[Event], candidate: &[Event], how: &Compare) -> Diff {
+    let tally = |events: &[Event]| {
+        let mut t = Tally::default();
+        for e in events {
+            t.add(e.clone());
+        }
+        t
+    };
+    compare_tallies(&tally(base), &tally(candidate), how)
+}
+
+/// Compare two runs' tallies: [`compare`] of the events they counted.
+pub fn compare_tallies(base: &Tally, candidate: &Tally, how: &Compare) -> Diff {
+    let empty = MonthTally::default();
+    let month_names: BTreeSet<&String> =
+        base.months.keys().chain(candidate.months.keys()).collect();
+    let maanden = month_names
+        .into_iter()
+        .map(|name| {
+            let b = base.months.get(name).unwrap_or(&empty);
+            let c = candidate.months.get(name).unwrap_or(&empty);
+            Month {
+                maand: name.clone(),
+                totaal: Counts {
+                    basis: b.totaal,
+                    kandidaat: c.totaal,
+                    verschil: c.totaal as i64 - b.totaal as i64,
+                },
+                per_categorie: merge(&b.per_categorie, &c.per_categorie),
+                per_prioriteit: merge(&b.per_prioriteit, &c.per_prioriteit),
+                per_wijkteam: merge(&b.per_wijkteam, &c.per_wijkteam),
+                per_werkbak: merge(&b.per_werkbak, &c.per_werkbak),
+            }
+        })
+        .collect();
+    let no_work = BTreeMap::new();
+    let teams: BTreeSet<&String> = base.work.keys().chain(candidate.work.keys()).collect();
+    let contactwerk = teams
+        .into_iter()
+        .map(|team| {
+            let b = base.work.get(team).unwrap_or(&no_work);
+            let c = candidate.work.get(team).unwrap_or(&no_work);
+            (team.clone(), merge(b, c))
+        })
+        .collect();
+    let mut households: Vec<&str> = base
+        .households
+        .keys()
+        .chain(candidate.households.keys())
+        .map(String::as_str)
+        .collect();
+    households.sort_unstable();
+    households.dedup();
     let mut out = Households::default();
     for h in households {
-        let (b, c) = (seen[0].get(h), seen[1].get(h));
+        let (b, c) = (base.households.get(h), candidate.households.get(h));
         let (bc, cc) = (b.map_or(0, |s| s.cases), c.map_or(0, |s| s.cases));
         let (bp, cp) = (b.and_then(|s| s.highest), c.and_then(|s| s.highest));
         let group = match (bc > 0, cc > 0) {
@@ -260,7 +329,9 @@ pub fn compare(base: &[Event], candidate: &[Event], how: &Compare) -> Diff {
         };
         group.aantal += 1;
         if group.voorbeelden.len() < how.samples {
-            let alert = c.and_then(|s| s.last).or(b.and_then(|s| s.last));
+            let alert = c
+                .and_then(|s| s.last.as_deref())
+                .or(b.and_then(|s| s.last.as_deref()));
             group.voorbeelden.push(Sample {
                 huishouden: h.to_owned(),
                 prioriteit_basis: bp,
@@ -271,9 +342,9 @@ pub fn compare(base: &[Event], candidate: &[Event], how: &Compare) -> Diff {
         }
     }
     Diff {
-        maanden: months.into_values().collect(),
+        maanden,
         huishoudens: out,
-        contactwerk: work,
+        contactwerk,
     }
 }
 

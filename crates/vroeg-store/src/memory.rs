@@ -7,6 +7,7 @@
 //! event-time merge queue. The engine cannot tell them apart; only what
 //! survives the process differs.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use vroeg_core::archive::CaseRecord;
@@ -19,7 +20,21 @@ use crate::{Commit, Message, QueuedRecord, Store, StoreError};
 /// The reads and the one write the engine makes. Reads see every earlier
 /// [`StateStore::write`]; a write is all or nothing.
 pub trait StateStore {
+    /// Whether [`StateStore::lend_household`] moves a household out of the
+    /// store instead of reading a copy. The engine then writes every
+    /// household it was lent back with the batch, changed or not, and a
+    /// batch that fails leaves the store short of them: the engine refuses
+    /// every later batch.
+    const LENDS: bool = false;
+
     fn household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError>;
+
+    /// A household for the batch being prepared: a copy read from the
+    /// store ([`StateStore::household`]), or with [`StateStore::LENDS`] the
+    /// household itself, moved out until the batch's write puts it back.
+    fn lend_household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError> {
+        self.household(key)
+    }
     /// The case counter of a household the retention purge deleted.
     fn retired(&self, key: &HouseholdKey) -> Result<Option<u32>, StoreError>;
     fn case(&self, id: &str) -> Result<Option<CaseRecord>, StoreError>;
@@ -83,15 +98,16 @@ impl StateStore for Store {
     }
 }
 
-/// A store in memory: maps, households in postcard, nothing on disk. The
-/// outbox collects every entry written, in order, until
-/// [`MemoryStore::take_outbox`].
+/// A store in memory: maps, nothing on disk. The outbox collects every
+/// entry written, in order, until [`MemoryStore::take_outbox`].
+///
+/// It lends its households to the engine ([`StateStore::LENDS`]): a batch
+/// moves each household it touches out and writes it back, so a step
+/// costs no copy and no encoding of the household.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    /// Postcard, as sled holds them (without its version byte): a
-    /// household's state is a fraction of its size in memory, and a
-    /// million of them are what a what-if holds.
-    households: HashMap<HouseholdKey, Vec<u8>>,
+    /// Boxed, so that the map's free slots stay small.
+    households: RefCell<HashMap<HouseholdKey, Box<HouseholdState>>>,
     timers: BTreeSet<(Millis, HouseholdKey)>,
     retired: HashMap<HouseholdKey, u32>,
     cases: HashMap<String, CaseRecord>,
@@ -114,10 +130,14 @@ impl MemoryStore {
     /// Every household, in no particular order.
     pub fn households(
         &self,
-    ) -> impl Iterator<Item = Result<(&HouseholdKey, HouseholdState), StoreError>> {
-        self.households
+    ) -> impl Iterator<Item = Result<(HouseholdKey, HouseholdState), StoreError>> {
+        let copies: Vec<_> = self
+            .households
+            .borrow()
             .iter()
-            .map(|(k, bytes)| Ok((k, decode_compact(bytes)?)))
+            .map(|(k, state)| Ok((k.clone(), (**state).clone())))
+            .collect();
+        copies.into_iter()
     }
 
     /// Every case record, in no particular order.
@@ -127,11 +147,18 @@ impl MemoryStore {
 }
 
 impl StateStore for MemoryStore {
+    const LENDS: bool = true;
+
     fn household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError> {
-        self.households
+        Ok(self
+            .households
+            .borrow()
             .get(key)
-            .map(|bytes| decode_compact(bytes))
-            .transpose()
+            .map(|state| (**state).clone()))
+    }
+
+    fn lend_household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError> {
+        Ok(self.households.borrow_mut().remove(key).map(|state| *state))
     }
 
     fn retired(&self, key: &HouseholdKey) -> Result<Option<u32>, StoreError> {
@@ -181,23 +208,7 @@ impl StateStore for MemoryStore {
     }
 
     fn write(&mut self, commit: Commit) -> Result<(), StoreError> {
-        // Everything that can fail (encoding) happens first; after it,
-        // every change is a map update, so a write is all or nothing.
-        let mut encoded = Vec::with_capacity(commit.households.len());
-        for w in &commit.households {
-            let bytes = match &w.state {
-                None => None,
-                Some(state) => {
-                    Some(
-                        postcard::to_allocvec(state).map_err(|e| StoreError::Encode {
-                            what: "household state",
-                            detail: e.to_string(),
-                        })?,
-                    )
-                }
-            };
-            encoded.push(bytes);
-        }
+        // Every change is a map update: a write is all or nothing.
         let Commit {
             households,
             positions,
@@ -208,7 +219,8 @@ impl StateStore for MemoryStore {
             retired,
             queued,
         } = commit;
-        for (w, bytes) in households.into_iter().zip(encoded) {
+        let mut map = self.households.borrow_mut();
+        for w in households {
             let new_timer = w.state.as_ref().and_then(|s| s.timer_due);
             if new_timer != w.old_timer {
                 if let Some(old) = w.old_timer {
@@ -218,15 +230,16 @@ impl StateStore for MemoryStore {
                     self.timers.insert((due, w.key.clone()));
                 }
             }
-            match bytes {
+            match w.state {
                 None => {
-                    self.households.remove(&w.key);
+                    map.remove(&w.key);
                 }
-                Some(bytes) => {
-                    self.households.insert(w.key, bytes);
+                Some(state) => {
+                    map.insert(w.key, Box::new(state));
                 }
             }
         }
+        drop(map);
         for (stream, partition, offset) in positions {
             self.positions.insert((stream, partition), offset);
         }
@@ -247,11 +260,4 @@ impl StateStore for MemoryStore {
         self.outbox.append(&mut outbox);
         Ok(())
     }
-}
-
-fn decode_compact(bytes: &[u8]) -> Result<HouseholdState, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
-        what: "household state",
-        detail: e.to_string(),
-    })
 }
