@@ -262,10 +262,15 @@ pub fn decide(
     if eval.fired.is_empty() || !eval.suppressed_by.is_empty() {
         return alerts;
     }
+    let top = eval.fired.iter().map(|r| r.prioriteit).max().unwrap_or(0);
+    let crisis = eval.fired.iter().any(|r| r.categorie == "crisis");
+    if state.case.is_none() && !state.has_new_signals(now, settings) {
+        // Everything open was handled by the last case's recorded outcome.
+        return alerts;
+    }
     let reads_school = eval.fired.iter().any(|r| r.reads_school);
     let contributing: Vec<SignalRef> = state
-        .open_arrears(now, settings)
-        .into_iter()
+        .open_arrears_iter(now, settings)
         .map(|r| SignalRef {
             source: r.source.clone(),
             id: r.id.clone(),
@@ -280,12 +285,6 @@ pub fn decide(
                 }),
         )
         .collect();
-    let top = eval.fired.iter().map(|r| r.prioriteit).max().unwrap_or(0);
-    let crisis = eval.fired.iter().any(|r| r.categorie == "crisis");
-    if state.case.is_none() && !state.has_new_signals(now, settings) {
-        // Everything open was handled by the last case's recorded outcome.
-        return alerts;
-    }
     let kind = match &mut state.case {
         None => {
             state.episodes += 1;

@@ -362,15 +362,23 @@ impl HouseholdState {
     /// inside the window at `now`: the household's open arrears, in
     /// history order.
     pub fn open_arrears(&self, now: Millis, settings: &StateSettings) -> Vec<&ArrearsRecord> {
+        self.open_arrears_iter(now, settings).collect()
+    }
+
+    /// [`HouseholdState::open_arrears`], without collecting them.
+    pub fn open_arrears_iter(
+        &self,
+        now: Millis,
+        settings: &StateSettings,
+    ) -> impl Iterator<Item = &ArrearsRecord> {
         let start = settings.window_start(now);
         self.arrears
             .iter()
             .enumerate()
-            .filter(|(i, r)| {
+            .filter(move |(i, r)| {
                 r.status == ArrearsStatus::Open && r.signaaldatum >= start && self.is_latest(*i)
             })
             .map(|(_, r)| r)
-            .collect()
     }
 
     /// Absence reports inside the absence window at `now`.
@@ -387,8 +395,7 @@ impl HouseholdState {
         let Some(through) = self.closed_through else {
             return true;
         };
-        self.open_arrears(now, settings)
-            .iter()
+        self.open_arrears_iter(now, settings)
             .any(|r| r.time > through)
             || (settings.school_purpose && self.recent_absences(now).any(|r| r.time > through))
     }
@@ -396,7 +403,7 @@ impl HouseholdState {
     /// Whether anything can still keep a case open: open arrears, or (with
     /// the school purpose on) recent absence reports.
     pub fn has_open_items(&self, now: Millis, settings: &StateSettings) -> bool {
-        !self.open_arrears(now, settings).is_empty()
+        self.open_arrears_iter(now, settings).next().is_some()
             || (settings.school_purpose && self.recent_absences(now).next().is_some())
     }
 
@@ -418,8 +425,7 @@ impl HouseholdState {
     /// window. `None` when nothing is pending.
     pub fn next_due(&self, now: Millis, settings: &StateSettings) -> Option<Millis> {
         let arrears = self
-            .open_arrears(now, settings)
-            .into_iter()
+            .open_arrears_iter(now, settings)
             .map(|r| settings.ages_out_on(r.signaaldatum).start_millis());
         let absences = self.recent_absences(now).map(|r| {
             Day::of_millis(r.time)

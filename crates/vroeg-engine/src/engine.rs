@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use tracing::{debug, warn};
@@ -542,7 +544,8 @@ struct Batch {
     /// How many more timers this batch may fire (wall clock; see
     /// [`MAX_TIMERS_PER_BATCH`]).
     timer_budget: usize,
-    households: HashMap<HouseholdKey, Loaded>,
+    /// FxHash: the keys are HMAC digests, and a batch holds a few thousand.
+    households: FxHashMap<HouseholdKey, Loaded>,
     /// Timers set during this batch (not yet in the store).
     new_timers: BTreeSet<(Millis, HouseholdKey)>,
     /// The next store timer after the cursor, if any: (due, household).
@@ -586,6 +589,11 @@ impl<S: StateStore> Engine<S> {
     /// The store, to take what a batch wrote (the memory store's outbox).
     pub fn store_mut(&mut self) -> &mut S {
         &mut self.store
+    }
+
+    /// The store, once the engine is done with it.
+    pub fn into_store(self) -> S {
+        self.store
     }
 
     pub fn rules(&self) -> &Arc<RuleSet> {
@@ -864,7 +872,7 @@ impl<S: StateStore> Engine<S> {
         let mut batch = Batch {
             // At most one household per item, and every household state
             // is moved in once: sized up front, the map never rehashes.
-            households: HashMap::with_capacity(items.len()),
+            households: FxHashMap::with_capacity_and_hasher(items.len(), Default::default()),
             new_timers: BTreeSet::new(),
             store_next: None,
             commit: Commit::default(),

@@ -55,6 +55,13 @@ pub struct Side<'a> {
     pub sink: Box<dyn FnMut(Message) + Send + 'a>,
 }
 
+/// What one side of a what-if ended with.
+pub struct Replayed {
+    pub stats: Stats,
+    /// The state the history left under this side's rules.
+    pub store: MemoryStore,
+}
+
 /// Classified batches in flight to each side: enough that a side never
 /// waits for the reader while the other catches up.
 const IN_FLIGHT: usize = 4;
@@ -64,13 +71,13 @@ impl WhatIf {
     /// thread of its own. The history is read and classified (decoded,
     /// validated, keyed) once, on the calling thread, and every side's
     /// engine gets the same classified batches: the same records in the
-    /// same order as a separate replay of each side. Returns each side's
-    /// statistics, in the order of `sides`.
+    /// same order as a separate replay of each side. Returns what each
+    /// side ended with, in the order of `sides`.
     pub fn replay(
         &self,
         history: History<'_>,
         sides: Vec<Side<'_>>,
-    ) -> Result<Vec<Stats>, WhatIfError> {
+    ) -> Result<Vec<Replayed>, WhatIfError> {
         debug_assert_eq!(self.config.clock, ClockMode::EventTime);
         let intake = Intake::new(&self.config);
         let batch_size = self.batch_size.max(1);
@@ -106,10 +113,10 @@ impl WhatIf {
                 }
             };
             drop(senders);
-            let mut stats = Vec::new();
+            let mut replayed = Vec::new();
             for (n, thread) in threads.into_iter().enumerate() {
                 match thread.join() {
-                    Ok(result) => stats.push(result?),
+                    Ok(result) => replayed.push(result?),
                     Err(_) => {
                         return Err(WhatIfError::Side {
                             side: n + 1,
@@ -119,7 +126,7 @@ impl WhatIf {
                 }
             }
             read?;
-            Ok(stats)
+            Ok(replayed)
         })
     }
 }
@@ -131,7 +138,7 @@ fn run_side(
     mut side: Side<'_>,
     batches: Receiver<Arc<Vec<Decoded>>>,
     wall_now: Millis,
-) -> Result<Stats, WhatIfError> {
+) -> Result<Replayed, WhatIfError> {
     let mut engine = Engine::new(MemoryStore::new(), side.rules, config)?;
     for batch in batches {
         engine.process_decoded(&batch, wall_now)?;
@@ -139,7 +146,11 @@ fn run_side(
             (side.sink)(message);
         }
     }
-    Ok(engine.stats().clone())
+    let stats = engine.stats().clone();
+    Ok(Replayed {
+        stats,
+        store: engine.into_store(),
+    })
 }
 
 /// Read `file` in batches of records, handing each to `send` until it says

@@ -128,16 +128,28 @@ impl Event {
     }
 }
 
-fn month_of(alert: &Event) -> String {
+/// The month (`YYYY-MM`) and ISO week (`YYYY-Www`) of a case event, by
+/// its Dutch day.
+fn month_and_week(alert: &Event) -> (String, String) {
     let day = parse_rfc3339(&alert.tijd).map_or(Day(0), Day::local_of);
-    day.to_string()[..7].to_owned()
+    let (year, week, _) = day.to_date().to_iso_week_date();
+    (
+        day.to_string()[..7].to_owned(),
+        format!("{year}-W{week:02}"),
+    )
 }
 
-fn week_of(alert: &Event) -> String {
-    let day = parse_rfc3339(&alert.tijd).map_or(Day(0), Day::local_of);
-    let d = day.to_date();
-    let (year, week, _) = d.to_iso_week_date();
-    format!("{year}-W{week:02}")
+/// Count one more under `key`, copying the key only the first time.
+fn count<K: Ord + ?Sized + ToOwned>(map: &mut BTreeMap<K::Owned, u64>, key: &K)
+where
+    K::Owned: Ord + std::borrow::Borrow<K>,
+{
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_owned(), 1);
+        }
+    }
 }
 
 fn explain(a: &Event) -> String {
@@ -210,6 +222,10 @@ pub struct Tally {
     months: BTreeMap<String, MonthTally>,
     work: BTreeMap<String, BTreeMap<String, u64>>,
     households: HashMap<String, Seen>,
+    /// The month and week of the last event's UTC `tijd` up to its hour
+    /// (empty for another offset): the events come in time order, and a
+    /// Dutch day starts on a whole UTC hour.
+    period: Option<(String, (String, String))>,
 }
 
 impl Tally {
@@ -217,18 +233,33 @@ impl Tally {
     pub fn add(&mut self, a: Event) {
         let opened = a.kind == AlertKind::Geopend;
         if opened {
-            let m = self.months.entry(month_of(&a)).or_default();
+            // Only a UTC time (`...Z`, as the engine writes it) is cached by
+            // its hour; with another offset the same digits are another hour.
+            let hour = a.tijd.get(..13).filter(|_| a.tijd.ends_with('Z'));
+            if hour.is_none()
+                || self
+                    .period
+                    .as_ref()
+                    .is_none_or(|(h, _)| Some(h.as_str()) != hour)
+            {
+                let hour = hour.unwrap_or_default();
+                self.period = Some((hour.to_owned(), month_and_week(&a)));
+            }
+            let (_, (month, week)) = self.period.as_ref().expect("just set");
+            let m = match self.months.get_mut(month) {
+                Some(m) => m,
+                None => self.months.entry(month.clone()).or_default(),
+            };
             m.totaal += 1;
-            *m.per_categorie.entry(a.categorie.clone()).or_default() += 1;
+            count(&mut m.per_categorie, a.categorie.as_str());
             *m.per_prioriteit.entry(a.prioriteit).or_default() += 1;
-            *m.per_wijkteam.entry(a.wijkteam.clone()).or_default() += 1;
-            *m.per_werkbak.entry(a.werkbak.clone()).or_default() += 1;
-            *self
-                .work
-                .entry(a.wijkteam.clone())
-                .or_default()
-                .entry(week_of(&a))
-                .or_default() += 1;
+            count(&mut m.per_wijkteam, a.wijkteam.as_str());
+            count(&mut m.per_werkbak, a.werkbak.as_str());
+            let team = match self.work.get_mut(&a.wijkteam) {
+                Some(team) => team,
+                None => self.work.entry(a.wijkteam.clone()).or_default(),
+            };
+            count(team, week.as_str());
         }
         let s = match self.households.get_mut(a.huishouden.as_str()) {
             Some(s) => s,
@@ -711,5 +742,35 @@ mod tests {
         let page = html(&d, "rules", "kandidaat");
         assert!(page.starts_with("<!DOCTYPE html><html lang=\"nl\">") && page.contains("<svg"));
         assert!(!page.contains("<script"));
+    }
+
+    /// The month and week follow the Dutch day of each event, whatever
+    /// offset its time is written with: the tally's cache by the hour must
+    /// not carry one event's month over to the next.
+    #[test]
+    fn months_and_weeks_follow_the_dutch_day_of_every_event() {
+        let events = [
+            // 31 January, 23:30 in Amsterdam.
+            ("a", "2026-01-31T22:30:00.000Z"),
+            // 1 February, 00:10 in Amsterdam: the same UTC date.
+            ("b", "2026-01-31T23:10:00.000Z"),
+            // The same digits up to the hour, written in Dutch time: still
+            // 31 January.
+            ("c", "2026-01-31T23:50:00+01:00"),
+            ("d", "2026-01-31T23:59:00.000Z"),
+        ];
+        let base: Vec<Event> = events
+            .iter()
+            .map(|(h, t)| alert(h, AlertKind::Geopend, t, "enkelvoudig", 3))
+            .collect();
+        let d = compare(&base, &[], &Compare::default());
+        let months: Vec<(&str, u64)> = d
+            .maanden
+            .iter()
+            .map(|m| (m.maand.as_str(), m.totaal.basis))
+            .collect();
+        assert_eq!(months, [("2026-01", 2), ("2026-02", 2)]);
+        // Saturday 31 January is in week 5, Sunday 1 February too.
+        assert_eq!(d.contactwerk["noord"]["2026-W05"].basis, 4);
     }
 }

@@ -8,6 +8,8 @@
 //! survives the process differs.
 
 use std::cell::RefCell;
+
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use vroeg_core::archive::CaseRecord;
@@ -106,8 +108,9 @@ impl StateStore for Store {
 /// costs no copy and no encoding of the household.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    /// Boxed, so that the map's free slots stay small.
-    households: RefCell<HashMap<HouseholdKey, Box<HouseholdState>>>,
+    /// Boxed, so that the map's free slots stay small. FxHash: the keys
+    /// are HMAC digests (or a rule test's names), not chosen by an attacker.
+    households: RefCell<FxHashMap<HouseholdKey, Box<HouseholdState>>>,
     timers: BTreeSet<(Millis, HouseholdKey)>,
     retired: HashMap<HouseholdKey, u32>,
     cases: HashMap<String, CaseRecord>,
