@@ -407,7 +407,7 @@ impl Step<'_> {
 
 /// A household loaded into a batch.
 struct Loaded {
-    state: HouseholdState,
+    state: Box<HouseholdState>,
     /// The timer registered in the store before this batch.
     stored_timer: Option<Millis>,
     dirty: bool,
@@ -436,6 +436,9 @@ pub struct Engine<S = Store> {
     observed: Observed,
     /// A batch failed while it held households of a lending store.
     store_short: bool,
+    /// The last batch's household map, emptied: the next batch reuses its
+    /// room instead of allocating (and the kernel zeroing) it again.
+    spare_households: FxHashMap<HouseholdKey, Loaded>,
 }
 
 /// The progress intake reported for each source partition (event time,
@@ -579,6 +582,7 @@ impl<S: StateStore> Engine<S> {
             sources,
             observed: Observed::default(),
             store_short: false,
+            spare_households: FxHashMap::default(),
         })
     }
 
@@ -870,9 +874,13 @@ impl<S: StateStore> Engine<S> {
     ) -> Result<(Commit, Stats, Observed, HashMap<(Arc<str>, i32), i64>), EngineError> {
         let rules = self.rules.clone();
         let mut batch = Batch {
-            // At most one household per item, and every household state
-            // is moved in once: sized up front, the map never rehashes.
-            households: FxHashMap::with_capacity_and_hasher(items.len(), Default::default()),
+            households: {
+                // At most one household per item: with room for them all,
+                // the map never rehashes.
+                let mut map = std::mem::take(&mut self.spare_households);
+                map.reserve(items.len());
+                map
+            },
             new_timers: BTreeSet::new(),
             store_next: None,
             commit: Commit::default(),
@@ -987,7 +995,7 @@ impl<S: StateStore> Engine<S> {
             self.release(&processor, &mut batch, &sources_at_start)?;
         }
         let Batch {
-            households,
+            mut households,
             mut commit,
             stats,
             cases,
@@ -1001,7 +1009,8 @@ impl<S: StateStore> Engine<S> {
                 commit.outbox.push(case_entry(&case.id, Some(case)));
             }
         }
-        for (key, loaded) in households {
+        commit.households.reserve(households.len());
+        for (key, loaded) in households.drain() {
             if !loaded.dirty && !loaded.lent {
                 continue;
             }
@@ -1012,6 +1021,7 @@ impl<S: StateStore> Engine<S> {
                 old_timer: loaded.stored_timer,
             });
         }
+        self.spare_households = households;
         // Deterministic write order (sled batches are atomic either way;
         // the changelog follows this order).
         commit.households.sort_by(|a, b| a.key.cmp(&b.key));
@@ -1064,7 +1074,7 @@ impl<S: StateStore> Engine<S> {
                         episodes: self.store.retired(key)?.unwrap_or(0),
                         ..HouseholdState::default()
                     };
-                    (state, false)
+                    (Box::new(state), false)
                 }
             };
             let stored_timer = state.timer_due;

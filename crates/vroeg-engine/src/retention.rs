@@ -172,7 +172,7 @@ impl Engine {
             } else if next != state {
                 commit.households.push(HouseholdWrite {
                     key,
-                    state: Some(next),
+                    state: Some(Box::new(next)),
                     old_timer: state.timer_due,
                 });
             }

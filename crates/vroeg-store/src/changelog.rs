@@ -55,7 +55,7 @@ impl Commit {
         for w in &self.households {
             out.push(ChangelogRecord {
                 key: household_key(&w.key),
-                value: w.state.as_ref().map(encode_state).transpose()?,
+                value: w.state.as_deref().map(encode_state).transpose()?,
             });
         }
         for (stream, partition, offset) in &self.positions {

@@ -110,8 +110,9 @@ fn sled_err(op: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
 #[derive(Clone, Debug)]
 pub struct HouseholdWrite {
     pub key: HouseholdKey,
-    /// The new state; `None` deletes the household.
-    pub state: Option<HouseholdState>,
+    /// The new state; `None` deletes the household. Boxed: a batch moves
+    /// thousands of them.
+    pub state: Option<Box<HouseholdState>>,
     /// The timer registered for this household before the batch, to remove
     /// from the time index.
     pub old_timer: Option<Millis>,

@@ -34,8 +34,11 @@ pub trait StateStore {
     /// A household for the batch being prepared: a copy read from the
     /// store ([`StateStore::household`]), or with [`StateStore::LENDS`] the
     /// household itself, moved out until the batch's write puts it back.
-    fn lend_household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError> {
-        self.household(key)
+    fn lend_household(
+        &self,
+        key: &HouseholdKey,
+    ) -> Result<Option<Box<HouseholdState>>, StoreError> {
+        Ok(self.household(key)?.map(Box::new))
     }
     /// The case counter of a household the retention purge deleted.
     fn retired(&self, key: &HouseholdKey) -> Result<Option<u32>, StoreError>;
@@ -160,8 +163,11 @@ impl StateStore for MemoryStore {
             .map(|state| (**state).clone()))
     }
 
-    fn lend_household(&self, key: &HouseholdKey) -> Result<Option<HouseholdState>, StoreError> {
-        Ok(self.households.borrow_mut().remove(key).map(|state| *state))
+    fn lend_household(
+        &self,
+        key: &HouseholdKey,
+    ) -> Result<Option<Box<HouseholdState>>, StoreError> {
+        Ok(self.households.borrow_mut().remove(key))
     }
 
     fn retired(&self, key: &HouseholdKey) -> Result<Option<u32>, StoreError> {
@@ -238,7 +244,7 @@ impl StateStore for MemoryStore {
                     map.remove(&w.key);
                 }
                 Some(state) => {
-                    map.insert(w.key, Box::new(state));
+                    map.insert(w.key, state);
                 }
             }
         }

@@ -9,7 +9,7 @@ fn write(name: &str, state: Option<HouseholdState>, old_timer: Option<i64>) -> C
     Commit {
         households: vec![HouseholdWrite {
             key: key(name),
-            state,
+            state: state.map(Box::new),
             old_timer,
         }],
         ..Commit::default()
