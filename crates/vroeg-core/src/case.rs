@@ -289,7 +289,7 @@ pub fn decide(
         None => {
             state.episodes += 1;
             let episode = state.episodes;
-            state.case = Some(CaseState {
+            state.case = Some(Box::new(CaseState {
                 id: format!("{}-{}", key, episode),
                 episode,
                 opened_at: now,
@@ -306,7 +306,7 @@ pub fn decide(
                 attempts: Vec::new(),
                 feedback_ids: BTreeSet::new(),
                 werkbak: String::new(),
-            });
+            }));
             AlertKind::Geopend
         }
         Some(case) => {
@@ -354,7 +354,7 @@ pub fn decide(
     let mut event = alert(key, case, kind, now, ruleset);
     event.regels = regels;
     event.variabelen = eval.variables.clone();
-    event.contact = state.contact.clone();
+    event.contact = state.contact.as_deref().cloned();
     alerts.push(event);
     alerts
 }
@@ -431,6 +431,6 @@ pub fn escalate(
         case.next_escalation += repeat;
     }
     let mut event = alert(key, case, AlertKind::Escalatie, now, ruleset);
-    event.contact = state.contact.clone();
+    event.contact = state.contact.as_deref().cloned();
     Some(event)
 }

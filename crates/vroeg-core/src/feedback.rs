@@ -403,7 +403,7 @@ pub fn reopen(
         })
         .max()
         .unwrap_or(0);
-    state.case = Some(CaseState {
+    state.case = Some(Box::new(CaseState {
         id: record.id.clone(),
         episode: record.episode,
         opened_at: record.geopend,
@@ -451,8 +451,8 @@ pub fn reopen(
             .map(|t| t.id.clone())
             .collect(),
         werkbak: record.werkbak.clone(),
-    });
-    state.contact.clone_from(&record.contact);
+    }));
+    state.contact = record.contact.clone().map(Box::new);
     state.timer_due = state.next_due(now, settings);
     let vorig = record.resultaat;
     record.correcties.push(Correction {

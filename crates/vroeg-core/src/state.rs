@@ -210,11 +210,12 @@ pub struct HouseholdState {
     pub arrears: Vec<ArrearsRecord>,
     /// Absence reports of the last [`ABSENCE_WINDOW_DAYS`], ordered by time.
     pub absences: Vec<AbsenceRecord>,
-    /// The open case, if any.
-    pub case: Option<CaseState>,
+    /// The open case, if any. Boxed, like the contact details: most
+    /// households have neither, and a million of them are held in memory.
+    pub case: Option<Box<CaseState>>,
     /// How many cases this household has had; the next one is `episodes + 1`.
     pub episodes: u32,
-    pub contact: Option<Contact>,
+    pub contact: Option<Box<Contact>>,
     /// The due time of this household's registered timer, if any. The store
     /// keeps a time index entry for exactly this value.
     pub timer_due: Option<Millis>,
@@ -292,7 +293,7 @@ impl HouseholdState {
                 // The contact details follow the newest payment signal.
                 if newest || self.contact.is_none() {
                     let c = &a.client;
-                    self.contact = Some(Contact {
+                    self.contact = Some(Box::new(Contact {
                         voorletters: c.voorletters.clone(),
                         voorvoegsel: c.voorvoegsel.clone(),
                         achternaam: c.achternaam.clone(),
@@ -304,7 +305,7 @@ impl HouseholdState {
                         plaatsnaam: c.address.plaatsnaam.clone(),
                         telefoon: c.telefoon.clone(),
                         email: c.email.clone(),
-                    });
+                    }));
                 }
                 self.enforce_caps();
                 ApplyOutcome::Applied

@@ -206,7 +206,7 @@ impl Snapshot {
                     source: archived.source,
                     id: archived.id,
                     detail: archived.detail,
-                    contact: state.contact.clone(),
+                    contact: state.contact.as_deref().cloned(),
                 });
             }
         }

@@ -152,31 +152,25 @@ where
     }
 }
 
+/// The rules and values behind a case event, in one line: "category,
+/// prioriteit P: rule (P), ...; variable = value, ...".
 fn explain(a: &Event) -> String {
-    let rules: Vec<String> = a
-        .regels
-        .iter()
-        .map(|r| format!("{} ({})", r.id, r.prioriteit))
-        .collect();
-    let values: Vec<String> = a
-        .variabelen
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                VarValue::Bool(b) => b.to_string(),
-                VarValue::Int(i) => i.to_string(),
-                VarValue::Float(f) => format!("{f}"),
-            };
-            format!("{k} = {v}")
-        })
-        .collect();
-    format!(
-        "{}, prioriteit {}: {}; {}",
-        a.categorie,
-        a.prioriteit,
-        rules.join(", "),
-        values.join(", ")
-    )
+    let mut out = String::with_capacity(128);
+    let _ = write!(out, "{}, prioriteit {}: ", a.categorie, a.prioriteit);
+    for (n, r) in a.regels.iter().enumerate() {
+        let sep = if n > 0 { ", " } else { "" };
+        let _ = write!(out, "{sep}{} ({})", r.id, r.prioriteit);
+    }
+    out.push_str("; ");
+    for (n, (k, v)) in a.variabelen.iter().enumerate() {
+        let sep = if n > 0 { ", " } else { "" };
+        let _ = match v {
+            VarValue::Bool(b) => write!(out, "{sep}{k} = {b}"),
+            VarValue::Int(i) => write!(out, "{sep}{k} = {i}"),
+            VarValue::Float(f) => write!(out, "{sep}{k} = {f}"),
+        };
+    }
+    out
 }
 
 fn contact(a: &Event) -> Option<String> {
@@ -198,9 +192,17 @@ fn contact(a: &Event) -> Option<String> {
 struct Seen {
     cases: u32,
     highest: Option<u8>,
-    /// Its last case event that opened or changed a case: the sample
-    /// explanation (boxed: the map of households stays small).
-    last: Option<Box<Event>>,
+    /// What its last case event that opened or changed a case says, as a
+    /// sample would show it: kept as text, since a run has hundreds of
+    /// thousands of households and only a few become samples.
+    last: Option<Box<Explained>>,
+}
+
+/// A case event as a sample shows it.
+struct Explained {
+    uitleg: String,
+    /// Name and address, when the event carries them (personal data on).
+    contact: Option<String>,
 }
 
 /// One month's opened cases of one run, by each dimension.
@@ -270,7 +272,10 @@ impl Tally {
         }
         if matches!(a.kind, AlertKind::Geopend | AlertKind::Bijgewerkt) {
             s.highest = Some(s.highest.map_or(a.prioriteit, |h| h.max(a.prioriteit)));
-            s.last = Some(Box::new(a));
+            s.last = Some(Box::new(Explained {
+                uitleg: explain(&a),
+                contact: contact(&a),
+            }));
         }
     }
 }
@@ -367,8 +372,10 @@ pub fn compare_tallies(base: &Tally, candidate: &Tally, how: &Compare) -> Diff {
                 huishouden: h.to_owned(),
                 prioriteit_basis: bp,
                 prioriteit_kandidaat: cp,
-                uitleg: alert.map(explain).unwrap_or_default(),
-                contact: alert.filter(|_| how.personal_data).and_then(contact),
+                uitleg: alert.map(|e| e.uitleg.clone()).unwrap_or_default(),
+                contact: alert
+                    .filter(|_| how.personal_data)
+                    .and_then(|e| e.contact.clone()),
             });
         }
     }

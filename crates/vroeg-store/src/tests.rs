@@ -275,11 +275,11 @@ mod roundtrip {
                 arrears,
                 episodes,
                 timer_due: timer,
-                contact: name.map(|n| Contact {
+                contact: name.map(|n| Box::new(Contact {
                     voorletters: "A.".into(), voorvoegsel: None, achternaam: n, geboortedatum: Day(1),
                     straatnaam: "S".into(), postcode: "1234AB".into(), huisnummer: 1,
                     huisnummertoevoeging: Some("A".into()), plaatsnaam: "P".into(), telefoon: None, email: None,
-                }),
+                })),
                 ..HouseholdState::default()
             };
             let bytes = super::super::encode_state(&state).unwrap();
