@@ -103,6 +103,31 @@ impl StateStore for Store {
     }
 }
 
+/// A timer in the memory store's time index, in (due, household) order.
+/// The household key's first eight bytes stand beside it, in the same
+/// order as the key itself, so that most comparisons of timers due at the
+/// same moment (aging out happens at midnight) do not read the key's text.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    due: Millis,
+    prefix: u64,
+    key: HouseholdKey,
+}
+
+impl Timer {
+    fn new(due: Millis, key: HouseholdKey) -> Timer {
+        let mut first = [0u8; 8];
+        let bytes = key.as_str().as_bytes();
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        Timer {
+            due,
+            prefix: u64::from_be_bytes(first),
+            key,
+        }
+    }
+}
+
 /// A store in memory: maps, nothing on disk. The outbox collects every
 /// entry written, in order, until [`MemoryStore::take_outbox`].
 ///
@@ -114,7 +139,7 @@ pub struct MemoryStore {
     /// Boxed, so that the map's free slots stay small. FxHash: the keys
     /// are HMAC digests (or a rule test's names), not chosen by an attacker.
     households: RefCell<FxHashMap<HouseholdKey, Box<HouseholdState>>>,
-    timers: BTreeSet<(Millis, HouseholdKey)>,
+    timers: BTreeSet<Timer>,
     retired: HashMap<HouseholdKey, u32>,
     cases: HashMap<String, CaseRecord>,
     positions: HashMap<(String, i32), i64>,
@@ -201,10 +226,13 @@ impl StateStore for MemoryStore {
     ) -> Result<Option<(Millis, HouseholdKey)>, StoreError> {
         use std::ops::Bound::{Excluded, Unbounded};
         let next = match after {
-            Some(a) => self.timers.range((Excluded(a), Unbounded)).next(),
+            Some((due, key)) => {
+                let after = Timer::new(*due, key.clone());
+                self.timers.range((Excluded(after), Unbounded)).next()
+            }
             None => self.timers.first(),
         };
-        Ok(next.cloned())
+        Ok(next.map(|t| (t.due, t.key.clone())))
     }
 
     fn queued_before(&self, before: Millis) -> Result<Vec<QueuedRecord>, StoreError> {
@@ -233,10 +261,10 @@ impl StateStore for MemoryStore {
             let new_timer = w.state.as_ref().and_then(|s| s.timer_due);
             if new_timer != w.old_timer {
                 if let Some(old) = w.old_timer {
-                    self.timers.remove(&(old, w.key.clone()));
+                    self.timers.remove(&Timer::new(old, w.key.clone()));
                 }
                 if let Some(due) = new_timer {
-                    self.timers.insert((due, w.key.clone()));
+                    self.timers.insert(Timer::new(due, w.key.clone()));
                 }
             }
             match w.state {
@@ -268,5 +296,46 @@ impl StateStore for MemoryStore {
         }
         self.outbox.append(&mut outbox);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The prefix orders timers as their keys do, shorter keys and keys
+    /// that differ after eight bytes included.
+    #[test]
+    fn timers_sort_as_due_then_household_key() {
+        let keys = [
+            "",
+            "a",
+            "ab",
+            "ab\u{1}",
+            "abcdefgh",
+            "abcdefgh0",
+            "abcdefgi",
+            "b",
+            "h1",
+            "h10",
+            "h2",
+            "ff00",
+            "0f",
+            "gezin-a",
+            "gezin-b",
+        ];
+        let mut pairs = Vec::new();
+        for due in [5, 3] {
+            for k in keys {
+                pairs.push((due as Millis, HouseholdKey(k.to_owned())));
+            }
+        }
+        let mut by_pair = pairs.clone();
+        by_pair.sort();
+        let mut by_timer: Vec<Timer> = pairs.into_iter().map(|(d, k)| Timer::new(d, k)).collect();
+        by_timer.sort();
+        let by_timer: Vec<(Millis, HouseholdKey)> =
+            by_timer.into_iter().map(|t| (t.due, t.key)).collect();
+        assert_eq!(by_timer, by_pair);
     }
 }
