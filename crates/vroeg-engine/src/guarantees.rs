@@ -231,3 +231,7 @@
 //!   (noon of its `datum`), so the timers due before it fire before it.
 //! - A sink that confirms without having delivered breaks the outbox promise;
 //!   sinks must confirm only durable delivery.
+//! - The memory store (rule tests, `vroeg rules diff`) keeps nothing past the
+//!   process and lends its households to each batch: a batch that fails or
+//!   is given up leaves it short of them, so the engine refuses every later
+//!   batch on it (`EngineError::StoreShort`) instead of going on with less.
