@@ -25,13 +25,13 @@ use clap::{Args, Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc v3's `mi_option_purge_delay`: how long freed memory stays with
-/// the process before it goes back to the OS, in ms (default 10; -1:
-/// never). A test checks the index against that default.
+/// the process before it goes back to the OS, in ms (default 1000 in the
+/// v3 sources; -1: never). A test checks the index against that default.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// For the commands that run a history through the engine and end
 /// (`replay`, `demo`, `rules diff`): keep freed memory instead of handing it
-/// back to the OS after 10 ms. Their heap grows to millions of households
+/// back to the OS after a second. Their heap grows to millions of households
 /// while each batch frees what it decoded; with the default, the kernel
 /// zeroes the same pages again for every batch (a tenth of `rules diff`'s
 /// time in a profile, see BENCHMARKS.md). The long-running service keeps
@@ -281,12 +281,12 @@ fn closed_pipe(error: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_purge_delay_option_is_the_one_whose_default_is_ten_ms() {
+    fn the_purge_delay_option_is_the_one_whose_default_is_a_second() {
         // SAFETY: reading an option has no side effects.
         let value = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
         assert_eq!(
             value,
-            10,
+            1000,
             "mimalloc's option {} is not purge_delay",
             super::MI_OPTION_PURGE_DELAY
         );
