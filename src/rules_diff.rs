@@ -126,7 +126,9 @@ fn replay_both(
         History::File(path) => vroeg_engine::whatif::History::File(path),
         History::Records(records) => vroeg_engine::whatif::History::Records(records),
     };
-    let replayed = what_if.replay(history, sides)?;
+    let replayed = what_if
+        .replay(history, sides)
+        .context("the replay of the history under the two rule sets failed")?;
     Ok(([base_tally, candidate_tally], replayed))
 }
 
