@@ -2,9 +2,9 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use std::sync::Arc;
 
 use tracing::{debug, warn};
 use vroeg_core::archive::CaseRecord;
@@ -663,8 +663,7 @@ impl<S: StateStore> Engine<S> {
         records: &[Record],
         wall_now: Millis,
     ) -> Result<Stats, EngineError> {
-        let prepared = self.prepare(records, wall_now)?;
-        self.complete(prepared)
+        self.process_items(records, wall_now, None)
     }
 
     /// Process one batch without writing anything: the returned
@@ -697,8 +696,7 @@ impl<S: StateStore> Engine<S> {
         inputs: &[Input],
         wall_now: Millis,
     ) -> Result<Stats, EngineError> {
-        let prepared = self.prepare_items(inputs, wall_now, None)?;
-        self.complete(prepared)
+        self.process_items(inputs, wall_now, None)
     }
 
     /// [`Engine::process_batch`] for records classified ahead of the
@@ -709,8 +707,7 @@ impl<S: StateStore> Engine<S> {
         records: &[Decoded],
         wall_now: Millis,
     ) -> Result<Stats, EngineError> {
-        let prepared = self.prepare_items(records, wall_now, None)?;
-        self.complete(prepared)
+        self.process_items(records, wall_now, None)
     }
 
     /// Process and commit records whose household is known already (the
@@ -722,8 +719,7 @@ impl<S: StateStore> Engine<S> {
         wall_now: Millis,
         advance_to: Option<Millis>,
     ) -> Result<Stats, EngineError> {
-        let prepared = self.prepare_items(records, wall_now, advance_to)?;
-        self.complete(prepared)
+        self.process_items(records, wall_now, advance_to)
     }
 
     /// Event time: move the clock on to `to` (if that is later) and fire
@@ -732,7 +728,18 @@ impl<S: StateStore> Engine<S> {
     /// evaluation point). On the wall clock it fires what is due at
     /// `wall_now`, like [`Engine::tick`].
     pub fn advance(&mut self, to: Millis, wall_now: Millis) -> Result<Stats, EngineError> {
-        let prepared = self.prepare_items::<Record>(&[], wall_now, Some(to))?;
+        self.process_items::<Record>(&[], wall_now, Some(to))
+    }
+
+    /// Prepare and complete one batch of any kind of item: what every
+    /// `process_*` entry point does.
+    fn process_items<I: Item>(
+        &mut self,
+        items: &[I],
+        wall_now: Millis,
+        advance_to: Option<Millis>,
+    ) -> Result<Stats, EngineError> {
+        let prepared = self.prepare_items(items, wall_now, advance_to)?;
         self.complete(prepared)
     }
 
