@@ -17,7 +17,9 @@ use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use vroeg_engine::{ClockMode, Engine, EngineConfig, Input, Record, Sink, SinkError, Stats};
+use vroeg_engine::{
+    ClockMode, Engine, EngineConfig, FileRecords, Input, Record, Sink, SinkError, Stats,
+};
 use vroeg_rules::{LoadOptions, RuleSet};
 use vroeg_store::{Message, Store};
 
@@ -278,54 +280,31 @@ pub fn replay(args: &ReplayArgs, show_progress: bool) -> anyhow::Result<ReplayOu
     } else {
         None
     };
-    let stream: Arc<str> = format!(
-        "file:{}",
-        args.signals
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    )
-    .into();
     let started = Instant::now();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut offset: i64 = 0;
+    let mut lines = FileRecords::new(&args.signals, BufReader::with_capacity(1 << 20, file));
     let mut batch = Vec::with_capacity(args.batch_size);
-    let mut buf = Vec::new();
     loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
+        let next = lines
+            .next_record()
             .context("cannot read the signals file")?;
-        if n > 0 {
-            if buf.last() == Some(&b'\n') {
-                buf.pop();
-            }
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
-            }
-            // Feedback that took effect before this signal goes first.
-            if feedback.next_time().is_some() {
-                if let Some(time) = signal_time(&buf) {
-                    feedback.take_until(Some(time), &mut batch);
+        let at_end = next.is_none();
+        match next {
+            Some((record, n)) => {
+                // Feedback that took effect before this signal goes first.
+                if feedback.next_time().is_some() {
+                    if let Some(time) = signal_time(&record.payload) {
+                        feedback.take_until(Some(time), &mut batch);
+                    }
+                }
+                batch.push(Input::Record(record));
+                if let Some(bar) = &progress {
+                    bar.inc(n as u64);
                 }
             }
-            batch.push(Input::Record(Record {
-                stream: stream.clone(),
-                partition: 0,
-                offset,
-                payload: buf.clone(),
-                headers: Vec::new(),
-            }));
-            offset += 1;
-            if let Some(bar) = &progress {
-                bar.inc(n as u64);
-            }
-        }
-        if n == 0 {
             // The feedback after the last signal.
-            feedback.take_until(None, &mut batch);
+            None => feedback.take_until(None, &mut batch),
         }
-        if batch.len() >= args.batch_size || (n == 0 && !batch.is_empty()) {
+        if batch.len() >= args.batch_size || (at_end && !batch.is_empty()) {
             engine.process_inputs(&batch, now)?;
             engine.publish_outbox(&mut sink, usize::MAX)?;
             batch.clear();
@@ -338,7 +317,7 @@ pub fn replay(args: &ReplayArgs, show_progress: bool) -> anyhow::Result<ReplayOu
                 ));
             }
         }
-        if n == 0 {
+        if at_end {
             break;
         }
     }

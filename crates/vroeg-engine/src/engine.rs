@@ -93,6 +93,54 @@ pub struct Record {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
+/// The records of a file of JSON lines, as `vroeg replay` and the what-if
+/// read a history: stream `file:<name>`, partition 0, offsets counting the
+/// lines from 0, line endings (`\n`, `\r\n`) removed.
+pub struct FileRecords<R> {
+    reader: R,
+    stream: Arc<str>,
+    offset: i64,
+}
+
+impl<R: std::io::BufRead> FileRecords<R> {
+    pub fn new(path: &std::path::Path, reader: R) -> FileRecords<R> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        FileRecords {
+            reader,
+            stream: format!("file:{name}").into(),
+            offset: 0,
+        }
+    }
+
+    /// The next line as a record, with the bytes it took in the file
+    /// (its line ending included); `None` at the end of the file.
+    pub fn next_record(&mut self) -> std::io::Result<Option<(Record, usize)>> {
+        let mut line = Vec::new();
+        let n = self.reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        let record = Record {
+            stream: self.stream.clone(),
+            partition: 0,
+            offset: self.offset,
+            payload: line,
+            headers: Vec::new(),
+        };
+        self.offset += 1;
+        Ok(Some((record, n)))
+    }
+}
+
 /// A record from the household topic: its own position there, and what
 /// intake forwarded.
 #[derive(Clone, Debug)]

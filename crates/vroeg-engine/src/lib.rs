@@ -23,9 +23,9 @@ pub mod testing;
 pub mod whatif;
 
 pub use engine::{
-    dead_letter, ClockMode, Decoded, Engine, EngineConfig, EngineError, ForwardedRecord, Input,
-    KeyedInput, KeyedRecord, Observed, Prepared, Record, Sink, SinkError, DEFAULT_TEAM,
-    MAX_DEAD_LETTER_BYTES, MAX_TIMERS_PER_BATCH,
+    dead_letter, ClockMode, Decoded, Engine, EngineConfig, EngineError, FileRecords,
+    ForwardedRecord, Input, KeyedInput, KeyedRecord, Observed, Prepared, Record, Sink, SinkError,
+    DEFAULT_TEAM, MAX_DEAD_LETTER_BYTES, MAX_TIMERS_PER_BATCH,
 };
 pub use intake::{Classified, Forwarded, ForwardedError, ForwardedItem, Intake, Origin};
 pub use retention::{PurgeStats, Retention};

@@ -9,7 +9,6 @@
 //! written to disk, and nothing is kept once the run ends but what the
 //! callers' sinks take from the outbox.
 
-use std::io::BufRead;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -18,7 +17,9 @@ use vroeg_core::time::Millis;
 use vroeg_rules::RuleSet;
 use vroeg_store::{MemoryStore, Message};
 
-use crate::{ClockMode, Decoded, Engine, EngineConfig, EngineError, Intake, Record, Stats};
+use crate::{
+    ClockMode, Decoded, Engine, EngineConfig, EngineError, FileRecords, Intake, Record, Stats,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WhatIfError {
@@ -165,42 +166,21 @@ fn read_file(
         source,
     };
     let reader = std::fs::File::open(file).map_err(io)?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
-    let stream: Arc<str> = format!(
-        "file:{}",
-        file.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    )
-    .into();
+    let mut lines = FileRecords::new(file, std::io::BufReader::with_capacity(1 << 20, reader));
     let mut batch: Vec<Record> = Vec::with_capacity(batch_size);
-    let mut offset = 0;
     loop {
-        let mut line = Vec::new();
-        let n = reader.read_until(b'\n', &mut line).map_err(io)?;
-        if n > 0 {
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            batch.push(Record {
-                stream: stream.clone(),
-                partition: 0,
-                offset,
-                payload: line,
-                headers: Vec::new(),
-            });
-            offset += 1;
+        let next = lines.next_record().map_err(io)?;
+        let at_end = next.is_none();
+        if let Some((record, _)) = next {
+            batch.push(record);
         }
-        if batch.len() >= batch_size || (n == 0 && !batch.is_empty()) {
+        if batch.len() >= batch_size || (at_end && !batch.is_empty()) {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
             if !send(full) {
                 return Ok(());
             }
         }
-        if n == 0 {
+        if at_end {
             return Ok(());
         }
     }
@@ -300,5 +280,26 @@ mod tests {
             .all(|r| &*r.stream == "history:t" && r.partition == 0));
         let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_file_is_read_as_records_one_per_line() {
+        let text = b"{\"a\":1}\r\n{\"b\":2}\n\nlast";
+        let mut lines = FileRecords::new(Path::new("/tmp/history.jsonl"), &text[..]);
+        let mut got = Vec::new();
+        while let Some((r, n)) = lines.next_record().unwrap() {
+            assert_eq!((&*r.stream, r.partition), ("file:history.jsonl", 0));
+            got.push((r.offset, String::from_utf8(r.payload).unwrap(), n));
+        }
+        assert_eq!(
+            got,
+            [
+                (0, "{\"a\":1}".to_owned(), 9),
+                (1, "{\"b\":2}".to_owned(), 8),
+                // An empty line is a record too (it is dead-lettered).
+                (2, String::new(), 1),
+                (3, "last".to_owned(), 4),
+            ]
+        );
     }
 }
