@@ -14,8 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use litemap::LiteMap;
+
 use crate::household::HouseholdKey;
 use crate::signal::ArrearsStatus;
+use crate::sorted::SortedSet;
 use crate::state::{Contact, HouseholdState, SignalRef, StateSettings};
 use crate::time::{format_rfc3339, Millis};
 use crate::vars::VarValue;
@@ -59,14 +62,16 @@ pub struct CaseState {
     pub episode: u32,
     pub opened_at: Millis,
     pub prioriteit: u8,
-    /// Ids and versions of every rule that fired during this case.
-    pub rules: BTreeMap<String, u32>,
+    /// Ids and versions of every rule that fired during this case. (Small
+    /// sorted maps, encoded as a `BTreeMap` is: a million cases are held in
+    /// memory, and a `BTreeMap` allocates eleven slots for its first entry.)
+    pub rules: LiteMap<String, u32>,
     /// Category per rule id, for the case's categories.
-    pub categories: BTreeMap<String, (String, u8)>,
+    pub categories: LiteMap<String, (String, u8)>,
     /// Sequence number of the last alert of this case.
     pub seq: u32,
     /// Every signal that contributed to this case.
-    pub signals: BTreeSet<SignalRef>,
+    pub signals: SortedSet<SignalRef>,
     /// The wijkteam the case is routed to (fixed when it opens).
     pub team: String,
     /// When a first contact attempt is overdue.
@@ -269,21 +274,26 @@ pub fn decide(
         return alerts;
     }
     let reads_school = eval.fired.iter().any(|r| r.reads_school);
+    // The contributing signals the case does not hold yet (copied only then).
+    let held = state.case.as_ref().map(|c| &c.signals);
     let contributing: Vec<SignalRef> = state
         .open_arrears_iter(now, settings)
-        .map(|r| SignalRef {
-            source: r.source.clone(),
-            id: r.id.clone(),
-        })
+        .map(|r| (&r.source, &r.id))
         .chain(
             state
                 .recent_absences(now)
                 .filter(|_| reads_school)
-                .map(|r| SignalRef {
-                    source: r.source.clone(),
-                    id: r.id.clone(),
-                }),
+                .map(|r| (&r.source, &r.id)),
         )
+        .filter(|(source, id)| {
+            !held.is_some_and(|held| {
+                held.contains_by(|s| (s.source.as_str(), s.id.as_str()).cmp(&(source, id)))
+            })
+        })
+        .map(|(source, id)| SignalRef {
+            source: source.clone(),
+            id: id.clone(),
+        })
         .collect();
     let kind = match &mut state.case {
         None => {
@@ -294,10 +304,10 @@ pub fn decide(
                 episode,
                 opened_at: now,
                 prioriteit: top,
-                rules: BTreeMap::new(),
-                categories: BTreeMap::new(),
+                rules: LiteMap::new(),
+                categories: LiteMap::new(),
                 seq: 0,
-                signals: BTreeSet::new(),
+                signals: SortedSet::new(),
                 team: team.to_owned(),
                 deadline: settings.contact.deadline(now, crisis),
                 contacted: false,

@@ -16,6 +16,7 @@
 //! - [`step`]: the per-household step (a signal, a timer, feedback) that
 //!   every part of Vroeg runs, with the rules and routing as traits.
 //! - [`archive`]: the durable record of every case, for the API and exports.
+//! - [`sorted`]: a set kept as a sorted vector, for the small sets of a case.
 //! - [`time`]: day and millisecond arithmetic used everywhere else.
 
 #[macro_use]
@@ -27,6 +28,7 @@ pub mod feedback;
 pub mod household;
 pub mod optout;
 pub mod signal;
+pub mod sorted;
 pub mod state;
 pub mod step;
 pub mod time;

@@ -180,7 +180,7 @@ pub struct AbsenceRecord {
 /// The contact details outreach needs, taken from the latest payment signal.
 /// Personal data: kept only while the household has open signals or a case,
 /// and never logged.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
     pub voorletters: String,
     pub voorvoegsel: Option<String>,
@@ -222,6 +222,18 @@ pub struct HouseholdState {
     /// When the team recorded the outcome of the last case: signals up to
     /// then are handled, and only a newer one opens a new case.
     pub closed_through: Option<Millis>,
+}
+
+/// Insert `item` at `pos`, growing a short list by one slot at a time.
+///
+/// A household holds one to a few records of some 200 bytes, and a million
+/// households are held in memory; `Vec`'s first growth takes four slots.
+fn insert_compact<T>(list: &mut Vec<T>, pos: usize, item: T) {
+    const SHORT: usize = 4;
+    if list.len() == list.capacity() && list.len() < SHORT {
+        list.reserve_exact(1);
+    }
+    list.insert(pos, item);
 }
 
 /// What applying a signal did.
@@ -289,23 +301,24 @@ impl HouseholdState {
                     .arrears
                     .partition_point(|r| r.order_key() < record.order_key());
                 let newest = pos == self.arrears.len();
-                self.arrears.insert(pos, record);
-                // The contact details follow the newest payment signal.
+                insert_compact(&mut self.arrears, pos, record);
+                // The contact details follow the newest payment signal
+                // (written over the old ones, reusing their buffers).
                 if newest || self.contact.is_none() {
                     let c = &a.client;
-                    self.contact = Some(Box::new(Contact {
-                        voorletters: c.voorletters.clone(),
-                        voorvoegsel: c.voorvoegsel.clone(),
-                        achternaam: c.achternaam.clone(),
-                        geboortedatum: c.geboortedatum,
-                        straatnaam: c.address.straatnaam.clone(),
-                        postcode: c.address.postcode.clone(),
-                        huisnummer: c.address.huisnummer,
-                        huisnummertoevoeging: c.address.huisnummertoevoeging.clone(),
-                        plaatsnaam: c.address.plaatsnaam.clone(),
-                        telefoon: c.telefoon.clone(),
-                        email: c.email.clone(),
-                    }));
+                    let to = self.contact.get_or_insert_with(Default::default);
+                    to.voorletters.clone_from(&c.voorletters);
+                    to.voorvoegsel.clone_from(&c.voorvoegsel);
+                    to.achternaam.clone_from(&c.achternaam);
+                    to.geboortedatum = c.geboortedatum;
+                    to.straatnaam.clone_from(&c.address.straatnaam);
+                    to.postcode.clone_from(&c.address.postcode);
+                    to.huisnummer = c.address.huisnummer;
+                    to.huisnummertoevoeging
+                        .clone_from(&c.address.huisnummertoevoeging);
+                    to.plaatsnaam.clone_from(&c.address.plaatsnaam);
+                    to.telefoon.clone_from(&c.telefoon);
+                    to.email.clone_from(&c.email);
                 }
                 self.enforce_caps();
                 ApplyOutcome::Applied
@@ -325,11 +338,11 @@ impl HouseholdState {
                     verzuimsoort: a.verzuimsoort,
                     uren_4_weken: a.uren_4_weken,
                 };
-                let key = (record.time, record.source.clone(), record.id.clone());
+                let key = (record.time, record.source.as_str(), record.id.as_str());
                 let pos = self
                     .absences
-                    .partition_point(|r| (r.time, r.source.clone(), r.id.clone()) < key);
-                self.absences.insert(pos, record);
+                    .partition_point(|r| (r.time, r.source.as_str(), r.id.as_str()) < key);
+                insert_compact(&mut self.absences, pos, record);
                 if self.absences.len() > MAX_ABSENCE_RECORDS {
                     self.absences.remove(0);
                 }

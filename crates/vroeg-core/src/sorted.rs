@@ -1,0 +1,131 @@
+//! A set kept as a sorted vector: what a case holds of its signals.
+//!
+//! A case has a handful of signals, and a million households are held in
+//! memory; a `BTreeSet` allocates a node of eleven slots for the first one.
+//! [`SortedSet`] holds exactly its items, in order, and is encoded as a
+//! sequence, the way serde encodes a `BTreeSet`, so stored states keep their
+//! format. Reading one back sorts and deduplicates it.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Distinct items in ascending order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SortedSet<T>(Vec<T>);
+
+impl<T: Ord> SortedSet<T> {
+    pub const fn new() -> Self {
+        SortedSet(Vec::new())
+    }
+
+    /// Add `item`; `false` if it was there already.
+    pub fn insert(&mut self, item: T) -> bool {
+        match self.0.binary_search(&item) {
+            Ok(_) => false,
+            Err(pos) => {
+                self.0.insert(pos, item);
+                true
+            }
+        }
+    }
+
+    pub fn contains(&self, item: &T) -> bool {
+        self.0.binary_search(item).is_ok()
+    }
+
+    /// Whether an item compares equal under `cmp`, which must order items
+    /// as `Ord` does (for a lookup by borrowed parts).
+    pub fn contains_by(&self, cmp: impl FnMut(&T) -> Ordering) -> bool {
+        self.0.binary_search_by(cmp).is_ok()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<T: Ord> Extend<T> for SortedSet<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, items: I) {
+        for item in items {
+            self.insert(item);
+        }
+    }
+}
+
+impl<T: Ord> FromIterator<T> for SortedSet<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
+        let mut v: Vec<T> = items.into_iter().collect();
+        v.sort();
+        v.dedup();
+        SortedSet(v)
+    }
+}
+
+impl<T> IntoIterator for SortedSet<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a SortedSet<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<T: Serialize> Serialize for SortedSet<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(&self.0)
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Ord> Deserialize<'de> for SortedSet<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<T>::deserialize(deserializer).map(|v| v.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::SortedSet;
+
+    #[test]
+    fn behaves_as_a_btree_set_and_is_encoded_as_one() {
+        let items = ["d", "a", "c", "a", "b", "d", "e"];
+        let mut set = SortedSet::new();
+        let mut tree = BTreeSet::new();
+        for item in items {
+            assert_eq!(set.insert(item.to_owned()), tree.insert(item.to_owned()));
+        }
+        assert!(set.iter().eq(tree.iter()));
+        assert_eq!(set.len(), tree.len());
+        assert!(set.contains(&"c".to_owned()) && !set.contains(&"x".to_owned()));
+        assert!(set.contains_by(|s| s.as_str().cmp("e")));
+        // The same bytes as a BTreeSet, in JSON and in postcard (the stores).
+        assert_eq!(
+            serde_json::to_string(&set).unwrap(),
+            serde_json::to_string(&tree).unwrap()
+        );
+        let bytes = postcard::to_allocvec(&tree).unwrap();
+        assert_eq!(postcard::to_allocvec(&set).unwrap(), bytes);
+        assert_eq!(postcard::from_bytes::<SortedSet<String>>(&bytes).unwrap(), set);
+        // Read back from an unordered list with a duplicate: ordered, once.
+        let read: SortedSet<String> = serde_json::from_str(r#"["b","a","b"]"#).unwrap();
+        assert_eq!(read.into_iter().collect::<Vec<_>>(), ["a", "b"]);
+    }
+}
