@@ -49,8 +49,9 @@ pub struct Evaluation {
     /// Ids of suppression rules whose `when` held. Any one of them stops
     /// this evaluation from opening or updating a case.
     pub suppressed_by: Vec<String>,
-    /// The value of every variable the fired and suppressing rules read.
-    pub variables: BTreeMap<String, VarValue>,
+    /// The value of every variable the fired and suppressing rules read, in
+    /// name order (names from the [`crate::vars::catalogue`]).
+    pub variables: Vec<(&'static str, VarValue)>,
     /// The work queue a queue rule chose, if any.
     pub werkbak: Option<String>,
 }
@@ -363,7 +364,11 @@ pub fn decide(
         .collect();
     let mut event = alert(key, case, kind, now, ruleset);
     event.regels = regels;
-    event.variabelen = eval.variables.clone();
+    event.variabelen = eval
+        .variables
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), *value))
+        .collect();
     event.contact = state.contact.as_deref().cloned();
     alerts.push(event);
     alerts

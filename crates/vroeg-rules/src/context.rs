@@ -1,15 +1,16 @@
 //! The evalexpr context rules are evaluated in: the catalogue variables of
 //! one household, read-only, with evalexpr's builtin functions available.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use evalexpr::{Context, EvalexprError, EvalexprResult, Value};
+use rustc_hash::FxHashMap;
 use vroeg_core::vars::{catalogue, VarValue, Variables};
 
-/// Name to catalogue index, built once.
-pub fn index() -> &'static HashMap<&'static str, usize> {
-    static INDEX: OnceLock<HashMap<&'static str, usize>> = OnceLock::new();
+/// Name to catalogue index, built once. (FxHash: rules look a name up for
+/// every variable they read, for every household they are evaluated on.)
+pub fn index() -> &'static FxHashMap<&'static str, usize> {
+    static INDEX: OnceLock<FxHashMap<&'static str, usize>> = OnceLock::new();
     INDEX.get_or_init(|| {
         catalogue()
             .iter()

@@ -375,8 +375,9 @@ impl RuleSet {
         let cat = catalogue();
         eval.variables = read
             .into_iter()
-            .map(|i| (cat[i].name.clone(), vars.values[i]))
+            .map(|i| (cat[i].name.as_str(), vars.values[i]))
             .collect();
+        eval.variables.sort_unstable_by_key(|(name, _)| *name);
         (eval, errors)
     }
 
