@@ -388,7 +388,7 @@ pub(crate) fn alert(
         id: format!("{}-{}", case.id, case.seq),
         kind,
         zaak_id: case.id.clone(),
-        huishouden: key.to_string(),
+        huishouden: key.0.clone(),
         wijkteam: case.team.clone(),
         werkbak: case.werkbak.clone(),
         episode: case.episode,

@@ -123,7 +123,10 @@ mod tests {
         );
         let bytes = postcard::to_allocvec(&tree).unwrap();
         assert_eq!(postcard::to_allocvec(&set).unwrap(), bytes);
-        assert_eq!(postcard::from_bytes::<SortedSet<String>>(&bytes).unwrap(), set);
+        assert_eq!(
+            postcard::from_bytes::<SortedSet<String>>(&bytes).unwrap(),
+            set
+        );
         // Read back from an unordered list with a duplicate: ordered, once.
         let read: SortedSet<String> = serde_json::from_str(r#"["b","a","b"]"#).unwrap();
         assert_eq!(read.into_iter().collect::<Vec<_>>(), ["a", "b"]);

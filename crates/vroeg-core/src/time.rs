@@ -169,6 +169,33 @@ pub fn parse_moment(s: &str, end_of_day: bool) -> Option<Millis> {
 
 /// Format milliseconds since the epoch as RFC 3339 in UTC, with milliseconds.
 pub fn format_rfc3339(ms: Millis) -> String {
+    // Every case event carries one: written digit by digit for the years
+    // 0000-9999, through the time crate's formatter for anything else.
+    let date = Day::of_millis(ms).to_date();
+    if (0..=9999).contains(&date.year()) {
+        let of_day = ms.rem_euclid(DAY_MS);
+        let fields = [
+            (date.year() as i64, 4, b'-'),
+            (date.month() as i64, 2, b'-'),
+            (date.day() as i64, 2, b'T'),
+            (of_day / 3_600_000, 2, b':'),
+            (of_day / 60_000 % 60, 2, b':'),
+            (of_day / 1000 % 60, 2, b'.'),
+            (of_day % 1000, 3, b'Z'),
+        ];
+        let mut out = Vec::with_capacity(24);
+        for (value, digits, separator) in fields {
+            for place in (0..digits).rev() {
+                out.push(b'0' + (value / 10_i64.pow(place) % 10) as u8);
+            }
+            out.push(separator);
+        }
+        return String::from_utf8(out).expect("ASCII digits and separators");
+    }
+    format_rfc3339_slow(ms)
+}
+
+fn format_rfc3339_slow(ms: Millis) -> String {
     let t = OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let format = time::macros::format_description!(
@@ -180,6 +207,36 @@ pub fn format_rfc3339(ms: Millis) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_digit_by_digit_equals_the_time_crate() {
+        // Across the years 0000-9999, millisecond steps that are not round,
+        // before and after 1970, and the edges of the fast path.
+        let first = -62_167_219_200_000; // 0000-01-01T00:00:00.000Z
+        let last = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let step = 7_919_993_377; // about three months, never round
+        let mut ms = first;
+        while ms <= last {
+            assert_eq!(format_rfc3339(ms), format_rfc3339_slow(ms), "{ms}");
+            ms += step;
+        }
+        for ms in [
+            first,
+            first - 1,
+            last,
+            last + 1,
+            -1,
+            0,
+            1,
+            1_767_225_600_000,
+        ] {
+            assert_eq!(format_rfc3339(ms), format_rfc3339_slow(ms), "{ms}");
+        }
+        assert_eq!(
+            format_rfc3339(1_767_225_600_123),
+            "2026-01-01T00:00:00.123Z"
+        );
+    }
 
     #[test]
     fn day_round_trips_through_dates() {

@@ -10,7 +10,9 @@
 //! are named by their pseudonymous key; names and addresses appear only
 //! when asked for ([`Compare::personal_data`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -223,7 +225,7 @@ struct MonthTally {
 pub struct Tally {
     months: BTreeMap<String, MonthTally>,
     work: BTreeMap<String, BTreeMap<String, u64>>,
-    households: HashMap<String, Seen>,
+    households: FxHashMap<String, Seen>,
     /// The month and week of the last event's UTC `tijd` up to its hour
     /// (empty for another offset): the events come in time order, and a
     /// Dutch day starts on a whole UTC hour.
