@@ -300,6 +300,7 @@ pub fn decide(
         None => {
             state.episodes += 1;
             let episode = state.episodes;
+            let deadline = settings.contact.deadline(now, crisis);
             state.case = Some(Box::new(CaseState {
                 id: format!("{}-{}", key, episode),
                 episode,
@@ -310,9 +311,9 @@ pub fn decide(
                 seq: 0,
                 signals: SortedSet::new(),
                 team: team.to_owned(),
-                deadline: settings.contact.deadline(now, crisis),
+                deadline,
                 contacted: false,
-                next_escalation: settings.contact.deadline(now, crisis),
+                next_escalation: deadline,
                 escalations: 0,
                 attempts: Vec::new(),
                 feedback_ids: BTreeSet::new(),

@@ -42,6 +42,18 @@ impl Day {
 
     /// Parse an ISO 8601 calendar date (`YYYY-MM-DD`).
     pub fn parse(s: &str) -> Option<Day> {
+        // Every signal carries three: read digit by digit when the text has
+        // the plain shape, through the time crate's parser otherwise.
+        if let Some([y, m, d]) = digits(s.as_bytes(), b"dddd-dd-dd") {
+            let month = Month::try_from(m as u8).ok()?;
+            return Date::from_calendar_date(y as i32, month, d as u8)
+                .ok()
+                .map(Day::from_date);
+        }
+        Self::parse_slow(s)
+    }
+
+    fn parse_slow(s: &str) -> Option<Day> {
         let format = time::macros::format_description!("[year]-[month]-[day]");
         Date::parse(s, &format).ok().map(Day::from_date)
     }
@@ -147,8 +159,65 @@ impl std::fmt::Display for Day {
     }
 }
 
+/// The numbers of `text` if it has exactly the `shape`, where `d` is an
+/// ASCII digit and any other byte stands for itself: each run of digits is
+/// one number, in order. `None` for any other text.
+fn digits<const N: usize>(text: &[u8], shape: &[u8]) -> Option<[u32; N]> {
+    if text.len() != shape.len() {
+        return None;
+    }
+    let mut out = [0u32; N];
+    let mut n = 0;
+    let mut in_number = false;
+    for (&c, &want) in text.iter().zip(shape) {
+        if want == b'd' {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            if !in_number {
+                if n == N {
+                    return None;
+                }
+                n += 1;
+                in_number = true;
+            }
+            out[n - 1] = out[n - 1] * 10 + u32::from(c - b'0');
+        } else {
+            if c != want {
+                return None;
+            }
+            in_number = false;
+        }
+    }
+    (n == N).then_some(out)
+}
+
 /// Parse an RFC 3339 timestamp into milliseconds since the epoch.
 pub fn parse_rfc3339(s: &str) -> Option<Millis> {
+    // The shapes Vroeg and most partners write (UTC, whole seconds or
+    // milliseconds) are read digit by digit; anything else, and any value
+    // out of range (a leap second, say), goes to the time crate's parser.
+    let fast = match s.len() {
+        24 => digits(s.as_bytes(), b"dddd-dd-ddTdd:dd:dd.dddZ"),
+        20 => digits::<6>(s.as_bytes(), b"dddd-dd-ddTdd:dd:ddZ")
+            .map(|[y, mo, d, h, mi, se]| [y, mo, d, h, mi, se, 0]),
+        _ => None,
+    };
+    if let Some([y, mo, d, h, mi, se, ms]) = fast {
+        if h < 24 && mi < 60 && se < 60 {
+            if let Some(day) = Month::try_from(mo as u8)
+                .ok()
+                .and_then(|month| Date::from_calendar_date(y as i32, month, d as u8).ok())
+            {
+                let of_day = ((h * 60 + mi) * 60 + se) as Millis * 1000 + ms as Millis;
+                return Some(Day::from_date(day).start_millis() + of_day);
+            }
+        }
+    }
+    parse_rfc3339_slow(s)
+}
+
+fn parse_rfc3339_slow(s: &str) -> Option<Millis> {
     let t = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
     Some((t.unix_timestamp_nanos() / 1_000_000) as Millis)
 }
@@ -207,6 +276,54 @@ fn format_rfc3339_slow(ms: Millis) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parsing_digit_by_digit_equals_the_time_crate() {
+        // Every text of the plain shapes built from a few digits per
+        // place, valid or not, and some of other shapes.
+        let years = ["0000", "0001", "1969", "1970", "2024", "2026", "9999"];
+        let months = ["00", "01", "02", "09", "12", "13", "99"];
+        let days = ["00", "01", "28", "29", "30", "31", "32"];
+        let times = [
+            "T00:00:00.000Z",
+            "T23:59:59.999Z",
+            "T24:00:00.000Z",
+            "T12:60:00.000Z",
+            "T12:00:60.000Z",
+            "T07:00:13Z",
+            "T07:00:13.1Z",
+            "T07:00:13.158+01:00",
+            "t07:00:13.158z",
+            "T07:00:13.158",
+            "T07:0a:13.158Z",
+        ];
+        for y in years {
+            for m in months {
+                for d in days {
+                    let day = format!("{y}-{m}-{d}");
+                    assert_eq!(Day::parse(&day), Day::parse_slow(&day), "{day}");
+                    for t in times {
+                        let s = format!("{day}{t}");
+                        assert_eq!(parse_rfc3339(&s), parse_rfc3339_slow(&s), "{s}");
+                    }
+                }
+            }
+        }
+        for s in [
+            "",
+            "2026-1-01",
+            "+2026-01-01",
+            "2026-01-01 ",
+            "２026-01-01",
+            "2026/01/01",
+        ] {
+            assert_eq!(Day::parse(s), Day::parse_slow(s), "{s:?}");
+        }
+        assert_eq!(
+            parse_rfc3339("2026-01-01T07:00:13.158Z"),
+            Some(1_767_250_813_158)
+        );
+    }
 
     #[test]
     fn rfc3339_digit_by_digit_equals_the_time_crate() {
