@@ -23,8 +23,8 @@
 //! it applied them), never reach partners or the DDAS export, and change
 //! nothing the rules see. Pure: no IO, no clock.
 
+use crate::json::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::case::{close, Alert, CloseReason};
 use crate::household::HouseholdKey;
@@ -219,7 +219,7 @@ impl Feedback {
 /// field; nothing panics.
 pub fn decode_feedback(bytes: &[u8], ctx: &DecodeContext) -> Result<Feedback, DecodeError> {
     let value = parse_json(bytes, ctx)?;
-    let Value::Object(map) = &value else {
+    let Json::Object(map) = &value else {
         return Err(DecodeError::whole(
             ErrorCode::NotAnObject,
             "feedback must be a JSON object",
@@ -326,7 +326,7 @@ pub fn decode_feedback(bytes: &[u8], ctx: &DecodeContext) -> Result<Feedback, De
                         "required: a colleague's name, or null to unassign",
                     ))
                 }
-                Some(Value::Null) => None,
+                Some(Json::Null) => None,
                 Some(_) => Some(text("medewerker", MAX_NAME_CHARS)?),
             };
             FeedbackKind::Toewijzing { medewerker }

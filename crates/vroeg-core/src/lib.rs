@@ -26,6 +26,7 @@ pub mod archive;
 pub mod case;
 pub mod feedback;
 pub mod household;
+mod json;
 pub mod optout;
 pub mod signal;
 pub mod sorted;

@@ -13,6 +13,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::json::{Json, JsonMap};
+
 use crate::time::{parse_rfc3339, Day, Millis, DAY_MS};
 
 /// CloudEvents `type` of a payment-arrears signal.
@@ -278,7 +280,7 @@ const KNOWN_ATTRIBUTES: &[&str] = &[
 /// Decode a structured-mode CloudEvent (the whole event is the JSON body).
 pub fn decode_structured(bytes: &[u8], ctx: &DecodeContext) -> Result<Signal, DecodeError> {
     let value = parse_json(bytes, ctx)?;
-    let Value::Object(map) = value else {
+    let Json::Object(map) = value else {
         return Err(DecodeError::whole(
             ErrorCode::NotAnObject,
             "a CloudEvent must be a JSON object",
@@ -291,14 +293,14 @@ pub fn decode_structured(bytes: &[u8], ctx: &DecodeContext) -> Result<Signal, De
             "binary data is not accepted; send `data` as a JSON object",
         ));
     }
-    for key in map.keys() {
-        if !KNOWN_ATTRIBUTES.contains(&key.as_str()) && !is_extension_name(key) {
-            return Err(DecodeError::new(
-                ErrorCode::UnknownField,
-                key.as_str(),
-                "not a CloudEvents attribute, and not a valid extension name (lower-case letters and digits, at most 20)",
-            ));
-        }
+    if let Some(key) =
+        map.first_key(|key| !KNOWN_ATTRIBUTES.contains(&key) && !is_extension_name(key))
+    {
+        return Err(DecodeError::new(
+            ErrorCode::UnknownField,
+            key,
+            "not a CloudEvents attribute, and not a valid extension name (lower-case letters and digits, at most 20)",
+        ));
     }
     let attrs = Attributes {
         specversion: get_attr(&map, "specversion")?,
@@ -456,7 +458,10 @@ pub fn partner_label(headers: &[(&str, &[u8])], body: &[u8], max_bytes: usize) -
 
 /// Check the size, then parse UTF-8 JSON. serde_json limits nesting to
 /// 128 levels, so deep nesting is an error, not a stack overflow.
-pub(crate) fn parse_json(bytes: &[u8], ctx: &DecodeContext) -> Result<Value, DecodeError> {
+pub(crate) fn parse_json<'a>(
+    bytes: &'a [u8],
+    ctx: &DecodeContext,
+) -> Result<Json<'a>, DecodeError> {
     if bytes.len() > ctx.max_bytes {
         return Err(DecodeError::whole(
             ErrorCode::TooLarge,
@@ -495,7 +500,7 @@ struct Attributes<'a> {
     datacontenttype: Option<&'a str>,
 }
 
-fn get_attr<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a str, DecodeError> {
+fn get_attr<'a>(map: &'a JsonMap<'a>, name: &str) -> Result<&'a str, DecodeError> {
     opt_attr(map, name)?.ok_or_else(|| {
         DecodeError::new(
             ErrorCode::MissingField,
@@ -505,10 +510,10 @@ fn get_attr<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a str, Deco
     })
 }
 
-fn opt_attr<'a>(map: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, DecodeError> {
+fn opt_attr<'a>(map: &'a JsonMap<'a>, name: &str) -> Result<Option<&'a str>, DecodeError> {
     match map.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s.as_ref())),
         Some(other) => Err(DecodeError::new(
             ErrorCode::WrongType,
             name,
@@ -519,7 +524,7 @@ fn opt_attr<'a>(map: &'a Map<String, Value>, name: &str) -> Result<Option<&'a st
 
 fn decode_event(
     attrs: Attributes<'_>,
-    data: &Value,
+    data: &Json<'_>,
     ctx: &DecodeContext,
 ) -> Result<Signal, DecodeError> {
     if attrs.specversion != "1.0" {
@@ -567,7 +572,7 @@ fn decode_event(
             "lies in the future",
         ));
     }
-    let Value::Object(data) = data else {
+    let Json::Object(data) = data else {
         return Err(DecodeError::new(
             ErrorCode::WrongType,
             "data",
@@ -604,20 +609,20 @@ fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
 }
 
-fn type_name(v: &Value) -> &'static str {
+fn type_name(v: &Json<'_>) -> &'static str {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
     }
 }
 
 /// A JSON object being decoded, with its path for error messages.
 pub(crate) struct Obj<'a> {
-    pub(crate) map: &'a Map<String, Value>,
+    pub(crate) map: &'a JsonMap<'a>,
     pub(crate) path: &'static str,
 }
 
@@ -627,21 +632,19 @@ impl<'a> Obj<'a> {
     }
 
     pub(crate) fn deny_unknown(&self, known: &[&str]) -> Result<(), DecodeError> {
-        for key in self.map.keys() {
-            if !known.contains(&key.as_str()) {
-                return Err(DecodeError::new(
-                    ErrorCode::UnknownField,
-                    self.field(&truncate(key)),
-                    "unknown field",
-                ));
-            }
+        match self.map.first_key(|key| !known.contains(&key)) {
+            Some(key) => Err(DecodeError::new(
+                ErrorCode::UnknownField,
+                self.field(&truncate(key)),
+                "unknown field",
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    pub(crate) fn get(&self, name: &str) -> Result<&'a Value, DecodeError> {
+    pub(crate) fn get(&self, name: &str) -> Result<&'a Json<'a>, DecodeError> {
         match self.map.get(name) {
-            None | Some(Value::Null) => Err(DecodeError::new(
+            None | Some(Json::Null) => Err(DecodeError::new(
                 ErrorCode::MissingField,
                 self.field(name),
                 "required field is missing",
@@ -650,7 +653,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    pub(crate) fn wrong_type(&self, name: &str, expected: &str, found: &Value) -> DecodeError {
+    pub(crate) fn wrong_type(&self, name: &str, expected: &str, found: &Json<'_>) -> DecodeError {
         DecodeError::new(
             ErrorCode::WrongType,
             self.field(name),
@@ -660,46 +663,46 @@ impl<'a> Obj<'a> {
 
     pub(crate) fn string(&self, name: &str) -> Result<&'a str, DecodeError> {
         match self.get(name)? {
-            Value::String(s) if s.trim().is_empty() => Err(DecodeError::new(
+            Json::String(s) if s.trim().is_empty() => Err(DecodeError::new(
                 ErrorCode::InvalidValue,
                 self.field(name),
                 "must not be empty",
             )),
-            Value::String(s) if s.len() > 200 => Err(DecodeError::new(
+            Json::String(s) if s.len() > 200 => Err(DecodeError::new(
                 ErrorCode::InvalidValue,
                 self.field(name),
                 "longer than 200 bytes",
             )),
-            Value::String(s) => Ok(s),
+            Json::String(s) => Ok(s.as_ref()),
             other => Err(self.wrong_type(name, "a string", other)),
         }
     }
 
     pub(crate) fn opt_string(&self, name: &str) -> Result<Option<&'a str>, DecodeError> {
         match self.map.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) if s.trim().is_empty() => Ok(None),
             Some(_) => self.string(name).map(Some),
         }
     }
 
     pub(crate) fn boolean(&self, name: &str) -> Result<bool, DecodeError> {
         match self.get(name)? {
-            Value::Bool(b) => Ok(*b),
+            Json::Bool(b) => Ok(*b),
             other => Err(self.wrong_type(name, "a boolean", other)),
         }
     }
 
     pub(crate) fn opt_boolean(&self, name: &str) -> Result<bool, DecodeError> {
         match self.map.get(name) {
-            None | Some(Value::Null) => Ok(false),
+            None | Some(Json::Null) => Ok(false),
             Some(_) => self.boolean(name),
         }
     }
 
     pub(crate) fn integer(&self, name: &str) -> Result<i64, DecodeError> {
         match self.get(name)? {
-            Value::Number(n) => match n.as_i64() {
+            Json::Number(n) => match n.as_i64() {
                 Some(i) => Ok(i),
                 None if n.as_u64().is_some() => Err(DecodeError::new(
                     ErrorCode::ImplausibleAmount,
@@ -718,7 +721,7 @@ impl<'a> Obj<'a> {
 
     pub(crate) fn date(&self, name: &str) -> Result<Day, DecodeError> {
         match self.get(name)? {
-            Value::String(s) => {
+            Json::String(s) => {
                 let day = Day::parse(s).ok_or_else(|| {
                     DecodeError::new(
                         ErrorCode::InvalidDate,
@@ -742,7 +745,7 @@ impl<'a> Obj<'a> {
     /// A nested object; `path` is its full dotted path, for error messages.
     pub(crate) fn object(&self, name: &str, path: &'static str) -> Result<Obj<'a>, DecodeError> {
         match self.get(name)? {
-            Value::Object(map) => Ok(Obj { map, path }),
+            Json::Object(map) => Ok(Obj { map, path }),
             other => Err(self.wrong_type(name, "an object", other)),
         }
     }
@@ -968,7 +971,7 @@ fn decode_address(obj: &Obj<'_>) -> Result<Address, DecodeError> {
         )
     })?;
     let (huisnummer, embedded_suffix) = match obj.get("huisnummer")? {
-        Value::Number(n) => match n.as_u64() {
+        Json::Number(n) => match n.as_u64() {
             Some(n) if (1..=99_999).contains(&n) => (n as u32, None),
             _ => {
                 return Err(DecodeError::new(
@@ -978,7 +981,7 @@ fn decode_address(obj: &Obj<'_>) -> Result<Address, DecodeError> {
                 ))
             }
         },
-        Value::String(s) => split_house_number(s).ok_or_else(|| {
+        Json::String(s) => split_house_number(s).ok_or_else(|| {
             DecodeError::new(
                 ErrorCode::InvalidValue,
                 obj.field("huisnummer"),
