@@ -670,9 +670,14 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // Ready while the follower measures its lag (it reaches the brokers).
     let ready_progress = progress.clone();
     let ready: vroeg_api::Readiness = Arc::new(move || {
-        ready_progress
+        let measured = ready_progress
             .measured()
-            .is_some_and(|t| vroeg_kafka::wall_now() - t < 10_000)
+            .is_some_and(|t| vroeg_kafka::wall_now() - t < 10_000);
+        if measured {
+            Vec::new()
+        } else {
+            vec!["the read model has not measured its lag in the last 10 s".to_owned()]
+        }
     });
     let router = vroeg_api::router(metrics, ready, Some(api));
     let tls = load_tls(&config)?;
@@ -912,7 +917,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
         if let Some(addr) = config.api {
             let ready_health = health.clone();
-            let ready: vroeg_api::Readiness = Arc::new(move || ready_health.ready());
+            let ready: vroeg_api::Readiness = Arc::new(move || ready_health.unready_reasons());
             let router = vroeg_api::router(metrics.clone(), ready, case_api);
             tokio::spawn(async move {
                 if let Err(e) = vroeg_api::serve(addr, router, tls, async {

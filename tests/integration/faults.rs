@@ -358,11 +358,19 @@ fn readiness_after_outages(role: Option<&str>) {
         // a quiet service). The bound is the promise to operators:
         // ready within 10 s of the broker's return (measured: 2-4 s; the
         // clients retry every 2 s and report every 2 s).
-        wait_for(
-            &format!("/readyz after the broker's return ({what})"),
-            Duration::from_secs(10),
-            || matches!(service.http("/readyz"), Some((200, _))),
-        );
+        loop {
+            let answer = service.http("/readyz");
+            if matches!(answer, Some((200, _))) {
+                break;
+            }
+            // On a miss, say what kept it: /readyz names it, and the log.
+            assert!(
+                back.elapsed() < Duration::from_secs(10),
+                "/readyz after the broker's return ({what}) still answers {answer:?}; the log since the outage:\n{}",
+                log_lines(&service)[log_before..].join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
         let ready_after = back.elapsed();
         // Give the clients that reconnect last time to say so.
         std::thread::sleep(Duration::from_secs(3));

@@ -182,7 +182,7 @@ fn fixture_with(sink_ok: bool) -> Fixture {
         inbox: Arc::new(crate::inbox::Settings::default()),
     };
     Fixture {
-        router: router(Arc::new(Metrics::new()), Arc::new(|| true), Some(api)),
+        router: router(Arc::new(Metrics::new()), Arc::new(Vec::new), Some(api)),
         store,
         sent,
     }

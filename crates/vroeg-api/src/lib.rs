@@ -32,9 +32,10 @@ pub use cases::{CaseApi, Clock, FeedbackSink, Reload, Reloaded};
 pub use exports::Exports;
 pub use metrics::{Format, Metrics};
 
-/// Whether the service is ready (broker reachable, partitions assigned,
-/// store open).
-pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
+/// What keeps the service from being ready (broker unreachable, partitions
+/// not assigned, store closed, ...), one short English phrase each; empty
+/// when it is ready. `/readyz` answers 503 with these phrases.
+pub type Readiness = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 
 /// The OpenAPI document of the case API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -161,10 +162,14 @@ async fn count_request(
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if (state.ready)() {
-        (StatusCode::OK, "ready\n")
+    let reasons = (state.ready)();
+    if reasons.is_empty() {
+        (StatusCode::OK, "ready\n".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", reasons.join("; ")),
+        )
     }
 }
 
@@ -305,7 +310,7 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_are_prometheus_text_unless_openmetrics_is_preferred() {
-        let router = router(Arc::new(Metrics::new()), Arc::new(|| true), None);
+        let router = router(Arc::new(Metrics::new()), Arc::new(Vec::new), None);
         let cases = [
             (None, "text/plain; version=0.0.4"),
             (Some("text/plain;version=0.0.4"), "text/plain; version=0.0.4"),
@@ -356,13 +361,22 @@ mod tests {
         let flag = ready_flag.clone();
         let router = router(
             metrics,
-            Arc::new(move || flag.load(std::sync::atomic::Ordering::Relaxed)),
+            Arc::new(move || {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    Vec::new()
+                } else {
+                    vec!["the broker is unreachable".to_owned()]
+                }
+            }),
             None,
         );
         assert_eq!(get(router.clone(), "/healthz").await.0, StatusCode::OK);
         assert_eq!(
-            get(router.clone(), "/readyz").await.0,
-            StatusCode::SERVICE_UNAVAILABLE
+            get(router.clone(), "/readyz").await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the broker is unreachable\n".to_owned()
+            )
         );
         ready_flag.store(true, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(get(router.clone(), "/readyz").await.0, StatusCode::OK);

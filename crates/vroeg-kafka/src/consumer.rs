@@ -51,13 +51,40 @@ pub struct Health {
 
 impl Health {
     pub fn ready(&self) -> bool {
-        self.broker_reachable.load(Ordering::Relaxed)
-            && (self.assigned_partitions.load(Ordering::Relaxed) > 0
-                || self.joined.load(Ordering::Relaxed))
-            && self.store_open.load(Ordering::Relaxed)
-            && !self.producer_down.load(Ordering::Relaxed)
-            && self.restoring.load(Ordering::Relaxed) == 0
-            && self.refused.load(Ordering::Relaxed) == 0
+        self.unready_reasons().is_empty()
+    }
+
+    /// What keeps the service from being ready, for `/readyz`'s answer;
+    /// empty when it is ready.
+    pub fn unready_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if !self.broker_reachable.load(Ordering::Relaxed) {
+            reasons.push("the consumers reach no broker".to_owned());
+        }
+        if self.assigned_partitions.load(Ordering::Relaxed) == 0
+            && !self.joined.load(Ordering::Relaxed)
+        {
+            reasons.push("no partition assigned and the groups not joined".to_owned());
+        }
+        if !self.store_open.load(Ordering::Relaxed) {
+            reasons.push("the store is not open".to_owned());
+        }
+        if self.producer_down.load(Ordering::Relaxed) {
+            reasons.push("the producer reaches no broker".to_owned());
+        }
+        match self.restoring.load(Ordering::Relaxed) {
+            0 => {}
+            n => reasons.push(format!(
+                "{n} household partition(s) restoring from the changelog"
+            )),
+        }
+        match self.refused.load(Ordering::Relaxed) {
+            0 => {}
+            n => reasons.push(format!(
+                "{n} household partition(s) refused (changelog does not decode)"
+            )),
+        }
+        reasons
     }
 }
 
