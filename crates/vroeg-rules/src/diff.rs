@@ -154,25 +154,78 @@ where
     }
 }
 
-/// The rules and values behind a case event, in one line: "category,
-/// prioriteit P: rule (P), ...; variable = value, ...".
-fn explain(a: &Event) -> String {
-    let mut out = String::with_capacity(128);
-    let _ = write!(out, "{}, prioriteit {}: ", a.categorie, a.prioriteit);
-    for (n, r) in a.regels.iter().enumerate() {
-        let sep = if n > 0 { ", " } else { "" };
-        let _ = write!(out, "{sep}{} ({})", r.id, r.prioriteit);
+/// The names a tally's explanations use, each kept once: an explanation is
+/// kept as numbers ([`Names::encode`]) and written out only for the few
+/// households that become samples ([`Names::explain`]).
+#[derive(Default)]
+struct Names {
+    names: Vec<Box<str>>,
+    index: FxHashMap<Box<str>, u32>,
+}
+
+/// The tags of a variable's value in an encoded explanation.
+const BOOL: u32 = 0;
+const INT: u32 = 1;
+const FLOAT: u32 = 2;
+
+impl Names {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.index.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        self.index.insert(name.into(), id);
+        id
     }
-    out.push_str("; ");
-    for (n, (k, v)) in a.variabelen.iter().enumerate() {
-        let sep = if n > 0 { ", " } else { "" };
-        let _ = match v {
-            VarValue::Bool(b) => write!(out, "{sep}{k} = {b}"),
-            VarValue::Int(i) => write!(out, "{sep}{k} = {i}"),
-            VarValue::Float(f) => write!(out, "{sep}{k} = {f}"),
-        };
+
+    /// `a`'s explanation as numbers, into `out` (cleared first): the
+    /// category and priority, the count of rules, each rule and its
+    /// priority, then each variable, its value's tag and the value's 64
+    /// bits in two halves.
+    fn encode(&mut self, a: &Event, out: &mut Vec<u32>) {
+        out.clear();
+        out.push(self.id(&a.categorie));
+        out.push(u32::from(a.prioriteit));
+        out.push(a.regels.len() as u32);
+        for r in &a.regels {
+            out.push(self.id(&r.id));
+            out.push(u32::from(r.prioriteit));
+        }
+        for (k, v) in &a.variabelen {
+            let (tag, bits) = match *v {
+                VarValue::Bool(b) => (BOOL, u64::from(b)),
+                VarValue::Int(i) => (INT, i as u64),
+                VarValue::Float(f) => (FLOAT, f.to_bits()),
+            };
+            out.extend([self.id(k), tag, bits as u32, (bits >> 32) as u32]);
+        }
     }
-    out
+
+    /// The explanation [`Names::encode`] kept, in one line: "category,
+    /// prioriteit P: rule (P), ...; variable = value, ...".
+    fn explain(&self, words: &[u32]) -> String {
+        let name = |id: u32| &*self.names[id as usize];
+        let mut out = String::with_capacity(128);
+        let _ = write!(out, "{}, prioriteit {}: ", name(words[0]), words[1]);
+        let rules = words[2] as usize;
+        for (n, r) in words[3..3 + 2 * rules].chunks_exact(2).enumerate() {
+            let sep = if n > 0 { ", " } else { "" };
+            let _ = write!(out, "{sep}{} ({})", name(r[0]), r[1]);
+        }
+        out.push_str("; ");
+        for (n, v) in words[3 + 2 * rules..].chunks_exact(4).enumerate() {
+            let sep = if n > 0 { ", " } else { "" };
+            let k = name(v[0]);
+            let bits = u64::from(v[2]) | (u64::from(v[3]) << 32);
+            let _ = match v[1] {
+                BOOL => write!(out, "{sep}{k} = {}", bits != 0),
+                INT => write!(out, "{sep}{k} = {}", bits as i64),
+                _ => write!(out, "{sep}{k} = {}", f64::from_bits(bits)),
+            };
+        }
+        out
+    }
 }
 
 fn contact(a: &Event) -> Option<String> {
@@ -194,17 +247,13 @@ fn contact(a: &Event) -> Option<String> {
 struct Seen {
     cases: u32,
     highest: Option<u8>,
-    /// What its last case event that opened or changed a case says, as a
-    /// sample would show it: kept as text, since a run has hundreds of
+    /// What its last case event that opened or changed a case says, as
+    /// [`Names::encode`] keeps it (empty: none yet): a run has hundreds of
     /// thousands of households and only a few become samples.
-    last: Option<Box<Explained>>,
-}
-
-/// A case event as a sample shows it.
-struct Explained {
-    uitleg: String,
-    /// Name and address, when the event carries them (personal data on).
-    contact: Option<String>,
+    last: Vec<u32>,
+    /// Name and address of that event, when it carries them (personal data
+    /// on).
+    contact: Option<Box<str>>,
 }
 
 /// One month's opened cases of one run, by each dimension.
@@ -226,6 +275,8 @@ pub struct Tally {
     months: BTreeMap<String, MonthTally>,
     work: BTreeMap<String, BTreeMap<String, u64>>,
     households: FxHashMap<String, Seen>,
+    /// The names the households' explanations use.
+    names: Names,
     /// The month and week of the last event's UTC `tijd` up to its hour
     /// (empty for another offset): the events come in time order, and a
     /// Dutch day starts on a whole UTC hour.
@@ -265,6 +316,7 @@ impl Tally {
             };
             count(team, week.as_str());
         }
+        let changed = matches!(a.kind, AlertKind::Geopend | AlertKind::Bijgewerkt);
         let s = match self.households.get_mut(a.huishouden.as_str()) {
             Some(s) => s,
             None => self.households.entry(a.huishouden.clone()).or_default(),
@@ -272,13 +324,21 @@ impl Tally {
         if opened {
             s.cases += 1;
         }
-        if matches!(a.kind, AlertKind::Geopend | AlertKind::Bijgewerkt) {
+        if changed {
             s.highest = Some(s.highest.map_or(a.prioriteit, |h| h.max(a.prioriteit)));
-            s.last = Some(Box::new(Explained {
-                uitleg: explain(&a),
-                contact: contact(&a),
-            }));
+            self.names.encode(&a, &mut s.last);
+            s.contact = contact(&a).map(String::into_boxed_str);
         }
+    }
+
+    /// The explanation and contact line of `s`'s last event, if it has one.
+    fn sample(&self, s: &Seen) -> Option<(String, Option<String>)> {
+        (!s.last.is_empty()).then(|| {
+            (
+                self.names.explain(&s.last),
+                s.contact.as_deref().map(str::to_owned),
+            )
+        })
     }
 }
 
@@ -367,17 +427,16 @@ pub fn compare_tallies(base: &Tally, candidate: &Tally, how: &Compare) -> Diff {
         };
         group.aantal += 1;
         if group.voorbeelden.len() < how.samples {
-            let alert = c
-                .and_then(|s| s.last.as_deref())
-                .or(b.and_then(|s| s.last.as_deref()));
+            let last = c
+                .and_then(|s| candidate.sample(s))
+                .or_else(|| b.and_then(|s| base.sample(s)));
+            let (uitleg, contact) = last.unwrap_or_default();
             group.voorbeelden.push(Sample {
                 huishouden: h.to_owned(),
                 prioriteit_basis: bp,
                 prioriteit_kandidaat: cp,
-                uitleg: alert.map(|e| e.uitleg.clone()).unwrap_or_default(),
-                contact: alert
-                    .filter(|_| how.personal_data)
-                    .and_then(|e| e.contact.clone()),
+                uitleg,
+                contact: contact.filter(|_| how.personal_data),
             });
         }
     }
@@ -781,5 +840,45 @@ mod tests {
         assert_eq!(months, [("2026-01", 2), ("2026-02", 2)]);
         // Saturday 31 January is in week 5, Sunday 1 February too.
         assert_eq!(d.contactwerk["noord"]["2026-W05"].basis, 4);
+    }
+
+    /// A sample's explanation is kept as numbers and written out at the
+    /// end: it reads as the event's rules and values, each kind of value
+    /// written as before.
+    #[test]
+    fn an_explanation_kept_as_numbers_reads_as_the_event() {
+        let mut a = alert("a", AlertKind::Geopend, "2026-03-02T10:00:00Z", "crisis", 9);
+        a.regels = serde_json::from_value(serde_json::json!([
+            {"id": "crisis", "version": 2, "categorie": "crisis", "prioriteit": 9},
+            {"id": "huur_en_energie", "version": 1, "categorie": "meervoudig", "prioriteit": 6}
+        ]))
+        .unwrap();
+        a.variabelen = [
+            ("bedrag_totaal_euro", VarValue::Float(1234.5)),
+            ("crisissignaal", VarValue::Bool(true)),
+            ("dagen_sinds_eerste", VarValue::Int(-3)),
+            ("klein", VarValue::Float(0.1 + 0.2)),
+            ("nul", VarValue::Bool(false)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let mut names = Names::default();
+        let mut words = vec![7; 3];
+        names.encode(&a, &mut words);
+        assert_eq!(
+            names.explain(&words),
+            "crisis, prioriteit 9: crisis (9), huur_en_energie (6); \
+             bedrag_totaal_euro = 1234.5, crisissignaal = true, dagen_sinds_eerste = -3, \
+             klein = 0.30000000000000004, nul = false"
+        );
+        // Names are kept once: a second event reuses them.
+        let before = names.names.len();
+        names.encode(&a, &mut words);
+        assert_eq!(names.names.len(), before);
+        a.regels.clear();
+        a.variabelen.clear();
+        names.encode(&a, &mut words);
+        assert_eq!(names.explain(&words), "crisis, prioriteit 9: ; ");
     }
 }
