@@ -111,6 +111,8 @@ fn replay_both(
     config.routing = std::sync::Arc::new(crate::run::load_routing(args.routing.as_deref())?);
     // The comparison reads the case events alone.
     config.case_records = false;
+    // Names and addresses only when they are to be shown.
+    config.contact_details = args.with_personal_data;
     let what_if = vroeg_engine::whatif::WhatIf {
         config,
         wall_now,

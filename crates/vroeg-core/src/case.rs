@@ -228,6 +228,10 @@ pub struct Decision<'a> {
     pub team: &'a str,
     pub now: Millis,
     pub settings: &'a StateSettings,
+    /// Give the event of a case that opens, changes or escalates the
+    /// household's contact details, for the team's outreach. Off where nobody may see
+    /// them (a what-if without personal data): they are not even copied.
+    pub contact_details: bool,
 }
 
 /// Apply a rule evaluation to a household's case and return the alerts.
@@ -251,6 +255,7 @@ pub fn decide(
         team,
         now,
         settings,
+        contact_details,
     } = *d;
     let mut alerts = Vec::new();
     let Some(eval) = evaluation else {
@@ -370,7 +375,9 @@ pub fn decide(
         .iter()
         .map(|(name, value)| ((*name).to_owned(), *value))
         .collect();
-    event.contact = state.contact.as_deref().cloned();
+    if contact_details {
+        event.contact = state.contact.as_deref().cloned();
+    }
     alerts.push(event);
     alerts
 }
@@ -427,13 +434,16 @@ pub fn close(
 
 /// The contact deadline of the open case has passed without a recorded
 /// contact attempt: raise its priority, emit `escalatie`, and schedule the
-/// next one after the repeat interval. `None` when nothing is due.
+/// next one after the repeat interval. `None` when nothing is due. The event
+/// carries the contact details with `contact_details`
+/// ([`Decision::contact_details`]).
 pub fn escalate(
     key: &HouseholdKey,
     state: &mut HouseholdState,
     ruleset: &str,
     now: Millis,
     settings: &StateSettings,
+    contact_details: bool,
 ) -> Option<Alert> {
     let case = state.case.as_mut()?;
     if !settings.contact.escalate || case.contacted || now < case.next_escalation {
@@ -447,6 +457,8 @@ pub fn escalate(
         case.next_escalation += repeat;
     }
     let mut event = alert(key, case, AlertKind::Escalatie, now, ruleset);
-    event.contact = state.contact.as_deref().cloned();
+    if contact_details {
+        event.contact = state.contact.as_deref().cloned();
+    }
     Some(event)
 }

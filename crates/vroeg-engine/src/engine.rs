@@ -62,6 +62,10 @@ pub struct EngineConfig {
     /// the exports and feedback on closed cases read). Off only where
     /// nothing reads them and no feedback comes: a what-if over history.
     pub case_records: bool,
+    /// Give `geopend`, `bijgewerkt` and `escalatie` case events the household's contact
+    /// details. Off where nobody may see them: a what-if without
+    /// `--with-personal-data`, which then never copies them.
+    pub contact_details: bool,
 }
 
 impl EngineConfig {
@@ -77,6 +81,7 @@ impl EngineConfig {
             publish_cases: false,
             observe: false,
             case_records: true,
+            contact_details: true,
         }
     }
 }
@@ -440,6 +445,7 @@ struct Step<'a> {
     rules: &'a RuleSet,
     routing: &'a Routing,
     settings: StateSettings,
+    contact_details: bool,
 }
 
 impl Step<'_> {
@@ -449,6 +455,7 @@ impl Step<'_> {
             settings: &self.settings,
             rules: self.rules,
             routing: self.routing,
+            contact_details: self.contact_details,
         }
     }
 }
@@ -955,6 +962,7 @@ impl<S: StateStore> Engine<S> {
             settings: rules.state_settings(),
             rules: &rules,
             routing: &routing,
+            contact_details: self.config.contact_details,
         };
         batch.store_next = self.store.timer_after(None)?;
         // Event time on forwarded records: signals wait in the merge queue
@@ -1509,17 +1517,27 @@ fn reject(batch: &mut Batch, intake: &Intake, record: &Record, error: &DecodeErr
     batch.commit.outbox.push(dead_letter(record, error));
 }
 
+/// A household's timer moved from `before` to `after` in this batch: keep
+/// this batch's timers (those [`Engine::fire_timers`] looks at besides the
+/// store's index) up to date. A timer that stays where it was is already in
+/// one of the two: the store's index, or this batch's timers.
 fn move_timer(
     batch: &mut Batch,
     key: &HouseholdKey,
     before: Option<Millis>,
     after: Option<Millis>,
 ) {
-    if let Some(b) = before {
-        batch.new_timers.remove(&(b, key.clone()));
+    if before == after {
+        return;
+    }
+    // One copy of the key: the entry taken out is put back with its new time.
+    let mut entry = before.map(|b| (b, key.clone()));
+    if let Some(old) = entry.take() {
+        entry = Some(batch.new_timers.take(&old).unwrap_or(old));
     }
     if let Some(a) = after {
-        batch.new_timers.insert((a, key.clone()));
+        let k = entry.map_or_else(|| key.clone(), |(_, k)| k);
+        batch.new_timers.insert((a, k));
     }
 }
 

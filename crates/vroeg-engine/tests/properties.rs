@@ -508,6 +508,54 @@ proptest! {
         prop_assert_eq!(sled_states, memory_states);
     }
 
+    /// A what-if without personal data never copies contact details into
+    /// its case events, and nothing else changes: the same events but for
+    /// the contact, and the same states.
+    #[test]
+    fn case_events_without_contact_details_differ_only_in_them(
+        specs in proptest::collection::vec(spec(), 1..40),
+        batch in 1usize..8,
+    ) {
+        let payloads = stream(&specs);
+        let full = EngineConfig::new(b"secret".to_vec(), ClockMode::EventTime);
+        let lean = EngineConfig { contact_details: false, ..full.clone() };
+        let run = |config: EngineConfig| {
+            let intake = Intake::new(&config);
+            let mut engine = Engine::new(MemoryStore::new(), rules(), config).unwrap();
+            let mut out = Vec::new();
+            for chunk in records("signalen", &payloads).chunks(batch) {
+                let classified: Vec<Decoded> =
+                    chunk.iter().map(|r| Decoded::new(&intake, r.clone(), NOW)).collect();
+                engine.process_decoded(&classified, NOW).unwrap();
+                out.extend(engine.store_mut().take_outbox());
+            }
+            let mut states: Vec<(String, Vec<u8>)> = engine
+                .store()
+                .households()
+                .map(|r| {
+                    let (k, s) = r.unwrap();
+                    (k.0.clone(), vroeg_store::encode_state(&s).unwrap())
+                })
+                .collect();
+            states.sort();
+            (out, states)
+        };
+        let (mut with, with_states) = run(full);
+        let (without, without_states) = run(lean);
+        let mut contacts = 0;
+        for m in &mut with {
+            if let Message::Alert(a) = m {
+                contacts += usize::from(a.contact.take().is_some());
+            }
+        }
+        prop_assert!(without.iter().all(|m| !matches!(m, Message::Alert(a) if a.contact.is_some())));
+        prop_assert_eq!(&with, &without);
+        prop_assert_eq!(with_states, without_states);
+        // The generated households open cases with contact details.
+        let opened = with.iter().filter(|m| matches!(m, Message::Alert(_))).count();
+        prop_assert!(opened == 0 || contacts > 0);
+    }
+
     #[test]
     fn replay_is_deterministic(specs in proptest::collection::vec(spec(), 1..40), batch in 1usize..8) {
         let payloads = stream(&specs);

@@ -60,6 +60,7 @@ fn decide_now(
         team: "team",
         now,
         settings: &settings,
+        contact_details: true,
     };
     decide(key, state, Some(&eval()), trigger, &d)
 }
