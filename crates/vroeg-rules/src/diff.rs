@@ -285,7 +285,7 @@ pub struct Tally {
 
 impl Tally {
     /// Count one case event, in the order of the run.
-    pub fn add(&mut self, a: Event) {
+    pub fn add(&mut self, mut a: Event) {
         let opened = a.kind == AlertKind::Geopend;
         if opened {
             // Only a UTC time (`...Z`, as the engine writes it) is cached by
@@ -317,9 +317,11 @@ impl Tally {
             count(team, week.as_str());
         }
         let changed = matches!(a.kind, AlertKind::Geopend | AlertKind::Bijgewerkt);
-        let s = match self.households.get_mut(a.huishouden.as_str()) {
+        // The explanation does not read the household: its key moves in.
+        let key = std::mem::take(&mut a.huishouden);
+        let s = match self.households.get_mut(key.as_str()) {
             Some(s) => s,
-            None => self.households.entry(a.huishouden.clone()).or_default(),
+            None => self.households.entry(key).or_default(),
         };
         if opened {
             s.cases += 1;
