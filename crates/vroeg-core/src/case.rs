@@ -105,7 +105,9 @@ impl CaseState {
     }
 
     pub fn category_set(&self) -> Vec<String> {
-        let set: BTreeSet<&String> = self.categories.values().map(|(c, _)| c).collect();
+        let mut set: Vec<&String> = self.categories.values().map(|(c, _)| c).collect();
+        set.sort_unstable();
+        set.dedup();
         set.into_iter().cloned().collect()
     }
 }
@@ -352,9 +354,23 @@ pub fn decide(
         case.next_escalation = case.next_escalation.min(due);
     }
     for r in &eval.fired {
-        case.rules.insert(r.id.clone(), r.version);
-        case.categories
-            .insert(r.id.clone(), (r.categorie.clone(), r.prioriteit));
+        // A rule that fired before keeps its entries (and their buffers).
+        match case.rules.get_mut(&r.id) {
+            Some(version) => *version = r.version,
+            None => {
+                case.rules.insert(r.id.clone(), r.version);
+            }
+        }
+        match case.categories.get_mut(&r.id) {
+            Some((categorie, prioriteit)) => {
+                categorie.clone_from(&r.categorie);
+                *prioriteit = r.prioriteit;
+            }
+            None => {
+                case.categories
+                    .insert(r.id.clone(), (r.categorie.clone(), r.prioriteit));
+            }
+        }
     }
     case.signals.extend(contributing);
     case.seq += 1;

@@ -1542,22 +1542,26 @@ fn move_timer(
 }
 
 fn count_alert(stats: &mut Stats, alert: &Alert) {
-    *stats
-        .alerts
-        .entry(alert.kind.as_str().to_owned())
-        .or_default() += 1;
+    count(&mut stats.alerts, alert.kind.as_str());
     if alert.kind == AlertKind::Escalatie {
-        *stats.escalations.entry(alert.wijkteam.clone()).or_default() += 1;
+        count(&mut stats.escalations, &alert.wijkteam);
     }
     if alert.kind == AlertKind::Geopend {
-        *stats
-            .opened_by_category
-            .entry(alert.categorie.clone())
-            .or_default() += 1;
+        count(&mut stats.opened_by_category, &alert.categorie);
         *stats
             .opened_by_priority
             .entry(alert.prioriteit)
             .or_default() += 1;
+    }
+}
+
+/// One more under `key`, which is copied only the first time.
+fn count(map: &mut BTreeMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_owned(), 1);
+        }
     }
 }
 
