@@ -313,8 +313,10 @@ pub fn decide(
                 episode,
                 opened_at: now,
                 prioriteit: top,
-                rules: LiteMap::new(),
-                categories: LiteMap::new(),
+                // Exactly as many slots as rules fired (a first insert
+                // would take four).
+                rules: LiteMap::with_capacity(eval.fired.len()),
+                categories: LiteMap::with_capacity(eval.fired.len()),
                 seq: 0,
                 signals: SortedSet::new(),
                 team: team.to_owned(),

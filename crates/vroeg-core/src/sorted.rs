@@ -19,12 +19,13 @@ impl<T: Ord> SortedSet<T> {
         SortedSet(Vec::new())
     }
 
-    /// Add `item`; `false` if it was there already.
+    /// Add `item`; `false` if it was there already. A short set grows one
+    /// slot at a time.
     pub fn insert(&mut self, item: T) -> bool {
         match self.0.binary_search(&item) {
             Ok(_) => false,
             Err(pos) => {
-                self.0.insert(pos, item);
+                crate::state::insert_compact(&mut self.0, pos, item);
                 true
             }
         }

@@ -228,7 +228,7 @@ pub struct HouseholdState {
 ///
 /// A household holds one to a few records of some 200 bytes, and a million
 /// households are held in memory; `Vec`'s first growth takes four slots.
-fn insert_compact<T>(list: &mut Vec<T>, pos: usize, item: T) {
+pub(crate) fn insert_compact<T>(list: &mut Vec<T>, pos: usize, item: T) {
     const SHORT: usize = 4;
     if list.len() == list.capacity() && list.len() < SHORT {
         list.reserve_exact(1);
