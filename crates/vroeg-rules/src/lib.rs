@@ -16,6 +16,7 @@
 
 mod context;
 mod diag;
+mod fast;
 pub mod diff;
 pub mod lint;
 mod parse;

@@ -16,6 +16,7 @@ use vroeg_core::case::{Evaluation, FiredRule};
 use vroeg_core::state::{ContactPolicy, StateSettings};
 use vroeg_core::time::Day;
 use vroeg_core::vars::{catalogue, Purpose, Variables};
+use crate::fast::Condition;
 
 use crate::context::{index, VarContext};
 use crate::diag::Diagnostics;
@@ -87,6 +88,26 @@ pub struct CompiledRule {
     pub line: u64,
     pub col: u64,
     node: Node,
+    /// `when` compiled to evaluate without allocating, where it can be
+    /// (see `fast.rs`); evalexpr evaluates the rest.
+    condition: Option<Condition>,
+}
+
+impl CompiledRule {
+    /// Whether `when` holds for `vars`: by the compiled condition where it
+    /// has one and can tell, else by evalexpr (with its error). `context`
+    /// is made only when evalexpr is asked.
+    fn holds(
+        &self,
+        vars: &Variables,
+        context: &mut Option<VarContext>,
+    ) -> Result<bool, evalexpr::EvalexprError> {
+        if let Some(truth) = self.condition.as_ref().and_then(|c| c.eval(vars)) {
+            return Ok(truth);
+        }
+        let ctx = context.get_or_insert_with(|| VarContext::new(vars));
+        self.node.eval_boolean_with_context(ctx)
+    }
 }
 
 /// A rule failed at evaluation time. `rules check` makes this rare; the
@@ -332,13 +353,13 @@ impl RuleSet {
 
     /// Evaluate every active rule against one household's variables.
     pub fn evaluate(&self, vars: &Variables) -> (Evaluation, Vec<RuleEvalError>) {
-        let ctx = VarContext::new(vars);
+        let mut ctx = None;
         let mut eval = Evaluation::default();
         let mut errors = Vec::new();
         let mut read: Vec<usize> = Vec::new();
         let mut queue_priority: Option<u8> = None;
         for rule in self.rules.iter().filter(|r| r.active) {
-            match rule.node.eval_boolean_with_context(&ctx) {
+            match rule.holds(vars, &mut ctx) {
                 Ok(false) => {}
                 Ok(true) => {
                     read.extend_from_slice(&rule.reads);
@@ -384,9 +405,7 @@ impl RuleSet {
     /// Whether one rule's `when` holds for these variables (an evaluation
     /// error counts as not holding, as in the engine).
     pub fn fires(&self, rule: &CompiledRule, vars: &Variables) -> bool {
-        rule.node
-            .eval_boolean_with_context(&VarContext::new(vars))
-            .unwrap_or(false)
+        rule.holds(vars, &mut None).unwrap_or(false)
     }
 
     pub fn active_rules(&self) -> impl Iterator<Item = &CompiledRule> {
@@ -938,6 +957,7 @@ fn parse_rule(
         file: file.to_owned(),
         line: at(raw).0,
         col: at(raw).1,
+        condition: compiled.as_ref().and_then(Condition::compile),
         node: compiled?,
     })
 }
