@@ -13,8 +13,6 @@
 //!
 //! Pure: no IO, no clock.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::case::{Alert, AlertKind, CaseState, CloseReason, RuleRef};
@@ -147,7 +145,8 @@ impl CaseStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
     pub regels: Vec<RuleRef>,
-    pub variabelen: BTreeMap<String, VarValue>,
+    #[serde(serialize_with = "crate::sorted::as_map")]
+    pub variabelen: litemap::LiteMap<String, VarValue>,
     /// Content hash of the rule set the rules fired under.
     pub regelset: String,
 }

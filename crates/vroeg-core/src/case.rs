@@ -10,7 +10,7 @@
 //!
 //! Pure: no IO, no clock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -66,8 +66,10 @@ pub struct CaseState {
     /// Ids and versions of every rule that fired during this case. (Small
     /// sorted maps, encoded as a `BTreeMap` is: a million cases are held in
     /// memory, and a `BTreeMap` allocates eleven slots for its first entry.)
+    #[serde(serialize_with = "crate::sorted::as_map")]
     pub rules: LiteMap<String, u32>,
     /// Category per rule id, for the case's categories.
+    #[serde(serialize_with = "crate::sorted::as_map")]
     pub categories: LiteMap<String, (String, u8)>,
     /// Sequence number of the last alert of this case.
     pub seq: u32,
@@ -197,7 +199,9 @@ pub struct Alert {
     /// The signals of the case so far.
     pub signalen: Vec<SignalRef>,
     /// The value of every variable the fired rules read: the explanation.
-    pub variabelen: BTreeMap<String, VarValue>,
+    /// (A map kept as a sorted vector: encoded as the map it is.)
+    #[serde(serialize_with = "crate::sorted::as_map")]
+    pub variabelen: LiteMap<String, VarValue>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reden: Option<CloseReason>,
     /// With `reden: resultaat`: the DDAS outcome the team recorded.
@@ -411,7 +415,7 @@ pub(crate) fn alert(
     regelset: &str,
 ) -> Alert {
     Alert {
-        id: format!("{}-{}", case.id, case.seq),
+        id: numbered(&case.id, case.seq),
         kind,
         zaak_id: case.id.clone(),
         huishouden: key.0.clone(),
@@ -425,12 +429,23 @@ pub(crate) fn alert(
         categorieen: case.category_set(),
         regels: Vec::new(),
         signalen: case.signals.iter().cloned().collect(),
-        variabelen: BTreeMap::new(),
+        variabelen: LiteMap::new(),
         reden: None,
         resultaat: None,
         regelset: regelset.to_owned(),
         contact: None,
     }
+}
+
+/// `{base}-{n}`: the id of a case's `n`th event.
+fn numbered(base: &str, n: u32) -> String {
+    let mut digits = itoa::Buffer::new();
+    let n = digits.format(n);
+    let mut id = String::with_capacity(base.len() + 1 + n.len());
+    id.push_str(base);
+    id.push('-');
+    id.push_str(n);
+    id
 }
 
 /// Close the open case: emit `gesloten` with `reden`, and drop the contact

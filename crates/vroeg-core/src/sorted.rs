@@ -99,6 +99,19 @@ impl<'de, T: Deserialize<'de> + Ord> Deserialize<'de> for SortedSet<T> {
     }
 }
 
+/// Serialize a `LiteMap` always as a map, as a `BTreeMap` is: litemap
+/// writes an empty one as a sequence (`[]` in JSON). For
+/// `#[serde(serialize_with = "crate::sorted::as_map")]`; reading accepts
+/// either.
+pub fn as_map<K, V, S>(map: &litemap::LiteMap<K, V>, serializer: S) -> Result<S::Ok, S::Error>
+where
+    K: Serialize,
+    V: Serialize,
+    S: Serializer,
+{
+    serializer.collect_map(map.iter())
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -131,5 +144,57 @@ mod tests {
         // Read back from an unordered list with a duplicate: ordered, once.
         let read: SortedSet<String> = serde_json::from_str(r#"["b","a","b"]"#).unwrap();
         assert_eq!(read.into_iter().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    /// The case state's rules and categories and a case event's variables
+    /// are `LiteMap`s where they were `BTreeMap`s: the same bytes in JSON
+    /// and in postcard, and read back from either.
+    #[test]
+    fn small_maps_are_encoded_as_the_btree_maps_they_replace() {
+        use crate::vars::VarValue;
+        use litemap::LiteMap;
+        use std::collections::BTreeMap;
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        #[serde(bound(
+            serialize = "V: serde::Serialize",
+            deserialize = "V: serde::de::DeserializeOwned"
+        ))]
+        struct Field<V>(#[serde(serialize_with = "super::as_map")] LiteMap<String, V>);
+        fn same<V>(entries: &[(&str, V)])
+        where
+            V: Clone + PartialEq + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+        {
+            let tree: BTreeMap<String, V> = entries
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect();
+            let lite: Field<V> = Field(
+                entries
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+            );
+            let json = serde_json::to_string(&tree).unwrap();
+            assert_eq!(serde_json::to_string(&lite).unwrap(), json);
+            let bytes = postcard::to_allocvec(&tree).unwrap();
+            assert_eq!(postcard::to_allocvec(&lite).unwrap(), bytes);
+            assert_eq!(serde_json::from_str::<Field<V>>(&json).unwrap(), lite);
+            // (A variable's value is untagged: postcard cannot read it back
+            // into either map, and nothing stores one in postcard.)
+            if postcard::from_bytes::<BTreeMap<String, V>>(&bytes).is_ok() {
+                assert_eq!(postcard::from_bytes::<Field<V>>(&bytes).unwrap(), lite);
+            }
+        }
+        same(&[("wanbetaler", 2u32), ("crisis", 1), ("huur", 3)]);
+        same(&[
+            ("crisis", ("crisis".to_owned(), 9u8)),
+            ("b", ("enkelvoudig".to_owned(), 3)),
+        ]);
+        same(&[
+            ("leeftijd", VarValue::Int(-3)),
+            ("crisis", VarValue::Bool(true)),
+            ("bedrag_totaal_euro", VarValue::Float(1234.5)),
+        ]);
+        same::<u32>(&[]);
     }
 }

@@ -106,7 +106,7 @@ pub struct Event {
     #[serde(default)]
     pub regels: Vec<RuleRef>,
     #[serde(default)]
-    pub variabelen: BTreeMap<String, VarValue>,
+    pub variabelen: litemap::LiteMap<String, VarValue>,
     #[serde(default)]
     pub contact: Option<Contact>,
 }

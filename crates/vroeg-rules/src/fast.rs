@@ -93,7 +93,9 @@ fn expr(node: &Node) -> Option<Expr> {
             _ => None,
         },
         Operator::VariableIdentifierRead { identifier } if children.is_empty() => {
-            crate::context::index().get(identifier.as_str()).map(|i| Expr::Var(*i))
+            crate::context::index()
+                .get(identifier.as_str())
+                .map(|i| Expr::Var(*i))
         }
         Operator::Not => unary(Expr::Not),
         Operator::Neg => unary(Expr::Neg),
@@ -217,8 +219,20 @@ mod tests {
 
     fn leaf(rng: &mut Rng, names: &[&str]) -> String {
         let consts = [
-            "0", "1", "2", "-1", "27", "150", "0.5", "2.0", "-0.0", "1e300", "true", "false",
-            "9223372036854775807", "\"tekst\"",
+            "0",
+            "1",
+            "2",
+            "-1",
+            "27",
+            "150",
+            "0.5",
+            "2.0",
+            "-0.0",
+            "1e300",
+            "true",
+            "false",
+            "9223372036854775807",
+            "\"tekst\"",
         ];
         if rng.next() % 2 == 0 {
             (*rng.pick(names)).to_owned()

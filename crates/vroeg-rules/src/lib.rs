@@ -16,8 +16,8 @@
 
 mod context;
 mod diag;
-mod fast;
 pub mod diff;
+mod fast;
 pub mod lint;
 mod parse;
 pub mod routing;

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use crate::fast::Condition;
 use evalexpr::{build_operator_tree, Node, Value as EValue};
 use serde_json::Value;
 use serde_saphyr::Spanned;
@@ -16,7 +17,6 @@ use vroeg_core::case::{Evaluation, FiredRule};
 use vroeg_core::state::{ContactPolicy, StateSettings};
 use vroeg_core::time::Day;
 use vroeg_core::vars::{catalogue, Purpose, Variables};
-use crate::fast::Condition;
 
 use crate::context::{index, VarContext};
 use crate::diag::Diagnostics;
