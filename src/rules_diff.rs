@@ -112,7 +112,7 @@ fn replay_both(
     // The comparison reads the case events alone.
     config.case_records = false;
     // Names and addresses only when they are to be shown.
-    config.contact_details = args.with_personal_data;
+    config.personal_data = args.with_personal_data;
     let what_if = vroeg_engine::whatif::WhatIf {
         config,
         wall_now,

@@ -37,6 +37,11 @@ pub struct StateSettings {
     pub school_purpose: bool,
     /// When a first contact attempt is due, and how escalation repeats.
     pub contact: ContactPolicy,
+    /// Keep the names, addresses, phone numbers, e-mail addresses and BSNs
+    /// of signals in the state. Off where nobody may see them (a what-if
+    /// without personal data): the state then holds of a person only what
+    /// decisions read, the birth date (age) and the postcode (routing).
+    pub personal_data: bool,
 }
 
 impl Default for StateSettings {
@@ -46,6 +51,7 @@ impl Default for StateSettings {
             minimum_cent: 7_500,
             school_purpose: false,
             contact: ContactPolicy::default(),
+            personal_data: true,
         }
     }
 }
@@ -289,12 +295,19 @@ impl HouseholdState {
                     time: signal.time,
                     crisis: a.crisissignaal,
                     eindelevering: a.eindelevering,
-                    client: Client {
-                        bsn: a.client.bsn.clone(),
-                        voorletters: a.client.voorletters.clone(),
-                        voorvoegsel: a.client.voorvoegsel.clone(),
-                        achternaam: a.client.achternaam.clone(),
-                        geboortedatum: a.client.geboortedatum,
+                    client: if settings.personal_data {
+                        Client {
+                            bsn: a.client.bsn.clone(),
+                            voorletters: a.client.voorletters.clone(),
+                            voorvoegsel: a.client.voorvoegsel.clone(),
+                            achternaam: a.client.achternaam.clone(),
+                            geboortedatum: a.client.geboortedatum,
+                        }
+                    } else {
+                        Client {
+                            geboortedatum: a.client.geboortedatum,
+                            ..Client::default()
+                        }
                     },
                 };
                 let pos = self
@@ -304,7 +317,11 @@ impl HouseholdState {
                 insert_compact(&mut self.arrears, pos, record);
                 // The contact details follow the newest payment signal
                 // (written over the old ones, reusing their buffers).
-                if newest || self.contact.is_none() {
+                if (newest || self.contact.is_none()) && !settings.personal_data {
+                    let to = self.contact.get_or_insert_with(Default::default);
+                    to.geboortedatum = a.client.geboortedatum;
+                    to.postcode.clone_from(&a.client.address.postcode);
+                } else if newest || self.contact.is_none() {
                     let c = &a.client;
                     let to = self.contact.get_or_insert_with(Default::default);
                     to.voorletters.clone_from(&c.voorletters);

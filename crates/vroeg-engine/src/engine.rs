@@ -62,10 +62,13 @@ pub struct EngineConfig {
     /// the exports and feedback on closed cases read). Off only where
     /// nothing reads them and no feedback comes: a what-if over history.
     pub case_records: bool,
-    /// Give `geopend`, `bijgewerkt` and `escalatie` case events the household's contact
-    /// details. Off where nobody may see them: a what-if without
-    /// `--with-personal-data`, which then never copies them.
-    pub contact_details: bool,
+    /// Keep the personal data of signals (names, addresses, phone numbers,
+    /// e-mail addresses, BSNs) in the households' state, and give
+    /// `geopend`, `bijgewerkt` and `escalatie` case events the household's
+    /// contact details. Off where nobody may see them: a what-if without
+    /// `--with-personal-data`, which then never copies them (the state keeps
+    /// what decisions read: birth date and postcode).
+    pub personal_data: bool,
 }
 
 impl EngineConfig {
@@ -81,7 +84,7 @@ impl EngineConfig {
             publish_cases: false,
             observe: false,
             case_records: true,
-            contact_details: true,
+            personal_data: true,
         }
     }
 }
@@ -959,10 +962,13 @@ impl<S: StateStore> Engine<S> {
         };
         let routing = self.config.routing.clone();
         let processor = Step {
-            settings: rules.state_settings(),
+            settings: StateSettings {
+                personal_data: self.config.personal_data,
+                ..rules.state_settings()
+            },
             rules: &rules,
             routing: &routing,
-            contact_details: self.config.contact_details,
+            contact_details: self.config.personal_data,
         };
         batch.store_next = self.store.timer_after(None)?;
         // Event time on forwarded records: signals wait in the merge queue

@@ -348,6 +348,7 @@ impl RuleSet {
                 escalate: !self.options.no_escalation,
                 ..self.settings.contact.clone()
             },
+            personal_data: true,
         }
     }
 
