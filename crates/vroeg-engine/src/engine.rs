@@ -1133,31 +1133,28 @@ impl<S: StateStore> Engine<S> {
         batch: &'b mut Batch,
         key: &HouseholdKey,
     ) -> Result<&'b mut Loaded, EngineError> {
-        if !batch.households.contains_key(key) {
-            let (state, lent) = match self.store.lend_household(key)? {
-                Some(state) => (state, S::LENDS),
-                // A household the retention purge deleted counts its cases
-                // on from where it was.
-                None => {
-                    let state = HouseholdState {
-                        episodes: self.store.retired(key)?.unwrap_or(0),
-                        ..HouseholdState::default()
-                    };
-                    (Box::new(state), false)
-                }
-            };
-            let stored_timer = state.timer_due;
-            batch.households.insert(
-                key.clone(),
-                Loaded {
-                    state,
-                    stored_timer,
-                    dirty: false,
-                    lent,
-                },
-            );
+        if batch.households.contains_key(key) {
+            return Ok(batch.households.get_mut(key).expect("just checked"));
         }
-        Ok(batch.households.get_mut(key).expect("just inserted"))
+        let (key, state, lent) = match self.store.lend_household(key)? {
+            Some((key, state)) => (key, state, S::LENDS),
+            // A household the retention purge deleted counts its cases on
+            // from where it was.
+            None => {
+                let state = HouseholdState {
+                    episodes: self.store.retired(key)?.unwrap_or(0),
+                    ..HouseholdState::default()
+                };
+                (key.clone(), Box::new(state), false)
+            }
+        };
+        let stored_timer = state.timer_due;
+        Ok(batch.households.entry(key).or_insert(Loaded {
+            state,
+            stored_timer,
+            dirty: false,
+            lent,
+        }))
     }
 
     fn apply(

@@ -944,7 +944,7 @@ mod changelog;
 mod memory;
 mod message;
 pub use changelog::{BulkRestore, ChangelogRecord, CHANGELOG_OFFSET};
-pub use memory::{MemoryStore, StateStore};
+pub use memory::{Lent, MemoryStore, StateStore};
 pub use message::{Cut, DeadLetter, Destination, Message};
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ use vroeg_core::HouseholdKey;
 
 use crate::{Commit, Message, QueuedRecord, Store, StoreError};
 
+/// A household lent for a batch, with its key.
+pub type Lent = (HouseholdKey, Box<HouseholdState>);
+
 /// The reads and the one write the engine makes. Reads see every earlier
 /// [`StateStore::write`]; a write is all or nothing.
 pub trait StateStore {
@@ -34,11 +37,9 @@ pub trait StateStore {
     /// A household for the batch being prepared: a copy read from the
     /// store ([`StateStore::household`]), or with [`StateStore::LENDS`] the
     /// household itself, moved out until the batch's write puts it back.
-    fn lend_household(
-        &self,
-        key: &HouseholdKey,
-    ) -> Result<Option<Box<HouseholdState>>, StoreError> {
-        Ok(self.household(key)?.map(Box::new))
+    /// With its key, which a lending store hands over too (no copy).
+    fn lend_household(&self, key: &HouseholdKey) -> Result<Option<Lent>, StoreError> {
+        Ok(self.household(key)?.map(|s| (key.clone(), Box::new(s))))
     }
     /// The case counter of a household the retention purge deleted.
     fn retired(&self, key: &HouseholdKey) -> Result<Option<u32>, StoreError>;
@@ -188,11 +189,8 @@ impl StateStore for MemoryStore {
             .map(|state| (**state).clone()))
     }
 
-    fn lend_household(
-        &self,
-        key: &HouseholdKey,
-    ) -> Result<Option<Box<HouseholdState>>, StoreError> {
-        Ok(self.households.borrow_mut().remove(key))
+    fn lend_household(&self, key: &HouseholdKey) -> Result<Option<Lent>, StoreError> {
+        Ok(self.households.borrow_mut().remove_entry(key))
     }
 
     fn retired(&self, key: &HouseholdKey) -> Result<Option<u32>, StoreError> {
