@@ -6,7 +6,6 @@
 //! in step. [`compute`] fills in the values from a [`HouseholdState`]. It is
 //! pure: `now` is passed in.
 
-use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
@@ -225,41 +224,41 @@ pub fn compute(state: &HouseholdState, now: Millis, settings: &StateSettings) ->
 
     let mut values = Vec::with_capacity(catalogue().len());
     for partner in PartnerType::ALL {
-        let p_open: Vec<&&ArrearsRecord> =
-            counted.iter().filter(|r| r.partner == *partner).collect();
-        let p_all: Vec<&ArrearsRecord> = in_window
-            .iter()
-            .copied()
-            .filter(|r| r.partner == *partner)
-            .collect();
-        let (rose, repeat) = p_all
-            .last()
+        // Counted open arrears of this partner: any, their sum, the oldest.
+        let (mut any, mut sum, mut days) = (false, 0u64, 0i64);
+        for r in counted.iter().filter(|r| r.partner == *partner) {
+            any = true;
+            sum += r.bedrag_cent;
+            days = days.max(days_between(r.ontstaansdatum, today));
+        }
+        // Its signals in the window: how many, and the newest.
+        let (mut signals, mut newest) = (0i64, None);
+        for r in in_window.iter().filter(|r| r.partner == *partner) {
+            signals += 1;
+            newest = Some(*r);
+        }
+        let (rose, repeat) = newest
             .map(|newest| rose_since_previous(&state.arrears, newest))
             .unwrap_or((false, false));
-        values.push(VarValue::Bool(!p_open.is_empty()));
-        values.push(VarValue::Float(euro(
-            p_open.iter().map(|r| r.bedrag_cent).sum(),
-        )));
-        values.push(VarValue::Int(
-            p_open
-                .iter()
-                .map(|r| days_between(r.ontstaansdatum, today))
-                .max()
-                .unwrap_or(0),
-        ));
-        values.push(VarValue::Int(p_all.len() as i64));
+        values.push(VarValue::Bool(any));
+        values.push(VarValue::Float(euro(sum)));
+        values.push(VarValue::Int(days));
+        values.push(VarValue::Int(signals));
         values.push(VarValue::Bool(rose));
         values.push(VarValue::Bool(repeat));
     }
     debug_assert_eq!(values.len(), PartnerType::ALL.len() * PARTNER_VARS);
 
-    let partners_open: BTreeSet<PartnerType> = counted.iter().map(|r| r.partner).collect();
+    // Distinct partners, as a set of bits (a partner type's bit is its
+    // place in `PartnerType::ALL`).
+    let partners = |records: &mut dyn Iterator<Item = &&ArrearsRecord>| {
+        records
+            .fold(0u64, |bits, r| bits | 1 << (r.partner as u32))
+            .count_ones()
+    };
     let recent = today.plus_days(-30);
-    let partners_30d: BTreeSet<PartnerType> = counted
-        .iter()
-        .filter(|r| r.signaaldatum >= recent)
-        .map(|r| r.partner)
-        .collect();
+    let partners_open = partners(&mut counted.iter());
+    let partners_30d = partners(&mut counted.iter().filter(|r| r.signaaldatum >= recent));
     let newest = in_window.last().copied();
     let (rose, repeat) = newest
         .map(|n| rose_since_previous(&state.arrears, n))
@@ -271,8 +270,8 @@ pub fn compute(state: &HouseholdState, now: Millis, settings: &StateSettings) ->
         in_window.iter().any(|r| r.signaaldatum < before)
     });
 
-    values.push(VarValue::Int(partners_open.len() as i64));
-    values.push(VarValue::Int(partners_30d.len() as i64));
+    values.push(VarValue::Int(i64::from(partners_open)));
+    values.push(VarValue::Int(i64::from(partners_30d)));
     values.push(VarValue::Int(counted.len() as i64));
     values.push(VarValue::Float(euro(
         counted.iter().map(|r| r.bedrag_cent).sum(),
