@@ -256,6 +256,37 @@ struct Seen {
     contact: Option<Box<str>>,
 }
 
+/// A household's key as the tally keeps it: the 32 hex digits the keyer
+/// writes as the number they are, held in the map's own slot (a million
+/// households are looked up once per case event); any other text as it is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Household {
+    Hex(u128),
+    Text(Box<str>),
+}
+
+impl Household {
+    fn of(key: &str) -> Household {
+        let hex = key.len() == 32
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        match u128::from_str_radix(key, 16) {
+            Ok(n) if hex => Household::Hex(n),
+            _ => Household::Text(key.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Household {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Household::Hex(n) => write!(f, "{n:032x}"),
+            Household::Text(t) => f.write_str(t),
+        }
+    }
+}
+
 /// One month's opened cases of one run, by each dimension.
 #[derive(Default)]
 struct MonthTally {
@@ -274,7 +305,7 @@ struct MonthTally {
 pub struct Tally {
     months: BTreeMap<String, MonthTally>,
     work: BTreeMap<String, BTreeMap<String, u64>>,
-    households: FxHashMap<String, Seen>,
+    households: FxHashMap<Household, Seen>,
     /// The names the households' explanations use.
     names: Names,
     /// The month and week of the last event's UTC `tijd` up to its hour
@@ -285,7 +316,7 @@ pub struct Tally {
 
 impl Tally {
     /// Count one case event, in the order of the run.
-    pub fn add(&mut self, mut a: Event) {
+    pub fn add(&mut self, a: Event) {
         let opened = a.kind == AlertKind::Geopend;
         if opened {
             // Only a UTC time (`...Z`, as the engine writes it) is cached by
@@ -317,12 +348,10 @@ impl Tally {
             count(team, week.as_str());
         }
         let changed = matches!(a.kind, AlertKind::Geopend | AlertKind::Bijgewerkt);
-        // The explanation does not read the household: its key moves in.
-        let key = std::mem::take(&mut a.huishouden);
-        let s = match self.households.get_mut(key.as_str()) {
-            Some(s) => s,
-            None => self.households.entry(key).or_default(),
-        };
+        let s = self
+            .households
+            .entry(Household::of(&a.huishouden))
+            .or_default();
         if opened {
             s.cases += 1;
         }
@@ -408,17 +437,19 @@ pub fn compare_tallies(base: &Tally, candidate: &Tally, how: &Compare) -> Diff {
             (team.clone(), merge(b, c))
         })
         .collect();
-    let mut households: Vec<&str> = base
+    // In the order of their keys' text.
+    let mut households: Vec<(String, &Household)> = base
         .households
         .keys()
         .chain(candidate.households.keys())
-        .map(String::as_str)
+        .map(|h| (h.to_string(), h))
         .collect();
     households.sort_unstable();
     households.dedup();
     let mut out = Households::default();
-    for h in households {
-        let (b, c) = (base.households.get(h), candidate.households.get(h));
+    for (h, key) in &households {
+        let h = h.as_str();
+        let (b, c) = (base.households.get(key), candidate.households.get(key));
         let (bc, cc) = (b.map_or(0, |s| s.cases), c.map_or(0, |s| s.cases));
         let (bp, cp) = (b.and_then(|s| s.highest), c.and_then(|s| s.highest));
         let group = match (bc > 0, cc > 0) {
@@ -882,5 +913,29 @@ mod tests {
         a.variabelen.clear();
         names.encode(&a, &mut words);
         assert_eq!(names.explain(&words), "crisis, prioriteit 9: ; ");
+    }
+
+    /// A household's key reads back as the text it was, whether the tally
+    /// keeps it as a number or as text.
+    #[test]
+    fn household_keys_read_back_as_their_text() {
+        for key in [
+            "00000000000000000000000000000000",
+            "0f3a9c1e5b7d2468ace0135792468bdf",
+            "ffffffffffffffffffffffffffffffff",
+            "0F3A9C1E5B7D2468ACE0135792468BDF",
+            "+f3a9c1e5b7d2468ace0135792468bdf",
+            "0f3a9c1e5b7d2468ace0135792468bd",
+            "huishouden-a",
+            "",
+        ] {
+            let h = Household::of(key);
+            assert_eq!(h.to_string(), key);
+            assert_eq!(
+                matches!(h, Household::Hex(_)),
+                key.len() == 32 && key == key.to_lowercase() && !key.starts_with('+'),
+                "{key}"
+            );
+        }
     }
 }
