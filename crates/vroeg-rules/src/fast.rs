@@ -234,7 +234,7 @@ mod tests {
             "9223372036854775807",
             "\"tekst\"",
         ];
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             (*rng.pick(names)).to_owned()
         } else {
             (*rng.pick(&consts)).to_owned()
@@ -242,7 +242,7 @@ mod tests {
     }
 
     fn gen(rng: &mut Rng, names: &[&str], depth: u32) -> String {
-        if depth == 0 || rng.next() % 4 == 0 {
+        if depth == 0 || rng.next().is_multiple_of(4) {
             return leaf(rng, names);
         }
         let ops = [
@@ -268,7 +268,7 @@ mod tests {
             values: catalogue()
                 .iter()
                 .map(|v| match v.ty {
-                    VarType::Bool => VarValue::Bool(rng.next() % 2 == 0),
+                    VarType::Bool => VarValue::Bool(rng.next().is_multiple_of(2)),
                     VarType::Int => VarValue::Int(*rng.pick(&ints)),
                     VarType::Float => VarValue::Float(*rng.pick(&floats)),
                 })
