@@ -413,7 +413,17 @@ read_model_dir = {read_model:?}
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
+                let code = status.code().unwrap_or(-1);
+                if code != 0 {
+                    // Shown with a failing test: why it did not stop cleanly.
+                    let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                    eprintln!(
+                        "vroeg run exited {code} after SIGTERM; its log ends:\n{}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    );
+                }
+                return code;
             }
             assert!(
                 Instant::now() < deadline,
