@@ -50,10 +50,6 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn ready(&self) -> bool {
-        self.unready_reasons().is_empty()
-    }
-
     /// What keeps the service from being ready, for `/readyz`'s answer;
     /// empty when it is ready.
     pub fn unready_reasons(&self) -> Vec<String> {
