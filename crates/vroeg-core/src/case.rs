@@ -234,10 +234,6 @@ pub struct Decision<'a> {
     pub team: &'a str,
     pub now: Millis,
     pub settings: &'a StateSettings,
-    /// Give the event of a case that opens, changes or escalates the
-    /// household's contact details, for the team's outreach. Off where nobody may see
-    /// them (a what-if without personal data): they are not even copied.
-    pub contact_details: bool,
 }
 
 /// Apply a rule evaluation to a household's case and return the alerts.
@@ -261,7 +257,6 @@ pub fn decide(
         team,
         now,
         settings,
-        contact_details,
     } = *d;
     let mut alerts = Vec::new();
     let Some(eval) = evaluation else {
@@ -397,7 +392,9 @@ pub fn decide(
         .iter()
         .map(|(name, value)| ((*name).to_owned(), *value))
         .collect();
-    if contact_details {
+    // The contact details for the team's outreach, where they may be kept
+    // (`StateSettings::personal_data`).
+    if settings.personal_data {
         event.contact = state.contact.as_deref().cloned();
     }
     alerts.push(event);
@@ -468,15 +465,14 @@ pub fn close(
 /// The contact deadline of the open case has passed without a recorded
 /// contact attempt: raise its priority, emit `escalatie`, and schedule the
 /// next one after the repeat interval. `None` when nothing is due. The event
-/// carries the contact details with `contact_details`
-/// ([`Decision::contact_details`]).
+/// carries the contact details where they may be kept
+/// (`StateSettings::personal_data`).
 pub fn escalate(
     key: &HouseholdKey,
     state: &mut HouseholdState,
     ruleset: &str,
     now: Millis,
     settings: &StateSettings,
-    contact_details: bool,
 ) -> Option<Alert> {
     let case = state.case.as_mut()?;
     if !settings.contact.escalate || case.contacted || now < case.next_escalation {
@@ -490,7 +486,7 @@ pub fn escalate(
         case.next_escalation += repeat;
     }
     let mut event = alert(key, case, AlertKind::Escalatie, now, ruleset);
-    if contact_details {
+    if settings.personal_data {
         event.contact = state.contact.as_deref().cloned();
     }
     Some(event)

@@ -38,9 +38,11 @@ pub struct StateSettings {
     /// When a first contact attempt is due, and how escalation repeats.
     pub contact: ContactPolicy,
     /// Keep the names, addresses, phone numbers, e-mail addresses and BSNs
-    /// of signals in the state. Off where nobody may see them (a what-if
-    /// without personal data): the state then holds of a person only what
-    /// decisions read, the birth date (age) and the postcode (routing).
+    /// of signals in the state, and give the case events of a case that
+    /// opens, changes or escalates the contact details. Off where nobody may
+    /// see them (a what-if without personal data): the state then holds of
+    /// a person only what decisions read, the birth date (age) and the
+    /// postcode (routing), and case events carry no contact details.
     pub personal_data: bool,
 }
 

@@ -52,9 +52,6 @@ pub struct Context<'a> {
     pub settings: &'a StateSettings,
     pub rules: &'a dyn Evaluator,
     pub routing: &'a dyn Router,
-    /// Whether `geopend`, `bijgewerkt` and `escalatie` case events carry the household's
-    /// contact details ([`crate::case::Decision::contact_details`]).
-    pub contact_details: bool,
 }
 
 /// What one step did.
@@ -101,14 +98,7 @@ impl Household<'_> {
     pub fn fire_timer(&mut self, ctx: &Context<'_>) -> StepResult {
         let mut result = self.evaluate(Trigger::Timer, ctx);
         let version = ctx.rules.version();
-        if let Some(alert) = escalate(
-            self.key,
-            self.state,
-            version,
-            ctx.now,
-            ctx.settings,
-            ctx.contact_details,
-        ) {
+        if let Some(alert) = escalate(self.key, self.state, version, ctx.now, ctx.settings) {
             result.alerts.push(alert);
             self.state.timer_due = self.state.next_due(ctx.now, ctx.settings);
         }
@@ -151,7 +141,6 @@ impl Household<'_> {
             team: ctx.routing.team_for(postcode),
             now,
             settings,
-            contact_details: ctx.contact_details,
         };
         result.alerts = decide(
             self.key,

@@ -448,7 +448,6 @@ struct Step<'a> {
     rules: &'a RuleSet,
     routing: &'a Routing,
     settings: StateSettings,
-    contact_details: bool,
 }
 
 impl Step<'_> {
@@ -458,7 +457,6 @@ impl Step<'_> {
             settings: &self.settings,
             rules: self.rules,
             routing: self.routing,
-            contact_details: self.contact_details,
         }
     }
 }
@@ -968,7 +966,6 @@ impl<S: StateStore> Engine<S> {
             },
             rules: &rules,
             routing: &routing,
-            contact_details: self.config.personal_data,
         };
         batch.store_next = self.store.timer_after(None)?;
         // Event time on forwarded records: signals wait in the merge queue

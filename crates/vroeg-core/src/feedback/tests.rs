@@ -60,7 +60,6 @@ fn decide_now(
         team: "team",
         now,
         settings: &settings,
-        contact_details: true,
     };
     decide(key, state, Some(&eval()), trigger, &d)
 }
