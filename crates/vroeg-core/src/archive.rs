@@ -146,7 +146,7 @@ impl CaseStatus {
 pub struct Explanation {
     pub regels: Vec<RuleRef>,
     #[serde(serialize_with = "crate::sorted::as_map")]
-    pub variabelen: litemap::LiteMap<String, VarValue>,
+    pub variabelen: litemap::LiteMap<crate::case::VarName, VarValue>,
     /// Content hash of the rule set the rules fired under.
     pub regelset: String,
 }

@@ -173,6 +173,11 @@ impl CloseReason {
     }
 }
 
+/// A variable's name in a case event's explanation: the catalogue's own
+/// name where the engine writes the event (no copy per event), an owned
+/// one where an event is read back.
+pub type VarName = std::borrow::Cow<'static, str>;
+
 /// An alert event: one transition of a case. Documented in `docs/alerts.md`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
@@ -201,7 +206,7 @@ pub struct Alert {
     /// The value of every variable the fired rules read: the explanation.
     /// (A map kept as a sorted vector: encoded as the map it is.)
     #[serde(serialize_with = "crate::sorted::as_map")]
-    pub variabelen: LiteMap<String, VarValue>,
+    pub variabelen: LiteMap<VarName, VarValue>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reden: Option<CloseReason>,
     /// With `reden: resultaat`: the DDAS outcome the team recorded.
@@ -390,7 +395,7 @@ pub fn decide(
     event.variabelen = eval
         .variables
         .iter()
-        .map(|(name, value)| ((*name).to_owned(), *value))
+        .map(|(name, value)| (VarName::Borrowed(name), *value))
         .collect();
     // The contact details for the team's outreach, where they may be kept
     // (`StateSettings::personal_data`).

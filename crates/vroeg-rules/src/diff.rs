@@ -106,7 +106,7 @@ pub struct Event {
     #[serde(default)]
     pub regels: Vec<RuleRef>,
     #[serde(default)]
-    pub variabelen: litemap::LiteMap<String, VarValue>,
+    pub variabelen: litemap::LiteMap<vroeg_core::case::VarName, VarValue>,
     #[serde(default)]
     pub contact: Option<Contact>,
 }
@@ -894,7 +894,7 @@ mod tests {
             ("nul", VarValue::Bool(false)),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
+        .map(|(k, v)| (k.into(), v))
         .collect();
         let mut names = Names::default();
         let mut words = vec![7; 3];

@@ -199,7 +199,7 @@ pub fn uitleg(record: &CaseRecord, rules: &HashMap<String, String>) -> Uitleg {
                 VarValue::Int(i) => i.to_string(),
                 VarValue::Float(f) => format!("{f}").replace('.', ","),
             };
-            (name.clone(), text)
+            (name.to_string(), text)
         })
         .collect();
     Uitleg {
