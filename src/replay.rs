@@ -256,7 +256,7 @@ pub fn replay(args: &ReplayArgs, show_progress: bool) -> anyhow::Result<ReplayOu
     if args.feedback.is_some() {
         config.feedback_streams = vec![feedback.stream.to_string()];
     }
-    let rules_version = rules.version.clone();
+    let rules_version = rules.version.to_string();
     let mut engine = Engine::new(store, Arc::new(rules), config)?;
     let mut sink = FileSink {
         alerts: open_append(&alerts_file)?,

@@ -368,7 +368,7 @@ fn reloader(config: &Config, metrics: Arc<Metrics>, reloads: Reloads) -> vroeg_a
             info!(tokens = done.tokens, "api tokens reloaded");
         }
         if let (Some(apply), Some((rules, opt_out))) = (&reloads.rules, rules) {
-            let version = rules.version.clone();
+            let version = rules.version.to_string();
             let entries = opt_out.len();
             let old = apply(Arc::new(rules), Arc::new(opt_out));
             info!(from = %old, to = %version, opt_out_entries = entries, "rule set reloaded");
@@ -427,7 +427,7 @@ fn inbox_settings(config: &Config) -> anyhow::Result<vroeg_api::inbox::Settings>
             let mut categories: Vec<String> = rules
                 .rules
                 .iter()
-                .map(|r| r.categorie.clone())
+                .map(|r| r.categorie.to_string())
                 .filter(|c| !c.is_empty())
                 .collect();
             categories.sort();
@@ -435,7 +435,7 @@ fn inbox_settings(config: &Config) -> anyhow::Result<vroeg_api::inbox::Settings>
             let texts = rules
                 .rules
                 .iter()
-                .map(|r| (r.id.clone(), r.description.clone()))
+                .map(|r| (r.id.to_string(), r.description.clone()))
                 .collect();
             (texts, categories)
         }
@@ -841,7 +841,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 tokens: tokens.clone(),
                 rules: Some(Box::new(move |rules, opt_out| {
                     let mut pipeline = pipeline.lock().unwrap_or_else(|p| p.into_inner());
-                    let old = pipeline.engine_mut().rules().version.clone();
+                    let old = pipeline.engine_mut().rules().version.to_string();
                     pipeline.engine_mut().set_rules(rules);
                     pipeline.engine_mut().set_opt_out(opt_out);
                     old
@@ -894,7 +894,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 config_path: args.config.clone(),
                 tokens: tokens.clone(),
                 rules: Some(Box::new(move |rules, opt_out| {
-                    let old = control.get().0.version.clone();
+                    let old = control.get().0.version.to_string();
                     control.set(rules, opt_out);
                     old
                 })),

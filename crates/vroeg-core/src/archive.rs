@@ -15,6 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::name::Name;
 use crate::case::{Alert, AlertKind, CaseState, CloseReason, RuleRef};
 use crate::feedback::{Contactsoort, Dagdeel, Eindresultaat};
 use crate::signal::{ArrearsStatus, PartnerType, Verzuimsoort};
@@ -29,8 +30,8 @@ pub struct CaseRecord {
     /// The household's pseudonymous key.
     pub huishouden: String,
     pub episode: u32,
-    pub wijkteam: String,
-    pub werkbak: String,
+    pub wijkteam: Name,
+    pub werkbak: Name,
     /// `open` or `gesloten`.
     pub status: CaseStatus,
     #[serde(with = "millis_text")]
@@ -40,8 +41,8 @@ pub struct CaseRecord {
     pub reden: Option<CloseReason>,
     pub resultaat: Option<Eindresultaat>,
     pub prioriteit: u8,
-    pub categorie: String,
-    pub categorieen: Vec<String>,
+    pub categorie: Name,
+    pub categorieen: Vec<Name>,
     /// When a first contact attempt is due.
     #[serde(with = "millis_text")]
     pub contact_deadline: Millis,
@@ -148,7 +149,7 @@ pub struct Explanation {
     #[serde(serialize_with = "crate::sorted::as_map")]
     pub variabelen: litemap::LiteMap<crate::case::VarName, VarValue>,
     /// Content hash of the rule set the rules fired under.
-    pub regelset: String,
+    pub regelset: Name,
 }
 
 /// One signal of a case, as it was when the case last saw it.
@@ -262,15 +263,15 @@ impl CaseRecord {
             id: id.to_owned(),
             huishouden: huishouden.to_owned(),
             episode: 0,
-            wijkteam: String::new(),
-            werkbak: String::new(),
+            wijkteam: Name::default(),
+            werkbak: Name::default(),
             status: CaseStatus::Open,
             geopend: now,
             gesloten: None,
             reden: None,
             resultaat: None,
             prioriteit: 0,
-            categorie: String::new(),
+            categorie: Name::default(),
             categorieen: Vec::new(),
             contact_deadline: now,
             escalaties: 0,

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use litemap::LiteMap;
 
+use crate::name::Name;
 use crate::household::HouseholdKey;
 use crate::signal::ArrearsStatus;
 use crate::sorted::SortedSet;
@@ -29,9 +30,9 @@ pub const DEFAULT_QUEUE: &str = "regulier";
 /// A rule that fired, as the rule engine reports it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FiredRule {
-    pub id: String,
+    pub id: Name,
     pub version: u32,
-    pub categorie: String,
+    pub categorie: Name,
     pub prioriteit: u8,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
@@ -48,12 +49,12 @@ pub struct Evaluation {
     pub fired: Vec<FiredRule>,
     /// Ids of suppression rules whose `when` held. Any one of them stops
     /// this evaluation from opening or updating a case.
-    pub suppressed_by: Vec<String>,
+    pub suppressed_by: Vec<Name>,
     /// The value of every variable the fired and suppressing rules read, in
     /// name order (names from the [`crate::vars::catalogue`]).
     pub variables: Vec<(&'static str, VarValue)>,
     /// The work queue a queue rule chose, if any.
-    pub werkbak: Option<String>,
+    pub werkbak: Option<Name>,
 }
 
 /// The open case of a household.
@@ -67,16 +68,16 @@ pub struct CaseState {
     /// sorted maps, encoded as a `BTreeMap` is: a million cases are held in
     /// memory, and a `BTreeMap` allocates eleven slots for its first entry.)
     #[serde(serialize_with = "crate::sorted::as_map")]
-    pub rules: LiteMap<String, u32>,
+    pub rules: LiteMap<Name, u32>,
     /// Category per rule id, for the case's categories.
     #[serde(serialize_with = "crate::sorted::as_map")]
-    pub categories: LiteMap<String, (String, u8)>,
+    pub categories: LiteMap<Name, (Name, u8)>,
     /// Sequence number of the last alert of this case.
     pub seq: u32,
     /// Every signal that contributed to this case.
     pub signals: SortedSet<SignalRef>,
     /// The wijkteam the case is routed to (fixed when it opens).
-    pub team: String,
+    pub team: Name,
     /// When a first contact attempt is overdue.
     pub deadline: Millis,
     /// Whether the team recorded a contact attempt.
@@ -90,15 +91,15 @@ pub struct CaseState {
     /// Ids of the feedback messages applied (a re-send has no effect).
     pub feedback_ids: BTreeSet<String>,
     /// The work queue (`werkbak`) the case is in.
-    pub werkbak: String,
+    pub werkbak: Name,
 }
 
 impl CaseState {
     /// The category of the case's highest-priority rule (ties: rule id order).
-    pub fn main_category(&self) -> String {
+    pub fn main_category(&self) -> Name {
         self.categories
             .values()
-            .fold(None::<&(String, u8)>, |best, c| match best {
+            .fold(None::<&(Name, u8)>, |best, c| match best {
                 Some(b) if b.1 >= c.1 => Some(b),
                 _ => Some(c),
             })
@@ -106,8 +107,8 @@ impl CaseState {
             .unwrap_or_default()
     }
 
-    pub fn category_set(&self) -> Vec<String> {
-        let mut set: Vec<&String> = self.categories.values().map(|(c, _)| c).collect();
+    pub fn category_set(&self) -> Vec<Name> {
+        let mut set: Vec<&Name> = self.categories.values().map(|(c, _)| c).collect();
         set.sort_unstable();
         set.dedup();
         set.into_iter().cloned().collect()
@@ -139,9 +140,9 @@ impl AlertKind {
 /// A rule as cited in an alert.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleRef {
-    pub id: String,
+    pub id: Name,
     pub version: u32,
-    pub categorie: String,
+    pub categorie: Name,
     pub prioriteit: u8,
 }
 
@@ -189,16 +190,16 @@ pub struct Alert {
     pub zaak_id: String,
     pub huishouden: String,
     /// The wijkteam the case is routed to.
-    pub wijkteam: String,
+    pub wijkteam: Name,
     /// The work queue within the team.
-    pub werkbak: String,
+    pub werkbak: Name,
     pub episode: u32,
     pub volgnummer: u32,
     /// When the transition happened (evaluation time), RFC 3339 UTC.
     pub tijd: String,
     pub prioriteit: u8,
-    pub categorie: String,
-    pub categorieen: Vec<String>,
+    pub categorie: Name,
+    pub categorieen: Vec<Name>,
     /// The rules that fired at this evaluation (empty for `gesloten`).
     pub regels: Vec<RuleRef>,
     /// The signals of the case so far.
@@ -213,7 +214,7 @@ pub struct Alert {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub resultaat: Option<crate::feedback::Eindresultaat>,
     /// Content hash of the rule set that was evaluated.
-    pub regelset: String,
+    pub regelset: Name,
     /// Contact details for outreach (`geopend` and `bijgewerkt` only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub contact: Option<Contact>,
@@ -235,8 +236,8 @@ pub enum Trigger {
 /// the moment, and the settings.
 #[derive(Clone, Copy)]
 pub struct Decision<'a> {
-    pub ruleset: &'a str,
-    pub team: &'a str,
+    pub ruleset: &'a Name,
+    pub team: &'a Name,
     pub now: Millis,
     pub settings: &'a StateSettings,
 }
@@ -323,14 +324,14 @@ pub fn decide(
                 categories: LiteMap::with_capacity(eval.fired.len()),
                 seq: 0,
                 signals: SortedSet::new(),
-                team: team.to_owned(),
+                team: team.clone(),
                 deadline,
                 contacted: false,
                 next_escalation: deadline,
                 escalations: 0,
                 attempts: Vec::new(),
                 feedback_ids: BTreeSet::new(),
-                werkbak: String::new(),
+                werkbak: Name::default(),
             }));
             AlertKind::Geopend
         }
@@ -349,10 +350,11 @@ pub fn decide(
     };
     let case = state.case.as_mut().expect("case was just ensured");
     case.prioriteit = case.prioriteit.max(top);
-    case.werkbak = eval
-        .werkbak
-        .clone()
-        .unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+    match &eval.werkbak {
+        Some(werkbak) => case.werkbak.clone_from(werkbak),
+        None if case.werkbak != DEFAULT_QUEUE => case.werkbak = Name::from(DEFAULT_QUEUE),
+        None => {}
+    }
     if crisis && !case.contacted {
         // A case that becomes a crisis gets the crisis deadline, if sooner.
         let due = settings.contact.deadline(now, true);
@@ -414,7 +416,7 @@ pub(crate) fn alert(
     case: &CaseState,
     kind: AlertKind,
     now: Millis,
-    regelset: &str,
+    regelset: &Name,
 ) -> Alert {
     Alert {
         id: numbered(&case.id, case.seq),
@@ -434,7 +436,7 @@ pub(crate) fn alert(
         variabelen: LiteMap::new(),
         reden: None,
         resultaat: None,
-        regelset: regelset.to_owned(),
+        regelset: regelset.clone(),
         contact: None,
     }
 }
@@ -456,7 +458,7 @@ pub fn close(
     key: &HouseholdKey,
     state: &mut HouseholdState,
     reden: CloseReason,
-    ruleset: &str,
+    ruleset: &Name,
     now: Millis,
 ) -> Option<Alert> {
     let mut case = state.case.take()?;
@@ -475,7 +477,7 @@ pub fn close(
 pub fn escalate(
     key: &HouseholdKey,
     state: &mut HouseholdState,
-    ruleset: &str,
+    ruleset: &Name,
     now: Millis,
     settings: &StateSettings,
 ) -> Option<Alert> {

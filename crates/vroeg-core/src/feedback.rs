@@ -23,6 +23,7 @@
 //! it applied them), never reach partners or the DDAS export, and change
 //! nothing the rules see. Pure: no IO, no clock.
 
+use crate::name::Name;
 use crate::json::Json;
 use serde::{Deserialize, Serialize};
 
@@ -497,7 +498,7 @@ pub fn apply_feedback(
     key: &HouseholdKey,
     state: &mut HouseholdState,
     feedback: &Feedback,
-    ruleset: &str,
+    ruleset: &Name,
     now: Millis,
     settings: &StateSettings,
 ) -> Result<FeedbackOutcome, DecodeError> {

@@ -27,6 +27,7 @@ pub mod case;
 pub mod feedback;
 pub mod household;
 mod json;
+pub mod name;
 pub mod optout;
 pub mod signal;
 pub mod sorted;
@@ -37,6 +38,7 @@ pub mod vars;
 
 pub use case::{Alert, AlertKind, CaseState, Evaluation, FiredRule};
 pub use household::{HouseholdKey, HouseholdKeyer};
+pub use name::Name;
 pub use signal::{DecodeError, ErrorCode, PartnerType, Signal, SignalBody};
 pub use state::{ApplyOutcome, HouseholdState, StateSettings};
 pub use step::{Context, Evaluator, Household, Router, RuleError, StepResult};

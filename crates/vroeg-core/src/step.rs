@@ -13,6 +13,7 @@
 use crate::case::{decide, escalate, Alert, Evaluation, Trigger};
 use crate::feedback::{apply_feedback, Feedback, FeedbackOutcome};
 use crate::household::HouseholdKey;
+use crate::name::Name;
 use crate::signal::{DecodeError, Signal, SignalBody};
 use crate::state::{ApplyOutcome, HouseholdState, StateSettings};
 use crate::time::Millis;
@@ -21,7 +22,7 @@ use crate::vars::{compute, Variables};
 /// The rules, as the step needs them.
 pub trait Evaluator {
     /// The rule set's content hash: every case event names it.
-    fn version(&self) -> &str;
+    fn version(&self) -> &Name;
     /// What the rules say of a household's variables; a rule that cannot
     /// be evaluated is left out and reported.
     fn evaluate(&self, vars: &Variables) -> (Evaluation, Vec<RuleError>);
@@ -30,7 +31,7 @@ pub trait Evaluator {
 /// Which wijkteam a new case goes to.
 pub trait Router {
     /// The team of a postcode (normalised, `1234AB`); `None`: unknown.
-    fn team_for(&self, postcode: Option<&str>) -> &str;
+    fn team_for(&self, postcode: Option<&str>) -> &Name;
 }
 
 /// A rule that could not be evaluated for a household.

@@ -38,10 +38,10 @@ pub fn coverage(outcomes: &[FileOutcome]) -> Vec<RuleCoverage> {
     let mut out: BTreeMap<(PathBuf, String), RuleCoverage> = BTreeMap::new();
     for outcome in outcomes {
         for rule in outcome.rules.active_rules() {
-            out.entry((rule.file.clone(), rule.id.clone()))
+            out.entry((rule.file.clone(), rule.id.to_string()))
                 .or_insert_with(|| RuleCoverage {
                     file: rule.file.clone(),
-                    id: rule.id.clone(),
+                    id: rule.id.to_string(),
                     actie: match rule.action {
                         Action::Signaleren => "signaleren",
                         Action::Onderdrukken => "onderdrukken",

@@ -111,7 +111,7 @@ impl Engine {
                 || (closed && objected(&record.huishouden))
             {
                 stats.signals += record.signalen.len() as u64;
-                purged.push((record.id, record.wijkteam));
+                purged.push((record.id, String::from(record.wijkteam)));
             } else {
                 kept.insert(record.huishouden);
             }

@@ -867,7 +867,7 @@ fn compare(file: &Path, expect: &Spanned<RawExpect>, got: &[Alert], failures: &m
         if let Some(rules) = &w.rules {
             let mut want_rules = rules.clone();
             want_rules.sort();
-            let mut got_rules: Vec<String> = g.regels.iter().map(|r| r.id.clone()).collect();
+            let mut got_rules: Vec<String> = g.regels.iter().map(|r| r.id.to_string()).collect();
             got_rules.sort();
             if want_rules != got_rules {
                 diffs.push(format!(

@@ -564,7 +564,7 @@ pub fn indicators(snapshot: &Snapshot, period: Period, now: Millis) -> Indicator
         if in_period(Day::of_millis(case.geopend)) {
             ind.zaken_geopend += 1;
             *ind.zaken_per_categorie
-                .entry(case.categorie.clone())
+                .entry(case.categorie.to_string())
                 .or_default() += 1;
             ind.zaken_bereikt += u64::from(case.contactpogingen.iter().any(|a| a.bereikt));
         }

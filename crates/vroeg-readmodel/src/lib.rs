@@ -104,9 +104,9 @@ pub(crate) struct Facets {
 impl Facets {
     fn of(r: &CaseRecord) -> Facets {
         Facets {
-            wijkteam: r.wijkteam.clone(),
-            werkbak: r.werkbak.clone(),
-            categorie: r.categorie.clone(),
+            wijkteam: r.wijkteam.to_string(),
+            werkbak: r.werkbak.to_string(),
+            categorie: r.categorie.to_string(),
             crisis: is_crisis(r),
             deadline: r.contact_deadline,
             contacted: !r.contactpogingen.is_empty(),

@@ -78,13 +78,13 @@ impl Row {
         }
         Row {
             id: r.id.clone(),
-            wijkteam: r.wijkteam.clone(),
-            werkbak: r.werkbak.clone(),
+            wijkteam: r.wijkteam.to_string(),
+            werkbak: r.werkbak.to_string(),
             status: r.status,
             geopend: format_rfc3339(r.geopend),
             gesloten: r.gesloten.map(format_rfc3339),
             prioriteit: r.prioriteit,
-            categorie: r.categorie.clone(),
+            categorie: r.categorie.to_string(),
             contact_deadline: format_rfc3339(r.contact_deadline),
             contact_uiterlijk: ContactPolicy::last_day(r.contact_deadline).to_string(),
             te_laat: overdue(r, now),

@@ -20,6 +20,7 @@ use vroeg_core::case::{AlertKind, RuleRef};
 use vroeg_core::state::Contact;
 use vroeg_core::time::{parse_rfc3339, Day};
 use vroeg_core::vars::VarValue;
+use vroeg_core::Name;
 
 /// How to compare.
 #[derive(Clone, Debug, Default)]
@@ -98,11 +99,11 @@ pub struct Event {
     #[serde(rename = "type")]
     pub kind: AlertKind,
     pub huishouden: String,
-    pub wijkteam: String,
-    pub werkbak: String,
+    pub wijkteam: Name,
+    pub werkbak: Name,
     pub tijd: String,
     pub prioriteit: u8,
-    pub categorie: String,
+    pub categorie: Name,
     #[serde(default)]
     pub regels: Vec<RuleRef>,
     #[serde(default)]
@@ -341,9 +342,9 @@ impl Tally {
             *m.per_prioriteit.entry(a.prioriteit).or_default() += 1;
             count(&mut m.per_wijkteam, a.wijkteam.as_str());
             count(&mut m.per_werkbak, a.werkbak.as_str());
-            let team = match self.work.get_mut(&a.wijkteam) {
+            let team = match self.work.get_mut(a.wijkteam.as_str()) {
                 Some(team) => team,
-                None => self.work.entry(a.wijkteam.clone()).or_default(),
+                None => self.work.entry(a.wijkteam.to_string()).or_default(),
             };
             count(team, week.as_str());
         }

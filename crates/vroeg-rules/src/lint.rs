@@ -284,7 +284,7 @@ pub fn lint_on(rules: &RuleSet, sample: &[Variables]) -> Diagnostics {
         if let Some(w) = winner {
             for rule in fired.iter().filter(|r| r.id != w.id) {
                 if let Some(t) = tally.get_mut(rule.id.as_str()) {
-                    *t.winners.entry(w.id.clone()).or_default() += 1;
+                    *t.winners.entry(w.id.to_string()).or_default() += 1;
                 }
             }
             if let Some(t) = tally.get_mut(w.id.as_str()) {

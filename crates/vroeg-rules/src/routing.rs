@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
+use vroeg_core::Name;
 
 use crate::diag::Diagnostics;
 use crate::parse::at;
@@ -36,11 +37,11 @@ struct RawTeam {
 /// A checked routing table.
 #[derive(Clone, Debug)]
 pub struct Routing {
-    default: String,
+    default: Name,
     /// 4-digit area -> team.
-    areas: HashMap<u16, String>,
+    areas: HashMap<u16, Name>,
     /// 6-digit postcode -> team.
-    exact: HashMap<String, String>,
+    exact: HashMap<String, Name>,
     /// Team id -> display name.
     pub names: HashMap<String, String>,
 }
@@ -93,13 +94,13 @@ fn claim_areas(
             return;
         }
         area_at.insert(a, (id.to_owned(), loc));
-        routing.areas.insert(a, id.to_owned());
+        routing.areas.insert(a, Name::from(id));
     }
 }
 
 /// The routing as the household step reads it (`vroeg_core::step`).
 impl vroeg_core::Router for Routing {
-    fn team_for(&self, postcode: Option<&str>) -> &str {
+    fn team_for(&self, postcode: Option<&str>) -> &Name {
         Routing::team_for(self, postcode)
     }
 }
@@ -108,7 +109,7 @@ impl Routing {
     /// Every case to one team (no routing file).
     pub fn single(team: &str) -> Routing {
         Routing {
-            default: team.to_owned(),
+            default: Name::from(team),
             areas: HashMap::new(),
             exact: HashMap::new(),
             names: HashMap::new(),
@@ -190,7 +191,7 @@ impl Routing {
                         ),
                         None => {
                             exact_at.insert(p.clone(), (id.clone(), loc));
-                            routing.exact.insert(p, id.clone());
+                            routing.exact.insert(p, Name::from(id));
                         }
                     },
                     Some(Entry::Area(a)) => {
@@ -223,7 +224,7 @@ impl Routing {
 
     /// The team for a normalised postcode (`1234AB`); the default team when
     /// no team claims it or there is none.
-    pub fn team_for(&self, postcode: Option<&str>) -> &str {
+    pub fn team_for(&self, postcode: Option<&str>) -> &Name {
         let Some(pc) = postcode else {
             return &self.default;
         };
@@ -233,7 +234,6 @@ impl Routing {
         pc.get(..4)
             .and_then(|a| a.parse::<u16>().ok())
             .and_then(|a| self.areas.get(&a))
-            .map(String::as_str)
             .unwrap_or(&self.default)
     }
 
@@ -250,8 +250,8 @@ impl Routing {
     /// that claims a postcode, sorted.
     pub fn teams(&self) -> Vec<&str> {
         let mut teams: Vec<&str> = std::iter::once(self.default.as_str())
-            .chain(self.areas.values().map(String::as_str))
-            .chain(self.exact.values().map(String::as_str))
+            .chain(self.areas.values().map(Name::as_str))
+            .chain(self.exact.values().map(Name::as_str))
             .chain(self.names.keys().map(String::as_str))
             .collect();
         teams.sort_unstable();

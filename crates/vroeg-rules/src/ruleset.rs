@@ -14,6 +14,7 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 use vroeg_core::case::{Evaluation, FiredRule};
+use vroeg_core::Name;
 use vroeg_core::state::{ContactPolicy, StateSettings};
 use vroeg_core::time::Day;
 use vroeg_core::vars::{catalogue, Purpose, Variables};
@@ -67,17 +68,17 @@ pub struct LoadOptions {
 /// One checked and compiled rule.
 #[derive(Clone, Debug)]
 pub struct CompiledRule {
-    pub id: String,
+    pub id: Name,
     pub description: String,
     pub when: String,
-    pub categorie: String,
+    pub categorie: Name,
     pub prioriteit: u8,
     pub labels: Vec<String>,
     pub enabled: bool,
     pub version: u32,
     pub action: Action,
     /// With `actie: werkbak`: the work queue.
-    pub werkbak: Option<String>,
+    pub werkbak: Option<Name>,
     pub purpose: Purpose,
     /// Whether the rule takes part in evaluation: enabled, and its purpose
     /// is allowed.
@@ -127,7 +128,7 @@ pub struct RuleSet {
     pub settings: Settings,
     pub rules: Vec<CompiledRule>,
     /// Content hash of the rule files (first 16 hex digits of SHA-256).
-    pub version: String,
+    pub version: Name,
     pub options: LoadOptions,
     pub files: Vec<PathBuf>,
 }
@@ -163,7 +164,7 @@ const SETTINGS_KEYS: &[&str] = &[
 
 /// The rules as the household step reads them (`vroeg_core::step`).
 impl vroeg_core::Evaluator for RuleSet {
-    fn version(&self) -> &str {
+    fn version(&self) -> &Name {
         &self.version
     }
 
@@ -286,7 +287,7 @@ impl RuleSet {
             };
             for raw_rule in raw_rules {
                 if let Some(rule) = parse_rule(file, text, &raw_rule, options, &mut diags) {
-                    if let Some((f, l, c)) = seen_ids.get(&rule.id) {
+                    if let Some((f, l, c)) = seen_ids.get(rule.id.as_str()) {
                         diags.push(
                             file,
                             rule_id_location(&raw_rule),
@@ -300,7 +301,7 @@ impl RuleSet {
                         continue;
                     }
                     let (l, c) = rule_id_location(&raw_rule);
-                    seen_ids.insert(rule.id.clone(), (file.clone(), l, c));
+                    seen_ids.insert(rule.id.to_string(), (file.clone(), l, c));
                     rules.push(rule);
                 }
             }
@@ -330,7 +331,7 @@ impl RuleSet {
             RuleSet {
                 settings: settings.map(|s| s.0).unwrap_or_default(),
                 rules,
-                version,
+                version: version.into(),
                 options: options.clone(),
                 files: sources.iter().map(|(f, _)| f.clone()).collect(),
             },
@@ -385,7 +386,7 @@ impl RuleSet {
                     }
                 }
                 Err(e) => errors.push(RuleEvalError {
-                    rule: rule.id.clone(),
+                    rule: rule.id.to_string(),
                     file: rule.file.display().to_string(),
                     line: rule.line,
                     message: e.to_string(),
@@ -942,16 +943,16 @@ fn parse_rule(
     }
     let active = enabled && (purpose != Purpose::School || options.school_purpose);
     Some(CompiledRule {
-        id: id?,
+        id: id?.into(),
         description: description?,
         when: when?.0,
-        categorie: categorie?,
+        categorie: categorie?.into(),
         prioriteit: prioriteit?,
         labels,
         enabled,
         version,
         action,
-        werkbak,
+        werkbak: werkbak.map(Name::from),
         purpose,
         active,
         reads,

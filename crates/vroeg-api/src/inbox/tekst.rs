@@ -178,7 +178,7 @@ pub fn uitleg(record: &CaseRecord, rules: &HashMap<String, String>) -> Uitleg {
         .regels
         .iter()
         .map(|r| {
-            let full = rules.get(&r.id).map(|d| d.trim().to_owned());
+            let full = rules.get(r.id.as_str()).map(|d| d.trim().to_owned());
             format!(
                 "{} (regel {}: categorie {}, prioriteit {})",
                 full.unwrap_or_else(|| describe(&r.id)),

@@ -47,6 +47,11 @@ fn eval() -> Evaluation {
     }
 }
 
+/// The rule set's version in these tests.
+fn v() -> Name {
+    Name::from("v")
+}
+
 /// Decide with the one-rule evaluation above.
 fn decide_now(
     key: &HouseholdKey,
@@ -55,9 +60,10 @@ fn decide_now(
     now: Millis,
 ) -> Vec<Alert> {
     let settings = StateSettings::default();
+    let (ruleset, team) = (v(), Name::from("team"));
     let d = crate::case::Decision {
-        ruleset: "v",
-        team: "team",
+        ruleset: &ruleset,
+        team: &team,
         now,
         settings: &settings,
     };
@@ -147,7 +153,7 @@ fn a_contact_attempt_stops_escalation() {
         "contactsoort": "Huisbezoek", "bereikt": true, "datum": "2026-05-02"}),
     )
     .unwrap();
-    let out = apply_feedback(&key, &mut state, &fb, "v", now + DAY_MS, &settings).unwrap();
+    let out = apply_feedback(&key, &mut state, &fb, &v(), now + DAY_MS, &settings).unwrap();
     assert!(out.alerts.is_empty() && !out.duplicate);
     let case = state.case.as_ref().unwrap();
     assert!(case.contacted);
@@ -157,7 +163,7 @@ fn a_contact_attempt_stops_escalation() {
         Some(now + 14 * DAY_MS)
     );
     // The same message again: no effect.
-    let again = apply_feedback(&key, &mut state, &fb, "v", now + DAY_MS, &settings).unwrap();
+    let again = apply_feedback(&key, &mut state, &fb, &v(), now + DAY_MS, &settings).unwrap();
     assert!(again.duplicate);
     assert_eq!(state.case.as_ref().unwrap().attempts.len(), 1);
 }
@@ -171,7 +177,7 @@ fn an_outcome_closes_the_case_and_tells_partners_only_the_status() {
         "resultaat": "Inwoner al bekend bij schuldhulpverlening", "datum": "2026-05-03"}),
     )
     .unwrap();
-    let out = apply_feedback(&key, &mut state, &fb, "v", now + 2 * DAY_MS, &settings).unwrap();
+    let out = apply_feedback(&key, &mut state, &fb, &v(), now + 2 * DAY_MS, &settings).unwrap();
     assert_eq!(out.alerts.len(), 1);
     assert_eq!(out.alerts[0].kind, AlertKind::Gesloten);
     assert_eq!(out.alerts[0].reden, Some(CloseReason::Resultaat));
@@ -199,7 +205,7 @@ fn an_outcome_closes_the_case_and_tells_partners_only_the_status() {
     )
     .unwrap();
     let err =
-        apply_feedback(&key, &mut state, &late, "v", now + 3 * DAY_MS, &settings).unwrap_err();
+        apply_feedback(&key, &mut state, &late, &v(), now + 3 * DAY_MS, &settings).unwrap_err();
     assert_eq!(err.code, ErrorCode::UnknownCase);
     // The handled signal does not reopen a case; a newer one does, as episode 2.
     let later = now + 5 * DAY_MS;
@@ -275,7 +281,7 @@ fn the_case_record_follows_the_case_from_opening_to_outcome() {
         }),
     };
     let later = now + DAY_MS;
-    let out = apply_feedback(&key, &mut state, &attempt, "v", later, &settings).unwrap();
+    let out = apply_feedback(&key, &mut state, &attempt, &v(), later, &settings).unwrap();
     let rec = CaseRecord::observe(Some(rec), &id, KEY, &out.alerts, &state, later).unwrap();
     assert_eq!(rec.contactpogingen.len(), 1);
     assert_eq!(rec.first_attempt(), Some(Day::of_millis(later)));
@@ -291,7 +297,7 @@ fn the_case_record_follows_the_case_from_opening_to_outcome() {
         },
     };
     let closing = later + DAY_MS;
-    let out = apply_feedback(&key, &mut state, &result, "v", closing, &settings).unwrap();
+    let out = apply_feedback(&key, &mut state, &result, &v(), closing, &settings).unwrap();
     assert!(state.case.is_none());
     let rec = CaseRecord::observe(Some(rec), &id, KEY, &out.alerts, &state, closing).unwrap();
     assert_eq!(rec.status, CaseStatus::Gesloten);
@@ -322,7 +328,7 @@ fn feedback_dated_before_the_case_opened_is_refused() {
         &key,
         &mut state,
         &attempt("a", "2026-04-30"),
-        "v",
+        &v(),
         now,
         &settings,
     )
@@ -336,7 +342,7 @@ fn feedback_dated_before_the_case_opened_is_refused() {
         &key,
         &mut state,
         &attempt("a", "2026-05-01"),
-        "v",
+        &v(),
         now,
         &settings,
     )
@@ -353,7 +359,7 @@ fn an_outcome_that_presupposes_contact_needs_a_reached_attempt() {
         "resultaat": "(Budget)advies en/of quick fix", "datum": "2026-05-02"}),
     )
     .unwrap();
-    let err = apply_feedback(&key, &mut state, &advies, "v", now, &settings).unwrap_err();
+    let err = apply_feedback(&key, &mut state, &advies, &v(), now, &settings).unwrap_err();
     assert_eq!(err.code, ErrorCode::ContactRequired);
     assert!(state.case.is_some(), "the case stays open");
     // An attempt that did not reach the resident is not enough.
@@ -362,8 +368,8 @@ fn an_outcome_that_presupposes_contact_needs_a_reached_attempt() {
         "contactsoort": "Brief", "bereikt": false, "datum": "2026-05-01"}),
     )
     .unwrap();
-    apply_feedback(&key, &mut state, &missed, "v", now, &settings).unwrap();
-    let err = apply_feedback(&key, &mut state, &advies, "v", now, &settings).unwrap_err();
+    apply_feedback(&key, &mut state, &missed, &v(), now, &settings).unwrap();
+    let err = apply_feedback(&key, &mut state, &advies, &v(), now, &settings).unwrap_err();
     assert_eq!(err.code, ErrorCode::ContactRequired);
     // "Definitief geen contact" needs none.
     assert!(!Eindresultaat::GeenContact.needs_contact());
@@ -373,8 +379,8 @@ fn an_outcome_that_presupposes_contact_needs_a_reached_attempt() {
         "contactsoort": "Huisbezoek", "bereikt": true, "datum": "2026-05-02"}),
     )
     .unwrap();
-    apply_feedback(&key, &mut state, &reached, "v", now, &settings).unwrap();
-    let out = apply_feedback(&key, &mut state, &advies, "v", now, &settings).unwrap();
+    apply_feedback(&key, &mut state, &reached, &v(), now, &settings).unwrap();
+    let out = apply_feedback(&key, &mut state, &advies, &v(), now, &settings).unwrap();
     assert_eq!(out.alerts[0].resultaat, Some(Eindresultaat::Advies));
 }
 
