@@ -179,7 +179,11 @@ mod tests {
         let texts: Vec<&str> = names.iter().map(Name::as_str).collect();
         assert_eq!(texts, ["", "a", "ab", "b"]);
         let a = Name::from("a");
-        assert!(a == "a" && "a" == a && a == "a".to_owned() && a != *"b");
+        let owned = String::from("a");
+        assert_eq!(a, "a");
+        assert_eq!("a", a);
+        assert_eq!(a, owned);
+        assert_ne!(a, *"b");
         // A clone shares the text.
         assert!(std::ptr::eq(a.as_str(), a.clone().as_str()));
     }
