@@ -155,8 +155,8 @@ pub struct Explanation {
 /// One signal of a case, as it was when the case last saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchivedSignal {
-    pub source: String,
-    pub id: String,
+    pub source: Name,
+    pub id: Name,
     #[serde(with = "millis_text")]
     pub tijd: Millis,
     #[serde(flatten)]

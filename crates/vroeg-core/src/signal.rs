@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::name::Name;
 use crate::json::{Json, JsonMap};
 
 use crate::time::{parse_rfc3339, Day, Millis, DAY_MS};
@@ -31,9 +32,10 @@ pub const MAX_AMOUNT_CENT: u64 = 1_000_000_000;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Signal {
     /// The partner organisation, a URN (CloudEvents `source`).
-    pub source: String,
-    /// Unique per source (CloudEvents `id`).
-    pub id: String,
+    pub source: Name,
+    /// Unique per source (CloudEvents `id`). A [`Name`]: the state, the
+    /// case and every case event refer to the signal with it.
+    pub id: Name,
     /// CloudEvents `time`: when the partner produced the signal.
     pub time: Millis,
     pub body: SignalBody,
@@ -598,8 +600,8 @@ fn decode_event(
         }
     };
     Ok(Signal {
-        source: attrs.source.to_owned(),
-        id: attrs.id.to_owned(),
+        source: Name::from(attrs.source),
+        id: Name::from(attrs.id),
         time,
         body,
     })

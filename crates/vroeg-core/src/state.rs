@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::name::Name;
 use crate::case::CaseState;
 use crate::signal::{ArrearsStatus, PartnerType, Signal, SignalBody, Verzuimsoort};
 use crate::time::{Day, Millis};
@@ -143,8 +144,8 @@ impl StateSettings {
 /// data is [`Client`], which the DDAS export needs; it is never logged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArrearsRecord {
-    pub source: String,
-    pub id: String,
+    pub source: Name,
+    pub id: Name,
     pub referentie: String,
     pub partner: PartnerType,
     pub status: ArrearsStatus,
@@ -178,8 +179,8 @@ impl ArrearsRecord {
 /// One school-absence report. No personal data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AbsenceRecord {
-    pub source: String,
-    pub id: String,
+    pub source: Name,
+    pub id: Name,
     pub time: Millis,
     pub verzuimsoort: Verzuimsoort,
     pub uren_4_weken: u32,
@@ -206,8 +207,8 @@ pub struct Contact {
 /// A reference to one signal: its CloudEvents `source` and `id`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SignalRef {
-    pub source: String,
-    pub id: String,
+    pub source: Name,
+    pub id: Name,
 }
 
 /// Everything Vroeg keeps about one household.

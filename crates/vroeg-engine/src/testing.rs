@@ -381,8 +381,8 @@ fn build_signal(
     Ok((
         time,
         Signal {
-            source,
-            id,
+            source: source.into(),
+            id: id.into(),
             time,
             body,
         },

@@ -203,8 +203,8 @@ impl Snapshot {
                 }
                 let archived = ArchivedSignal::of_arrears(r);
                 loose.push(ExportSignal {
-                    source: archived.source,
-                    id: archived.id,
+                    source: archived.source.into(),
+                    id: archived.id.into(),
                     detail: archived.detail,
                     contact: state.contact.as_deref().cloned(),
                 });
@@ -425,8 +425,8 @@ pub fn ddas(
         // A case's signals go with it, even ones signalled before `from`.
         for s in &case.signalen {
             let export = ExportSignal {
-                source: s.source.clone(),
-                id: s.id.clone(),
+                source: s.source.to_string(),
+                id: s.id.to_string(),
                 detail: s.detail.clone(),
                 contact: case.contact.clone(),
             };

@@ -15,8 +15,8 @@ use vroeg_rules::{LoadOptions, RuleSet};
 fn household() -> HouseholdState {
     let day = Day::parse("2026-05-01").unwrap();
     let rec = |i: i32, partner, euro: u64| ArrearsRecord {
-        source: format!("urn:bench:{i}"),
-        id: format!("s{i}"),
+        source: format!("urn:bench:{i}").into(),
+        id: format!("s{i}").into(),
         referentie: format!("R{i}"),
         partner,
         status: ArrearsStatus::Open,

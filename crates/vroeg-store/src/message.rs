@@ -128,8 +128,8 @@ impl LegacyEntry {
             Destination::PartnerFeedback => {
                 #[derive(Deserialize)]
                 struct Status {
-                    source: String,
-                    id: String,
+                    source: vroeg_core::Name,
+                    id: vroeg_core::Name,
                     status: PartnerStatus,
                 }
                 let s: Status =

@@ -247,8 +247,8 @@ mod roundtrip {
                     crisis,
                     eindelevering,
                 )| ArrearsRecord {
-                    source,
-                    id,
+                    source: source.into(),
+                    id: id.into(),
                     referentie,
                     partner: PartnerType::ALL[p],
                     status: ArrearsStatus::ALL[st],
