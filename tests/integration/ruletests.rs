@@ -110,7 +110,7 @@ fn a_rule_test_and_a_replay_of_its_signals_give_identical_case_events() {
             // Replay's household keys written back as the test's names.
             let mut replayed = std::fs::read_to_string(&out).unwrap();
             for (name, _) in &input.households {
-                replayed = replayed.replace(&key(name), name);
+                replayed = replayed.replace(key(name).as_str(), name);
             }
             let replayed: Vec<Value> = replayed
                 .lines()

@@ -60,7 +60,7 @@ pub struct Evaluation {
 /// The open case of a household.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseState {
-    pub id: String,
+    pub id: Name,
     pub episode: u32,
     pub opened_at: Millis,
     pub prioriteit: u8,
@@ -187,8 +187,8 @@ pub struct Alert {
     #[serde(rename = "type")]
     pub kind: AlertKind,
     /// `<household key>-<episode>`.
-    pub zaak_id: String,
-    pub huishouden: String,
+    pub zaak_id: Name,
+    pub huishouden: Name,
     /// The wijkteam the case is routed to.
     pub wijkteam: Name,
     /// The work queue within the team.
@@ -314,7 +314,7 @@ pub fn decide(
             let episode = state.episodes;
             let deadline = settings.contact.deadline(now, crisis);
             state.case = Some(Box::new(CaseState {
-                id: format!("{}-{}", key, episode),
+                id: Name::from(format!("{}-{}", key, episode)),
                 episode,
                 opened_at: now,
                 prioriteit: top,

@@ -212,7 +212,7 @@ impl Feedback {
         let (key, episode) = self.zaak_id.rsplit_once('-')?;
         let episode = episode.parse().ok()?;
         (key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| (HouseholdKey(key.to_owned()), episode))
+            .then(|| (HouseholdKey(Name::from(key)), episode))
     }
 }
 
@@ -405,7 +405,7 @@ pub fn reopen(
         .max()
         .unwrap_or(0);
     state.case = Some(Box::new(CaseState {
-        id: record.id.clone(),
+        id: Name::from(record.id.as_str()),
         episode: record.episode,
         opened_at: record.geopend,
         prioriteit: record.prioriteit,

@@ -10,12 +10,13 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::name::Name;
 use crate::signal::Address;
 
 /// The pseudonymous key of a household: 32 lower-case hex digits (the first
 /// 128 bits of the HMAC).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct HouseholdKey(pub String);
+pub struct HouseholdKey(pub Name);
 
 impl HouseholdKey {
     pub fn as_str(&self) -> &str {
@@ -91,7 +92,7 @@ impl HouseholdKeyer {
         let mut mac = self.mac.clone();
         mac.update(Self::canonical(address).as_bytes());
         let digest = mac.finalize().into_bytes();
-        HouseholdKey(hex::encode(&digest[..16]))
+        HouseholdKey(Name::from(hex::encode(&digest[..16])))
     }
 }
 

@@ -99,7 +99,7 @@ impl Engine {
         let opt_out = self.opt_out().clone();
         let keyer = self.keyer().clone();
         let objected =
-            |key: &str| !opt_out.is_empty() && opt_out.has_household(&HouseholdKey(key.to_owned()));
+            |key: &str| !opt_out.is_empty() && opt_out.has_household(&HouseholdKey(key.into()));
 
         // Case records past retention; the households that still have one.
         let mut kept: HashSet<String> = HashSet::new();
@@ -159,7 +159,7 @@ impl Engine {
             let dropped = (state.arrears.len() - next.arrears.len())
                 + (state.absences.len() - next.absences.len());
             stats.signals += dropped as u64;
-            if next.holds_nothing() && (objector || !kept.contains(&key.0)) {
+            if next.holds_nothing() && (objector || !kept.contains(key.0.as_str())) {
                 stats.households += 1;
                 if state.episodes > 0 {
                     commit.retired.push((key.clone(), state.episodes));

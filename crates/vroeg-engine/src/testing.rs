@@ -684,7 +684,7 @@ impl Runner {
             stream: self.stream.clone(),
             partition: 0,
             offset: self.offset - 1,
-            key: HouseholdKey(household.to_owned()),
+            key: HouseholdKey(household.into()),
             input,
         }
     }
@@ -713,7 +713,7 @@ impl Runner {
         household: &str,
         time: Millis,
     ) -> Result<(), EngineError> {
-        let key = HouseholdKey(household.to_owned());
+        let key = HouseholdKey(household.into());
         let case = self
             .engine
             .store()
@@ -728,7 +728,7 @@ impl Runner {
         };
         let feedback = Feedback {
             id: format!("{test}#contactpoging-{}", self.offset),
-            zaak_id,
+            zaak_id: zaak_id.into(),
             kind: FeedbackKind::Contactpoging(ContactAttempt {
                 soort: Contactsoort::Telefoon,
                 bereikt: false,

@@ -124,7 +124,7 @@ fn store_states(store: &Store) -> Vec<(String, Vec<u8>)> {
         .households()
         .map(|r| {
             let (k, s) = r.unwrap();
-            (k.0, vroeg_store::encode_state(&s).unwrap())
+            (k.0.to_string(), vroeg_store::encode_state(&s).unwrap())
         })
         .collect();
     for record in store.cases() {
@@ -496,7 +496,7 @@ proptest! {
             .households()
             .map(|r| {
                 let (k, s) = r.unwrap();
-                (k.0.clone(), vroeg_store::encode_state(&s).unwrap())
+                (k.0.to_string(), vroeg_store::encode_state(&s).unwrap())
             })
             .chain(in_memory.store().cases().map(|r| {
                 (format!("case:{}", r.id), serde_json::to_vec(r).unwrap())
@@ -534,7 +534,7 @@ proptest! {
                 .households()
                 .map(|r| {
                     let (k, s) = r.unwrap();
-                    (k.0, s)
+                    (k.0.to_string(), s)
                 })
                 .collect();
             states.sort_by(|a, b| a.0.cmp(&b.0));

@@ -185,7 +185,7 @@ impl Snapshot {
             let (key, state) = item?;
             households += 1;
             if let Some(case) = &state.case {
-                match open_records.remove(&case.id) {
+                match open_records.remove(case.id.as_str()) {
                     Some(owner) if owner == key.0 => {}
                     Some(_) => problems.push(format!(
                         "case {} is recorded for another household",

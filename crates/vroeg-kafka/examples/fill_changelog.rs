@@ -40,7 +40,7 @@ fn main() {
     let mut samples = Vec::new();
     for item in store.households() {
         let (key, state) = item.expect("a household");
-        let own = cases.remove(&key.0).unwrap_or_default();
+        let own = cases.remove(key.0.as_str()).unwrap_or_default();
         let body = stored_body(&encode_state(&state).expect("a state encodes")).expect("a body");
         samples.push((key, body, own));
     }
@@ -77,11 +77,14 @@ fn main() {
     for i in 0..households {
         let (old, value, own) = &samples[(i as usize) % samples.len()];
         // A new key of the same length: the value keeps its encoding.
-        let new = HouseholdKey(format!(
-            "{:016x}{:016x}",
-            i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            i
-        ));
+        let new = HouseholdKey(
+            format!(
+                "{:016x}{:016x}",
+                i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                i
+            )
+            .into(),
+        );
         let swap = |bytes: &[u8]| -> Vec<u8> {
             let (from, to) = (old.0.as_bytes(), new.0.as_bytes());
             let mut out = bytes.to_vec();

@@ -403,7 +403,7 @@ fn forward(
             messages.push(Outgoing {
                 topic: settings.household_topic.clone(),
                 partition: Some(key.partition(settings.partitions) as i32),
-                key: Some(key.0.into_bytes()),
+                key: Some(key.0.as_bytes().to_vec()),
                 payload: Some(forwarded.encode()?),
                 headers: Vec::new(),
             });

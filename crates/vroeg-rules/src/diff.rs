@@ -98,7 +98,7 @@ pub struct Diff {
 pub struct Event {
     #[serde(rename = "type")]
     pub kind: AlertKind,
-    pub huishouden: String,
+    pub huishouden: Name,
     pub wijkteam: Name,
     pub werkbak: Name,
     pub tijd: String,

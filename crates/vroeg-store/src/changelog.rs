@@ -123,7 +123,7 @@ struct CaseIndex {
 
 fn household_of(offset: i64, key: &[u8]) -> Result<HouseholdKey, StoreError> {
     std::str::from_utf8(&key[1..])
-        .map(|k| HouseholdKey(k.to_owned()))
+        .map(|k| HouseholdKey(k.into()))
         .map_err(|_| bad(offset, "household key is not UTF-8"))
 }
 

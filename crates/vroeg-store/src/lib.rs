@@ -250,7 +250,7 @@ fn parse_timer_key(k: &[u8]) -> Result<Option<(Millis, HouseholdKey)>, StoreErro
         what: "timer",
         detail: "household key is not UTF-8".into(),
     })?;
-    Ok(Some((due, HouseholdKey(key))))
+    Ok(Some((due, HouseholdKey(key.into()))))
 }
 
 /// A record waiting in the event-time merge queue: its queue key and its
@@ -859,7 +859,7 @@ impl Store {
                 what: "household key",
                 detail: "not UTF-8".into(),
             })?;
-            Ok((HouseholdKey(key), decode_state(&v)?))
+            Ok((HouseholdKey(key.into()), decode_state(&v)?))
         })
     }
 

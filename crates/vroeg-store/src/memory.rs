@@ -325,7 +325,7 @@ mod tests {
         let mut pairs = Vec::new();
         for due in [5, 3] {
             for k in keys {
-                pairs.push((due as Millis, HouseholdKey(k.to_owned())));
+                pairs.push((due as Millis, HouseholdKey(k.into())));
             }
         }
         let mut by_pair = pairs.clone();

@@ -1,7 +1,7 @@
 use super::*;
 
 fn key(s: &str) -> HouseholdKey {
-    HouseholdKey(s.to_owned())
+    HouseholdKey(s.into())
 }
 
 /// A commit that writes one household.

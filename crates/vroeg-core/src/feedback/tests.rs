@@ -272,7 +272,7 @@ fn the_case_record_follows_the_case_from_opening_to_outcome() {
 
     let attempt = Feedback {
         id: "f1".into(),
-        zaak_id: id.clone(),
+        zaak_id: id.as_str().into(),
         kind: FeedbackKind::Contactpoging(ContactAttempt {
             soort: Contactsoort::Huisbezoek,
             bereikt: true,
@@ -290,7 +290,7 @@ fn the_case_record_follows_the_case_from_opening_to_outcome() {
 
     let result = Feedback {
         id: "f2".into(),
-        zaak_id: id.clone(),
+        zaak_id: id.as_str().into(),
         kind: FeedbackKind::Resultaat {
             resultaat: Eindresultaat::Advies,
             datum: Day::of_millis(later),
