@@ -15,9 +15,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::name::Name;
 use crate::case::{Alert, AlertKind, CaseState, CloseReason, RuleRef};
 use crate::feedback::{Contactsoort, Dagdeel, Eindresultaat};
+use crate::name::Name;
 use crate::signal::{ArrearsStatus, PartnerType, Verzuimsoort};
 use crate::state::{AbsenceRecord, ArrearsRecord, Client, Contact, HouseholdState};
 use crate::time::{day_text, format_rfc3339, millis_text, opt_millis_text, Day, Millis};

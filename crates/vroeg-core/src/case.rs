@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use litemap::LiteMap;
 
-use crate::name::Name;
 use crate::household::HouseholdKey;
+use crate::name::Name;
 use crate::signal::ArrearsStatus;
 use crate::sorted::SortedSet;
 use crate::state::{Contact, HouseholdState, SignalRef, StateSettings};

@@ -23,8 +23,8 @@
 //! it applied them), never reach partners or the DDAS export, and change
 //! nothing the rules see. Pure: no IO, no clock.
 
-use crate::name::Name;
 use crate::json::Json;
+use crate::name::Name;
 use serde::{Deserialize, Serialize};
 
 use crate::case::{close, Alert, CloseReason};

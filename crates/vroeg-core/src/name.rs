@@ -163,7 +163,8 @@ mod tests {
                 postcard::to_allocvec(&owned).unwrap()
             );
             let json: Name = serde_json::from_str(&serde_json::to_string(&owned).unwrap()).unwrap();
-            let bytes: Name = postcard::from_bytes(&postcard::to_allocvec(&owned).unwrap()).unwrap();
+            let bytes: Name =
+                postcard::from_bytes(&postcard::to_allocvec(&owned).unwrap()).unwrap();
             assert_eq!((json.as_str(), bytes.as_str()), (text, text));
             assert_eq!(format!("{name}"), text);
             assert_eq!(format!("{name:?}"), format!("{text:?}"));

@@ -13,8 +13,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::name::Name;
 use crate::json::{Json, JsonMap};
+use crate::name::Name;
 
 use crate::time::{parse_rfc3339, Day, Millis, DAY_MS};
 

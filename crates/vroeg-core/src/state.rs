@@ -12,8 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::name::Name;
 use crate::case::CaseState;
+use crate::name::Name;
 use crate::signal::{ArrearsStatus, PartnerType, Signal, SignalBody, Verzuimsoort};
 use crate::time::{Day, Millis};
 

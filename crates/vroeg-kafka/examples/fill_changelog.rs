@@ -78,12 +78,7 @@ fn main() {
         let (old, value, own) = &samples[(i as usize) % samples.len()];
         // A new key of the same length: the value keeps its encoding.
         let new = HouseholdKey(
-            format!(
-                "{:016x}{:016x}",
-                i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                i
-            )
-            .into(),
+            format!("{:016x}{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15), i).into(),
         );
         let swap = |bytes: &[u8]| -> Vec<u8> {
             let (from, to) = (old.0.as_bytes(), new.0.as_bytes());

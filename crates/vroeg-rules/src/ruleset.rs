@@ -14,10 +14,10 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 use vroeg_core::case::{Evaluation, FiredRule};
-use vroeg_core::Name;
 use vroeg_core::state::{ContactPolicy, StateSettings};
 use vroeg_core::time::Day;
 use vroeg_core::vars::{catalogue, Purpose, Variables};
+use vroeg_core::Name;
 
 use crate::context::{index, VarContext};
 use crate::diag::Diagnostics;
