@@ -285,11 +285,10 @@ pub struct ReadModel {
 impl ReadModel {
     /// Open (or create) a read model in `dir`.
     pub fn open(dir: &Path) -> Result<ReadModel, ReadModelError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(sled_err("open the read model"))?;
+            .mode(sled::Mode::HighThroughput);
+        let db = vroeg_store::open_db(&config).map_err(sled_err("open the read model"))?;
         Self::from_db(db, &dir.display().to_string())
     }
 

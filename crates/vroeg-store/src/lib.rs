@@ -102,6 +102,41 @@ pub enum StoreError {
     Encode { what: &'static str, detail: String },
 }
 
+/// How long [`open_db`] waits for a database's lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Open the sled database `config` describes, waiting up to [`LOCK_WAIT`]
+/// while its directory's lock is held.
+///
+/// sled 0.34 releases that lock when its flusher thread ends, a moment
+/// after the last handle of a database is dropped (spacejam/sled#1234), so
+/// a database closed and opened again at once in the same process (a
+/// restart in place, a partition revoked and assigned again) could be
+/// refused. A lock that another process holds is still refused, after the
+/// wait, with sled's error.
+pub fn open_db(config: &sled::Config) -> sled::Result<sled::Db> {
+    open_db_waiting(config, LOCK_WAIT)
+}
+
+fn open_db_waiting(config: &sled::Config, wait: std::time::Duration) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match config.open() {
+            Err(e) if is_lock_held(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether sled refused to open a database because its lock is held.
+/// sled 0.34.7 reports it as an `Other` IO error with this text (the
+/// version is pinned; a test checks the text).
+fn is_lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock on"))
+}
+
 fn sled_err(op: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
     move |source| StoreError::Sled { op, source }
 }
@@ -440,12 +475,11 @@ impl Store {
         durable: bool,
         cache_bytes: u64,
     ) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(sled_err("open the store"))?;
+            .mode(sled::Mode::HighThroughput);
+        let db = open_db(&config).map_err(sled_err("open the store"))?;
         Self::from_db(db, durable)
     }
 

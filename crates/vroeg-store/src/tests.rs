@@ -543,3 +543,29 @@ fn a_compressed_value_that_lies_about_its_size_or_does_not_decompress_is_corrupt
     let error = store.restore(&records, 8).unwrap_err().to_string();
     assert!(error.contains("at offset 7"), "{error}");
 }
+
+#[test]
+fn a_database_held_elsewhere_is_refused_after_the_wait_and_opens_once_it_is_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sled::Config::new().path(dir.path());
+    let held = open_db(&config).unwrap();
+    // While it is held, sled refuses with the text `is_lock_held` knows
+    // (the pinned sled version's wording): after the wait, not at once.
+    let started = std::time::Instant::now();
+    let wait = std::time::Duration::from_millis(300);
+    let refused = open_db_waiting(&config, wait).unwrap_err();
+    assert!(is_lock_held(&refused), "{refused}");
+    assert!(started.elapsed() >= wait);
+    // Released while a second open waits: that open succeeds.
+    let waiting = std::thread::spawn(move || open_db_waiting(&config, LOCK_WAIT).map(drop));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    drop(held);
+    waiting.join().unwrap().unwrap();
+    // Other errors are not waited for.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let started = std::time::Instant::now();
+    let other = open_db(&sled::Config::new().path(file.join("db"))).unwrap_err();
+    assert!(!is_lock_held(&other), "{other}");
+    assert!(started.elapsed() < LOCK_WAIT);
+}
