@@ -111,8 +111,9 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// sled 0.34 releases that lock when its flusher thread ends, a moment
 /// after the last handle of a database is dropped (spacejam/sled#1234), so
 /// a database closed and opened again at once in the same process (a
-/// restart in place, a partition revoked and assigned again) could be
-/// refused. A lock that another process holds is still refused, after the
+/// store or read model reopened in place, as the tests do) could be
+/// refused. (Household partitions are trees of one database: moving one
+/// opens nothing.) A lock that another process holds is still refused, after the
 /// wait, with sled's error.
 pub fn open_db(config: &sled::Config) -> sled::Result<sled::Db> {
     open_db_waiting(config, LOCK_WAIT)
