@@ -92,7 +92,11 @@ impl HouseholdKeyer {
         let mut mac = self.mac.clone();
         mac.update(Self::canonical(address).as_bytes());
         let digest = mac.finalize().into_bytes();
-        HouseholdKey(Name::from(hex::encode(&digest[..16])))
+        // The hex digits in place, then once into the shared text.
+        let mut digits = [0u8; 32];
+        hex::encode_to_slice(&digest[..16], &mut digits).expect("16 bytes are 32 hex digits");
+        let digits = std::str::from_utf8(&digits).expect("hex digits are ASCII");
+        HouseholdKey(Name::from(digits))
     }
 }
 
@@ -134,6 +138,18 @@ mod tests {
             counts[k.key(&addr("1234AB", nr, None)).partition(12) as usize] += 1;
         }
         assert!(counts.iter().all(|c| (60..=140).contains(c)), "{counts:?}");
+    }
+
+    #[test]
+    fn the_key_is_the_first_half_of_the_hmac_in_lower_case_hex() {
+        let a = addr("1234AB", 7, Some("b"));
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").unwrap();
+        mac.update(HouseholdKeyer::canonical(&a).as_bytes());
+        let digest = mac.finalize().into_bytes();
+        assert_eq!(
+            HouseholdKeyer::new(b"secret").key(&a).as_str(),
+            hex::encode(&digest[..16])
+        );
     }
 
     #[test]

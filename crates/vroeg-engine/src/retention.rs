@@ -159,7 +159,7 @@ impl Engine {
             let dropped = (state.arrears.len() - next.arrears.len())
                 + (state.absences.len() - next.absences.len());
             stats.signals += dropped as u64;
-            if next.holds_nothing() && (objector || !kept.contains(key.0.as_str())) {
+            if next.holds_nothing() && (objector || !kept.contains(key.as_str())) {
                 stats.households += 1;
                 if state.episodes > 0 {
                     commit.retired.push((key.clone(), state.episodes));

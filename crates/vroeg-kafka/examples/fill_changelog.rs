@@ -40,7 +40,7 @@ fn main() {
     let mut samples = Vec::new();
     for item in store.households() {
         let (key, state) = item.expect("a household");
-        let own = cases.remove(key.0.as_str()).unwrap_or_default();
+        let own = cases.remove(key.as_str()).unwrap_or_default();
         let body = stored_body(&encode_state(&state).expect("a state encodes")).expect("a body");
         samples.push((key, body, own));
     }
