@@ -19,3 +19,92 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+# The service's configuration `$work/NAME.toml`: `config NAME TOPIC-PREFIX
+# PORT [BATCH] [BATCH_MS]` (default 5000 records, 100 ms). The partitioned
+# model, the default: household topic and changelog of the prefix.
+config() {
+  cat > "$work/$1.toml" <<TOML
+[engine]
+state_dir = "$work/$1-state"
+rules = ["$PWD/rules"]
+[kafka]
+brokers = "$BS"
+group_id = "$1"
+signal_topics = ["$2.signalen"]
+alerts_topic = "$2.meldingen"
+dlq_topic = "$2.dlq"
+feedback_topic = "$2.terugkoppeling"
+partner_feedback_topic = "$2.partner"
+household_topic = "$2.huishoudens"
+changelog_topic = "$2.changelog"
+batch_size = ${4:-5000}
+batch_time_ms = ${5:-100}
+[retention]
+purge_interval_secs = 0
+[api]
+listen = "127.0.0.1:$3"
+read_model_dir = "$work/$1-leesmodel"
+TOML
+}
+# The sum of a metric's series on the instance at PORT: `metric PORT NAME`,
+# over all its label sets, or the one NAME ends in.
+metric() { { curl -s "127.0.0.1:$1/metrics" || true; } | awk -v m="$2" '$1==m || index($1, m"{")==1 {s+=$2} END {print s+0}'; }
+# Peak RSS of process PID in MB.
+peak_mb() { echo $(($(awk '/VmHWM/ {print $2}' "/proc/$1/status") / 1024)); }
+# Topics for run NAME under its prefix, filled with the signal file: `topics CONFIG PREFIX FILE`.
+topics() {
+  $vroeg topics create --config "$work/$1.toml" --input-partitions 3 > /dev/null
+  $vroeg send --brokers "$BS" --topic "$2.signalen" --signals "$3" > /dev/null
+}
+
+# One end-to-end run of `vroeg run`: `e2e NAME ROLE INSTANCES SIGNAL-FILE`,
+# from the start of the process(es) until every signal is consumed and
+# accounted for (applied, duplicate, outside the window, objected or
+# rejected) and every case event is out (outbox empty, or transaction
+# committed). Prints one line; sets $e2e_rate (signals/s).
+e2e() {
+  local name=$1 role=$2 n=$3 file=$4 i ports=() rss=0 total
+  total=$(wc -l < "$file")
+  for i in $(seq 1 "$n"); do
+    config "$name-$i" "$name" $((18100 + i))
+    sed -i "s/group_id = \"$name-$i\"/group_id = \"$name\"/" "$work/$name-$i.toml"
+  done
+  topics "$name-1" "$name" "$file"
+  local t0; t0=$(date +%s.%N)
+  for i in $(seq 1 "$n"); do
+    VROEG_KAFKA_INSTANCE_ID="$name-$i" $vroeg run --role "$role" --config "$work/$name-$i.toml" 2> "$work/$name-$i.log" & pids+=("$!")
+    ports+=($((18100 + i)))
+  done
+  local mine=("${pids[@]: -$n}")
+  while :; do
+    local consumed=0 done=0 depth=0
+    for p in "${ports[@]}"; do
+      consumed=$((consumed + $(metric "$p" vroeg_signals_consumed_messages_total)))
+      done=$((done + $(metric "$p" vroeg_signals_rejected_messages_total) \
+        + $(metric "$p" vroeg_signals_applied_messages_total) + $(metric "$p" vroeg_signals_duplicate_messages_total) \
+        + $(metric "$p" vroeg_signals_outside_window_messages_total) + $(metric "$p" vroeg_signals_purpose_disabled_messages_total) \
+        + $(metric "$p" vroeg_signals_opted_out_messages_total)))
+      depth=$((depth + $(metric "$p" vroeg_outbox_depth_messages)))
+    done
+    if [ "$consumed" -ge "$total" ] && [ "$done" -ge "$total" ] && [ "$depth" = 0 ]; then break; fi
+    for p in "${mine[@]}"; do kill -0 "$p" || { tail "$work/$name-"*.log; exit 1; }; done
+    sleep 0.2
+  done
+  local t1; t1=$(date +%s.%N)
+  local events=0 txns=0 opened=0 rejected=0
+  for p in "${ports[@]}"; do
+    rejected=$((rejected + $(metric "$p" vroeg_signals_rejected_messages_total)))
+    events=$((events + $(metric "$p" vroeg_case_events_messages_total)))
+    opened=$((opened + $(metric "$p" 'vroeg_case_events_messages_total{kind="geopend"}')))
+    txns=$((txns + $(metric "$p" 'vroeg_kafka_transactions_total{outcome="committed"}')))
+  done
+  for p in "${mine[@]}"; do
+    rss=$(( $(peak_mb "$p") > rss ? $(peak_mb "$p") : rss ))
+  done
+  for p in "${mine[@]}"; do kill -TERM "$p"; done
+  for p in "${mine[@]}"; do wait "$p" || true; done
+  e2e_rate=$(echo "$total / ($t1 - $t0)" | bc)
+  printf '%s: %d signals in %.1f s: %d signals/s; %d dead-lettered; %d case events (%d geopend); %d transactions; peak RSS per instance %d MB\n' \
+    "$name ($role x$n)" "$total" "$(echo "$t1 - $t0" | bc)" "$e2e_rate" "$rejected" "$events" "$opened" "$txns" "$rss"
+}

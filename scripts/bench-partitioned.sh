@@ -31,82 +31,9 @@ $vroeg gen --households $((N * 5)) --months 4 --rate 0.08 --seed 42 --start "$st
 head -n "$N" "$work/all.jsonl" > "$work/s.jsonl"
 rm "$work/all.jsonl"
 
-config() { # name topic-prefix port
-  cat > "$work/$1.toml" <<TOML
-[engine]
-state_dir = "$work/$1-state"
-rules = ["$PWD/rules"]
-[kafka]
-brokers = "$BS"
-group_id = "$1"
-signal_topics = ["$2.signalen"]
-alerts_topic = "$2.meldingen"
-dlq_topic = "$2.dlq"
-feedback_topic = "$2.terugkoppeling"
-partner_feedback_topic = "$2.partner"
-household_topic = "$2.huishoudens"
-changelog_topic = "$2.changelog"
-batch_size = 5000
-batch_time_ms = 100
-[retention]
-purge_interval_secs = 0
-[api]
-listen = "127.0.0.1:$3"
-TOML
-}
-metric() { { curl -s "127.0.0.1:$1/metrics" || true; } | awk -v m="$2" '$1==m {s+=$2} END {print s+0}'; }
-rejected() { { curl -s "127.0.0.1:$1/metrics" || true; } | awk '$1 ~ /^vroeg_signals_rejected_messages_total/ {s+=$2} END {print s+0}'; }
-topics() { # config topic-prefix
-  $vroeg topics create --config "$work/$1.toml" --input-partitions 3 > /dev/null
-  $vroeg send --brokers "$BS" --topic "$2.signalen" --signals "$work/s.jsonl"
-}
-
-# One end-to-end run: `run NAME ROLE INSTANCES`.
-run() {
-  local name=$1 role=$2 n=$3 i ports=() rss=0
-  for i in $(seq 1 "$n"); do
-    config "$name-$i" "$name" $((18100 + i))
-    sed -i "s/group_id = \"$name-$i\"/group_id = \"$name\"/" "$work/$name-$i.toml"
-  done
-  topics "$name-1" "$name" > /dev/null
-  local t0; t0=$(date +%s.%N)
-  for i in $(seq 1 "$n"); do
-    VROEG_KAFKA_INSTANCE_ID="$name-$i" $vroeg run --role "$role" --config "$work/$name-$i.toml" 2> "$work/$name-$i.log" & pids+=("$!")
-    ports+=($((18100 + i)))
-  done
-  local mine=("${pids[@]: -$n}")
-  while :; do
-    local consumed=0 done=0 rej=0 depth=0
-    for p in "${ports[@]}"; do
-      consumed=$((consumed + $(metric "$p" vroeg_signals_consumed_messages_total)))
-      rej=$((rej + $(rejected "$p")))
-      done=$((done + $(metric "$p" vroeg_signals_applied_messages_total) + $(metric "$p" vroeg_signals_duplicate_messages_total) \
-        + $(metric "$p" vroeg_signals_outside_window_messages_total) + $(metric "$p" vroeg_signals_purpose_disabled_messages_total) \
-        + $(metric "$p" vroeg_signals_opted_out_messages_total)))
-      depth=$((depth + $(metric "$p" vroeg_outbox_depth_messages)))
-    done
-    if [ "$consumed" -ge "$N" ] && [ $((done + rej)) -ge "$N" ] && [ "$depth" = 0 ]; then break; fi
-    for p in "${mine[@]}"; do kill -0 "$p" || { tail "$work/$name-"*.log; exit 1; }; done
-    sleep 0.2
-  done
-  local t1; t1=$(date +%s.%N)
-  local events=0 txns=0
-  for p in "${ports[@]}"; do
-    events=$((events + $({ curl -s "127.0.0.1:$p/metrics" || true; } | awk '$1 ~ /^vroeg_case_events_messages_total/ {s+=$2} END {print s+0}')))
-    txns=$((txns + $(metric "$p" 'vroeg_kafka_transactions_total{outcome="committed"}')))
-  done
-  for p in "${mine[@]}"; do
-    rss=$(( $(awk '/VmHWM/ {print $2}' "/proc/$p/status") > rss ? $(awk '/VmHWM/ {print $2}' "/proc/$p/status") : rss ))
-  done
-  for p in "${mine[@]}"; do kill -TERM "$p"; done
-  for p in "${mine[@]}"; do wait "$p" || true; done
-  printf '%s: %d signals in %.1f s: %d signals/s; %d case events; %d transactions; peak RSS per instance %d MB\n' \
-    "$name ($role x$n)" "$N" "$(echo "$t1 - $t0" | bc)" "$(echo "$N / ($t1 - $t0)" | bc)" "$events" "$txns" $((rss / 1024))
-}
-
-want single && run single single 1
-want one && run one all 1
-want two && run two all 2
+want single && e2e single single 1 "$work/s.jsonl"
+want one && e2e one all 1 "$work/s.jsonl"
+want two && e2e two all 2 "$work/s.jsonl"
 
 if want restore; then
   echo "== restore of $HH households from the changelog ($RESTORE_RUNS runs)"
@@ -123,7 +50,7 @@ if want restore; then
     VROEG_LOG=info $vroeg run --role state --config "$work/restore$i.toml" 2> "$work/restore.log" & pid=$!; pids+=("$pid")
     until curl -sf 127.0.0.1:18120/readyz >/dev/null; do kill -0 "$pid" || { tail "$work/restore.log"; exit 1; }; sleep 0.1; done
     t1=$(date +%s.%N)
-    rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+    rss=$(($(peak_mb "$pid") * 1024))
     records=$({ curl -s 127.0.0.1:18120/metrics || true; } | awk '$1 ~ /^vroeg_changelog_restored_records_total/ {s+=$2} END {print s+0}')
     restored_ms=$(sed 's/\x1b\[[0-9;]*m//g' "$work/restore.log" | grep -o 'elapsed_ms=[0-9]*' | cut -d= -f2 | sort -n | tail -1)
     kill -TERM "$pid"; wait "$pid" || true
