@@ -52,6 +52,8 @@ TOML
 metric() { { curl -s "127.0.0.1:$1/metrics" || true; } | awk -v m="$2" '$1==m || index($1, m"{")==1 {s+=$2} END {print s+0}'; }
 # Peak RSS of process PID in MB.
 peak_mb() { echo $(($(awk '/VmHWM/ {print $2}' "/proc/$1/status") / 1024)); }
+# CPU seconds (user and system) process PID has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 # Topics for run NAME under its prefix, filled with the signal file: `topics CONFIG PREFIX FILE`.
 topics() {
   $vroeg topics create --config "$work/$1.toml" --input-partitions 3 > /dev/null
@@ -99,12 +101,14 @@ e2e() {
     opened=$((opened + $(metric "$p" 'vroeg_case_events_messages_total{kind="geopend"}')))
     txns=$((txns + $(metric "$p" 'vroeg_kafka_transactions_total{outcome="committed"}')))
   done
+  local cpu=0
   for p in "${mine[@]}"; do
     rss=$(( $(peak_mb "$p") > rss ? $(peak_mb "$p") : rss ))
+    cpu=$(echo "$cpu + $(cpu_s "$p")" | bc)
   done
   for p in "${mine[@]}"; do kill -TERM "$p"; done
   for p in "${mine[@]}"; do wait "$p" || true; done
   e2e_rate=$(echo "$total / ($t1 - $t0)" | bc)
-  printf '%s: %d signals in %.1f s: %d signals/s; %d dead-lettered; %d case events (%d geopend); %d transactions; peak RSS per instance %d MB\n' \
-    "$name ($role x$n)" "$total" "$(echo "$t1 - $t0" | bc)" "$e2e_rate" "$rejected" "$events" "$opened" "$txns" "$rss"
+  printf '%s: %d signals in %.1f s: %d signals/s; %d dead-lettered; %d case events (%d geopend); %d transactions; peak RSS per instance %d MB; %.1f CPU seconds\n' \
+    "$name ($role x$n)" "$total" "$(echo "$t1 - $t0" | bc)" "$e2e_rate" "$rejected" "$events" "$opened" "$txns" "$rss" "$cpu"
 }

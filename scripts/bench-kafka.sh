@@ -73,9 +73,10 @@ if want peer; then
   until grep -q '^done' "$work/peer.out"; do kill -0 "$pid" || { tail "$work/peer.log"; exit 1; }; sleep 0.2; done
   t1=$(date +%s.%N)
   rss=$(peak_mb "$pid")
+  cpu=$(cpu_s "$pid")
   kill -TERM "$pid"; wait "$pid" || true
   peer_rate=$(echo "$N / ($t1 - $t0)" | bc)
-  echo "peer: $N signals in $(echo "$t1 - $t0" | bc) s: $peer_rate signals/s; peak RSS $rss MB"
+  echo "peer: $N signals in $(echo "$t1 - $t0" | bc) s: $peer_rate signals/s; peak RSS $rss MB; $cpu CPU seconds"
   sed 's/^/peer: /' "$work/peer.out"
 fi
 

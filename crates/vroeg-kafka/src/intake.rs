@@ -254,12 +254,12 @@ fn session(
             let due = p.len() >= settings.batch_size
                 || first_pending.is_some_and(|t| t.elapsed() >= settings.batch_time)
                 || stopping;
-            let pending_sources: BTreeSet<(String, i32)> = p
-                .iter()
-                .map(|r| (r.stream.to_string(), r.partition))
-                .collect();
-            let idle_now = idle.iter().any(|s| !pending_sources.contains(s));
-            if (!due || p.is_empty()) && !(idle_now && p.is_empty()) {
+            // With nothing pending, sources to announce idle make a batch
+            // of their own. (This runs after every polled record: it must
+            // not look at the pending records, which made the loop
+            // quadratic in the batch.)
+            let idle_only = p.is_empty() && !idle.is_empty();
+            if (!due || p.is_empty()) && !idle_only {
                 if p.is_empty() {
                     first_pending = None;
                 }
@@ -297,6 +297,7 @@ fn session(
             &idle,
             &counts,
         )?;
+        let classified_in = started.elapsed();
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
         let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for r in &batch {
@@ -311,6 +312,12 @@ fn session(
         ) {
             Ok(_) => {
                 role.observer.transaction(true);
+                debug!(
+                    messages = messages.len(),
+                    classify_ms = classified_in.as_millis() as u64,
+                    commit_ms = (started.elapsed() - classified_in).as_millis() as u64,
+                    "intake batch committed"
+                );
                 role.observer.batch(&stats, started.elapsed());
                 idle_sent.extend(idle);
             }

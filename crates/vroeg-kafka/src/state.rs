@@ -801,8 +801,10 @@ fn flush(
         return Ok(None);
     }
     let group = consumer.group_metadata();
+    let prepared_in = started.elapsed();
     match producer.commit(&messages, &offsets(&next), group.as_ref()) {
         Ok(landed) => {
+            let committed_in = started.elapsed();
             observer.transaction(true);
             let mut total = vroeg_engine::Stats::default();
             for (p, batch) in prepared {
@@ -820,6 +822,13 @@ fn flush(
             }
             // Intake counted these records when it read them.
             total.records = 0;
+            debug!(
+                messages = messages.len(),
+                prepare_ms = prepared_in.as_millis() as u64,
+                commit_ms = (committed_in - prepared_in).as_millis() as u64,
+                cache_ms = (started.elapsed() - committed_in).as_millis() as u64,
+                "state batch committed"
+            );
             observer.batch(&total, started.elapsed());
             Ok(None)
         }
