@@ -36,7 +36,12 @@ pub(crate) fn idempotent_config(settings: &KafkaSettings) -> ClientConfig {
     // returns within seconds of the broker.
     config
         .set("enable.sparse.connections", "false")
-        .set("reconnect.backoff.max.ms", "2000");
+        .set("reconnect.backoff.max.ms", "2000")
+        // Case events, case records and the changelog are JSON and
+        // postcard with repeated names: LZ4 makes them a fraction of
+        // their size on the wire and on the broker's disk, for little
+        // CPU. Consumers decompress without being told.
+        .set("compression.type", "lz4");
     for (k, v) in &settings.client {
         config.set(k, v);
     }
