@@ -767,36 +767,60 @@ fn flush(
         by_partition.entry(r.partition).or_default().push(r);
     }
     let now = wall_now();
-    let mut prepared: Vec<(i32, Prepared)> = Vec::new();
-    let mut messages: Vec<Outgoing> = Vec::new();
     let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let settings = c.role.settings.clone();
-    for (p, engine) in c.engines.iter_mut() {
-        let records = by_partition.remove(p).unwrap_or_default();
+    // Household partitions are independent: each engine prepares its
+    // batch, and its messages are encoded, on one of the cores.
+    let work: Vec<(i32, &mut Engine, Vec<ForwardedRecord>)> = c
+        .engines
+        .iter_mut()
+        .map(|(p, engine)| (*p, engine, by_partition.remove(p).unwrap_or_default()))
+        .collect();
+    for (p, _, records) in &work {
         if let Some(last) = records.last() {
             next.insert((settings.household_topic.clone(), *p), last.offset + 1);
         }
-        let batch = match engine.prepare_forwarded(&records, now) {
-            Ok(b) => b,
-            Err(e) => {
-                for (q, b) in prepared.drain(..) {
-                    if let Some(engine) = c.engines.get_mut(&q) {
-                        engine.abandon(b);
-                    }
-                }
-                return Err(e.into());
-            }
-        };
+    }
+    let results = on_cores(work, |(p, engine, records)| {
+        let batch = engine.prepare_forwarded(&records, now)?;
         if batch.is_empty() {
-            continue;
+            return Ok((p, None));
         }
-        messages.extend(batch.commit().outbox.iter().map(|e| outgoing(&settings, e)));
-        messages.extend(changelog_messages(
-            &settings.changelog_topic,
-            *p,
-            batch.commit(),
-        )?);
-        prepared.push((*p, batch));
+        let mut messages: Vec<Outgoing> = batch
+            .commit()
+            .outbox
+            .iter()
+            .map(|e| outgoing(&settings, e))
+            .collect();
+        match changelog_messages(&settings.changelog_topic, p, batch.commit()) {
+            Ok(changelog) => messages.extend(changelog),
+            Err(e) => {
+                engine.abandon(batch);
+                return Err(e);
+            }
+        }
+        Ok((p, Some((batch, messages))))
+    });
+    let mut prepared: Vec<(i32, Prepared)> = Vec::new();
+    let mut messages: Vec<Outgoing> = Vec::new();
+    let mut failure: Option<StateError> = None;
+    for result in results {
+        match result {
+            Ok((p, Some((batch, m)))) => {
+                messages.extend(m);
+                prepared.push((p, batch));
+            }
+            Ok((_, None)) => {}
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    if let Some(e) = failure {
+        for (q, b) in prepared.drain(..) {
+            if let Some(engine) = c.engines.get_mut(&q) {
+                engine.abandon(b);
+            }
+        }
+        return Err(e);
     }
     // Records of partitions without an engine (refused, or revoked while
     // they waited) are not processed: their offsets do not move.
@@ -810,9 +834,17 @@ fn flush(
             let committed_in = started.elapsed();
             observer.transaction(true);
             let mut total = vroeg_engine::Stats::default();
-            for (p, batch) in prepared {
-                let engine = c.engines.get_mut(&p).expect("prepared by this engine");
-                let changelog_next = match landed.get(&(settings.changelog_topic.clone(), p)) {
+            // The cache writes, each partition's tree on one of the cores.
+            let mut batches: BTreeMap<i32, Prepared> = prepared.into_iter().collect();
+            let work: Vec<(i32, &mut Engine, Prepared)> = c
+                .engines
+                .iter_mut()
+                .filter_map(|(p, engine)| batches.remove(p).map(|b| (*p, engine, b)))
+                .collect();
+            let changelog_topic = &settings.changelog_topic;
+            let landed = &landed;
+            for stats in on_cores(work, |(p, engine, batch)| {
+                let changelog_next = match landed.get(&(changelog_topic.clone(), p)) {
                     Some(last) => last + 1,
                     None => engine
                         .store()
@@ -820,8 +852,9 @@ fn flush(
                         .map_err(EngineError::from)?
                         .unwrap_or(0),
                 };
-                let stats = engine.complete_cached(batch, changelog_next)?;
-                total.merge(&stats);
+                Ok::<_, StateError>(engine.complete_cached(batch, changelog_next)?)
+            }) {
+                total.merge(&stats?);
             }
             // Intake counted these records when it read them.
             total.records = 0;
@@ -862,6 +895,47 @@ fn flush(
             }
         }
     }
+}
+
+/// `f` over `items` on up to as many threads as there are cores (the
+/// calling thread among them), each thread taking every n-th item; the
+/// results in the items' order. Household partitions are independent, so
+/// their engines run side by side.
+fn on_cores<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let count = items.len();
+    let mut shares: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        shares[i % threads].push((i, item));
+    }
+    let f = &f;
+    let run = move |share: Vec<(usize, T)>| {
+        share
+            .into_iter()
+            .map(|(i, item)| (i, f(item)))
+            .collect::<Vec<_>>()
+    };
+    let mut first = shares.remove(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| scope.spawn(move || run(share)))
+            .collect();
+        let mut done = run(std::mem::take(&mut first));
+        for h in handles {
+            // A panic in an engine is a bug; let it reach the caller.
+            done.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        done
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    debug_assert_eq!(done.len(), count);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// The changelog messages of one partition's commit.
