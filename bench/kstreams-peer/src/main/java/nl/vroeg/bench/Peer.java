@@ -147,6 +147,8 @@ public final class Peer {
         props.put(StreamsConfig.STATE_DIR_CONFIG, System.getProperty("java.io.tmpdir") + "/vroeg-peer-" + prefix);
         props.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
         props.put(StreamsConfig.consumerPrefix("auto.offset.reset"), "earliest");
+        // As Vroeg's producers: LZ4 on the wire and on the broker's disk.
+        props.put(StreamsConfig.producerPrefix("compression.type"), "lz4");
 
         KafkaStreams streams = new KafkaStreams(topology, props);
         CountDownLatch stop = new CountDownLatch(1);
