@@ -108,6 +108,8 @@ e2e() {
   done
   for p in "${mine[@]}"; do kill -TERM "$p"; done
   for p in "${mine[@]}"; do wait "$p" || true; done
+  # sled's files of a million households take gigabytes: gone before the next run.
+  rm -rf "$work/$name"-*-state "$work/$name"-*-leesmodel
   e2e_rate=$(echo "$total / ($t1 - $t0)" | bc)
   printf '%s: %d signals in %.1f s: %d signals/s; %d dead-lettered; %d case events (%d geopend); %d transactions; peak RSS per instance %d MB; %.1f CPU seconds\n' \
     "$name ($role x$n)" "$total" "$(echo "$t1 - $t0" | bc)" "$e2e_rate" "$rejected" "$events" "$opened" "$txns" "$rss" "$cpu"

@@ -186,6 +186,9 @@ pub struct RawApi {
     /// The case read model's sled directory: the API answers from it. It is
     /// rebuilt from the case topic when deleted.
     pub read_model_dir: PathBuf,
+    /// The read model's sled page cache, in MiB: more is faster for the
+    /// follower and the API, and uses more memory.
+    pub read_model_cache_mb: u64,
     /// The inbox signs a session out after this many minutes without a
     /// request.
     pub session_idle_minutes: u32,
@@ -215,6 +218,7 @@ impl Default for RawApi {
             tokens: Vec::new(),
             tokens_file: None,
             read_model_dir: PathBuf::from("leesmodel"),
+            read_model_cache_mb: vroeg_readmodel::DEFAULT_CACHE_BYTES >> 20,
             session_idle_minutes: 30,
             secure_cookie: false,
             tls_cert: None,
@@ -299,6 +303,8 @@ pub struct Config {
     pub api: Option<SocketAddr>,
     pub api_tokens: Vec<vroeg_api::auth::TokenEntry>,
     pub read_model_dir: PathBuf,
+    /// The read model's page cache, in bytes.
+    pub read_model_cache_bytes: u64,
     /// The inbox's session idle limit, in minutes.
     pub session_idle_minutes: u32,
     pub secure_cookie: bool,
@@ -436,6 +442,9 @@ impl RawConfig {
         }
         if !(16..=65_536).contains(&e.cache_mb) {
             problems.push("engine.cache_mb: must be from 16 to 65536".into());
+        }
+        if !(16..=65_536).contains(&self.api.read_model_cache_mb) {
+            problems.push("api.read_model_cache_mb: must be from 16 to 65536".into());
         }
         if !matches!(e.clock.as_str(), "wall" | "event") {
             problems.push(format!(
@@ -710,6 +719,7 @@ impl Config {
             api,
             api_tokens,
             read_model_dir: raw.api.read_model_dir.clone(),
+            read_model_cache_bytes: raw.api.read_model_cache_mb << 20,
             session_idle_minutes: raw.api.session_idle_minutes,
             secure_cookie: raw.api.secure_cookie || raw.api.tls_cert.is_some(),
             tls: raw.api.tls_cert.clone().zip(raw.api.tls_key.clone()),

@@ -584,7 +584,11 @@ impl vroeg_api::Exports for EngineState {
 fn open_read_model(
     config: &Config,
 ) -> anyhow::Result<(vroeg_readmodel::ReadModel, Arc<vroeg_readmodel::Progress>)> {
-    let model = vroeg_readmodel::ReadModel::open(&config.read_model_dir).with_context(|| {
+    let model = vroeg_readmodel::ReadModel::open_with_cache(
+        &config.read_model_dir,
+        config.read_model_cache_bytes,
+    )
+    .with_context(|| {
         format!(
             "cannot open the read model in {} (api.read_model_dir)",
             config.read_model_dir.display()

@@ -45,6 +45,9 @@ const P_ADDRESS: u8 = b'a';
 const P_NAME: u8 = b'n';
 const P_POSITION: u8 = b'p';
 
+/// The read model's page cache unless configured (`api.read_model_cache_mb`).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
 /// The layout version; a read model of another version is rebuilt.
 /// The layout of the case tree. Layout 2 keeps an index entry's facets in
 /// postcard rather than JSON (filters and counts decode one per case).
@@ -283,10 +286,18 @@ pub struct ReadModel {
 }
 
 impl ReadModel {
-    /// Open (or create) a read model in `dir`.
+    /// Open (or create) a read model in `dir`, with a page cache of
+    /// [`DEFAULT_CACHE_BYTES`].
     pub fn open(dir: &Path) -> Result<ReadModel, ReadModelError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`ReadModel::open`] with a page cache of `cache_bytes` (sled's own
+    /// default, 1 GiB, let a read model of many cases grow to that).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<ReadModel, ReadModelError> {
         let config = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput);
         let db = vroeg_store::open_db(&config).map_err(sled_err("open the read model"))?;
         Self::from_db(db, &dir.display().to_string())
