@@ -38,6 +38,7 @@ feedback_topic = "$2.terugkoppeling"
 partner_feedback_topic = "$2.partner"
 household_topic = "$2.huishoudens"
 changelog_topic = "$2.changelog"
+cases_topic = "$2.zaken"
 batch_size = ${4:-5000}
 batch_time_ms = ${5:-100}
 [retention]
