@@ -676,6 +676,7 @@ fn session(
         })?;
     health.store_open.store(true, Ordering::Relaxed);
     let mut last_tick = Instant::now();
+    let mut last_batch = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if let Some((code, reason)) = consumer.client().fatal_error() {
             return Ok(SessionEnd::Fatal(format!("{code:?}: {reason}")));
@@ -722,17 +723,20 @@ fn session(
                 c.first_pending.map(|t| t.elapsed()).unwrap_or_default(),
             )
         };
-        // A second without a batch: one for the timers that fell due (every
-        // batch fires them too) and a purge, if one is due. Counted from
-        // the last batch, not from the last tick: under load a batch takes
-        // about a second, and a tick after each one made every other
-        // transaction one of a record or two.
+        // Every second a tick: a batch for the timers that fell due, and a
+        // purge if one is due. A batch fires due timers too, so a tick
+        // within a second of the last batch has no batch of its own: under
+        // load a batch takes about a second, and a tick after each one made
+        // every other transaction one of a record or two.
         let tick = last_tick.elapsed() >= Duration::from_secs(1);
-        if pending >= settings.batch_size || (pending > 0 && waited >= settings.batch_time) || tick
-        {
+        let due = pending >= settings.batch_size || (pending > 0 && waited >= settings.batch_time);
+        if due || (tick && last_batch.elapsed() >= Duration::from_secs(1)) {
             if let Some(end) = flush(core, &consumer, &producer, observer)? {
                 return Ok(end);
             }
+            last_batch = Instant::now();
+        }
+        if tick {
             last_tick = Instant::now();
             if let Some(end) = purge_if_due(core, &producer, observer)? {
                 return Ok(end);
