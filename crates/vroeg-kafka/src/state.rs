@@ -188,6 +188,16 @@ impl ConsumerContext for Ctx {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                if lock(&self.core).stopping {
+                    // The consumer is closing (a SIGTERM): partitions that
+                    // reach it now go on to the others as it leaves. A
+                    // restore would only hold up the shutdown (reading the
+                    // committed offsets of a closing consumer waits out
+                    // its timeouts, past the shutdown deadline).
+                    info!(partitions = ?partitions, "household partitions assigned while stopping: handed on unrestored");
+                    take_assignment(consumer, tpl);
+                    return;
+                }
                 let mut paused = TopicPartitionList::new();
                 {
                     let _gate = hold(&self.gate);
