@@ -1473,13 +1473,15 @@ impl<S: StateStore> Engine<S> {
 }
 
 impl Engine<Store> {
-    /// Write a prepared batch whose outbox and changelog records are
-    /// committed to Kafka already, as a cache of the changelog up to
-    /// `changelog_next`.
+    /// Write a prepared batch whose outbox and changelog records go to
+    /// Kafka in one transaction, as a cache of the changelog: up to
+    /// `Some(changelog_next)` once the transaction committed, or, written
+    /// while it commits, with no changelog offset at all until
+    /// [`Store::set_changelog_offset`] ([`Store::commit_cached`]).
     pub fn complete_cached(
         &mut self,
         prepared: Prepared,
-        changelog_next: i64,
+        changelog_next: Option<i64>,
     ) -> Result<Stats, EngineError> {
         let empty = prepared.commit.is_empty();
         let result = self.store.commit_cached(&prepared.commit, changelog_next);

@@ -44,23 +44,27 @@
 //! input record forwarded exactly once, in the order of its source
 //! partition.
 //!
-//! ### State: changelog, transaction, then cache
+//! ### State: changelog and cache, then the offset
 //!
 //! Each household partition is processed by one [`crate::Engine`] over its
 //! own sled tree. For each batch (all assigned partitions together) one
 //! transaction holds: the changelog records of every household, case
 //! record, position and merge-queue entry the batch changed
 //! ([`vroeg_store::Commit::changelog`]), the case events, dead letters and
-//! partner feedback, and the household-topic offsets. Only after the commit
-//! is the batch written to sled ([`crate::Engine::complete_cached`]), with
-//! the changelog offset it reflects, and without a flush.
+//! partner feedback, and the household-topic offsets. While it commits (on
+//! a thread of its own) the batch is written to sled
+//! ([`crate::Engine::complete_cached`], without a flush) with no changelog
+//! offset; the offset it reflects is written once the commit landed
+//! (`Store::set_changelog_offset`). A cache without an offset is rebuilt
+//! from the changelog on its next restore, so sled may run ahead of the
+//! changelog only where it will not be trusted.
 //!
 //! | failure | what happens |
 //! |---|---|
-//! | crash before the commit | aborted; sled never saw the batch; the input is read again |
-//! | crash between the commit and the sled write | sled is behind the changelog; the next assignment restores the difference |
+//! | crash before the commit lands | aborted; the cache reflects no changelog offset if sled saw the batch, and the next assignment rebuilds it from the changelog; the input is read again |
+//! | crash after the commit, before the offset is written | the cache reflects no offset if sled kept the batch (rebuilt from the changelog), or is behind the changelog (the next assignment restores the difference) |
 //! | sled cannot write (disk full) | the role stops and the process exits 1; Kafka holds everything committed; a restart restores from the changelog |
-//! | abortable error | aborted; [`crate::Engine::abandon`] resets the engine's clock and merge progress; the consumer rewinds to the positions in sled |
+//! | abortable error | aborted; the batch's partitions are restored from the changelog (their caches reflect no offset: rebuilt) and the consumer rewinds to the positions they hold |
 //! | fenced (zombie) | fatal: clients replaced, partitions restored again on assignment; the zombie's last batch is not visible anywhere |
 //! | disk lost | an empty state directory is rebuilt from the changelog on assignment |
 //!

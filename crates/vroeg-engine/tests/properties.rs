@@ -327,7 +327,7 @@ fn partitioned(
                 changelog.push((changelog.len() as i64, r));
             }
             engine
-                .complete_cached(prepared, changelog.len() as i64)
+                .complete_cached(prepared, Some(changelog.len() as i64))
                 .unwrap();
         }
         let live = store_states(engine.store());

@@ -6,11 +6,14 @@
 //! changelog topic. For each batch, one Kafka transaction commits together:
 //! the changelog records of every household and case record the batch
 //! changed, its case events, dead letters and partner feedback, and the
-//! household topic offsets that pass it. Only after the commit does the
-//! batch reach sled, with the changelog offset it reflects; sled is not
-//! flushed per batch. A crash before the commit loses nothing (the input is
-//! read again); a crash after it leaves the cache behind the changelog, and
-//! the next assignment catches up.
+//! household topic offsets that pass it. While the transaction commits, on
+//! a thread of its own, the batch is written to sled without a changelog
+//! offset; once it committed, the cache's offset follows. sled is not
+//! flushed per batch. A crash or an abort before the commit lands leaves a
+//! cache that reflects no offset: it is rebuilt from the changelog (as
+//! Kafka Streams wipes its stores after an unclean exit under exactly-once)
+//! and the input is read again. A crash after it leaves the cache behind
+//! the changelog, and the next assignment catches up.
 //!
 //! On assignment a partition is restored first: its changelog is read
 //! (`read_committed`) from the offset the cache reflects up to its end, and
@@ -843,40 +846,80 @@ fn flush(
     }
     let group = consumer.group_metadata();
     let prepared_in = started.elapsed();
-    match producer.commit(&messages, &offsets(&next), group.as_ref()) {
+    // The transaction commits on a thread of its own while each partition's
+    // cache is written, on the cores, as Kafka Streams writes its stores
+    // before it commits. A cache written ahead of its transaction reflects
+    // no changelog offset until the commit lands: should it abort, or the
+    // process die first, the partition is restored from the changelog.
+    let partitions: Vec<i32> = prepared.iter().map(|(p, _)| *p).collect();
+    let mut batches: BTreeMap<i32, Prepared> = prepared.into_iter().collect();
+    let work: Vec<(i32, &mut Engine, Prepared)> = c
+        .engines
+        .iter_mut()
+        .filter_map(|(p, engine)| batches.remove(p).map(|b| (*p, engine, b)))
+        .collect();
+    let offsets = offsets(&next);
+    let (committed, written, cached_in) = std::thread::scope(|scope| {
+        let commit = scope.spawn(|| {
+            let result = producer.commit(&messages, &offsets, group.as_ref());
+            (result, started.elapsed())
+        });
+        let written = on_cores(work, |(p, engine, batch)| {
+            let before = engine
+                .store()
+                .changelog_offset()
+                .map_err(EngineError::from)?;
+            let stats = engine.complete_cached(batch, None)?;
+            Ok::<_, StateError>((p, before, stats))
+        });
+        let cached_in = started.elapsed();
+        match commit.join() {
+            Ok(committed) => (committed, written, cached_in),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
+    let (committed, committed_in) = committed;
+    let mut total = vroeg_engine::Stats::default();
+    let mut before = BTreeMap::new();
+    let mut cache_failure: Option<StateError> = None;
+    for result in written {
+        match result {
+            Ok((p, offset, stats)) => {
+                total.merge(&stats);
+                before.insert(p, offset);
+            }
+            Err(e) => cache_failure = cache_failure.or(Some(e)),
+        }
+    }
+    match committed {
         Ok(landed) => {
-            let committed_in = started.elapsed();
             observer.transaction(true);
-            let mut total = vroeg_engine::Stats::default();
-            // The cache writes, each partition's tree on one of the cores.
-            let mut batches: BTreeMap<i32, Prepared> = prepared.into_iter().collect();
-            let work: Vec<(i32, &mut Engine, Prepared)> = c
-                .engines
-                .iter_mut()
-                .filter_map(|(p, engine)| batches.remove(p).map(|b| (*p, engine, b)))
-                .collect();
+            // sled cannot write: the role stops. What it could not write
+            // reflects no changelog offset, so a restart restores it.
+            if let Some(e) = cache_failure {
+                return Err(e);
+            }
+            // The caches now reflect their changelog up to this transaction.
             let changelog_topic = &settings.changelog_topic;
-            let landed = &landed;
-            for stats in on_cores(work, |(p, engine, batch)| {
-                let changelog_next = match landed.get(&(changelog_topic.clone(), p)) {
-                    Some(last) => last + 1,
-                    None => engine
-                        .store()
-                        .changelog_offset()
-                        .map_err(EngineError::from)?
-                        .unwrap_or(0),
+            for (p, offset) in before {
+                let next = match landed.get(&(changelog_topic.clone(), p)) {
+                    Some(last) => Some(last + 1),
+                    None => offset,
                 };
-                Ok::<_, StateError>(engine.complete_cached(batch, changelog_next)?)
-            }) {
-                total.merge(&stats?);
+                if let (Some(next), Some(engine)) = (next, c.engines.get(&p)) {
+                    engine
+                        .store()
+                        .set_changelog_offset(next)
+                        .map_err(EngineError::from)?;
+                }
             }
             // Intake counted these records when it read them.
             total.records = 0;
             debug!(
                 messages = messages.len(),
                 prepare_ms = prepared_in.as_millis() as u64,
+                cache_ms = (cached_in - prepared_in).as_millis() as u64,
                 commit_ms = (committed_in - prepared_in).as_millis() as u64,
-                cache_ms = (started.elapsed() - committed_in).as_millis() as u64,
                 "state batch committed"
             );
             observer.batch(&total, started.elapsed());
@@ -884,20 +927,22 @@ fn flush(
         }
         Err(error) => {
             observer.transaction(false);
-            for (p, batch) in prepared {
-                if let Some(engine) = c.engines.get_mut(&p) {
-                    engine.abandon(batch);
-                }
+            if let Some(e) = cache_failure {
+                return Err(e);
             }
             match error {
                 TxnError::Aborted(ref e) if !is_fenced(&error) => {
-                    warn!(error = %e, "state transaction aborted; reading its input again");
-                    for (topic, p) in next.keys() {
-                        let engine = c.engines.get_mut(p).expect("has an engine");
-                        let from = engine
-                            .position(&topic.as_str().into(), *p)?
-                            .map_or(Offset::Beginning, Offset::Offset);
-                        if let Err(e) = consumer.seek(topic, *p, from, Duration::from_secs(10)) {
+                    warn!(error = %e, "state transaction aborted; restoring its partitions from the changelog and reading their input again");
+                    let restorer = consumer.context().restorer.clone();
+                    let positions =
+                        c.restore(&restorer, consumer, &partitions, observer.as_ref())?;
+                    for (p, from) in positions {
+                        if let Err(e) = consumer.seek(
+                            &settings.household_topic,
+                            p,
+                            from,
+                            Duration::from_secs(10),
+                        ) {
                             return Ok(Some(SessionEnd::Fatal(format!(
                                 "failed to rewind after an abort: {e}"
                             ))));
@@ -1022,7 +1067,7 @@ fn purge_if_due(
                         Some(last) => last + 1,
                         None => store.changelog_offset()?.unwrap_or(0),
                     };
-                    store.commit_cached(&commit, next)?;
+                    store.commit_cached(&commit, Some(next))?;
                     Ok(())
                 }
                 Err(e) => {

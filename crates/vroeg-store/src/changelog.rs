@@ -129,7 +129,8 @@ fn household_of(offset: i64, key: &[u8]) -> Result<HouseholdKey, StoreError> {
 
 impl Store {
     /// The changelog offset this cache reflects (the next one to read), or
-    /// `None` for a cache that has never been written.
+    /// `None` for a cache that has never been written, or whose last write
+    /// ([`Store::commit_cached`] with `None`) waits for its transaction.
     pub fn changelog_offset(&self) -> Result<Option<i64>, StoreError> {
         match self.meta(CHANGELOG_OFFSET)? {
             None => Ok(None),
@@ -141,6 +142,15 @@ impl Store {
                 Ok(Some(i64::from_be_bytes(b)))
             }
         }
+    }
+
+    /// Record that this cache reflects the changelog up to `next`: the
+    /// transaction of its last write ([`Store::commit_cached`] with `None`)
+    /// committed.
+    pub fn set_changelog_offset(&self, next: i64) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(meta_key(CHANGELOG_OFFSET), next.to_be_bytes().to_vec());
+        self.apply(batch)
     }
 
     /// Apply changelog records (each with its offset, in offset order) and

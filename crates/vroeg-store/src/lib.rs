@@ -773,16 +773,26 @@ impl Store {
         self.apply(batch)
     }
 
-    /// Write a batch whose changelog records are committed to Kafka, as a
-    /// cache of the changelog up to `changelog_next` (the changelog offset
-    /// to read from next). Its outbox is not written: it was published in
-    /// the same Kafka transaction.
-    pub fn commit_cached(&self, commit: &Commit, changelog_next: i64) -> Result<(), StoreError> {
+    /// Write a batch as a cache of its changelog records. Its outbox is not
+    /// written: it is published in the same Kafka transaction.
+    ///
+    /// `Some(next)`: the transaction is committed, and the cache reflects
+    /// the changelog up to `next` (the changelog offset to read from next).
+    /// `None`: the transaction is still committing (the state writes its
+    /// cache meanwhile). The cache then reflects no changelog offset until
+    /// [`Store::set_changelog_offset`]: should the transaction abort, or
+    /// the process die first, the next restore rebuilds this cache from the
+    /// changelog rather than trust a batch that never landed.
+    pub fn commit_cached(
+        &self,
+        commit: &Commit,
+        changelog_next: Option<i64>,
+    ) -> Result<(), StoreError> {
         let mut batch = self.batch(commit)?;
-        batch.insert(
-            meta_key(CHANGELOG_OFFSET),
-            changelog_next.to_be_bytes().to_vec(),
-        );
+        match changelog_next {
+            Some(next) => batch.insert(meta_key(CHANGELOG_OFFSET), next.to_be_bytes().to_vec()),
+            None => batch.remove(meta_key(CHANGELOG_OFFSET)),
+        }
         self.apply(batch)
     }
 

@@ -353,7 +353,7 @@ fn live_partition(store: &Store) -> (Store, Vec<(i64, ChangelogRecord)>) {
             let offset = changelog.len() as i64;
             changelog.push((offset, record));
         }
-        live.commit_cached(commit, changelog.len() as i64 + i as i64)
+        live.commit_cached(commit, Some(changelog.len() as i64 + i as i64))
             .unwrap();
     }
     (live, changelog)
@@ -391,6 +391,31 @@ fn a_partition_restored_from_its_changelog_equals_the_cache_written_live() {
     assert_eq!(store.partitions(), vec![3, 4]);
     store.drop_partition(4).unwrap();
     assert_eq!(store.partitions(), vec![3]);
+}
+
+#[test]
+fn a_cache_written_while_its_transaction_commits_reflects_no_offset_until_it_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), false).unwrap();
+    let (live, _) = live_partition(&store);
+    let before = live.changelog_offset().unwrap();
+    assert!(before.is_some());
+    // Written ahead of its transaction: the batch is in the cache, and the
+    // cache reflects no changelog offset (a restore would rebuild it).
+    let commit = write("c", Some(HouseholdState::default()), None);
+    live.commit_cached(&commit, None).unwrap();
+    assert!(live.household(&key("c")).unwrap().is_some());
+    assert_eq!(live.changelog_offset().unwrap(), None);
+    // The transaction committed: the cache reflects its changelog again,
+    // also once the store is opened anew.
+    live.set_changelog_offset(42).unwrap();
+    assert_eq!(live.changelog_offset().unwrap(), Some(42));
+    drop((live, store));
+    let store = Store::open(dir.path(), false).unwrap();
+    assert_eq!(
+        store.partition(3).unwrap().changelog_offset().unwrap(),
+        Some(42)
+    );
 }
 
 fn push_all(bulk: &mut BulkRestore, records: &[(i64, ChangelogRecord)]) {
