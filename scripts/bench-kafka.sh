@@ -67,16 +67,16 @@ if want peer; then
   scripts/kafka.sh create-topics --dir "$broker_dir" --partitions 3 peer.signalen > /dev/null
   scripts/kafka.sh create-topics --dir "$broker_dir" --partitions 12 peer.huishoudens peer.meldingen peer.dlq peer.zaken > /dev/null
   $vroeg send --brokers "$BS" --topic peer.signalen --signals "$work/s.jsonl" > /dev/null
-  t0=$(date +%s.%N)
+  t0=$(date +%s.%N); b0=$(cpu_s "$broker_pid")
   java -Xmx"$PEER_HEAP" -Djava.io.tmpdir="$work" -jar bench/kstreams-peer/target/kstreams-peer.jar \
     "$BS" peer "$N" "$PEER_THREADS" > "$work/peer.out" 2> "$work/peer.log" & pid=$!; pids+=("$pid")
   until grep -q '^done' "$work/peer.out"; do kill -0 "$pid" || { tail "$work/peer.log"; exit 1; }; sleep 0.2; done
-  t1=$(date +%s.%N)
+  t1=$(date +%s.%N); b1=$(cpu_s "$broker_pid")
   rss=$(peak_mb "$pid")
   cpu=$(cpu_s "$pid")
   kill -TERM "$pid"; wait "$pid" || true
   peer_rate=$(echo "$N / ($t1 - $t0)" | bc)
-  echo "peer: $N signals in $(echo "$t1 - $t0" | bc) s: $peer_rate signals/s; peak RSS $rss MB; $cpu CPU seconds"
+  echo "peer: $N signals in $(echo "$t1 - $t0" | bc) s: $peer_rate signals/s; peak RSS $rss MB; $cpu CPU seconds, broker $(echo "$b1 - $b0" | bc)"
   sed 's/^/peer: /' "$work/peer.out"
 fi
 
