@@ -48,10 +48,13 @@ const P_POSITION: u8 = b'p';
 /// The read model's page cache unless configured (`api.read_model_cache_mb`).
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 
-/// The layout version; a read model of another version is rebuilt.
-/// The layout of the case tree. Layout 2 keeps an index entry's facets in
-/// postcard rather than JSON (filters and counts decode one per case).
-const LAYOUT: &[u8] = b"vroeg-readmodel-2";
+/// The layout of the case tree; a read model of an older layout is
+/// rebuilt. Layout 2 keeps an index entry's facets in postcard rather than
+/// JSON (filters and counts decode one per case). Layout 3 keeps a record
+/// as the state store keeps values: the JSON of the case topic, LZ4
+/// compressed (`vroeg_store::stored_value`), which halves the tree that
+/// sled writes and pages in.
+const LAYOUT: &[u8] = b"vroeg-readmodel-3";
 /// What every layout of the case tree starts with.
 const LAYOUT_FAMILY: &[u8] = b"vroeg-readmodel-";
 const LAYOUT_KEY: &[u8] = b"m/layout";
@@ -386,8 +389,9 @@ impl ReadModel {
                     for (key, value) in index_entries(record)? {
                         batch.insert(key, value);
                     }
-                    let bytes = serde_json::to_vec(record).map_err(|e| bad(e.to_string()))?;
-                    batch.insert(record_key(&id), bytes);
+                    // The record as it came, checked above.
+                    let value = r.value.as_deref().unwrap_or_default();
+                    batch.insert(record_key(&id), vroeg_store::stored_value(value));
                 }
                 None => batch.remove(record_key(&id)),
             }
@@ -525,10 +529,12 @@ impl ReadModel {
 }
 
 fn decode(id: &str, bytes: &[u8]) -> Result<CaseRecord, ReadModelError> {
-    serde_json::from_slice(bytes).map_err(|e| ReadModelError::Stored {
+    let stored = |detail: String| ReadModelError::Stored {
         id: id.to_owned(),
-        detail: e.to_string(),
-    })
+        detail,
+    };
+    let body = vroeg_store::stored_body(bytes).map_err(|e| stored(e.to_string()))?;
+    serde_json::from_slice(&body).map_err(|e| stored(e.to_string()))
 }
 
 #[cfg(test)]
