@@ -145,8 +145,7 @@
 //!   the time index),
 //! - the alert events and dead-letter entries it produced (the outbox),
 //! - the case records (the archive the case API, the DDAS export and the
-//!   report read) of every case the batch touched, and the team index of
-//!   open cases,
+//!   report read) of every case the batch touched,
 //! - for every partition, the next offset to read,
 //!
 //! and writes it with a single sled `apply_batch`, which is atomic, then

@@ -111,7 +111,7 @@ impl Engine {
                 || (closed && objected(&record.huishouden))
             {
                 stats.signals += record.signalen.len() as u64;
-                purged.push((record.id, String::from(record.wijkteam)));
+                purged.push(record.id);
             } else {
                 kept.insert(record.huishouden);
             }
@@ -121,7 +121,7 @@ impl Engine {
             let outbox = if publish {
                 chunk
                     .iter()
-                    .map(|(id, _)| crate::engine::case_entry(id, None))
+                    .map(|id| crate::engine::case_entry(id, None))
                     .collect()
             } else {
                 Vec::new()

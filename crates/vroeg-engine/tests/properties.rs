@@ -114,7 +114,6 @@ fn records(stream: &str, payloads: &[Vec<u8>]) -> Vec<Record> {
 }
 
 /// Every household and case record in the store, encoded, in key order.
-/// Also checks that the team index lists exactly the open cases.
 fn states(engine: &Engine) -> Vec<(String, Vec<u8>)> {
     store_states(engine.store())
 }
@@ -129,17 +128,6 @@ fn store_states(store: &Store) -> Vec<(String, Vec<u8>)> {
         .collect();
     for record in store.cases() {
         let record = record.unwrap();
-        let listed = store
-            .open_cases(&record.wijkteam)
-            .unwrap()
-            .iter()
-            .any(|c| c.id == record.id);
-        assert_eq!(
-            listed,
-            record.status == vroeg_core::archive::CaseStatus::Open,
-            "team index disagrees with case {}",
-            record.id
-        );
         // A household with an open case has a record of it.
         out.push((
             format!("case:{}", record.id),

@@ -7,10 +7,9 @@
 //! records, positions, metadata, case counters of purged households) with
 //! the value exactly as sled stores it, and a deletion as a tombstone. The
 //! outbox is not part of it (its entries go to the output topics in the same
-//! transaction), and neither are the derived indexes (the time index of
-//! timers and the team index of open cases): [`Store::restore`] rebuilds
-//! those from the values, so a restored cache equals the one the live
-//! service wrote.
+//! transaction), and neither is the derived index (the time index of
+//! timers): [`Store::restore`] rebuilds it from the values, so a restored
+//! cache equals the one the live service wrote.
 //!
 //! A changelog record that does not decode is an error, never skipped: the
 //! caller refuses the partition.
@@ -24,7 +23,7 @@ use vroeg_core::HouseholdKey;
 
 use crate::{
     case_key, decode_json, decode_state, encode_json, encode_state, household_key, meta_key,
-    position_key, queue_time, retired_key, sled_err, team_key, timer_key, versioned, Commit, Store,
+    position_key, queue_time, retired_key, sled_err, timer_key, versioned, Commit, Store,
     StoreError, FORMAT_VERSION, P_CASE, P_HOUSEHOLD, P_META, P_POSITION, P_QUEUE, P_RETIRED,
 };
 
@@ -76,7 +75,7 @@ impl Commit {
                 value: Some(encode_json("case", case)?),
             });
         }
-        for (id, _) in &self.purged_cases {
+        for id in &self.purged_cases {
             out.push(ChangelogRecord {
                 key: case_key(id),
                 value: None,
@@ -111,14 +110,21 @@ fn bad(offset: i64, detail: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// What the team index needs of a case record. Decoding only this reads
-/// the whole record as JSON, and is several times faster than decoding it
-/// whole, which a restore of a million cases feels.
+/// What a restore checks of a case record: that it is one. Decoding only
+/// this reads the whole record as JSON, and is several times faster than
+/// decoding it whole, which a restore of a million cases feels.
 #[derive(serde::Deserialize)]
-struct CaseIndex {
+#[allow(dead_code)] // read to check the record, not used
+struct CaseCheck {
     id: String,
     wijkteam: String,
     status: CaseStatus,
+}
+
+/// Whether the derived index follows the values under `key`'s prefix, so a
+/// restore needs the value a record replaces: households (their timers).
+fn indexed(key: &[u8]) -> bool {
+    key.first() == Some(&P_HOUSEHOLD)
 }
 
 fn household_of(offset: i64, key: &[u8]) -> Result<HouseholdKey, StoreError> {
@@ -155,8 +161,7 @@ impl Store {
 
     /// Apply changelog records (each with its offset, in offset order) and
     /// record `next` as the changelog offset this cache now reflects, in one
-    /// atomic sled batch. The time index and the team index follow the
-    /// values. Every value is decoded first: a record that does not decode
+    /// atomic sled batch. The time index follows the values. Every value is decoded first: a record that does not decode
     /// fails the whole call and changes nothing.
     ///
     /// This is the path for a cache that reflects an offset already (the
@@ -171,6 +176,7 @@ impl Store {
             let key = record.key.as_slice();
             let value = record.value.as_deref();
             let old: Option<Vec<u8>> = match written.get(key) {
+                _ if !indexed(key) => None,
                 Some(v) => v.map(<[u8]>::to_vec),
                 None => self
                     .tree
@@ -229,8 +235,8 @@ impl Store {
 /// included: a record that does not decode fails the restore.
 pub struct BulkRestore {
     store: Store,
-    /// Hashes of the keys earlier runs wrote: a key not among them has no
-    /// old value to look up (the cache was cleared first).
+    /// Hashes of the household keys earlier runs wrote: a key not among
+    /// them has no old value to look up (the cache was cleared first).
     written: HashSet<u64>,
     hasher: std::hash::RandomState,
     /// The current run: per key, the offset and value of its latest record.
@@ -295,10 +301,11 @@ impl BulkRestore {
         // Decode everything before writing anything of this run.
         let mut writes: BTreeMap<sled::IVec, Option<sled::IVec>> = BTreeMap::new();
         for (key, (offset, value)) in &run {
-            // Present already: an earlier run wrote it.
-            let old = match self.written.insert(self.hasher.hash_one(key)) {
-                true => None,
-                false => tree.get(key).map_err(sled_err("read a cached value"))?,
+            // Present already if an earlier run wrote it.
+            let old = if !indexed(key) || self.written.insert(self.hasher.hash_one(key)) {
+                None
+            } else {
+                tree.get(key).map_err(sled_err("read a cached value"))?
             };
             check_record(
                 *offset,
@@ -360,18 +367,8 @@ fn check_record(
             }
         }
         Some(&P_CASE) => {
-            let case = |bytes: Option<&[u8]>| -> Result<Option<CaseIndex>, StoreError> {
-                bytes
-                    .map(|b| decode_json("case", b).map_err(|e| bad(offset, e)))
-                    .transpose()
-            };
-            if let Some(old) = case(old)? {
-                index(team_key(&old.wijkteam, &old.id), None);
-            }
-            if let Some(new) = case(value)? {
-                if new.status == CaseStatus::Open {
-                    index(team_key(&new.wijkteam, &new.id), Some(&[]));
-                }
+            if let Some(v) = value {
+                decode_json::<CaseCheck>("case", v).map_err(|e| bad(offset, e))?;
             }
         }
         Some(&P_POSITION) => {

@@ -20,7 +20,6 @@
 //! | `o` | chunk sequence (u64) | JSON `[Message]`: one chunk per commit (an older version's chunks, format version byte + postcard wire entries, are still read) |
 //! | `t` | due millis (i64, sign-flipped) + household key | empty |
 //! | `c` | case id | format version byte + JSON `CaseRecord` |
-//! | `i` | team `\0` case id | empty: the open cases of a team |
 //! | `r` | household key | episodes (u32): the case counter of a household the retention purge deleted |
 //! | `q` | time (i64, sign-flipped) + stream `\0` partition (i32) + offset (i64) | format version byte + a record waiting for the event-time merge (partitioned roles, `engine.clock = "event"`) |
 //! | `m` | name | metadata, e.g. the store format version |
@@ -48,7 +47,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use vroeg_core::archive::{AuditEntry, CaseRecord, CaseStatus};
+use vroeg_core::archive::{AuditEntry, CaseRecord};
 use vroeg_core::state::HouseholdState;
 use vroeg_core::time::Millis;
 use vroeg_core::HouseholdKey;
@@ -82,7 +81,9 @@ const P_OUTBOX: u8 = b'o';
 const P_TIMER: u8 = b't';
 const P_META: u8 = b'm';
 const P_CASE: u8 = b'c';
-const P_TEAM_OPEN: u8 = b'i';
+/// Where stores of earlier versions kept a team index of open cases.
+/// Nothing reads it any more; opening a tree removes what is left of it.
+const P_OLD_TEAM_INDEX: u8 = b'i';
 const P_RETIRED: u8 = b'r';
 const P_QUEUE: u8 = b'q';
 
@@ -163,10 +164,10 @@ pub struct Commit {
     pub outbox: Vec<Message>,
     /// Metadata to set, by name (e.g. the event-time watermark).
     pub meta: Vec<(String, Vec<u8>)>,
-    /// Case records to write (whole records; the team index follows them).
+    /// Case records to write (whole records).
     pub cases: Vec<CaseRecord>,
-    /// Case records to delete (retention), by id and team.
-    pub purged_cases: Vec<(String, String)>,
+    /// Case records to delete (retention), by id.
+    pub purged_cases: Vec<String>,
     /// Households deleted by the retention purge, with their case counter.
     pub retired: Vec<(HouseholdKey, u32)>,
     /// Records entering (`Some`: their encoded form) or leaving (`None`)
@@ -206,20 +207,6 @@ fn case_key(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + id.len());
     k.push(P_CASE);
     k.extend_from_slice(id.as_bytes());
-    k
-}
-
-fn team_key(team: &str, id: &str) -> Vec<u8> {
-    let mut k = team_prefix(team);
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
-fn team_prefix(team: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + team.len());
-    k.push(P_TEAM_OPEN);
-    k.extend_from_slice(team.as_bytes());
-    k.push(0);
     k
 }
 
@@ -449,6 +436,19 @@ fn checked_tree(db: &sled::Db, name: &str) -> Result<(sled::Tree, u64), StoreErr
                 found: v.first().copied().unwrap_or(0),
             })
         }
+    }
+    let old_index = tree
+        .scan_prefix([P_OLD_TEAM_INDEX])
+        .keys()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sled_err("read an old team index"))?;
+    if !old_index.is_empty() {
+        let mut batch = sled::Batch::default();
+        for key in old_index {
+            batch.remove(key);
+        }
+        tree.apply_batch(batch)
+            .map_err(sled_err("remove an old team index"))?;
     }
     let next = match tree.scan_prefix([P_OUTBOX]).next_back() {
         None => 0,
@@ -835,14 +835,9 @@ impl Store {
         }
         for case in &commit.cases {
             batch.insert(case_key(&case.id), encode_json("case", case)?);
-            match case.status {
-                CaseStatus::Open => batch.insert(team_key(&case.wijkteam, &case.id), Vec::new()),
-                CaseStatus::Gesloten => batch.remove(team_key(&case.wijkteam, &case.id)),
-            }
         }
-        for (id, team) in &commit.purged_cases {
+        for id in &commit.purged_cases {
             batch.remove(case_key(id));
-            batch.remove(team_key(team, id));
         }
         for (key, episodes) in &commit.retired {
             batch.insert(retired_key(key), episodes.to_be_bytes().to_vec());
@@ -937,29 +932,6 @@ impl Store {
             None => Ok(None),
             Some(bytes) => decode_json("case", &bytes).map(Some),
         }
-    }
-
-    /// The open cases of `team`, by case id (through the team index).
-    pub fn open_cases(&self, team: &str) -> Result<Vec<CaseRecord>, StoreError> {
-        let prefix = team_prefix(team);
-        let mut out = Vec::new();
-        for item in self.scan(prefix.clone(), "scan the team index") {
-            let (k, _) = item?;
-            let id = std::str::from_utf8(&k[prefix.len()..]).map_err(|_| StoreError::Corrupt {
-                what: "team index",
-                detail: "case id is not UTF-8".into(),
-            })?;
-            match self.case(id)? {
-                Some(case) => out.push(case),
-                None => {
-                    return Err(StoreError::Corrupt {
-                        what: "team index",
-                        detail: format!("names case {id}, which has no record"),
-                    })
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Every case record, open and closed, by case id.

@@ -282,7 +282,7 @@ impl StateStore for MemoryStore {
         for case in cases {
             self.cases.insert(case.id.clone(), case);
         }
-        for (id, _team) in purged_cases {
+        for id in purged_cases {
             self.cases.remove(&id);
         }
         self.retired.extend(retired);
