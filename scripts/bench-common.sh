@@ -67,7 +67,8 @@ topics() {
 # from the start of the process(es) until every signal is consumed and
 # accounted for (applied, duplicate, outside the window, objected or
 # rejected) and every case event is out (outbox empty, or transaction
-# committed). Prints one line; sets $e2e_rate (signals/s).
+# committed). Prints one line, with how much later the read models held
+# every case record; sets $e2e_rate (signals/s).
 e2e() {
   local name=$1 role=$2 n=$3 file=$4 i ports=() rss=0 total
   total=$(wc -l < "$file")
@@ -109,11 +110,24 @@ e2e() {
     rss=$(( $(peak_mb "$p") > rss ? $(peak_mb "$p") : rss ))
     cpu=$(echo "$cpu + $(cpu_s "$p")" | bc)
   done
+  # The read models (one per instance) follow the case topic: how much
+  # later they hold every case record the run wrote (lag 0 twice in a row:
+  # it is measured once a second).
+  local zeros=0 rm_lag
+  while [ "$zeros" -lt 2 ]; do
+    rm_lag=0
+    for p in "${ports[@]}"; do
+      [ "$(metric "$p" vroeg_readmodel_lag_messages)" = 0 ] || rm_lag=1
+    done
+    if [ "$rm_lag" = 0 ]; then zeros=$((zeros + 1)); else zeros=0; fi
+    sleep 0.5
+  done
+  local t2; t2=$(date +%s.%N)
   for p in "${mine[@]}"; do kill -TERM "$p"; done
   for p in "${mine[@]}"; do wait "$p" || true; done
   # sled's files of a million households take gigabytes: gone before the next run.
   rm -rf "$work/$name"-*-state "$work/$name"-*-leesmodel
   e2e_rate=$(echo "$total / ($t1 - $t0)" | bc)
-  printf '%s: %d signals in %.1f s: %d signals/s; %d dead-lettered; %d case events (%d geopend); %d transactions; peak RSS per instance %d MB; %.1f CPU seconds, broker %.1f\n' \
-    "$name ($role x$n)" "$total" "$(echo "$t1 - $t0" | bc)" "$e2e_rate" "$rejected" "$events" "$opened" "$txns" "$rss" "$cpu" "$(echo "$b1 - $b0" | bc)"
+  printf '%s: %d signals in %.1f s: %d signals/s; %d dead-lettered; %d case events (%d geopend); %d transactions; peak RSS per instance %d MB; %.1f CPU seconds, broker %.1f; read model caught up %.1f s later\n' \
+    "$name ($role x$n)" "$total" "$(echo "$t1 - $t0" | bc)" "$e2e_rate" "$rejected" "$events" "$opened" "$txns" "$rss" "$cpu" "$(echo "$b1 - $b0" | bc)" "$(echo "$t2 - $t1" | bc)"
 }

@@ -130,6 +130,7 @@ pub(crate) struct Fixture {
     pub(crate) router: Router,
     pub(crate) store: ReadModel,
     pub(crate) sent: Arc<Sent>,
+    pub(crate) progress: Arc<Progress>,
 }
 
 fn fixture_with(sink_ok: bool) -> Fixture {
@@ -162,9 +163,10 @@ fn fixture_with(sink_ok: bool) -> Fixture {
     ])
     .unwrap();
     let sent = Arc::new(Sent::default());
+    let progress = Arc::new(Progress::default());
     let api = CaseApi {
         cases: store.clone(),
-        progress: Arc::new(Progress::default()),
+        progress: progress.clone(),
         tokens: Arc::new(TokenSet::new(tokens)),
         feedback: Arc::new(CollectSink(sent.clone(), sink_ok)),
         clock: Arc::new(now),
@@ -185,7 +187,50 @@ fn fixture_with(sink_ok: bool) -> Fixture {
         router: router(Arc::new(Metrics::new()), Arc::new(Vec::new), Some(api)),
         store,
         sent,
+        progress,
     }
+}
+
+#[tokio::test]
+async fn metrics_show_how_far_the_read_model_is_behind_once_measured() {
+    let f = fixture();
+    let scrape = || async {
+        let response = f
+            .router
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    };
+    let text = scrape().await;
+    assert!(
+        text.contains("\nvroeg_readmodel_lag_messages -1\n"),
+        "{text}"
+    );
+    f.progress.set(
+        vec![
+            vroeg_readmodel::PartitionProgress {
+                partitie: 0,
+                positie: 5,
+                einde: 12,
+            },
+            vroeg_readmodel::PartitionProgress {
+                partitie: 1,
+                positie: 3,
+                einde: 3,
+            },
+        ],
+        0,
+    );
+    let text = scrape().await;
+    assert!(
+        text.contains("\nvroeg_readmodel_lag_messages 7\n"),
+        "{text}"
+    );
 }
 
 pub(crate) fn fixture() -> Fixture {

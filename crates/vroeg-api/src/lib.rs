@@ -180,6 +180,9 @@ pub const CASE_COUNT_INTERVAL: std::time::Duration = std::time::Duration::from_s
 /// header prefers it. The case gauges are counted by the scrape, at most
 /// once per [`CASE_COUNT_INTERVAL`].
 async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    if let Some(lag) = state.cases.as_ref().and_then(|api| api.progress.lag()) {
+        state.metrics.read_model_lag(lag);
+    }
     let due = state.metrics.case_counts_due(CASE_COUNT_INTERVAL);
     if let Some(api) = state.cases.clone().filter(|_| due) {
         let metrics = state.metrics.clone();

@@ -91,6 +91,7 @@ pub struct Metrics {
     timers: Counter,
     outbox_depth: Gauge,
     lag: Family<PartitionLabel, Gauge>,
+    read_model_lag: Gauge,
     batch_duration: Histogram,
     restored: Family<PartitionNumber, Counter>,
     restoring: Gauge,
@@ -193,6 +194,9 @@ impl Metrics {
         let timers = Counter::default();
         let outbox_depth = Gauge::default();
         let lag = Family::<PartitionLabel, Gauge>::default();
+        // Not measured (yet), or no read model in this process.
+        let read_model_lag = Gauge::default();
+        read_model_lag.set(-1);
         let batch_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let restored = Family::<PartitionNumber, Counter>::default();
         let restoring = Gauge::default();
@@ -294,6 +298,11 @@ impl Metrics {
             lag.clone(),
         );
         registry.register(
+            "vroeg_readmodel_lag_messages",
+            "Case-topic records the read model has not applied yet, as its follower last measured; -1 before it measured, or without a read model",
+            read_model_lag.clone(),
+        );
+        registry.register(
             "vroeg_batch_duration_seconds",
             "Time to process and commit one batch",
             batch_duration.clone(),
@@ -328,6 +337,7 @@ impl Metrics {
             timers,
             outbox_depth,
             lag,
+            read_model_lag,
             batch_duration,
             restored,
             restoring,
@@ -399,6 +409,11 @@ impl Metrics {
             self.open_cases.get_or_create(&label).set(open as i64);
             self.overdue_cases.get_or_create(&label).set(overdue as i64);
         }
+    }
+
+    /// How far the read model is behind the case topic (set by the scrape).
+    pub fn read_model_lag(&self, lag: i64) {
+        self.read_model_lag.set(lag);
     }
 
     /// One HTTP request answered. `route` is the route's pattern (bounded
