@@ -28,7 +28,7 @@ mod progress;
 mod query;
 pub mod view;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,8 @@ const P_INDEX: u8 = b'i';
 const P_ADDRESS: u8 = b'a';
 const P_NAME: u8 = b'n';
 const P_POSITION: u8 = b'p';
+/// Per team, how many of its cases are open (u64), kept by every batch.
+const P_OPEN_COUNT: u8 = b'k';
 
 /// The read model's page cache unless configured (`api.read_model_cache_mb`).
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
@@ -53,7 +55,8 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 /// JSON (filters and counts decode one per case). Layout 3 keeps a record
 /// as the state store keeps values: the JSON of the case topic, LZ4
 /// compressed (`vroeg_store::stored_value`), which halves the tree that
-/// sled writes and pages in.
+/// sled writes and pages in, and counts each team's open cases as it
+/// applies records, so the case gauges need not scan every open case.
 const LAYOUT: &[u8] = b"vroeg-readmodel-3";
 /// What every layout of the case tree starts with.
 const LAYOUT_FAMILY: &[u8] = b"vroeg-readmodel-";
@@ -174,6 +177,11 @@ pub(crate) fn ordered(v: i64) -> [u8; 8] {
     ((v as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+/// The number [`ordered`] made these bytes of.
+pub(crate) fn unordered(b: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(b) ^ (1 << 63)) as i64
+}
+
 fn status_byte(s: CaseStatus) -> u8 {
     match s {
         CaseStatus::Open => b'o',
@@ -274,6 +282,12 @@ fn record_key(id: &str) -> Vec<u8> {
     k
 }
 
+fn open_count_key(team: &str) -> Vec<u8> {
+    let mut k = vec![P_OPEN_COUNT];
+    k.extend_from_slice(team.as_bytes());
+    k
+}
+
 fn position_key(partition: i32) -> [u8; 5] {
     let mut k = [P_POSITION, 0, 0, 0, 0];
     k[1..].copy_from_slice(&partition.to_be_bytes());
@@ -352,6 +366,8 @@ impl ReadModel {
         let mut batch = sled::Batch::default();
         let mut latest: HashMap<String, Option<CaseRecord>> = HashMap::new();
         let mut positions: HashMap<i32, i64> = HashMap::new();
+        // How each team's count of open cases changes.
+        let mut open: BTreeMap<String, i64> = BTreeMap::new();
         for r in records {
             let bad = |detail: String| ReadModelError::Record {
                 partition: r.partition,
@@ -383,6 +399,12 @@ impl ReadModel {
                 for (key, _) in index_entries(old)? {
                     batch.remove(key);
                 }
+                if old.status == CaseStatus::Open {
+                    *open.entry(old.wijkteam.to_string()).or_default() -= 1;
+                }
+            }
+            if let Some(new) = new.as_ref().filter(|r| r.status == CaseStatus::Open) {
+                *open.entry(new.wijkteam.to_string()).or_default() += 1;
             }
             match &new {
                 Some(record) => {
@@ -401,9 +423,36 @@ impl ReadModel {
         for (partition, next) in positions {
             batch.insert(&position_key(partition), &next.to_be_bytes());
         }
+        for (team, change) in open.into_iter().filter(|(_, c)| *c != 0) {
+            let key = open_count_key(&team);
+            let count = self.open_count(&key)? as i64 + change;
+            if count < 0 {
+                return Err(ReadModelError::Stored {
+                    id: format!("the open count of team {team}"),
+                    detail: format!("would fall to {count}"),
+                });
+            }
+            match count {
+                0 => batch.remove(key),
+                n => batch.insert(key, &(n as u64).to_be_bytes()),
+            }
+        }
         self.tree
             .apply_batch(batch)
             .map_err(sled_err("apply a batch of the case topic"))
+    }
+
+    /// A team's count of open cases, by its key.
+    fn open_count(&self, key: &[u8]) -> Result<u64, ReadModelError> {
+        match self.tree.get(key).map_err(sled_err("read an open count"))? {
+            None => Ok(0),
+            Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| ReadModelError::Stored {
+                    id: String::from_utf8_lossy(&key[1..]).into_owned(),
+                    detail: "an open count is not 8 bytes".into(),
+                }),
+        }
     }
 
     /// The next offset to read per partition of the case topic.

@@ -206,18 +206,42 @@ impl ReadModel {
     }
 
     /// Per team: its open cases, and how many of them are overdue at
-    /// `now`. For the `vroeg_open_cases` and `vroeg_overdue_cases` gauges.
+    /// `now`. For the `vroeg_open_cases` and `vroeg_overdue_cases` gauges,
+    /// which a scrape counts: the open cases are counted as records are
+    /// applied, and only the cases whose contact deadline passed are read
+    /// (in each team's deadline order, up to `now`).
     pub fn open_counts_by_team(
         &self,
         now: Millis,
     ) -> Result<BTreeMap<String, (u64, u64)>, ReadModelError> {
         let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        let query = open_query(Scope::All, now);
-        for entry in self.walk(&query, CaseStatus::Open) {
-            let (_, status, f) = entry?;
-            let c = out.entry(f.wijkteam.clone()).or_default();
-            c.0 += 1;
-            c.1 += u64::from(f.overdue(status, now));
+        for item in self.tree.scan_prefix([crate::P_OPEN_COUNT]) {
+            let (key, _) = item.map_err(crate::sled_err("read the open counts"))?;
+            let team = String::from_utf8_lossy(&key[1..]).into_owned();
+            out.insert(team, (self.open_count(&key)?, 0));
+        }
+        for (team, (_, overdue)) in out.iter_mut() {
+            let prefix = crate::index_prefix(team, CaseStatus::Open, Order::Deadline);
+            for item in self.tree.scan_prefix(&prefix) {
+                let (key, value) = item.map_err(crate::sled_err("read the deadline index"))?;
+                let deadline = key
+                    .get(prefix.len()..prefix.len() + 8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(crate::unordered)
+                    .ok_or_else(|| ReadModelError::Stored {
+                        id: String::from_utf8_lossy(&key).into_owned(),
+                        detail: "a deadline index key without its deadline".into(),
+                    })?;
+                if deadline >= now {
+                    break;
+                }
+                let facets: Facets =
+                    postcard::from_bytes(&value).map_err(|e| ReadModelError::Stored {
+                        id: String::from_utf8_lossy(&key).into_owned(),
+                        detail: e.to_string(),
+                    })?;
+                *overdue += u64::from(facets.overdue(CaseStatus::Open, now));
+            }
         }
         Ok(out)
     }

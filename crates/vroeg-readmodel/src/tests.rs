@@ -207,6 +207,75 @@ fn updates_move_index_entries_and_tombstones_delete() {
     assert_eq!(positions, vec![(0, 101), (1, 102)]);
 }
 
+/// Per team, open and overdue cases, counted from the records themselves.
+fn counted(model: &ReadModel, now: Millis) -> BTreeMap<String, (u64, u64)> {
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for r in model.cases() {
+        let r = r.unwrap();
+        if r.status == CaseStatus::Open {
+            let c = out.entry(r.wijkteam.to_string()).or_default();
+            c.0 += 1;
+            c.1 += u64::from(overdue(
+                r.status,
+                !r.contactpogingen.is_empty(),
+                r.contact_deadline,
+                now,
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_open_counts_per_team_follow_every_change_of_status_team_and_contact() {
+    let (model, mut records) = sample();
+    let expected = counted(&model, NOW);
+    assert_eq!(expected["noord"], (15, 5));
+    assert_eq!(model.open_counts_by_team(NOW).unwrap(), expected);
+    // Case 3 (overdue) gets a contact attempt; case 6 moves to a new team;
+    // case 9 closes and, in the same batch, opens again; case 12 closes;
+    // case 1 is purged.
+    records[2].contactpogingen.push(ArchivedAttempt {
+        soort: Contactsoort::Telefoon,
+        bereikt: false,
+        datum: Day::of_millis(NOW),
+        dagdeel: None,
+        vastgelegd: NOW,
+    });
+    records[5].wijkteam = "west".into();
+    let mut closed = records[8].clone();
+    closed.status = CaseStatus::Gesloten;
+    records[11].status = CaseStatus::Gesloten;
+    let batch = vec![
+        incoming(100, &records[2]),
+        incoming(101, &records[5]),
+        incoming(102, &closed),
+        incoming(103, &records[8]),
+        incoming(104, &records[11]),
+        Incoming {
+            partition: 1,
+            offset: 105,
+            key: records[0].id.as_bytes().to_vec(),
+            value: None,
+        },
+    ];
+    model.apply(&batch).unwrap();
+    let expected = counted(&model, NOW);
+    assert_eq!(expected["west"], (1, 1));
+    assert_eq!(model.open_counts_by_team(NOW).unwrap(), expected);
+    // Later the other deadlines pass too.
+    let later = NOW + 40 * DAY_MS;
+    assert_eq!(
+        model.open_counts_by_team(later).unwrap(),
+        counted(&model, later)
+    );
+    // Every case of a team closed: the team is gone from the counts.
+    let mut moved = records[5].clone();
+    moved.status = CaseStatus::Gesloten;
+    model.apply(&[incoming(106, &moved)]).unwrap();
+    assert!(!model.open_counts_by_team(NOW).unwrap().contains_key("west"));
+}
+
 #[test]
 fn search_by_address_and_surname() {
     let (model, records) = sample();
