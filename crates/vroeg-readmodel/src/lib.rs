@@ -446,12 +446,7 @@ impl ReadModel {
     fn open_count(&self, key: &[u8]) -> Result<u64, ReadModelError> {
         match self.tree.get(key).map_err(sled_err("read an open count"))? {
             None => Ok(0),
-            Some(v) => <[u8; 8]>::try_from(v.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| ReadModelError::Stored {
-                    id: String::from_utf8_lossy(&key[1..]).into_owned(),
-                    detail: "an open count is not 8 bytes".into(),
-                }),
+            Some(v) => decode_count(key, &v),
         }
     }
 
@@ -575,6 +570,16 @@ impl ReadModel {
     pub fn flush(&self) -> Result<(), ReadModelError> {
         self.db.flush().map(|_| ()).map_err(sled_err("flush"))
     }
+}
+
+/// The value of an open count's key.
+pub(crate) fn decode_count(key: &[u8], value: &[u8]) -> Result<u64, ReadModelError> {
+    <[u8; 8]>::try_from(value)
+        .map(u64::from_be_bytes)
+        .map_err(|_| ReadModelError::Stored {
+            id: String::from_utf8_lossy(&key[1..]).into_owned(),
+            detail: "an open count is not 8 bytes".into(),
+        })
 }
 
 fn decode(id: &str, bytes: &[u8]) -> Result<CaseRecord, ReadModelError> {

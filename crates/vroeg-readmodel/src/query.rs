@@ -216,9 +216,9 @@ impl ReadModel {
     ) -> Result<BTreeMap<String, (u64, u64)>, ReadModelError> {
         let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for item in self.tree.scan_prefix([crate::P_OPEN_COUNT]) {
-            let (key, _) = item.map_err(crate::sled_err("read the open counts"))?;
+            let (key, value) = item.map_err(crate::sled_err("read the open counts"))?;
             let team = String::from_utf8_lossy(&key[1..]).into_owned();
-            out.insert(team, (self.open_count(&key)?, 0));
+            out.insert(team, (crate::decode_count(&key, &value)?, 0));
         }
         for (team, (_, overdue)) in out.iter_mut() {
             let prefix = crate::index_prefix(team, CaseStatus::Open, Order::Deadline);
