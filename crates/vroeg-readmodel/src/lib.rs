@@ -403,11 +403,11 @@ impl ReadModel {
                     *open.entry(old.wijkteam.to_string()).or_default() -= 1;
                 }
             }
-            if let Some(new) = new.as_ref().filter(|r| r.status == CaseStatus::Open) {
-                *open.entry(new.wijkteam.to_string()).or_default() += 1;
-            }
             match &new {
                 Some(record) => {
+                    if record.status == CaseStatus::Open {
+                        *open.entry(record.wijkteam.to_string()).or_default() += 1;
+                    }
                     for (key, value) in index_entries(record)? {
                         batch.insert(key, value);
                     }

@@ -161,8 +161,9 @@ impl Store {
 
     /// Apply changelog records (each with its offset, in offset order) and
     /// record `next` as the changelog offset this cache now reflects, in one
-    /// atomic sled batch. The time index follows the values. Every value is decoded first: a record that does not decode
-    /// fails the whole call and changes nothing.
+    /// atomic sled batch. The time index follows the values. Every value is
+    /// decoded first: a record that does not decode fails the whole call and
+    /// changes nothing.
     ///
     /// This is the path for a cache that reflects an offset already (the
     /// tail written since it was last written); a cache that reflects none
@@ -175,14 +176,15 @@ impl Store {
         for (offset, record) in records {
             let key = record.key.as_slice();
             let value = record.value.as_deref();
-            let old: Option<Vec<u8>> = match written.get(key) {
-                _ if !indexed(key) => None,
-                Some(v) => v.map(<[u8]>::to_vec),
-                None => self
-                    .tree
+            let old: Option<Vec<u8>> = if !indexed(key) {
+                None
+            } else if let Some(v) = written.get(key) {
+                v.map(<[u8]>::to_vec)
+            } else {
+                self.tree
                     .get(key)
                     .map_err(sled_err("read a cached value"))?
-                    .map(|v| v.to_vec()),
+                    .map(|v| v.to_vec())
             };
             check_record(*offset, key, old.as_deref(), value, &mut |k, v| match v {
                 Some(v) => batch.insert(k, v),
