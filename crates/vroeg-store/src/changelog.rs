@@ -169,6 +169,8 @@ impl Store {
     /// tail written since it was last written); a cache that reflects none
     /// is rebuilt faster by [`Store::bulk_restore`].
     pub fn restore(&self, records: &[(i64, ChangelogRecord)], next: i64) -> Result<(), StoreError> {
+        let added = records.iter().filter(|(_, r)| r.value.is_some());
+        self.filter.note(added.map(|(_, r)| r.key.as_slice()));
         let mut batch = sled::Batch::default();
         // The latest value of each key written by this call, so that a key
         // written twice updates the indexes from its own previous value.
@@ -205,9 +207,7 @@ impl Store {
     /// changelog offset holds at most the remains of a restore that did not
     /// finish. See [`BulkRestore`].
     pub fn bulk_restore(&self, run_bytes: usize) -> Result<BulkRestore, StoreError> {
-        self.tree
-            .clear()
-            .map_err(sled_err("clear a partition cache"))?;
+        self.filter.clear(&self.tree)?;
         self.tree
             .insert(meta_key("format"), vec![FORMAT_VERSION])
             .map_err(sled_err("write the format version"))?;
@@ -323,6 +323,8 @@ impl BulkRestore {
         for (key, (_, value)) in run {
             writes.insert(key, value);
         }
+        let added = writes.iter().filter(|(_, v)| v.is_some());
+        self.store.filter.note(added.map(|(k, _)| k.as_ref()));
         for (key, value) in writes {
             match value {
                 Some(v) => tree.insert(key, v).map(drop),

@@ -38,6 +38,10 @@
 //! of its own (`audit`, keyed by a big-endian sequence number), written
 //! outside the engine's batches, so a busy API never delays a commit.
 //!
+//! Reads by key of a household, a case counter or a case first ask the
+//! tree's key filter (`filter.rs`): most of them are for keys that were
+//! never written, and the filter says so without paging in a leaf.
+//!
 //! The engine reads and writes through [`StateStore`], which this store
 //! and [`MemoryStore`] (the rule tests, `vroeg rules diff`) implement.
 //!
@@ -51,6 +55,8 @@ use vroeg_core::archive::{AuditEntry, CaseRecord};
 use vroeg_core::state::HouseholdState;
 use vroeg_core::time::Millis;
 use vroeg_core::HouseholdKey;
+
+use filter::KeyFilter;
 
 /// sled's page cache unless configured otherwise: 256 MiB. Restoring a
 /// household partition touches every page of its tree once per run; with
@@ -201,6 +207,11 @@ pub struct Store {
     /// Reads of households and case records also look in the household
     /// partition caches ([`Store::spanning`]).
     span: bool,
+    /// Which household, case counter and case keys `tree` may hold.
+    filter: std::sync::Arc<KeyFilter>,
+    /// The filter of every tree opened through this database, by name, so
+    /// that two handles on one tree share one filter.
+    filters: Filters,
 }
 
 fn case_key(id: &str) -> Vec<u8> {
@@ -412,6 +423,27 @@ const PARTITION_TREE: &str = "partition-";
 /// Metadata of the root tree: the household partitions assigned last.
 const ASSIGNED: &str = "assigned";
 
+/// The name of the main tree (the single-node model's state, and the
+/// metadata of the partitioned one).
+const MAIN_TREE: &str = "vroeg";
+
+/// The filter of the tree `name`, shared by every handle on it.
+fn filter_of(filters: &Filters, name: &str) -> std::sync::Arc<KeyFilter> {
+    lock_filters(filters)
+        .entry(name.to_owned())
+        .or_default()
+        .clone()
+}
+
+type Filters =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<KeyFilter>>>>;
+
+fn lock_filters(
+    filters: &Filters,
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, std::sync::Arc<KeyFilter>>> {
+    filters.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn partition_tree(partition: u32) -> String {
     format!("{PARTITION_TREE}{partition}")
 }
@@ -497,7 +529,8 @@ impl Store {
         let audit = db
             .open_tree("audit")
             .map_err(sled_err("open the audit log"))?;
-        let (tree, next) = checked_tree(&db, "vroeg")?;
+        let (tree, next) = checked_tree(&db, MAIN_TREE)?;
+        let filters = Filters::default();
         Ok(Store {
             db,
             tree,
@@ -505,6 +538,8 @@ impl Store {
             next_outbox: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(next)),
             durable,
             span: false,
+            filter: filter_of(&filters, MAIN_TREE),
+            filters,
         })
     }
 
@@ -549,7 +584,8 @@ impl Store {
     /// tree of its own in the same directory, with the same key layout.
     /// Created empty when it does not exist yet.
     pub fn partition(&self, partition: u32) -> Result<Store, StoreError> {
-        let (tree, next) = checked_tree(&self.db, &partition_tree(partition))?;
+        let name = partition_tree(partition);
+        let (tree, next) = checked_tree(&self.db, &name)?;
         Ok(Store {
             db: self.db.clone(),
             tree,
@@ -557,6 +593,8 @@ impl Store {
             next_outbox: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(next)),
             durable: self.durable,
             span: false,
+            filter: filter_of(&self.filters, &name),
+            filters: self.filters.clone(),
         })
     }
 
@@ -601,8 +639,10 @@ impl Store {
     /// Delete the cache of one partition (it is rebuilt from the changelog
     /// when the partition comes back).
     pub fn drop_partition(&self, partition: u32) -> Result<(), StoreError> {
+        let name = partition_tree(partition);
+        lock_filters(&self.filters).remove(&name);
         self.db
-            .drop_tree(partition_tree(partition))
+            .drop_tree(&name)
             .map_err(sled_err("drop a partition cache"))?;
         Ok(())
     }
@@ -618,6 +658,9 @@ impl Store {
     /// has it).
     fn get(&self, key: &[u8], op: &'static str) -> Result<Option<sled::IVec>, StoreError> {
         if !self.span {
+            if !self.filter.may_hold(&self.tree, key)? {
+                return Ok(None);
+            }
             return self.tree.get(key).map_err(sled_err(op));
         }
         for tree in self.read_trees()? {
@@ -808,6 +851,14 @@ impl Store {
 
     /// The sled batch of a commit, without its outbox.
     fn batch(&self, commit: &Commit) -> Result<sled::Batch, StoreError> {
+        // The keys this batch may add, noted before sled has them.
+        let households = commit.households.iter().filter(|w| w.state.is_some());
+        let added: Vec<Vec<u8>> = households
+            .map(|w| household_key(&w.key))
+            .chain(commit.cases.iter().map(|c| case_key(&c.id)))
+            .chain(commit.retired.iter().map(|(key, _)| retired_key(key)))
+            .collect();
+        self.filter.note(added.iter().map(Vec::as_slice));
         let mut batch = sled::Batch::default();
         for w in &commit.households {
             let new_timer = w.state.as_ref().and_then(|s| s.timer_due);
@@ -905,9 +956,13 @@ impl Store {
 
     /// The case counter a purged household left behind, if it was purged.
     pub fn retired(&self, key: &HouseholdKey) -> Result<Option<u32>, StoreError> {
+        let key = retired_key(key);
+        if !self.span && !self.filter.may_hold(&self.tree, &key)? {
+            return Ok(None);
+        }
         match self
             .tree
-            .get(retired_key(key))
+            .get(key)
             .map_err(sled_err("read a retired household"))?
         {
             None => Ok(None),
@@ -958,6 +1013,7 @@ impl Store {
 }
 
 mod changelog;
+mod filter;
 mod memory;
 mod message;
 pub use changelog::{BulkRestore, ChangelogRecord, CHANGELOG_OFFSET};

@@ -603,3 +603,76 @@ fn a_database_held_elsewhere_is_refused_after_the_wait_and_opens_once_it_is_free
     assert!(!is_lock_held(&other), "{other}");
     assert!(started.elapsed() < LOCK_WAIT);
 }
+
+/// The key filter answers "absent" without sled, so it must never miss a
+/// key: whichever handle on the tree wrote it, by whichever path, before
+/// or after the filter was built, and after the database is opened again.
+#[test]
+fn the_key_filter_never_hides_a_key_whatever_wrote_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), false).unwrap();
+    let household = |s: &Store, name: &str| s.household(&key(name)).unwrap().is_some();
+    let state = || Some(HouseholdState::default());
+
+    // Two handles on one partition: a miss builds the filter, the other
+    // handle writes, the first one finds it.
+    let reader = store.partition(3).unwrap();
+    assert!(!household(&reader, "a"));
+    let writer = store.partition(3).unwrap();
+    writer
+        .commit_cached(
+            &Commit {
+                cases: vec![case("a-1", "noord", CaseStatus::Open)],
+                retired: vec![(key("r"), 2)],
+                ..write("a", state(), None)
+            },
+            None,
+        )
+        .unwrap();
+    assert!(household(&reader, "a"));
+    assert!(reader.case("a-1").unwrap().is_some());
+    assert_eq!(reader.retired(&key("r")).unwrap(), Some(2));
+
+    // The main tree, through a durable commit.
+    assert!(!household(&store, "m"));
+    store.commit(&write("m", state(), None)).unwrap();
+    assert!(household(&store, "m"));
+
+    // A restore of the tail, after a miss built the filter.
+    let (_, changelog) = live_partition(&Store::temporary().unwrap());
+    let restored = store.partition(4).unwrap();
+    assert!(!household(&restored, "a"));
+    assert!(restored.case("a-1").unwrap().is_none());
+    restored.restore(&changelog, 99).unwrap();
+    assert!(household(&restored, "a"));
+    assert!(restored.case("a-1").unwrap().is_some());
+    assert_eq!(restored.retired(&key("b")).unwrap(), Some(1));
+
+    // A bulk restore clears the cache, and the filter with it.
+    let mut bulk = restored.bulk_restore(1).unwrap();
+    assert!(!household(&restored, "a"));
+    push_all(&mut bulk, &changelog);
+    bulk.finish(99).unwrap();
+    assert!(household(&restored, "a"));
+    assert_eq!(restored.retired(&key("b")).unwrap(), Some(1));
+
+    // A dropped partition comes back empty, and then holds what it is
+    // written again.
+    store.drop_partition(3).unwrap();
+    let again = store.partition(3).unwrap();
+    assert!(!household(&again, "a"));
+    again
+        .commit_cached(&write("a", state(), None), None)
+        .unwrap();
+    assert!(household(&again, "a"));
+
+    // Opened again, the filter is built from what the trees hold.
+    drop((reader, writer, restored, again, store));
+    let store = Store::open(dir.path(), false).unwrap();
+    assert!(household(&store, "m"));
+    for p in [3, 4] {
+        let partition = store.partition(p).unwrap();
+        assert!(household(&partition, "a"));
+        assert!(!household(&partition, "z"));
+    }
+}
