@@ -30,10 +30,12 @@ pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use vroeg_core::archive::{AuditEntry, CaseRecord, CaseStatus, SignalDetail};
 use vroeg_core::time::Millis;
+use vroeg_store::KeyFilter;
 
 pub use progress::{PartitionProgress, Progress};
 pub use query::{Order, Page, Query, QueueCounts, Scope};
@@ -300,6 +302,10 @@ pub struct ReadModel {
     db: sled::Db,
     tree: sled::Tree,
     audit: sled::Tree,
+    /// Which case records `tree` may hold: most records on the case topic
+    /// open a case, whose earlier record [`ReadModel::apply`] looks up and
+    /// does not find.
+    records: Arc<KeyFilter>,
 }
 
 impl ReadModel {
@@ -356,7 +362,12 @@ impl ReadModel {
                     .map_err(sled_err("write the layout"))?;
             }
         }
-        Ok(ReadModel { db, tree, audit })
+        Ok(ReadModel {
+            db,
+            tree,
+            audit,
+            records: Arc::new(KeyFilter::new(&[P_RECORD])),
+        })
     }
 
     /// Apply records of the case topic, in order, with their positions, as
@@ -423,6 +434,10 @@ impl ReadModel {
         for (partition, next) in positions {
             batch.insert(&position_key(partition), &next.to_be_bytes());
         }
+        // The records this batch may add, noted before sled has them.
+        let added = latest.iter().filter(|(_, r)| r.is_some());
+        let added: Vec<Vec<u8>> = added.map(|(id, _)| record_key(id)).collect();
+        self.records.note(added.iter().map(Vec::as_slice));
         for (team, change) in open.into_iter().filter(|(_, c)| *c != 0) {
             let key = open_count_key(&team);
             let count = self.open_count(&key)? as i64 + change;
@@ -468,11 +483,12 @@ impl ReadModel {
 
     /// One case record.
     pub fn case(&self, id: &str) -> Result<Option<CaseRecord>, ReadModelError> {
-        match self
-            .tree
-            .get(record_key(id))
-            .map_err(sled_err("read a case"))?
-        {
+        let key = record_key(id);
+        let may_hold = self.records.may_hold(&self.tree, &key);
+        if !may_hold.map_err(sled_err("build the record filter"))? {
+            return Ok(None);
+        }
+        match self.tree.get(key).map_err(sled_err("read a case"))? {
             None => Ok(None),
             Some(v) => decode(id, &v).map(Some),
         }

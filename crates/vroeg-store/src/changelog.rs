@@ -207,7 +207,9 @@ impl Store {
     /// changelog offset holds at most the remains of a restore that did not
     /// finish. See [`BulkRestore`].
     pub fn bulk_restore(&self, run_bytes: usize) -> Result<BulkRestore, StoreError> {
-        self.filter.clear(&self.tree)?;
+        self.filter
+            .clear(&self.tree)
+            .map_err(sled_err("clear a partition cache"))?;
         self.tree
             .insert(meta_key("format"), vec![FORMAT_VERSION])
             .map_err(sled_err("write the format version"))?;

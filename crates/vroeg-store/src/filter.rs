@@ -1,5 +1,6 @@
-//! Which keys a tree may hold: a filter that answers "absent" without
-//! asking sled.
+//! Which keys a sled tree may hold: a filter that answers "absent" without
+//! asking sled. The store uses one per tree, for its households, case
+//! counters and cases; the read model one for its case records.
 //!
 //! Most signals are the first of their household, and most alerts open a
 //! case: the engine asks for a household, its case counter and a case
@@ -9,8 +10,8 @@
 //! RocksDB, under Kafka Streams, answers the same question from a Bloom
 //! filter; this is the same idea, exact for writes and in memory.
 //!
-//! The filter holds a 64-bit hash of every household, case counter and case
-//! key the tree may hold. It is built from the tree the first time it is
+//! The filter holds a 64-bit hash of every key under its prefixes that the
+//! tree may hold. It is built from the tree the first time it is
 //! asked, and every write of such a key adds its hash before the write
 //! reaches sled, under the same lock the build holds: a key is either in
 //! the tree when the build scans it, or in the filter already. A removed
@@ -22,22 +23,13 @@ use std::sync::Mutex;
 
 use rustc_hash::{FxBuildHasher, FxHashSet};
 
-use crate::{sled_err, StoreError, P_CASE, P_HOUSEHOLD, P_RETIRED};
-
-/// The prefixes whose keys the filter tracks: the ones the engine reads by
-/// key and usually does not find.
-const FILTERED: [u8; 3] = [P_HOUSEHOLD, P_RETIRED, P_CASE];
-
-fn filtered(key: &[u8]) -> bool {
-    key.first().is_some_and(|p| FILTERED.contains(p))
-}
-
 fn hash(key: &[u8]) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
-#[derive(Default)]
-pub(crate) struct KeyFilter {
+pub struct KeyFilter {
+    /// The first bytes of the keys it tracks.
+    prefixes: &'static [u8],
     inner: Mutex<Inner>,
 }
 
@@ -49,32 +41,44 @@ struct Inner {
 }
 
 impl KeyFilter {
+    /// A filter of the keys that start with one of `prefixes`, built from
+    /// the tree when it is first asked.
+    pub fn new(prefixes: &'static [u8]) -> KeyFilter {
+        KeyFilter {
+            prefixes,
+            inner: Mutex::default(),
+        }
+    }
+
+    fn filtered(&self, key: &[u8]) -> bool {
+        key.first().is_some_and(|p| self.prefixes.contains(p))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic elsewhere cannot leave a hash half-inserted.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Note keys about to be written to the tree. Call before the write.
-    pub(crate) fn note<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) {
+    pub fn note<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) {
         let mut inner = self.lock();
         for key in keys {
-            if filtered(key) {
+            if self.filtered(key) {
                 inner.hashes.insert(hash(key));
             }
         }
     }
 
     /// Whether `tree` may hold `key`. `false` means it does not.
-    pub(crate) fn may_hold(&self, tree: &sled::Tree, key: &[u8]) -> Result<bool, StoreError> {
-        if !filtered(key) {
+    pub fn may_hold(&self, tree: &sled::Tree, key: &[u8]) -> Result<bool, sled::Error> {
+        if !self.filtered(key) {
             return Ok(true);
         }
         let mut inner = self.lock();
         if !inner.built {
-            for prefix in FILTERED {
-                for k in tree.scan_prefix([prefix]).keys() {
-                    let k = k.map_err(sled_err("build the key filter"))?;
-                    inner.hashes.insert(hash(&k));
+            for prefix in self.prefixes {
+                for k in tree.scan_prefix([*prefix]).keys() {
+                    inner.hashes.insert(hash(&k?));
                 }
             }
             inner.built = true;
@@ -83,9 +87,9 @@ impl KeyFilter {
     }
 
     /// Empty `tree` and the filter with it.
-    pub(crate) fn clear(&self, tree: &sled::Tree) -> Result<(), StoreError> {
+    pub fn clear(&self, tree: &sled::Tree) -> Result<(), sled::Error> {
         let mut inner = self.lock();
-        tree.clear().map_err(sled_err("clear a partition cache"))?;
+        tree.clear()?;
         inner.hashes = FxHashSet::default();
         inner.built = true;
         Ok(())

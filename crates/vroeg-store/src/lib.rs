@@ -56,7 +56,7 @@ use vroeg_core::state::HouseholdState;
 use vroeg_core::time::Millis;
 use vroeg_core::HouseholdKey;
 
-use filter::KeyFilter;
+pub use filter::KeyFilter;
 
 /// sled's page cache unless configured otherwise: 256 MiB. Restoring a
 /// household partition touches every page of its tree once per run; with
@@ -423,6 +423,10 @@ const PARTITION_TREE: &str = "partition-";
 /// Metadata of the root tree: the household partitions assigned last.
 const ASSIGNED: &str = "assigned";
 
+/// The prefixes of the keys the engine reads one by one and usually does
+/// not find: a tree's key filter tracks them.
+const FILTERED: [u8; 3] = [P_HOUSEHOLD, P_RETIRED, P_CASE];
+
 /// The name of the main tree (the single-node model's state, and the
 /// metadata of the partitioned one).
 const MAIN_TREE: &str = "vroeg";
@@ -431,7 +435,7 @@ const MAIN_TREE: &str = "vroeg";
 fn filter_of(filters: &Filters, name: &str) -> std::sync::Arc<KeyFilter> {
     lock_filters(filters)
         .entry(name.to_owned())
-        .or_default()
+        .or_insert_with(|| std::sync::Arc::new(KeyFilter::new(&FILTERED)))
         .clone()
 }
 
@@ -658,7 +662,7 @@ impl Store {
     /// has it).
     fn get(&self, key: &[u8], op: &'static str) -> Result<Option<sled::IVec>, StoreError> {
         if !self.span {
-            if !self.filter.may_hold(&self.tree, key)? {
+            if !self.may_hold(key)? {
                 return Ok(None);
             }
             return self.tree.get(key).map_err(sled_err(op));
@@ -669,6 +673,11 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// Whether this tree may hold `key` (see `filter.rs`).
+    fn may_hold(&self, key: &[u8]) -> Result<bool, StoreError> {
+        (self.filter.may_hold(&self.tree, key)).map_err(sled_err("build the key filter"))
     }
 
     /// Every entry under `prefix` in the trees reads cover, tree by tree.
@@ -957,7 +966,7 @@ impl Store {
     /// The case counter a purged household left behind, if it was purged.
     pub fn retired(&self, key: &HouseholdKey) -> Result<Option<u32>, StoreError> {
         let key = retired_key(key);
-        if !self.span && !self.filter.may_hold(&self.tree, &key)? {
+        if !self.span && !self.may_hold(&key)? {
             return Ok(None);
         }
         match self
