@@ -24,7 +24,8 @@ trap cleanup EXIT
 
 # The service's configuration `$work/NAME.toml`: `config NAME TOPIC-PREFIX
 # PORT [BATCH] [BATCH_MS]` (default 5000 records, 100 ms). The partitioned
-# model, the default: household topic and changelog of the prefix.
+# model, the default: household topic and changelog of the prefix. With
+# CASE_API=false, no read model (`api.case_api = false`).
 config() {
   cat > "$work/$1.toml" <<TOML
 [engine]
@@ -47,6 +48,7 @@ batch_time_ms = ${5:-100}
 purge_interval_secs = 0
 [api]
 listen = "127.0.0.1:$3"
+case_api = ${CASE_API:-true}
 read_model_dir = "$work/$1-leesmodel"
 TOML
 }
@@ -57,6 +59,14 @@ metric() { { curl -s "127.0.0.1:$1/metrics" || true; } | awk -v m="$2" '$1==m ||
 peak_mb() { echo $(($(awk '/VmHWM/ {print $2}' "/proc/$1/status") / 1024)); }
 # CPU seconds (user and system) process PID has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+# CPU seconds the threads named NAME of process PID have used so far.
+thread_cpu_s() {
+  local t sum=0
+  for t in /proc/"$1"/task/*; do
+    [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] && sum=$(echo "$sum + $(cpu_s "$1/task/${t##*/}")" | bc)
+  done
+  echo "$sum"
+}
 # Topics for run NAME under its prefix, filled with the signal file: `topics CONFIG PREFIX FILE`.
 topics() {
   $vroeg topics create --config "$work/$1.toml" --input-partitions 3 > /dev/null
@@ -68,7 +78,8 @@ topics() {
 # accounted for (applied, duplicate, outside the window, objected or
 # rejected) and every case event is out (outbox empty, or transaction
 # committed). Prints one line, with how much later the read models held
-# every case record; sets $e2e_rate (signals/s).
+# every case record and the CPU used until then (the read models' share
+# apart); sets $e2e_rate (signals/s).
 e2e() {
   local name=$1 role=$2 n=$3 file=$4 i ports=() rss=0 total
   total=$(wc -l < "$file")
@@ -114,6 +125,7 @@ e2e() {
   # later they hold every case record the run wrote (lag 0 twice in a row:
   # it is measured once a second).
   local zeros=0 rm_lag
+  [ "${CASE_API:-true}" = false ] && zeros=2
   while [ "$zeros" -lt 2 ]; do
     rm_lag=0
     for p in "${ports[@]}"; do
@@ -122,12 +134,18 @@ e2e() {
     if [ "$rm_lag" = 0 ]; then zeros=$((zeros + 1)); else zeros=0; fi
     sleep 0.5
   done
-  local t2; t2=$(date +%s.%N)
+  local t2 all_cpu=0 rm_cpu=0; t2=$(date +%s.%N)
+  for p in "${mine[@]}"; do
+    all_cpu=$(echo "$all_cpu + $(cpu_s "$p")" | bc)
+    rm_cpu=$(echo "$rm_cpu + $(thread_cpu_s "$p" vroeg-readmodel)" | bc)
+  done
   for p in "${mine[@]}"; do kill -TERM "$p"; done
   for p in "${mine[@]}"; do wait "$p" || true; done
   # sled's files of a million households take gigabytes: gone before the next run.
   rm -rf "$work/$name"-*-state "$work/$name"-*-leesmodel
   e2e_rate=$(echo "$total / ($t1 - $t0)" | bc)
-  printf '%s: %d signals in %.1f s: %d signals/s; %d dead-lettered; %d case events (%d geopend); %d transactions; peak RSS per instance %d MB; %.1f CPU seconds, broker %.1f; read model caught up %.1f s later\n' \
-    "$name ($role x$n)" "$total" "$(echo "$t1 - $t0" | bc)" "$e2e_rate" "$rejected" "$events" "$opened" "$txns" "$rss" "$cpu" "$(echo "$b1 - $b0" | bc)" "$(echo "$t2 - $t1" | bc)"
+  local rm="read model caught up $(printf %.1f "$(echo "$t2 - $t1" | bc)") s later; $(printf %.1f "$all_cpu") CPU seconds until then, $(printf %.1f "$rm_cpu") of them the read model's"
+  [ "${CASE_API:-true}" = false ] && rm="no read model (api.case_api = false)"
+  printf '%s: %d signals in %.1f s: %d signals/s; %d dead-lettered; %d case events (%d geopend); %d transactions; peak RSS per instance %d MB; %.1f CPU seconds, broker %.1f; %s\n' \
+    "$name ($role x$n)" "$total" "$(echo "$t1 - $t0" | bc)" "$e2e_rate" "$rejected" "$events" "$opened" "$txns" "$rss" "$cpu" "$(echo "$b1 - $b0" | bc)" "$rm"
 }

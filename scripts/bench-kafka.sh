@@ -8,7 +8,9 @@
 #   one      `vroeg run` (the partitioned service, the default), 1 instance,
 #            end to end: from start until every signal is accounted for and
 #            its case events are committed;
-#   two      the same with 2 instances in one group;
+#   alone    `one` without a read model (`api.case_api = false`): the
+#            peer's job, with the case API left to `vroeg serve`;
+#   two      the same as `one` with 2 instances in one group;
 #   peer     the Kafka Streams 4.1 peer (bench/kstreams-peer, built here with
 #            Maven; exactly_once_v2, RocksDB), the same job on the same file,
 #            with PEER_THREADS stream threads (default 2, one per core);
@@ -27,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 HH=${2:-2000000}
-PARTS=${PARTS:-bare sled one two peer latency restore}
+PARTS=${PARTS:-bare sled one alone two peer latency restore}
 PEER_THREADS=${PEER_THREADS:-2}
 PEER_HEAP=${PEER_HEAP:-1g}
 RESTORE_HOUSEHOLDS=${RESTORE_HOUSEHOLDS:-1000000}
@@ -60,6 +62,9 @@ if want sled; then
 fi
 
 want one && e2e one all 1 "$work/s.jsonl" && one_rate=$e2e_rate
+# The peer's job: one instance without a read model (the case API then
+# runs in `vroeg serve`, elsewhere).
+want alone && CASE_API=false e2e alone all 1 "$work/s.jsonl" && alone_rate=$e2e_rate
 want two && e2e two all 2 "$work/s.jsonl" && two_rate=$e2e_rate
 
 if want peer; then
@@ -81,7 +86,7 @@ if want peer; then
 fi
 
 if [ -n "${one_rate:-}" ] && [ -n "${peer_rate:-}" ]; then
-  echo "vroeg / peer: 1 instance $(echo "scale=2; $one_rate / $peer_rate" | bc)x${two_rate:+, 2 instances $(echo "scale=2; $two_rate / $peer_rate" | bc)x}"
+  echo "vroeg / peer: 1 instance $(echo "scale=2; $one_rate / $peer_rate" | bc)x${alone_rate:+, 1 without read model $(echo "scale=2; $alone_rate / $peer_rate" | bc)x}${two_rate:+, 2 instances $(echo "scale=2; $two_rate / $peer_rate" | bc)x}"
 fi
 
 if want latency; then

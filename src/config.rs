@@ -183,6 +183,11 @@ pub struct RawApi {
     /// this file. `VROEG_API_TOKENS_FILE` sets it; `VROEG_API_TOKENS` can
     /// also give the entries themselves, as a TOML array of inline tables.
     pub tokens_file: Option<std::path::PathBuf>,
+    /// Serve the case API and the inbox from a read model this process
+    /// keeps. `false`: `vroeg run` serves health and metrics only and keeps
+    /// no read model, so that state instances do not each follow every
+    /// case; `vroeg serve` instances serve the cases.
+    pub case_api: bool,
     /// The case read model's sled directory: the API answers from it. It is
     /// rebuilt from the case topic when deleted.
     pub read_model_dir: PathBuf,
@@ -217,6 +222,7 @@ impl Default for RawApi {
             listen: "127.0.0.1:8080".into(),
             tokens: Vec::new(),
             tokens_file: None,
+            case_api: true,
             read_model_dir: PathBuf::from("leesmodel"),
             read_model_cache_mb: vroeg_readmodel::DEFAULT_CACHE_BYTES >> 20,
             session_idle_minutes: 30,
@@ -302,6 +308,8 @@ pub struct Config {
     pub kafka: KafkaSettings,
     pub api: Option<SocketAddr>,
     pub api_tokens: Vec<vroeg_api::auth::TokenEntry>,
+    /// Whether `vroeg run` serves the case API from a read model of its own.
+    pub case_api: bool,
     pub read_model_dir: PathBuf,
     /// The read model's page cache, in bytes.
     pub read_model_cache_bytes: u64,
@@ -718,6 +726,7 @@ impl Config {
             kafka,
             api,
             api_tokens,
+            case_api: raw.api.case_api,
             read_model_dir: raw.api.read_model_dir.clone(),
             read_model_cache_bytes: raw.api.read_model_cache_mb << 20,
             session_idle_minutes: raw.api.session_idle_minutes,
@@ -845,11 +854,13 @@ mod tests {
                 ("VROEG_KAFKA_BROKERS".to_string(), "b:2".to_string()),
                 ("VROEG_KAFKA_BATCH_SIZE".to_string(), "7".to_string()),
                 ("VROEG_KAFKA_SIGNAL_TOPICS".to_string(), "x, y".to_string()),
+                ("VROEG_API_CASE_API".to_string(), "false".to_string()),
                 ("VROEG_NOPE".to_string(), "1".to_string()),
             ]
             .into_iter(),
         );
         let raw: RawConfig = toml::Value::Table(doc).try_into().unwrap();
+        assert!(!raw.api.case_api);
         assert_eq!(raw.kafka.brokers, "b:2");
         assert_eq!(raw.kafka.batch_size, 7);
         assert_eq!(raw.kafka.signal_topics, vec!["x", "y"]);

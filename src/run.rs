@@ -769,9 +769,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     info!(rules = %rules.version, active = rules.active_rules().count(), state_dir = %config.engine.state_dir.display(), role = ?role, "starting");
     // The case API answers from the read model, which follows the case
-    // topic; a process without state (intake alone) serves no cases.
+    // topic; a process without state (intake alone) serves no cases, and
+    // neither does one told to leave them to `vroeg serve`.
     let read_model = match (&config.api, &store) {
-        (Some(_), Some(_)) => Some(open_read_model(&config)?),
+        (Some(_), Some(_)) if config.case_api => Some(open_read_model(&config)?),
+        (Some(_), Some(_)) => {
+            info!("api.case_api = false: serving health and metrics only; vroeg serve serves the cases");
+            None
+        }
         _ => None,
     };
     let case_api = read_model
