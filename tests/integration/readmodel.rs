@@ -1,7 +1,8 @@
 //! The case read model against a real broker: it follows the engine
 //! through the case topic, a second instance (`vroeg serve`) gives the
 //! same answers, and one deleted and started again is rebuilt from the
-//! topic with the same answers.
+//! topic with the same answers; a state instance without the case API
+//! (`api.case_api = false`) leaves the cases to `vroeg serve`.
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +91,55 @@ fn answers(service: &Service) -> Vec<Value> {
         out.push(case);
     }
     out
+}
+
+/// With `api.case_api = false` a state instance keeps no read model and
+/// serves health and metrics only; `vroeg serve` beside it serves the
+/// cases it opens.
+#[test]
+fn a_state_instance_without_the_case_api_leaves_the_cases_to_vroeg_serve() {
+    let topics = create_topics("zonder-api", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = Extra {
+        api: format!(
+            "case_api = false\n{}",
+            token_entry("beheer", ADMIN, "admin = true")
+        ),
+        ..Extra::default()
+    };
+    let service = Service::start_configured(&topics, dir.path(), "zonder-api", &extra);
+    service.wait_ready();
+    let signals: Vec<Value> = (0..3u32)
+        .map(|i| {
+            arrears_at(
+                "3511 AA",
+                &format!("za-{i}"),
+                "Huur",
+                10 + i,
+                3,
+                900,
+                "open",
+                false,
+            )
+        })
+        .collect();
+    send(&topics.signals, &lines(&signals), ContentMode::Structured);
+    let serve = Service::serve_beside(dir.path(), "leesmodel-2");
+    serve.wait_ready();
+    wait_for(&serve, 3);
+    let (status, _) = service
+        .request("GET", "/api/v1/cases", Some(ADMIN), None)
+        .unwrap();
+    assert_eq!(status, 404, "no case API on the state instance");
+    let (status, metrics) = service.http("/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("vroeg_readmodel_lag_messages -1"),
+        "{metrics}"
+    );
+    assert!(!dir.path().join("leesmodel").exists(), "no read model kept");
+    assert_eq!(serve.terminate(), 0);
+    assert_eq!(service.terminate(), 0);
 }
 
 #[test]
