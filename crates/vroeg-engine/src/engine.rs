@@ -1477,14 +1477,19 @@ impl Engine<Store> {
     /// Kafka in one transaction, as a cache of the changelog: up to
     /// `Some(changelog_next)` once the transaction committed, or, written
     /// while it commits, with no changelog offset at all until
-    /// [`Store::set_changelog_offset`] ([`Store::commit_cached`]).
+    /// [`Store::set_changelog_offset`] ([`Store::commit_changelog`]).
+    /// `changelog`: the batch's changelog records as they were encoded for
+    /// the transaction (keys and values, `None` for a tombstone).
     pub fn complete_cached(
         &mut self,
         prepared: Prepared,
+        changelog: &[(&[u8], Option<&[u8]>)],
         changelog_next: Option<i64>,
     ) -> Result<Stats, EngineError> {
         let empty = prepared.commit.is_empty();
-        let result = self.store.commit_cached(&prepared.commit, changelog_next);
+        let result = self
+            .store
+            .commit_changelog(&prepared.commit, changelog, changelog_next);
         self.finish(prepared, empty, result)
     }
 

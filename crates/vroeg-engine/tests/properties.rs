@@ -311,12 +311,18 @@ fn partitioned(
         for chunk in records.chunks(state_batch) {
             let prepared = engine.prepare_forwarded(chunk, NOW).unwrap();
             outbox.extend(prepared.commit().outbox.iter().cloned());
-            for r in prepared.commit().changelog().unwrap() {
+            let records = prepared.commit().changelog().unwrap();
+            let encoded: Vec<(&[u8], Option<&[u8]>)> = records
+                .iter()
+                .map(|r| (r.key.as_slice(), r.value.as_deref()))
+                .collect();
+            let next = (changelog.len() + records.len()) as i64;
+            engine
+                .complete_cached(prepared, &encoded, Some(next))
+                .unwrap();
+            for r in records {
                 changelog.push((changelog.len() as i64, r));
             }
-            engine
-                .complete_cached(prepared, Some(changelog.len() as i64))
-                .unwrap();
         }
         let live = store_states(engine.store());
         let fresh = Store::temporary().unwrap().partition(p as u32).unwrap();

@@ -809,6 +809,7 @@ fn flush(
             .iter()
             .map(|e| outgoing(&settings, e))
             .collect();
+        let outbox = messages.len();
         match changelog_messages(&settings.changelog_topic, p, batch.commit()) {
             Ok(changelog) => messages.extend(changelog),
             Err(e) => {
@@ -816,23 +817,26 @@ fn flush(
                 return Err(e);
             }
         }
-        Ok((p, Some((batch, messages))))
+        Ok((p, Some((batch, messages, outbox))))
     });
-    let mut prepared: Vec<(i32, Prepared)> = Vec::new();
+    // Each partition's batch, with where its changelog records are in
+    // `messages`: its cache is written from them, not encoded again.
+    let mut prepared: Vec<(i32, (Prepared, std::ops::Range<usize>))> = Vec::new();
     let mut messages: Vec<Outgoing> = Vec::new();
     let mut failure: Option<StateError> = None;
     for result in results {
         match result {
-            Ok((p, Some((batch, m)))) => {
+            Ok((p, Some((batch, m, outbox)))) => {
+                let start = messages.len() + outbox;
                 messages.extend(m);
-                prepared.push((p, batch));
+                prepared.push((p, (batch, start..messages.len())));
             }
             Ok((_, None)) => {}
             Err(e) => failure = failure.or(Some(e)),
         }
     }
     if let Some(e) = failure {
-        for (q, b) in prepared.drain(..) {
+        for (q, (b, _)) in prepared.drain(..) {
             if let Some(engine) = c.engines.get_mut(&q) {
                 engine.abandon(b);
             }
@@ -852,11 +856,14 @@ fn flush(
     // no changelog offset until the commit lands: should it abort, or the
     // process die first, the partition is restored from the changelog.
     let partitions: Vec<i32> = prepared.iter().map(|(p, _)| *p).collect();
-    let mut batches: BTreeMap<i32, Prepared> = prepared.into_iter().collect();
-    let work: Vec<(i32, &mut Engine, Prepared)> = c
+    let mut batches: BTreeMap<i32, _> = prepared.into_iter().collect();
+    let work: Vec<(i32, &mut Engine, Prepared, &[Outgoing])> = c
         .engines
         .iter_mut()
-        .filter_map(|(p, engine)| batches.remove(p).map(|b| (*p, engine, b)))
+        .filter_map(|(p, engine)| {
+            let (batch, changelog) = batches.remove(p)?;
+            Some((*p, engine, batch, &messages[changelog]))
+        })
         .collect();
     let offsets = offsets(&next);
     let (committed, written, cached_in) = std::thread::scope(|scope| {
@@ -864,12 +871,16 @@ fn flush(
             let result = producer.commit(&messages, &offsets, group.as_ref());
             (result, started.elapsed())
         });
-        let written = on_cores(work, |(p, engine, batch)| {
+        let written = on_cores(work, |(p, engine, batch, changelog)| {
             let before = engine
                 .store()
                 .changelog_offset()
                 .map_err(EngineError::from)?;
-            let stats = engine.complete_cached(batch, None)?;
+            let records: Vec<(&[u8], Option<&[u8]>)> = changelog
+                .iter()
+                .map(|m| (m.key.as_deref().unwrap_or_default(), m.payload.as_deref()))
+                .collect();
+            let stats = engine.complete_cached(batch, &records, None)?;
             Ok::<_, StateError>((p, before, stats))
         });
         let cached_in = started.elapsed();

@@ -427,6 +427,22 @@ const ASSIGNED: &str = "assigned";
 /// not find: a tree's key filter tracks them.
 const FILTERED: [u8; 3] = [P_HOUSEHOLD, P_RETIRED, P_CASE];
 
+/// The changes of the time index a commit makes: a household whose timer
+/// moved leaves its old entry and gets its new one.
+fn timer_changes(commit: &Commit, batch: &mut sled::Batch) {
+    for w in &commit.households {
+        let new_timer = w.state.as_ref().and_then(|s| s.timer_due);
+        if new_timer != w.old_timer {
+            if let Some(old) = w.old_timer {
+                batch.remove(timer_key(old, &w.key));
+            }
+            if let Some(due) = new_timer {
+                batch.insert(timer_key(due, &w.key), Vec::new());
+            }
+        }
+    }
+}
+
 /// The name of the main tree (the single-node model's state, and the
 /// metadata of the partitioned one).
 const MAIN_TREE: &str = "vroeg";
@@ -848,6 +864,43 @@ impl Store {
         self.apply(batch)
     }
 
+    /// [`Store::commit_cached`] from the commit's changelog records as they
+    /// were encoded for the transaction (`records`: each key and value, or
+    /// `None` for a tombstone, exactly [`Commit::changelog`] of `commit`),
+    /// so that no value is encoded twice. `commit` gives the time index.
+    pub fn commit_changelog(
+        &self,
+        commit: &Commit,
+        records: &[(&[u8], Option<&[u8]>)],
+        changelog_next: Option<i64>,
+    ) -> Result<(), StoreError> {
+        debug_assert!(
+            commit
+                .changelog()
+                .is_ok_and(|own| own.len() == records.len()
+                    && own
+                        .iter()
+                        .zip(records)
+                        .all(|(o, (k, v))| o.key == *k && o.value.as_deref() == *v)),
+            "the records are not the commit's changelog"
+        );
+        let added = records.iter().filter(|(_, v)| v.is_some());
+        self.filter.note(added.map(|(k, _)| *k));
+        let mut batch = sled::Batch::default();
+        timer_changes(commit, &mut batch);
+        for (key, value) in records {
+            match value {
+                Some(v) => batch.insert(*key, *v),
+                None => batch.remove(*key),
+            }
+        }
+        match changelog_next {
+            Some(next) => batch.insert(meta_key(CHANGELOG_OFFSET), next.to_be_bytes().to_vec()),
+            None => batch.remove(meta_key(CHANGELOG_OFFSET)),
+        }
+        self.apply(batch)
+    }
+
     fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
         self.tree
             .apply_batch(batch)
@@ -869,16 +922,8 @@ impl Store {
             .collect();
         self.filter.note(added.iter().map(Vec::as_slice));
         let mut batch = sled::Batch::default();
+        timer_changes(commit, &mut batch);
         for w in &commit.households {
-            let new_timer = w.state.as_ref().and_then(|s| s.timer_due);
-            if new_timer != w.old_timer {
-                if let Some(old) = w.old_timer {
-                    batch.remove(timer_key(old, &w.key));
-                }
-                if let Some(due) = new_timer {
-                    batch.insert(timer_key(due, &w.key), Vec::new());
-                }
-            }
             match &w.state {
                 None => batch.remove(household_key(&w.key)),
                 Some(state) => batch.insert(household_key(&w.key), encode_state(state)?),
