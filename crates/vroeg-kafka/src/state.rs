@@ -876,10 +876,15 @@ fn flush(
                 .store()
                 .changelog_offset()
                 .map_err(EngineError::from)?;
-            let records: Vec<(&[u8], Option<&[u8]>)> = changelog
-                .iter()
-                .map(|m| (m.key.as_deref().unwrap_or_default(), m.payload.as_deref()))
-                .collect();
+            let mut records: Vec<(&[u8], Option<&[u8]>)> = Vec::with_capacity(changelog.len());
+            for m in changelog {
+                let Some(key) = m.key.as_deref() else {
+                    engine.abandon(batch);
+                    let e = "a changelog record without a key".to_owned();
+                    return Err(StateError::Engine(EngineError::Encode(e)));
+                };
+                records.push((key, m.payload.as_deref()));
+            }
             let stats = engine.complete_cached(batch, &records, None)?;
             Ok::<_, StateError>((p, before, stats))
         });
