@@ -379,6 +379,7 @@ impl ReadModel {
         let mut positions: HashMap<i32, i64> = HashMap::new();
         // How each team's count of open cases changes.
         let mut open: BTreeMap<String, i64> = BTreeMap::new();
+        let mut added: Vec<Vec<u8>> = Vec::new();
         for r in records {
             let bad = |detail: String| ReadModelError::Record {
                 partition: r.partition,
@@ -424,7 +425,9 @@ impl ReadModel {
                     }
                     // The record as it came, checked above.
                     let value = r.value.as_deref().unwrap_or_default();
-                    batch.insert(record_key(&id), vroeg_store::stored_value(value));
+                    let key = record_key(&id);
+                    batch.insert(key.as_slice(), vroeg_store::stored_value(value));
+                    added.push(key);
                 }
                 None => batch.remove(record_key(&id)),
             }
@@ -434,9 +437,8 @@ impl ReadModel {
         for (partition, next) in positions {
             batch.insert(&position_key(partition), &next.to_be_bytes());
         }
-        // The records this batch may add, noted before sled has them.
-        let added = latest.iter().filter(|(_, r)| r.is_some());
-        let added: Vec<Vec<u8>> = added.map(|(id, _)| record_key(id)).collect();
+        // The records this batch may add, noted before sled has them (a
+        // record removed again later in the batch only costs a read).
         self.records.note(added.iter().map(Vec::as_slice));
         for (team, change) in open.into_iter().filter(|(_, c)| *c != 0) {
             let key = open_count_key(&team);

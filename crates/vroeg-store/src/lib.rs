@@ -913,20 +913,19 @@ impl Store {
 
     /// The sled batch of a commit, without its outbox.
     fn batch(&self, commit: &Commit) -> Result<sled::Batch, StoreError> {
-        // The keys this batch may add, noted before sled has them.
-        let households = commit.households.iter().filter(|w| w.state.is_some());
-        let added: Vec<Vec<u8>> = households
-            .map(|w| household_key(&w.key))
-            .chain(commit.cases.iter().map(|c| case_key(&c.id)))
-            .chain(commit.retired.iter().map(|(key, _)| retired_key(key)))
-            .collect();
-        self.filter.note(added.iter().map(Vec::as_slice));
+        // The keys this batch may add: noted in the key filter before
+        // sled has them (below, before the batch is returned).
+        let mut added: Vec<Vec<u8>> = Vec::new();
         let mut batch = sled::Batch::default();
         timer_changes(commit, &mut batch);
         for w in &commit.households {
+            let key = household_key(&w.key);
             match &w.state {
-                None => batch.remove(household_key(&w.key)),
-                Some(state) => batch.insert(household_key(&w.key), encode_state(state)?),
+                None => batch.remove(key),
+                Some(state) => {
+                    batch.insert(key.as_slice(), encode_state(state)?);
+                    added.push(key);
+                }
             }
         }
         for (stream, partition, offset) in &commit.positions {
@@ -939,13 +938,17 @@ impl Store {
             batch.insert(meta_key(name), value.clone());
         }
         for case in &commit.cases {
-            batch.insert(case_key(&case.id), encode_json("case", case)?);
+            let key = case_key(&case.id);
+            batch.insert(key.as_slice(), encode_json("case", case)?);
+            added.push(key);
         }
         for id in &commit.purged_cases {
             batch.remove(case_key(id));
         }
         for (key, episodes) in &commit.retired {
-            batch.insert(retired_key(key), episodes.to_be_bytes().to_vec());
+            let key = retired_key(key);
+            batch.insert(key.as_slice(), episodes.to_be_bytes().to_vec());
+            added.push(key);
         }
         for (key, value) in &commit.queued {
             match value {
@@ -958,6 +961,7 @@ impl Store {
                 None => batch.remove(key.as_slice()),
             }
         }
+        self.filter.note(added.iter().map(Vec::as_slice));
         Ok(batch)
     }
 
